@@ -1,0 +1,46 @@
+# MemoryRelay server. `make run` serves the API; `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+WORKERS ?= 2
+THREADS ?= 4
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-postgres check-migrations venv migrate bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+
+run: migrate
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py ensure_local_key --port $(PORT)
+	$(BIN)/gunicorn memoryrelay_site.wsgi:application --bind $(HOST):$(PORT) \
+		--workers $(WORKERS) --threads $(THREADS) --access-logfile - --graceful-timeout 10
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# The same suite on PostgreSQL; MEMORYRELAY_REQUIRE_POSTGRES turns its skips into failures.
+test-postgres: $(STAMP)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/memoryrelay} \
+	MEMORYRELAY_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
+
+check-migrations: $(STAMP)
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/summarize_bench.py
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

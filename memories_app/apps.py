@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class MemoriesAppConfig(AppConfig):
+    name = "memories_app"
+    verbose_name = "Memories"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,98 @@
+"""Memories: the short facts, events and decisions agents store."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from memoryrelay_site.models import SoftDeleteModel, SoftDeleteQuerySet
+from sessions_app.models import Agent, Session
+
+
+class MemoryType(models.TextChoices):
+    FACT = "fact"
+    EVENT = "event"
+    INSIGHT = "insight"
+    TASK = "task"
+    PREFERENCE = "preference"
+    ENTITY_REFERENCE = "entity_reference"
+    SYSTEM = "system"
+
+
+class Tier(models.TextChoices):
+    HOT = "hot"
+    WARM = "warm"
+    COLD = "cold"
+
+
+class Visibility(models.TextChoices):
+    PRIVATE = "private"
+    CONFIDENTIAL = "confidential"
+
+
+def tier_for(importance: float) -> str:
+    if importance >= 0.8:
+        return Tier.HOT
+    if importance >= 0.4:
+        return Tier.WARM
+    return Tier.COLD
+
+
+class MemoryQuerySet(SoftDeleteQuerySet):
+    pass
+
+
+class Memory(SoftDeleteModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memories"
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="memories")
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="memories"
+    )
+    project = models.CharField(max_length=255, null=True, blank=True)
+    content = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    entities = models.JSONField(default=list, blank=True)
+    memory_type = models.CharField(max_length=32, choices=MemoryType.choices, default="fact")
+    visibility = models.CharField(
+        max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    importance = models.FloatField(default=0.5)
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.WARM)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MemoryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "memories"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(importance__gte=0.0, importance__lte=1.0),
+                name="memory_importance_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(tier__in=Tier.values), name="memory_tier_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(memory_type__in=MemoryType.values), name="memory_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(visibility__in=Visibility.values), name="memory_visibility_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "created_at"], name="memory_account_created"),
+            models.Index(fields=["session", "created_at"], name="memory_session_created"),
+            models.Index(fields=["agent", "created_at"], name="memory_agent_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.content[:80]

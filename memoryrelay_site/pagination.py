@@ -1,0 +1,108 @@
+"""The one list body: ``{object, data, next_cursor, has_more, total_count}``.
+
+Lists are newest first, ties broken by id. A page is chosen by ``limit`` with ``offset``,
+or by an opaque ``cursor`` from a previous page's ``next_cursor`` (keyset pagination,
+stable while rows are added).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from django.db.models import Q
+from rest_framework import pagination
+from rest_framework.response import Response
+
+from .errors import Invalid
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+ORDERING = ("-created_at", "-id")
+
+
+def parse_int(params, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise Invalid(f"{name} must be an integer", field=name) from None
+    if value < minimum:
+        raise Invalid(f"{name} must be at least {minimum}", field=name)
+    return min(value, maximum) if maximum is not None else value
+
+
+def encode_cursor(created_at: datetime, pk) -> str:
+    raw = json.dumps({"t": created_at.isoformat(), "id": str(pk)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(data["t"]), str(data["id"])
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
+        raise Invalid("cursor is not a cursor this server issued", field="cursor") from None
+
+
+class ListPagination(pagination.BasePagination):
+    def paginate_queryset(self, queryset, request, view=None):
+        params = request.query_params
+        limit = parse_int(params, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+        offset = parse_int(params, "offset", 0, minimum=0)
+        queryset = queryset.order_by(*ORDERING)
+        self.total_count = queryset.count()
+        cursor = params.get("cursor")
+        if cursor:
+            created_at, pk = decode_cursor(cursor)
+            queryset = queryset.filter(
+                Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
+            )
+        rows = list(queryset[offset : offset + limit + 1])
+        self.has_more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if rows and self.has_more else None
+        self.next_cursor = encode_cursor(last.created_at, last.pk) if last else None
+        return rows
+
+    def get_paginated_response(self, data):
+        return Response(
+            {
+                "object": "list",
+                "data": data,
+                "next_cursor": self.next_cursor,
+                "has_more": self.has_more,
+                "total_count": self.total_count,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["object", "data", "next_cursor", "has_more", "total_count"],
+            "properties": {
+                "object": {"type": "string", "enum": ["list"]},
+                "data": schema,
+                "next_cursor": {"type": "string", "nullable": True},
+                "has_more": {"type": "boolean"},
+                "total_count": {"type": "integer"},
+            },
+        }
+
+    def get_schema_operation_parameters(self, view):
+        def param(name, description, schema):
+            return {"name": name, "in": "query", "required": False,
+                    "description": description, "schema": schema}
+
+        return [
+            param("limit", "Results per page (1-100, larger values are clamped)",
+                  {"type": "integer", "default": DEFAULT_LIMIT, "minimum": 1}),
+            param("offset", "Number of results to skip", {"type": "integer", "default": 0}),
+            param("cursor", "Opaque cursor from a previous page's next_cursor",
+                  {"type": "string"}),
+        ]

@@ -1,0 +1,89 @@
+"""Serializer fields shared by every app: strict strings, metadata, both timestamp styles."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .errors import Invalid
+
+METADATA_MAX_BYTES = 10 * 1024
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers, booleans and objects instead of coercing them."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if "\x00" in data:
+            raise serializers.ValidationError("must not contain NUL characters")
+        return super().to_internal_value(data)
+
+
+class MetadataField(serializers.JSONField):
+    """A JSON object of at most 10 KB. ``null`` is allowed and means "not given"."""
+
+    default_error_messages = {
+        "not_object": "must be a JSON object",
+        "too_large": f"must be at most {METADATA_MAX_BYTES} bytes as JSON",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(encoded) > METADATA_MAX_BYTES:
+            self.fail("too_large")
+        if "\\u0000" in encoded.decode():
+            raise serializers.ValidationError("must not contain NUL characters")
+        return data
+
+
+class IsoDateTimeField(serializers.DateTimeField):
+    """ISO 8601 in UTC with a ``Z``, as sessions and agents use (``2026-03-17T10:00:00Z``)."""
+
+    def to_representation(self, value: datetime | None):
+        if value is None:
+            return None
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class UnixTimestampField(serializers.Field):
+    """Integer Unix seconds, as memories use (``1710672000``)."""
+
+    def to_representation(self, value: datetime | None):
+        return int(value.timestamp()) if value is not None else None
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def parse_bool(params, name: str, default: bool = False) -> bool:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    lowered = str(raw).strip().lower()
+    if lowered in {"true", "1", "yes", "on"}:
+        return True
+    if lowered in {"false", "0", "no", "off"}:
+        return False
+    raise Invalid(f"{name} must be true or false", field=name)

@@ -1,0 +1,149 @@
+"""Agents and the sessions that group their memories."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from memoryrelay_site.models import SoftDeleteModel, SoftDeleteQuerySet
+from memoryrelay_site.serializers import is_uuid
+
+
+def live_count(model, related_name: str, fk: str):
+    """A correlated subquery counting the live rows behind a reverse relation."""
+    related = model._meta.get_field(related_name).related_model
+    rows = (
+        related.objects.filter(**{fk: OuterRef("pk")}, deleted_at__isnull=True)
+        .order_by()
+        .values(fk)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=models.IntegerField()), Value(0))
+
+
+class AgentQuerySet(SoftDeleteQuerySet):
+    def with_counts(self):
+        return self.annotate(
+            memory_count=live_count(self.model, "memories", "agent"),
+            session_count=live_count(self.model, "sessions", "agent"),
+        )
+
+    def by_ref(self, ref: str):
+        """Agents whose UUID or name is ``ref`` (a UUID-shaped name still matches by name)."""
+        if is_uuid(ref):
+            return self.filter(Q(pk=ref) | Q(name=ref))
+        return self.filter(name=ref)
+
+
+class Agent(SoftDeleteModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agents"
+    )
+    name = models.CharField(max_length=255)
+    description = models.TextField(null=True, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    last_active_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "name"],
+                condition=Q(deleted_at__isnull=True),
+                name="agent_unique_live_name_per_account",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "created_at"], name="agent_account_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SessionStatus(models.TextChoices):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class SessionQuerySet(SoftDeleteQuerySet):
+    def with_memory_count(self):
+        return self.annotate(memory_count=live_count(self.model, "memories", "session"))
+
+    def with_last_activity(self):
+        """``last_activity_at``: the newest live memory's time, or the session start."""
+        related = self.model._meta.get_field("memories").related_model
+        newest = (
+            related.objects.filter(session=OuterRef("pk"), deleted_at__isnull=True)
+            .order_by("-created_at")
+            .values("created_at")[:1]
+        )
+        return self.annotate(last_activity_at=Coalesce(Subquery(newest), F("started_at")))
+
+
+class Session(SoftDeleteModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_sessions"
+    )
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions"
+    )
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    project = models.CharField(max_length=255, null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE
+    )
+    title = models.CharField(max_length=500, null=True, blank=True)
+    summary = models.TextField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "external_id"],
+                condition=Q(deleted_at__isnull=True, external_id__isnull=False),
+                name="session_unique_live_external_id_per_account",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                name="session_ended_at_after_started_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=SessionStatus.ACTIVE, ended_at__isnull=True)
+                | Q(status=SessionStatus.ENDED, ended_at__isnull=False),
+                name="session_status_matches_ended_at",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "created_at"], name="session_account_created"),
+            models.Index(fields=["account", "project"], name="session_account_project"),
+            models.Index(fields=["account", "status"], name="session_account_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.external_id or str(self.id)
+
+    def mark_ended(self, at: datetime) -> None:
+        """Ends the session; an ended session keeps its first ``ended_at``."""
+        if self.status != SessionStatus.ENDED:
+            self.status = SessionStatus.ENDED
+            self.ended_at = max(at, self.started_at)

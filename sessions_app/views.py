@@ -1,0 +1,206 @@
+"""Agent and session endpoints. Viewsets declare; services act."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from memoryrelay_site.pagination import parse_int
+from memoryrelay_site.serializers import parse_bool
+from memoryrelay_site.views import AccountViewSet
+
+from . import services
+from .filtersets import SessionFilterSet
+from .models import Agent, Session
+from .serializers import (
+    AgentCreateInput,
+    AgentSerializer,
+    AgentUpdateInput,
+    DeletedOutput,
+    SessionCreateInput,
+    SessionDeletedOutput,
+    SessionDetailOutput,
+    SessionEndInput,
+    SessionGetOrCreateInput,
+    SessionGetOrCreateOutput,
+    SessionSerializer,
+    SessionSummaryOutput,
+)
+
+
+def validated(serializer_class, data):
+    serializer = serializer_class(data=data if data is not None else {})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+AGENT_REF = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Agent UUID or name")
+
+
+@extend_schema_view(**{name: extend_schema(parameters=[AGENT_REF]) for name in (
+    "retrieve", "update", "partial_update", "destroy")})
+class AgentViewSet(mixins.ListModelMixin, AccountViewSet):
+    serializer_class = AgentSerializer
+
+    def get_queryset(self):
+        return Agent.objects.live().for_account(self.request.user).with_counts()
+
+    def _agent(self) -> Agent:
+        return services.agent_get(
+            account=self.request.user, ref=self.kwargs["pk"], queryset=self.get_queryset()
+        )
+
+    @extend_schema(request=AgentCreateInput, responses={201: AgentSerializer, 200: AgentSerializer})
+    def create(self, request):
+        data = validated(AgentCreateInput, request.data)
+        agent, created = services.agent_get_or_create(
+            account=request.user, name=data["name"], description=data.get("description"),
+            metadata=data.get("metadata"),
+        )
+        agent = self.get_queryset().get(pk=agent.pk)
+        return Response(AgentSerializer(agent).data, status=201 if created else 200)
+
+    def retrieve(self, request, pk=None):
+        return Response(AgentSerializer(self._agent()).data)
+
+    @extend_schema(request=AgentUpdateInput, responses=AgentSerializer)
+    def update(self, request, pk=None):
+        data = validated(AgentUpdateInput, request.data)
+        agent = services.agent_update(agent=self._agent(), changes=data)
+        return Response(AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+    @extend_schema(request=AgentUpdateInput, responses=AgentSerializer)
+    def partial_update(self, request, pk=None):
+        return self.update(request, pk)
+
+    @extend_schema(responses=DeletedOutput)
+    def destroy(self, request, pk=None):
+        agent = services.agent_delete(agent=self._agent())
+        return Response(DeletedOutput({"id": agent.id, "deleted": True,
+                                       "deleted_at": agent.deleted_at}).data)
+
+
+INCLUDE_MEMORIES = OpenApiParameter(
+    "include_memories", OpenApiTypes.BOOL, description="Embed the session's memories"
+)
+MEMORIES_LIMIT = OpenApiParameter(
+    "memories_limit", OpenApiTypes.INT,
+    description=(
+        "How many memories to embed, oldest first (default "
+        f"{settings.MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT}, at most "
+        f"{settings.MEMORYRELAY_INCLUDE_MEMORIES_MAX}). Page further with memories_offset, "
+        "or with GET /v1/memories?session_id=…"
+    ),
+)
+MEMORIES_OFFSET = OpenApiParameter(
+    "memories_offset", OpenApiTypes.INT, description="Skip this many of the oldest memories"
+)
+SESSION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                              description="Session ID")
+CASCADE = OpenApiParameter(
+    "cascade_memories", OpenApiTypes.BOOL, description="Soft-delete the session's memories too"
+)
+
+
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[SESSION_ID]), destroy=extend_schema(parameters=[SESSION_ID]),
+    end=extend_schema(parameters=[SESSION_ID]), summarize=extend_schema(parameters=[SESSION_ID]),
+)
+class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
+    serializer_class = SessionSerializer
+    filterset_class = SessionFilterSet
+    not_found_message = "Session not found"
+    # The memory object serializer is handed in by the composition root (the root urls),
+    # so this app never imports the memories app.
+    memory_serializer_class = None
+
+    @classmethod
+    def configured(cls, *, memory_serializer_class):
+        return type(cls.__name__, (cls,), {"memory_serializer_class": memory_serializer_class})
+
+    def get_queryset(self):
+        return Session.objects.live().for_account(self.request.user).with_memory_count()
+
+    def _session(self) -> Session:
+        return services.session_get(account=self.request.user, session_id=self.object_id())
+
+    @extend_schema(request=SessionCreateInput, responses={201: SessionSerializer})
+    def create(self, request):
+        data = validated(SessionCreateInput, request.data)
+        session = services.session_create(
+            account=request.user, agent_ref=data.get("agent_id"),
+            external_id=data.get("external_id"), project=data.get("project"),
+            title=data.get("title"), metadata=data.get("metadata"),
+        )
+        return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[INCLUDE_MEMORIES, MEMORIES_LIMIT, MEMORIES_OFFSET],
+                   responses=SessionDetailOutput)
+    def retrieve(self, request, pk=None):
+        params = request.query_params
+        include = parse_bool(params, "include_memories")
+        session = self._session()
+        body = SessionSerializer(session).data
+        if include:
+            body["memories"] = self._memories_of(session, params)
+        return Response(body)
+
+    def _memories_of(self, session: Session, params) -> list[dict]:
+        limit = parse_int(
+            params, "memories_limit", settings.MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT,
+            minimum=1, maximum=settings.MEMORYRELAY_INCLUDE_MEMORIES_MAX,
+        )
+        offset = parse_int(params, "memories_offset", 0, minimum=0)
+        rows = (
+            session.memories.filter(deleted_at__isnull=True)
+            .order_by("created_at", "id")[offset : offset + limit]
+        )
+        return self.memory_serializer_class(rows, many=True).data
+
+    @extend_schema(parameters=[CASCADE], responses=SessionDeletedOutput)
+    def destroy(self, request, pk=None):
+        cascade = parse_bool(request.query_params, "cascade_memories") or parse_bool(
+            request.data if isinstance(request.data, dict) else {}, "cascade_memories"
+        )
+        session = services.session_delete(session=self._session(), cascade_memories=cascade)
+        return Response(SessionDeletedOutput({
+            "id": session.id, "deleted": True, "deleted_at": session.deleted_at,
+            "cascade_memories": cascade,
+        }).data)
+
+    @extend_schema(request=SessionEndInput, responses=SessionSerializer)
+    @action(detail=True, methods=["post", "put"])
+    def end(self, request, pk=None):
+        data = validated(SessionEndInput, request.data)
+        session = services.session_end(
+            session=self._session(), summary=data.get("summary"),
+            metadata=data.get("metadata"), auto_summarize=data["auto_summarize"],
+        )
+        return Response(SessionSerializer(session).data)
+
+    @extend_schema(request=None, responses=SessionSummaryOutput)
+    @action(detail=True, methods=["post"])
+    def summarize(self, request, pk=None):
+        result = services.session_summarize(session=self._session())
+        return Response(SessionSummaryOutput({
+            "session_id": result.session.id, "summary": result.summary,
+            "memory_count": result.memory_count, "generated_at": result.generated_at,
+        }).data)
+
+    @extend_schema(request=SessionGetOrCreateInput,
+                   responses={200: SessionGetOrCreateOutput, 201: SessionGetOrCreateOutput})
+    @action(detail=False, methods=["post"], url_path="get-or-create")
+    def get_or_create(self, request):
+        data = validated(SessionGetOrCreateInput, request.data)
+        session, created = services.session_get_or_create(
+            account=request.user, external_id=data["external_id"],
+            agent_ref=data.get("agent_id"), project=data.get("project"),
+            title=data.get("title"), metadata=data.get("metadata"),
+        )
+        session.created = created
+        session.contributors = services.session_contributors(session=session)
+        return Response(SessionGetOrCreateOutput(session).data, status=201 if created else 200)

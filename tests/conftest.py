@@ -1,0 +1,139 @@
+"""Fixture chain: account → api_key → client → agent → session → memory."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from memoryrelay_site.models import ApiKey
+from memoryrelay_site.services import api_key_create
+
+REQUIRE_POSTGRES = os.environ.get("MEMORYRELAY_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.fixturenames.append("_needs_postgres")
+
+
+@pytest.fixture
+def _needs_postgres(db):
+    if connection.vendor != "postgresql":
+        if REQUIRE_POSTGRES:
+            pytest.fail("PostgreSQL is required here (MEMORYRELAY_REQUIRE_POSTGRES=1)")
+        pytest.skip(
+            "needs PostgreSQL: run `make test-postgres` (DATABASE_URL pointing at a server)"
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_is_the_one_asked_for(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        if REQUIRE_POSTGRES and connection.vendor != "postgresql":
+            pytest.exit("MEMORYRELAY_REQUIRE_POSTGRES=1 but the database is not PostgreSQL", 3)
+
+
+@pytest.fixture
+def max_queries(db):
+    """Like ``max_queries``, but without the SAVEPOINT statements that
+    per-request transactions add only inside a test's own transaction."""
+
+    @contextmanager
+    def check(limit: int):
+        with CaptureQueriesContext(connection) as captured:
+            yield captured
+        real = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+        assert len(real) <= limit, f"{len(real)} queries > {limit}:\n" + "\n".join(real)
+
+    return check
+
+
+def make_client(raw_key: str | None = None, header: str = "bearer") -> APIClient:
+    client = APIClient()
+    if raw_key and header == "bearer":
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    elif raw_key:
+        client.credentials(HTTP_X_API_KEY=raw_key)
+    return client
+
+
+@pytest.fixture
+def account(db):
+    return get_user_model().objects.create(username="alice")
+
+
+@pytest.fixture
+def api_key(account) -> str:
+    key, raw = api_key_create(user=account, name="test")
+    # Marked as just used, so the once-a-minute "last used" write stays out of query counts.
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    return raw
+
+
+@pytest.fixture
+def client(api_key) -> APIClient:
+    return make_client(api_key)
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def other_account(db):
+    return get_user_model().objects.create(username="mallory")
+
+
+@pytest.fixture
+def other_client(other_account) -> APIClient:
+    return make_client(api_key_create(user=other_account)[1])
+
+
+@pytest.fixture
+def agent(account):
+    from sessions_app.services import agent_get_or_create
+
+    return agent_get_or_create(account=account, name="my-assistant")[0]
+
+
+@pytest.fixture
+def session(account, agent):
+    from sessions_app.services import session_create
+
+    return session_create(
+        account=account, agent_ref=str(agent.id), project="northrelay",
+        title="Fix email queue retry logic", metadata={"environment": "development"},
+    )
+
+
+@pytest.fixture
+def memory(account, agent, session):
+    from memories_app.services import memory_create
+
+    return memory_create(
+        account=account, agent_ref=agent.name, session_id=session.id,
+        content="Identified root cause: retry counter not incremented on timeout",
+    )
+
+
+def assert_error(response, status: int, type_: str, field: str | None = None) -> dict:
+    """Checks the one error body of the API (and its request id header)."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["type"] == type_
+    assert body["code"] == status
+    assert body["message"] and body["detail"] == body["message"]
+    assert body["request_id"] and body["request_id"] == response["X-Request-ID"]
+    if field is not None:
+        assert field in {d["field"] for d in body["details"]}, body
+    return body

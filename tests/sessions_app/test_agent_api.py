@@ -1,0 +1,114 @@
+"""The agents API over HTTP (API.md §4)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from memories_app.models import Memory
+from sessions_app.models import Agent, Session
+from tests.conftest import assert_error
+
+AGENT_FIELDS = {"object", "id", "name", "description", "config", "metadata", "memory_count",
+                "session_count", "last_active_at", "created_at", "updated_at"}
+
+
+def test_creating_an_agent_answers_201_then_200_for_the_same_name(client):
+    first = client.post("/v1/agents", {"name": "coder", "description": "writes code",
+                                       "metadata": {"team": "a"}}, format="json")
+    assert first.status_code == 201
+    body = first.json()
+    assert set(body) == AGENT_FIELDS
+    assert body["object"] == "agent" and body["name"] == "coder"
+    assert body["config"] == {} and body["metadata"] == {"team": "a"}
+    assert body["memory_count"] == 0 and body["session_count"] == 0
+    assert body["created_at"].endswith("Z")
+    again = client.post("/v1/agents", {"name": "coder"}, format="json")
+    assert again.status_code == 200 and again.json()["id"] == body["id"]
+    assert Agent.objects.count() == 1
+
+
+def test_sdk_030_style_create_uses_id_as_the_name(client):
+    response = client.post("/v1/agents", {"id": "bot-7", "name": None, "description": None,
+                                          "metadata": None}, format="json")
+    assert response.status_code == 201
+    assert response.json()["name"] == "bot-7"
+    assert response.json()["metadata"] == {}
+
+
+@pytest.mark.parametrize(("payload", "field"), [({}, "name"), ({"name": ""}, "name"),
+                                                ({"name": "x" * 256}, "name"),
+                                                ({"name": 7}, "name"),
+                                                ({"name": "a", "description": "d" * 1001},
+                                                 "description"),
+                                                ({"name": "a", "metadata": 3}, "metadata")])
+def test_creating_an_agent_with_bad_input_is_a_422(client, payload, field):
+    assert_error(client.post("/v1/agents", payload, format="json"), 422, "validation_error",
+                 field)
+    assert Agent.objects.count() == 0
+
+
+def test_an_agent_is_found_by_uuid_or_by_name(client, agent):
+    assert client.get(f"/v1/agents/{agent.id}").json()["name"] == "my-assistant"
+    assert client.get("/v1/agents/my-assistant").json()["id"] == str(agent.id)
+    assert_error(client.get("/v1/agents/nobody"), 404, "not_found")
+    assert_error(client.get(f"/v1/agents/{uuid.uuid4()}"), 404, "not_found")
+
+
+def test_agent_counts_and_last_active_follow_its_writes(client, agent, session, memory):
+    body = client.get(f"/v1/agents/{agent.id}").json()
+    assert body["memory_count"] == 1 and body["session_count"] == 1
+    assert body["last_active_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_updating_an_agent_is_partial(client, agent, method):
+    call = getattr(client, method)
+    body = call(f"/v1/agents/{agent.id}", {"description": "helps", "name": None},
+                format="json").json()
+    assert body["name"] == "my-assistant" and body["description"] == "helps"
+    body = call("/v1/agents/my-assistant", {"name": "renamed"}, format="json").json()
+    assert body["name"] == "renamed"
+
+
+def test_renaming_an_agent_onto_a_taken_name_is_a_409(client, agent):
+    client.post("/v1/agents", {"name": "taken"}, format="json")
+    assert_error(client.patch(f"/v1/agents/{agent.id}", {"name": "taken"}, format="json"),
+                 409, "conflict")
+    assert Agent.objects.get(pk=agent.pk).name == "my-assistant"
+
+
+def test_deleting_an_agent_soft_deletes_its_sessions_and_memories(client, agent, session,
+                                                                   memory):
+    response = client.delete(f"/v1/agents/{agent.id}")
+    assert response.status_code == 200
+    assert response.json()["deleted"] is True
+    assert_error(client.get(f"/v1/agents/{agent.id}"), 404, "not_found")
+    assert_error(client.get(f"/v1/sessions/{session.id}"), 404, "not_found")
+    assert_error(client.get(f"/v1/memories/{memory.id}"), 404, "not_found")
+    assert Session.objects.filter(pk=session.pk).exists()
+    assert Memory.objects.filter(pk=memory.pk).exists()
+    assert_error(client.delete(f"/v1/agents/{agent.id}"), 404, "not_found")
+
+
+def test_a_deleted_agents_name_can_be_used_again(client, agent):
+    client.delete(f"/v1/agents/{agent.id}")
+    response = client.post("/v1/agents", {"name": "my-assistant"}, format="json")
+    assert response.status_code == 201 and response.json()["id"] != str(agent.id)
+
+
+def test_agent_list_is_an_envelope_with_a_fixed_query_count(client, account,
+                                                           max_queries):
+    for i in range(25):
+        client.post("/v1/agents", {"name": f"agent-{i}"}, format="json")
+    with max_queries(3):
+        body = client.get("/v1/agents?limit=100").json()
+    assert body["object"] == "list" and body["total_count"] == 25 and len(body["data"]) == 25
+    assert set(body["data"][0]) == AGENT_FIELDS
+
+
+def test_agent_detail_uses_a_fixed_number_of_queries(client, agent, memory,
+                                                     max_queries):
+    with max_queries(2):
+        assert client.get("/v1/agents/my-assistant").status_code == 200

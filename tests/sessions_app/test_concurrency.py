@@ -1,0 +1,116 @@
+"""Concurrent agents never corrupt a session: races are settled by database constraints."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from memories_app.models import Memory
+from sessions_app import services
+from sessions_app.models import Agent, Session
+from tests.conftest import make_client
+
+THREADS = 8
+
+
+def run_together(count: int, call):
+    """Runs ``call(i)`` in ``count`` threads released at the same instant."""
+    barrier = threading.Barrier(count)
+
+    def worker(i):
+        try:
+            barrier.wait()
+            return call(i)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(worker, range(count)))
+
+
+def test_the_database_refuses_two_live_sessions_with_one_external_id(account):
+    Session.objects.create(account=account, external_id="k")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Session.objects.create(account=account, external_id="k")
+
+
+def test_the_database_refuses_two_live_agents_with_one_name(account):
+    Agent.objects.create(account=account, name="a")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Agent.objects.create(account=account, name="a")
+
+
+def test_get_or_create_that_loses_the_insert_race_returns_the_winner(account, monkeypatch):
+    """The check-then-insert window, forced: the lookup misses a session that exists."""
+    winner = Session.objects.create(account=account, external_id="auto:abc:2026-03-17")
+    real = services._live_by_external_id
+    calls = []
+
+    def stale_first_read(acct, external_id):
+        calls.append(external_id)
+        return None if len(calls) == 1 else real(acct, external_id)
+
+    monkeypatch.setattr(services, "_live_by_external_id", stale_first_read)
+    session, created = services.session_get_or_create(
+        account=account, external_id="auto:abc:2026-03-17"
+    )
+    assert created is False and session.pk == winner.pk
+    assert Session.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_get_or_create_calls_end_with_one_session(account, api_key):
+    def call(i):
+        response = make_client(api_key).post(
+            "/v1/sessions/get-or-create",
+            {"external_id": "auto:race:2026-03-17", "agent_id": f"agent-{i % 2}"},
+            format="json",
+        )
+        return response.status_code, response.json()["id"]
+
+    results = run_together(THREADS, call)
+    assert len({session_id for _, session_id in results}) == 1
+    assert sorted(code for code, _ in results) == [200] * (THREADS - 1) + [201]
+    assert Session.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_writes_with_a_new_agent_name_create_one_agent(account, api_key):
+    def call(i):
+        response = make_client(api_key).post(
+            "/v1/memories", {"content": f"memory {i}", "agent_id": "alice-laptop"},
+            format="json",
+        )
+        return response.status_code, response.json()["agent_id"]
+
+    results = run_together(THREADS, call)
+    assert {code for code, _ in results} == {201}
+    assert len({agent_id for _, agent_id in results}) == 1
+    assert Agent.objects.filter(name="alice-laptop").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_and_enders_leave_an_exact_count_and_one_ended_at(account, api_key):
+    session = services.session_create(account=account, agent_ref="owner")
+
+    def call(i):
+        client = make_client(api_key)
+        if i % 2:
+            url = f"/v1/sessions/{session.id}/end"
+            return client.put(url, {"metadata": {f"k{i}": i}}, format="json").status_code
+        body = {"content": f"note {i}", "agent_id": f"writer-{i}", "session_id": str(session.id)}
+        return client.post("/v1/memories", body, format="json").status_code
+
+    codes = run_together(THREADS, call)
+    assert set(codes) <= {200, 201}
+    stored = Session.objects.get(pk=session.pk)
+    assert stored.status == "ended" and stored.ended_at is not None
+    assert set(stored.metadata) == {f"k{i}" for i in range(1, THREADS, 2)}
+    body = make_client(api_key).get(f"/v1/sessions/{session.id}").json()
+    assert body["memory_count"] == Memory.objects.filter(session=session).count() == THREADS // 2
