@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from memoryrelay_site.errors import Invalid, NotFound
@@ -113,13 +113,12 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
-    live_rows = Q(memories__deleted_at__isnull=True) | Q(sessions__deleted_at__isnull=True)
+    owns_live = Exists(Memory.objects.live().filter(agent=OuterRef("pk"))) | Exists(
+        Session.objects.live().filter(agent=OuterRef("pk")))
     querysets = [
         Memory.objects.filter(deleted_at__lt=cutoff),
         Session.objects.filter(deleted_at__lt=cutoff),
-        Agent.objects.filter(deleted_at__lt=cutoff).exclude(
-            pk__in=Agent.objects.filter(live_rows).values("pk")
-        ),
+        Agent.objects.filter(deleted_at__lt=cutoff).exclude(owns_live),
     ]
     counts = [qs.count() for qs in querysets]
     if not dry_run:

@@ -1,0 +1,41 @@
+from django.contrib import admin
+
+from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
+
+from . import services
+from .models import Memory
+
+
+@admin.register(Memory)
+class MemoryAdmin(SoftDeleteAdmin):
+    list_display = ["short_content", "agent", "session", "memory_type", "tier", "importance",
+                    "visibility", "created_at", "is_deleted"]
+    list_filter = ["memory_type", "tier", "visibility", DeletedFilter, "agent"]
+    list_select_related = ["agent", "session"]
+    search_fields = ["content"]
+    raw_id_fields = ["agent", "session"]
+    readonly_fields = ["id", "account", "created_at", "updated_at", "deleted_at"]
+    fields = ["id", "account", "agent", "session", "project", "content", "metadata",
+              "memory_type", "importance", "tier", "visibility", *readonly_fields[2:]]
+    actions = [
+        service_action(lambda m: services.memory_restore(memory=m), "Restore selected",
+                       "Restored"),
+        service_action(lambda m: services.memory_delete(memory=m), "Soft-delete selected",
+                       "Deleted"),
+    ]
+
+    @admin.display(description="content")
+    def short_content(self, obj) -> str:
+        return obj.content[:80] + ("…" if len(obj.content) > 80 else "")
+
+    def has_add_permission(self, request):
+        return False  # agents write memories through the API
+
+    def save_model(self, request, obj, form, change):
+        """Manual edits go through the update service, as API updates do."""
+        fresh = Memory.objects.get(pk=obj.pk)
+        changed = {f: getattr(obj, f) for f in form.changed_data if f in services.UPDATABLE}
+        services.memory_update(memory=fresh, changes=changed)
+        other = {f: getattr(obj, f) for f in form.changed_data if f not in services.UPDATABLE}
+        if other:
+            Memory.objects.filter(pk=obj.pk).update(**other)

@@ -1,0 +1,36 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from memories_app.services import purge_deleted
+
+
+def days(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Remove for good the memories, sessions and agents soft-deleted more than "
+        "--older-than-days ago (default: MEMORYRELAY_RETENTION_DAYS). Live rows are never "
+        "touched; memories kept from a purged session stay, without the link."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than-days", type=str,
+                            default=str(settings.MEMORYRELAY_RETENTION_DAYS))
+        parser.add_argument("--dry-run", action="store_true", help="report counts, change nothing")
+
+    def handle(self, *args, older_than_days: str, dry_run: bool, **options):
+        try:
+            retention = days(older_than_days)
+        except ValueError:
+            raise CommandError("--older-than-days must be a whole number of days, 0 or more")
+        report = purge_deleted(older_than_days=retention, dry_run=dry_run)
+        verb = "Would purge" if dry_run else "Purged"
+        self.stdout.write(
+            f"{verb} {report.memories} memories, {report.sessions} sessions, "
+            f"{report.agents} agents deleted more than {retention} days ago."
+        )

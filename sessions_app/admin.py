@@ -1,0 +1,86 @@
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
+
+from . import services
+from .models import Agent, Session
+
+MEMORIES_SHOWN = 20
+
+
+@admin.register(Agent)
+class AgentAdmin(SoftDeleteAdmin):
+    list_display = ["name", "account", "memory_count", "session_count", "last_active_at",
+                    "created_at", "is_deleted"]
+    list_filter = [DeletedFilter, "account"]
+    list_select_related = ["account"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["id", "account", "last_active_at", "created_at", "updated_at",
+                       "deleted_at"]
+    fields = ["id", "account", "name", "description", "config", "metadata", *readonly_fields[2:]]
+    actions = [
+        service_action(lambda a: services.agent_restore(agent=a), "Restore selected", "Restored"),
+        service_action(lambda a: services.agent_delete(agent=a), "Soft-delete selected",
+                       "Deleted"),
+    ]
+
+    def get_queryset(self, request):
+        return Agent.objects.with_counts()
+
+    @admin.display(ordering="memory_count")
+    def memory_count(self, obj) -> int:
+        return obj.memory_count
+
+    @admin.display(ordering="session_count")
+    def session_count(self, obj) -> int:
+        return obj.session_count
+
+
+@admin.register(Session)
+class SessionAdmin(SoftDeleteAdmin):
+    list_display = ["__str__", "external_id", "account", "agent", "project", "status",
+                    "memory_count", "started_at", "ended_at", "is_deleted"]
+    list_filter = ["status", DeletedFilter, "project", "agent"]
+    list_select_related = ["account", "agent"]
+    search_fields = ["title", "external_id"]
+    raw_id_fields = ["agent"]
+    readonly_fields = ["id", "account", "status", "started_at", "ended_at", "created_at",
+                       "updated_at", "deleted_at", "memories"]
+    fields = ["id", "account", "agent", "external_id", "project", "title", "summary",
+              "metadata", *readonly_fields[2:]]
+    actions = [
+        service_action(lambda s: services.session_end(session=s), "End selected sessions",
+                       "Ended"),
+        service_action(lambda s: services.session_summarize(session=s),
+                       "Summarize selected sessions", "Summarized"),
+        service_action(lambda s: services.session_restore(session=s), "Restore selected",
+                       "Restored"),
+        service_action(lambda s: services.session_delete(session=s), "Soft-delete selected",
+                       "Deleted"),
+    ]
+
+    def get_queryset(self, request):
+        return Session.objects.with_memory_count()
+
+    def has_add_permission(self, request):
+        return False  # sessions start through the API
+
+    @admin.display(ordering="memory_count")
+    def memory_count(self, obj) -> int:
+        return obj.memory_count
+
+    @admin.display(description="memories")
+    def memories(self, obj) -> str:
+        live = obj.memories.filter(deleted_at__isnull=True).select_related("agent")
+        rows = live.order_by("created_at", "id")[:MEMORIES_SHOWN]
+        listing = format_html_join(
+            "", "<li>{} · {} · {}</li>",
+            ((m.created_at.strftime("%Y-%m-%d %H:%M"), m.agent.name, m.content[:200])
+             for m in rows),
+        )
+        url = reverse("admin:memories_app_memory_changelist") + f"?session__id__exact={obj.pk}"
+        count = live.count()
+        return format_html('<ul>{}</ul><a href="{}">View all {} memories</a>', listing, url,
+                           count)

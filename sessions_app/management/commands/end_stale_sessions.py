@@ -1,0 +1,27 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from sessions_app.services import sessions_end_stale
+
+
+class Command(BaseCommand):
+    help = (
+        "End the active sessions with no new memory for --idle-hours (a session without "
+        "memories counts from its start). --summarize stores a summary built from the "
+        "memories of each session it ends."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--idle-hours", type=float, required=True)
+        parser.add_argument("--summarize", action="store_true")
+        parser.add_argument("--dry-run", action="store_true", help="report counts, change nothing")
+
+    def handle(self, *args, idle_hours: float, summarize: bool, dry_run: bool, **options):
+        if not idle_hours > 0:
+            raise CommandError("--idle-hours must be more than 0")
+        report = sessions_end_stale(idle_hours=idle_hours, summarize_them=summarize,
+                                    dry_run=dry_run)
+        verb = "Would end" if dry_run else "Ended"
+        line = f"{verb} {report.ended} sessions idle for more than {idle_hours:g} hours"
+        if summarize:
+            line += f"; {report.summarized} summarized"
+        self.stdout.write(line + ".")

@@ -1,0 +1,76 @@
+"""manage.py purge_deleted: retention-based removal of soft-deleted rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from memories_app.models import Memory
+from memories_app.services import memory_create
+from sessions_app.models import Agent, Session
+from sessions_app.services import agent_delete, session_delete
+
+
+def purge(*args) -> str:
+    out = StringIO()
+    call_command("purge_deleted", *args, stdout=out)
+    return out.getvalue()
+
+
+def days_ago(n: int):
+    return timezone.now() - timedelta(days=n)
+
+
+def test_rows_deleted_past_retention_are_removed_and_recent_ones_stay(account, agent, session):
+    old = memory_create(account=account, agent_ref=agent.name, content="old")
+    recent = memory_create(account=account, agent_ref=agent.name, content="recent")
+    live = memory_create(account=account, agent_ref=agent.name, content="live")
+    Memory.objects.filter(pk=old.pk).update(deleted_at=days_ago(40))
+    Memory.objects.filter(pk=recent.pk).update(deleted_at=days_ago(5))
+    output = purge("--older-than-days", "30")
+    assert "Purged 1 memories, 0 sessions, 0 agents" in output
+    assert set(Memory.objects.values_list("content", flat=True)) == {"recent", "live"}
+    assert live.pk and Session.objects.filter(pk=session.pk).exists()
+
+
+def test_dry_run_reports_the_same_counts_and_removes_nothing(account, agent):
+    gone = memory_create(account=account, agent_ref=agent.name, content="x")
+    Memory.objects.filter(pk=gone.pk).update(deleted_at=days_ago(40))
+    assert "Would purge 1 memories" in purge("--older-than-days", "30", "--dry-run")
+    assert Memory.objects.filter(pk=gone.pk).exists()
+
+
+def test_a_kept_memory_of_a_purged_session_survives_without_the_link(account, agent, session):
+    kept = memory_create(account=account, agent_ref=agent.name, content="keep me",
+                         session_id=session.id)
+    session_delete(session=session, at=days_ago(40))
+    assert "1 sessions" in purge("--older-than-days", "30")
+    kept.refresh_from_db()
+    assert kept.session_id is None and kept.content == "keep me" and kept.deleted_at is None
+
+
+def test_a_deleted_agent_goes_with_its_sessions_and_memories_and_live_agents_stay(
+    account, agent, session, memory
+):
+    other = Agent.objects.create(account=account, name="still-here")
+    agent_delete(agent=agent, at=days_ago(40))
+    assert "Purged 1 memories, 1 sessions, 1 agents" in purge("--older-than-days", "30")
+    assert list(Agent.objects.all()) == [other]
+    assert Memory.objects.count() == 0 and Session.objects.count() == 0
+
+
+def test_running_twice_purges_nothing_the_second_time(account, agent):
+    gone = memory_create(account=account, agent_ref=agent.name, content="x")
+    Memory.objects.filter(pk=gone.pk).update(deleted_at=days_ago(40))
+    purge("--older-than-days", "30")
+    assert "Purged 0 memories, 0 sessions, 0 agents" in purge("--older-than-days", "30")
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "1.5"])
+def test_a_bad_retention_is_a_command_error(db, value):
+    with pytest.raises(CommandError):
+        purge("--older-than-days", value)

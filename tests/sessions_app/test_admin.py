@@ -1,0 +1,150 @@
+"""The staff admin: soft-deleted rows visible and restorable, actions through services."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from memories_app.models import Memory
+from memories_app.services import memory_create
+from memoryrelay_site.models import ApiKey
+from sessions_app.models import Agent, Session
+from sessions_app.services import agent_delete, session_delete
+from tests.conftest import make_client
+
+
+def changelist(name: str) -> str:
+    return reverse(f"admin:{name}_changelist")
+
+
+def act(admin_client, name: str, action: str, rows):
+    return admin_client.post(changelist(name), {"action": action,
+                                                "_selected_action": [str(r.pk) for r in rows]},
+                             follow=True)
+
+
+def texts(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def test_session_changelist_shows_deleted_rows_and_filters_them(admin_client, session, account):
+    gone = Session.objects.create(account=account, title="Gone session")
+    session_delete(session=gone)
+    page = admin_client.get(changelist("sessions_app_session")).content.decode()
+    assert "Fix email queue retry logic" in page and "Gone session" in page
+    live = admin_client.get(changelist("sessions_app_session") + "?deleted=no").content.decode()
+    assert "Gone session" not in live
+    dead = admin_client.get(changelist("sessions_app_session") + "?deleted=yes").content.decode()
+    assert "Gone session" in dead and "Fix email queue" not in dead
+
+
+@pytest.mark.parametrize("term", ["retry logic", "auto:abc"])
+def test_sessions_are_searchable_by_title_and_external_id(admin_client, account, term):
+    Session.objects.create(account=account, title="Fix retry logic", external_id="auto:abc:1")
+    Session.objects.create(account=account, title="Other", external_id="zzz")
+    page = admin_client.get(changelist("sessions_app_session") + f"?q={term}").content.decode()
+    assert "auto:abc:1" in page and "zzz" not in page
+
+
+def test_session_page_lists_its_memories_and_links_to_all(admin_client, session, memory):
+    page = admin_client.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
+    html = page.content.decode()
+    assert "Identified root cause" in html and "View all 1 memories" in html
+    assert f"session__id__exact={session.pk}" in html
+
+
+def test_end_and_summarize_actions_call_the_session_services(admin_client, session, memory):
+    act(admin_client, "sessions_app_session", "summarize_selected_sessions", [session])
+    act(admin_client, "sessions_app_session", "end_selected_sessions", [session])
+    session.refresh_from_db()
+    assert session.summary == memory.content + "."
+    assert session.status == "ended" and session.ended_at is not None
+
+
+def test_summarizing_a_session_without_memories_warns_and_changes_nothing(admin_client,
+                                                                          session):
+    response = act(admin_client, "sessions_app_session", "summarize_selected_sessions",
+                   [session])
+    assert any("no memories" in m for m in texts(response))
+    session.refresh_from_db()
+    assert session.summary is None
+
+
+def test_restore_brings_a_session_back_with_the_memories_deleted_with_it(admin_client,
+                                                                          session, memory):
+    session_delete(session=session, cascade_memories=True)
+    act(admin_client, "sessions_app_session", "restore_selected", [session])
+    assert Session.objects.get(pk=session.pk).deleted_at is None
+    assert Memory.objects.get(pk=memory.pk).deleted_at is None
+
+
+def test_agent_restore_brings_back_its_sessions_and_memories(admin_client, agent, session,
+                                                             memory):
+    agent_delete(agent=agent)
+    page = admin_client.get(changelist("sessions_app_agent")).content.decode()
+    assert "my-assistant" in page
+    act(admin_client, "sessions_app_agent", "restore_selected", [agent])
+    assert Agent.objects.live().filter(pk=agent.pk).exists()
+    assert Session.objects.live().filter(pk=session.pk).exists()
+    assert Memory.objects.live().filter(pk=memory.pk).exists()
+
+
+def test_admin_soft_deletes_instead_of_removing(admin_client, agent, memory):
+    act(admin_client, "memories_app_memory", "soft-delete_selected", [memory])
+    assert Memory.objects.get(pk=memory.pk).deleted_at is not None
+    response = act(admin_client, "memories_app_memory", "delete_selected", [memory])
+    assert Memory.objects.filter(pk=memory.pk).exists()
+    assert response.status_code == 200
+
+
+def test_memories_are_searchable_by_content_and_restorable(admin_client, account, agent):
+    keep = memory_create(account=account, agent_ref=agent.name, content="pager duty rota")
+    memory_create(account=account, agent_ref=agent.name, content="lunch menu")
+    page = admin_client.get(changelist("memories_app_memory") + "?q=pager").content.decode()
+    assert "pager duty rota" in page and "lunch menu" not in page
+    Memory.objects.filter(pk=keep.pk).update(deleted_at="2026-01-01T00:00:00Z")
+    act(admin_client, "memories_app_memory", "restore_selected", [keep])
+    assert Memory.objects.get(pk=keep.pk).deleted_at is None
+
+
+def test_editing_a_memory_in_the_admin_goes_through_the_update_service(admin_client, memory):
+    url = reverse("admin:memories_app_memory_change", args=[memory.pk])
+    form = {"agent": memory.agent_id, "session": memory.session_id, "project": "northrelay",
+            "content": "Edited by staff", "metadata": "{}", "memory_type": "fact",
+            "importance": "0.9", "tier": "warm", "visibility": "private"}
+    assert admin_client.post(url, form).status_code == 302
+    memory.refresh_from_db()
+    assert memory.content == "Edited by staff" and memory.importance == 0.9
+
+
+def test_adding_an_api_key_shows_the_raw_key_once_and_it_works(admin_client, account):
+    response = admin_client.post(reverse("admin:memoryrelay_site_apikey_add"),
+                                 {"user": account.pk, "name": "staff-made"}, follow=True)
+    shown = [m for m in texts(response) if "not be shown again" in m]
+    raw = re.search(r"(mem_prod_\S+)", shown[0]).group(1)
+    assert len(shown) == 1 and sum(raw in m for m in texts(response)) == 1
+    assert ApiKey.objects.filter(name="staff-made").count() == 1
+    assert make_client(raw).get("/v1/sessions").status_code == 200
+    key = ApiKey.objects.get(name="staff-made")
+    page = admin_client.get(reverse("admin:memoryrelay_site_apikey_change", args=[key.pk]))
+    assert raw not in page.content.decode() and key.key_hash not in page.content.decode()
+
+
+def test_revoking_a_key_in_the_admin_makes_it_a_401(admin_client, account, api_key):
+    act(admin_client, "memoryrelay_site_apikey", "revoke", ApiKey.objects.all())
+    assert make_client(api_key).get("/v1/sessions").status_code == 401
+
+
+@pytest.mark.parametrize("name", ["sessions_app_session", "sessions_app_agent",
+                                  "memories_app_memory", "memoryrelay_site_apikey"])
+def test_changelists_use_a_fixed_number_of_queries(admin_client, account, agent, name,
+                                                   max_queries):
+    for i in range(15):
+        s = Session.objects.create(account=account, agent=agent, title=f"s{i}")
+        memory_create(account=account, agent_ref=agent.name, content=f"m{i}", session_id=s.id)
+    admin_client.get(changelist(name))
+    with max_queries(12):
+        assert admin_client.get(changelist(name)).status_code == 200
