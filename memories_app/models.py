@@ -12,6 +12,8 @@ from django.utils import timezone
 from memoryrelay_site.models import SoftDeleteModel, SoftDeleteQuerySet
 from sessions_app.models import Agent, Session
 
+from .vectors import VectorField
+
 
 class MemoryType(models.TextChoices):
     FACT = "fact"
@@ -43,7 +45,13 @@ def tier_for(importance: float) -> str:
 
 
 class MemoryQuerySet(SoftDeleteQuerySet):
-    pass
+    def without_vectors(self):
+        """Reads that never need the embedding skip the widest column."""
+        return self.defer("embedding")
+
+    def stale_embeddings(self, model_name: str):
+        """Live memories whose vector is missing or was made by another model."""
+        return self.live().exclude(embedding_model=model_name, embedding__isnull=False)
 
 
 class Memory(SoftDeleteModel):
@@ -65,6 +73,9 @@ class Memory(SoftDeleteModel):
     )
     importance = models.FloatField(default=0.5)
     tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.WARM)
+    embedding = VectorField(null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=100, blank=True, default="", editable=False)
+    embedding_dimension = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -83,3 +83,95 @@ class MemoryCreateInput(MemoryFieldsInput):
 
 class MemoryUpdateInput(MemoryFieldsInput):
     content = ContentField(required=False, allow_null=True)
+
+
+# --- search, batch, context ---------------------------------------------------------------
+
+
+class ClampedIntegerField(serializers.IntegerField):
+    """An integer whose values above the maximum are clamped (clients ask for 1000)."""
+
+    def __init__(self, *, clamp_to: int, **kwargs):
+        self.clamp_to = clamp_to
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return min(super().to_internal_value(data), self.clamp_to)
+
+
+def score_field():
+    return serializers.FloatField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
+
+
+class SearchInput(serializers.Serializer):
+    query = ContentField(max_length=10_000)
+    search_mode = serializers.ChoiceField(
+        choices=["hybrid", "semantic", "keyword"], required=False, allow_null=True
+    )
+    agent_id = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    session_id = serializers.UUIDField(required=False, allow_null=True)
+    limit = ClampedIntegerField(clamp_to=100, min_value=1, required=False, default=10)
+    min_score = score_field()
+    threshold = score_field()
+    metadata_filter = MetadataField()
+    tier = serializers.ChoiceField(choices=Tier.choices, required=False, allow_null=True)
+    min_importance = score_field()
+    include_confidential = serializers.BooleanField(required=False, default=False)
+
+
+class SearchHitSerializer(serializers.Serializer):
+    memory = MemorySerializer()
+    score = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+
+class SearchOutput(serializers.Serializer):
+    object = serializers.CharField(default="search_results")
+    data = SearchHitSerializer(many=True)
+    query = serializers.CharField()
+    search_mode = serializers.CharField()
+
+
+class BatchInput(serializers.Serializer):
+    memories = serializers.ListField(
+        child=serializers.JSONField(), min_length=1, max_length=100, allow_empty=False
+    )
+    agent_id = StrictCharField(max_length=255, required=False, allow_null=True)
+
+
+class BatchItemInput(MemoryCreateInput):
+    agent_id = StrictCharField(max_length=255, required=False, allow_null=True)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["success", "failed", "skipped"])
+    id = serializers.UUIDField(allow_null=True)
+    memory_id = serializers.UUIDField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    error_code = serializers.CharField(allow_null=True)
+    content_preview = serializers.CharField()
+
+
+class BatchOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    total = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    results = BatchResultSerializer(many=True)
+
+
+class ContextInput(serializers.Serializer):
+    query = ContentField(max_length=10_000)
+    limit = ClampedIntegerField(clamp_to=50, min_value=1, required=False, default=10)
+    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False, default=0.5)
+    max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    agent_id = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+
+
+class ContextOutput(serializers.Serializer):
+    context = serializers.CharField(allow_blank=True)
+    memories_used = serializers.IntegerField()
+    total_chars = serializers.IntegerField()

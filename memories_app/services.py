@@ -6,16 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
-from memoryrelay_site.errors import Invalid, NotFound
+from memoryrelay_site.errors import Invalid, NotFound, ServiceError
 from sessions_app.models import Agent, Session
 from sessions_app.services import agent_resolve, agent_touch
 
+from . import search, vectors
+from .embeddings import embed_or_none, get_provider
 from .models import Memory, tier_for
 
+CHARS_PER_TOKEN = 4
 UPDATABLE = ("content", "metadata", "importance", "tier", "memory_type", "visibility")
 
 
@@ -46,10 +51,26 @@ def memory_create(
     importance: float | None = None,
     tier: str | None = None,
     visibility: str | None = None,
+    deduplicate: bool = False,
+    dedup_threshold: float = 0.95,
+    vector: np.ndarray | None = None,
 ) -> Memory:
-    """Stores a memory; ``session_id`` attaches it to a live session of the account."""
+    """Stores a memory with its embedding; ``session_id`` attaches it to a live session.
+
+    With ``deduplicate``, a live memory of the same agent at least ``dedup_threshold``
+    similar is returned instead (``is_duplicate`` set) and nothing is stored."""
     session = _session_for_write(account, session_id) if session_id else None
     agent = agent_resolve(account=account, ref=agent_ref)
+    if vector is None:
+        vectors_ = embed_or_none([content])
+        vector = vectors_[0] if vectors_ is not None else None
+    if deduplicate:
+        # One agent's deduplicating writes queue here, so two copies cannot both slip in.
+        Agent.objects.select_for_update().filter(pk=agent.pk).first()
+        duplicate = _duplicate_of(account, agent, content, vector, dedup_threshold)
+        if duplicate is not None:
+            duplicate.is_duplicate = True
+            return duplicate
     importance = 0.5 if importance is None else importance
     memory = Memory.objects.create(
         account=account,
@@ -62,9 +83,33 @@ def memory_create(
         importance=importance,
         tier=tier or tier_for(importance),
         visibility=visibility or "private",
+        **_vector_fields(vector),
     )
     agent_touch(agent, memory.created_at)
     return memory
+
+
+def _vector_fields(vector: np.ndarray | None) -> dict:
+    if vector is None:
+        return {"embedding": None, "embedding_model": "", "embedding_dimension": None}
+    return {"embedding": vector, "embedding_model": get_provider().name,
+            "embedding_dimension": int(vector.shape[0])}
+
+
+def _duplicate_of(account, agent, content: str, vector, threshold: float) -> Memory | None:
+    """The agent's live memory nearest ``content`` if at least ``threshold`` similar; with
+    no embeddings, the one with the same text (case and spacing aside)."""
+    mine = Memory.objects.live().for_account(account).filter(agent=agent)
+    if vector is not None:
+        found = vectors.nearest(mine, vector, 1)
+        if found and found[0][1] >= threshold:
+            return found[0][0]
+        return None
+    wanted = " ".join(content.split()).casefold()
+    for candidate in mine.filter(content__iexact=content.strip()):
+        if " ".join(candidate.content.split()).casefold() == wanted:
+            return candidate
+    return None
 
 
 @transaction.atomic
@@ -73,10 +118,15 @@ def memory_update(*, memory: Memory, changes: dict[str, Any]) -> Memory:
 
     A new ``importance`` recomputes the tier unless a ``tier`` is given too."""
     given = {k: v for k, v in changes.items() if k in UPDATABLE and v is not None}
+    content_changed = "content" in given and given["content"] != memory.content
     for field, value in given.items():
         setattr(memory, field, value)
     if "importance" in given and "tier" not in given:
         memory.tier = tier_for(memory.importance)
+    if content_changed:
+        embedded = embed_or_none([memory.content])
+        for field, value in _vector_fields(embedded[0] if embedded is not None else None).items():
+            setattr(memory, field, value)
     memory.save()
     return memory
 
@@ -95,6 +145,129 @@ def memory_restore(*, memory: Memory) -> Memory:
     memory.deleted_at = None
     memory.save(update_fields=["deleted_at", "updated_at"])
     return memory
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    index: int
+    status: str  # "success", "failed" or "skipped" (a duplicate that was not stored)
+    memory: Memory | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+
+def memories_batch_create(*, account, items: list[dict | ServiceError]) -> list[BatchOutcome]:
+    """Stores many memories, embedding them in one call. ``items`` holds the keyword
+    arguments of :func:`memory_create` for each item, or the error that rejected it; a
+    bad item fails alone and the others are stored."""
+    valid = [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+    matrix = embed_or_none([item["content"] for _, item in valid])
+    outcomes = {i: BatchOutcome(i, "failed", error=e.message, error_code=e.type)
+                for i, e in enumerate(items) if isinstance(e, ServiceError)}
+    for position, (i, item) in enumerate(valid):
+        vector = matrix[position] if matrix is not None else None
+        try:
+            with transaction.atomic():
+                memory = memory_create(account=account, vector=vector, **item)
+        except ServiceError as exc:
+            outcomes[i] = BatchOutcome(i, "failed", error=exc.message, error_code=exc.type)
+            continue
+        duplicate = getattr(memory, "is_duplicate", False)
+        outcomes[i] = BatchOutcome(i, "skipped" if duplicate else "success", memory=memory)
+    return [outcomes[i] for i in range(len(items))]
+
+
+def memory_search(
+    *,
+    account,
+    text: str,
+    mode: str = "hybrid",
+    limit: int = 10,
+    min_score: float = 0.0,
+    agent_ref: str | None = None,
+    session_id=None,
+    tier: str | None = None,
+    min_importance: float | None = None,
+    metadata_filter: dict | None = None,
+    include_confidential: bool = False,
+) -> list[search.Hit]:
+    """Ranks the account's live memories for ``text``; filters only narrow the candidates."""
+    queryset = Memory.objects.live().for_account(account)
+    if agent_ref:
+        queryset = queryset.filter(agent__in=Agent.objects.live().for_account(account)
+                                   .by_ref(agent_ref))
+    if session_id:
+        queryset = queryset.filter(session_id=session_id)
+    if tier:
+        queryset = queryset.filter(tier=tier)
+    if min_importance is not None:
+        queryset = queryset.filter(importance__gte=min_importance)
+    if not include_confidential:
+        queryset = queryset.exclude(visibility="confidential")
+    for n, (key, value) in enumerate((metadata_filter or {}).items()):
+        queryset = queryset.alias(**{f"_meta{n}": KeyTransform(key, "metadata")}).filter(
+            **{f"_meta{n}": value})
+    try:
+        return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
+                                                 min_score=min_score))
+    except search.SearchUnavailable as exc:
+        raise Invalid(str(exc), field="search_mode") from None
+
+
+@dataclass(frozen=True)
+class Context:
+    text: str
+    hits: list
+
+
+def memory_context(*, account, text: str, limit: int = 10, threshold: float = 0.5,
+                   max_tokens: int | None = None, agent_ref: str | None = None) -> Context:
+    """The best memories for ``text`` as one block of lines, within ``max_tokens``
+    (about four characters a token)."""
+    hits = memory_search(account=account, text=text, limit=limit, min_score=threshold,
+                         agent_ref=agent_ref)
+    budget = max_tokens * CHARS_PER_TOKEN if max_tokens else None
+    lines, used = [], []
+    for hit in hits:
+        line = "- " + " ".join(hit.memory.content.split())
+        size = sum(len(x) + 1 for x in lines) + len(line)
+        if budget is not None and size > budget:
+            if not lines and budget > 3:
+                lines.append(line[: budget - 1].rstrip() + "…")
+                used.append(hit)
+            break
+        lines.append(line)
+        used.append(hit)
+    return Context("\n".join(lines), used)
+
+
+@dataclass(frozen=True)
+class ReembedReport:
+    stale: int
+    failed: int
+
+
+def memories_reembed(*, batch_size: int = 64, dry_run: bool = False) -> ReembedReport:
+    """Embeds, batch by batch, the live memories whose vector is missing or stale."""
+    provider = get_provider()
+    stale = Memory.objects.stale_embeddings(provider.name).without_vectors()
+    total = stale.count()
+    failed, after = 0, None
+    while not dry_run:
+        page = stale.filter(pk__gt=after) if after is not None else stale
+        batch = list(page.order_by("pk")[:batch_size])
+        if not batch:
+            break
+        after = batch[-1].pk
+        matrix = embed_or_none([m.content for m in batch])
+        if matrix is None:
+            failed += len(batch)
+            continue
+        for memory, vector in zip(batch, matrix, strict=True):
+            for field, value in _vector_fields(vector).items():
+                setattr(memory, field, value)
+        Memory.objects.bulk_update(batch, ["embedding", "embedding_model", "embedding_dimension"])
+    return ReembedReport(stale=total, failed=failed)
 
 
 @dataclass(frozen=True)

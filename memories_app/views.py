@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from rest_framework import mixins
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from memoryrelay_site.errors import Invalid, ServiceError, flatten_validation
 from memoryrelay_site.views import AccountViewSet
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
@@ -14,8 +16,18 @@ from sessions_app.views import validated
 from . import services
 from .filtersets import MemoryFilterSet
 from .models import Memory
-from .serializers import MemoryCreateInput, MemorySerializer, MemoryUpdateInput
-
+from .serializers import (
+    BatchInput,
+    BatchItemInput,
+    BatchOutput,
+    ContextInput,
+    ContextOutput,
+    MemoryCreateInput,
+    MemorySerializer,
+    MemoryUpdateInput,
+    SearchInput,
+    SearchOutput,
+)
 
 MEMORY_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
                              description="Memory ID")
@@ -29,7 +41,7 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
     not_found_message = "Memory not found"
 
     def get_queryset(self):
-        return Memory.objects.live().for_account(self.request.user)
+        return Memory.objects.live().for_account(self.request.user).without_vectors()
 
     def _memory(self) -> Memory:
         return services.memory_get(account=self.request.user, memory_id=self.object_id())
@@ -42,9 +54,11 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
             session_id=data.get("session_id"), project=data.get("project"),
             metadata=data.get("metadata"), memory_type=data.get("memory_type"),
             importance=data.get("importance"), tier=data.get("tier"),
-            visibility=data.get("visibility"),
+            visibility=data.get("visibility"), deduplicate=data["deduplicate"],
+            dedup_threshold=data["dedup_threshold"],
         )
-        return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
+        duplicate = getattr(memory, "is_duplicate", False)
+        return Response(MemorySerializer(memory).data, status=200 if duplicate else 201)
 
     @extend_schema(responses=MemorySerializer)
     def retrieve(self, request, pk=None):
@@ -66,3 +80,84 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
         memory = services.memory_delete(memory=self._memory())
         return Response(DeletedOutput({"id": memory.id, "deleted": True,
                                        "deleted_at": memory.deleted_at}).data)
+
+    @extend_schema(request=SearchInput, responses=SearchOutput)
+    @action(detail=False, methods=["post"])
+    def search(self, request):
+        data = validated(SearchInput, request.data)
+        mode = data.get("search_mode") or "hybrid"
+        hits = services.memory_search(
+            account=request.user, text=data["query"], mode=mode, limit=data["limit"],
+            min_score=_first_given(data, "min_score", "threshold", default=0.0),
+            agent_ref=data.get("agent_id"), session_id=data.get("session_id"),
+            tier=data.get("tier"), min_importance=data.get("min_importance"),
+            metadata_filter=data.get("metadata_filter"),
+            include_confidential=data["include_confidential"],
+        )
+        body = {"object": "search_results", "query": data["query"], "search_mode": mode,
+                "data": [{"memory": h.memory, "score": round(h.score, 6)} for h in hits]}
+        return Response(SearchOutput(body).data)
+
+    @extend_schema(request=BatchInput, responses=BatchOutput)
+    @action(detail=False, methods=["post"])
+    def batch(self, request):
+        data = validated(BatchInput, request.data)
+        items = [_batch_item(raw, data.get("agent_id")) for raw in data["memories"]]
+        outcomes = services.memories_batch_create(account=request.user, items=items)
+        return Response(BatchOutput(_batch_body(outcomes, data["memories"])).data)
+
+    @extend_schema(request=ContextInput, responses=ContextOutput)
+    @action(detail=False, methods=["post"])
+    def context(self, request):
+        data = validated(ContextInput, request.data)
+        context = services.memory_context(
+            account=request.user, text=data["query"], limit=data["limit"],
+            threshold=data["threshold"], max_tokens=data.get("max_tokens"),
+            agent_ref=data.get("agent_id") or None,
+        )
+        return Response(ContextOutput({"context": context.text,
+                                       "memories_used": len(context.hits),
+                                       "total_chars": len(context.text)}).data)
+
+
+def _first_given(data: dict, *names: str, default):
+    return next((data[n] for n in names if data.get(n) is not None), default)
+
+
+def _batch_item(raw, default_agent: str | None) -> dict | ServiceError:
+    """One batch item as memory_create arguments, or the error that rejects it."""
+    if not isinstance(raw, dict):
+        return Invalid("each item must be a JSON object", field="memories")
+    serializer = BatchItemInput(data=raw)
+    if not serializer.is_valid():
+        first = flatten_validation(serializer.errors)[0]
+        return Invalid(f"{first['field']}: {first['message']}", field=first["field"])
+    data = serializer.validated_data
+    agent = data.get("agent_id") or default_agent
+    if not agent:
+        return Invalid("agent_id: This field is required.", field="agent_id")
+    return {
+        "agent_ref": agent, "content": data["content"], "session_id": data.get("session_id"),
+        "project": data.get("project"), "metadata": data.get("metadata"),
+        "memory_type": data.get("memory_type"), "importance": data.get("importance"),
+        "tier": data.get("tier"), "visibility": data.get("visibility"),
+        "deduplicate": data["deduplicate"], "dedup_threshold": data["dedup_threshold"],
+    }
+
+
+def _batch_body(outcomes, raw_items) -> dict:
+    results = []
+    for outcome in outcomes:
+        raw = raw_items[outcome.index]
+        content = raw.get("content") if isinstance(raw, dict) else None
+        memory_id = outcome.memory.pk if outcome.memory is not None else None
+        results.append({
+            "index": outcome.index, "status": outcome.status, "id": memory_id,
+            "memory_id": memory_id, "error": outcome.error, "error_code": outcome.error_code,
+            "content_preview": content[:100] if isinstance(content, str) else "",
+        })
+    counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("success", "failed",
+                                                                      "skipped")}
+    return {"success": counts["failed"] == 0, "total": len(outcomes),
+            "succeeded": counts["success"], "failed": counts["failed"],
+            "skipped": counts["skipped"], "results": results}

@@ -60,7 +60,7 @@ def error_responses(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/Error"}
     for path, operations in result.get("paths", {}).items():
-        for method, operation in operations.items():
+        for operation in operations.values():
             operation["security"] = _either_key(operation.get("security", []))
             statuses = dict(ERROR_STATUSES)
             if path == "/v1/health":

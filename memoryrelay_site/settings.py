@@ -172,3 +172,11 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 
+# --- Embeddings (memories_app/embeddings.py): "local" (all-MiniLM-L6-v2, offline),
+# "openai" (any OpenAI-compatible /v1/embeddings endpoint) or "none" (keyword search only).
+MEMORYRELAY_EMBEDDINGS = os.environ.get("MEMORYRELAY_EMBEDDINGS", "local")
+MEMORYRELAY_EMBEDDINGS_URL = os.environ.get("MEMORYRELAY_EMBEDDINGS_URL", "http://127.0.0.1:11434")
+MEMORYRELAY_EMBEDDINGS_MODEL = os.environ.get("MEMORYRELAY_EMBEDDINGS_MODEL", "all-minilm")
+MEMORYRELAY_EMBEDDINGS_API_KEY = os.environ.get("MEMORYRELAY_EMBEDDINGS_API_KEY", "")
+MEMORYRELAY_EMBEDDINGS_TIMEOUT = float(os.environ.get("MEMORYRELAY_EMBEDDINGS_TIMEOUT", "10"))
+MEMORYRELAY_EMBEDDINGS_DIMENSIONS = env_int("MEMORYRELAY_EMBEDDINGS_DIMENSIONS", 0) or None

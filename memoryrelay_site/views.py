@@ -13,6 +13,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from memories_app.embeddings import get_provider
+
 from .errors import NotFound, error_json_response
 from .serializers import is_uuid
 
@@ -49,7 +51,7 @@ class HealthView(APIView):
             "environment": settings.ENVIRONMENT,
             "timestamp": int(timezone.now().timestamp()),
             "uptime_seconds": int(time.time() - STARTED_AT),
-            "services": {"database": database},
+            "services": {"database": database, "embeddings": get_provider().describe()},
         }
         return Response(body, status=200 if database == "up" else 503)
 

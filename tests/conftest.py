@@ -16,6 +16,20 @@ from memoryrelay_site.models import ApiKey
 from memoryrelay_site.services import api_key_create
 
 REQUIRE_POSTGRES = os.environ.get("MEMORYRELAY_REQUIRE_POSTGRES") == "1"
+REQUIRE_MODEL = os.environ.get("MEMORYRELAY_REQUIRE_MODEL") == "1"
+
+
+def _model_installed() -> bool:
+    from memories_app.embeddings import local_model_installed
+
+    return local_model_installed()
+
+
+# Tests that need the local all-MiniLM-L6-v2 model; `make test` installs it and requires it.
+requires_model = pytest.mark.skipif(
+    not REQUIRE_MODEL and not _model_installed(),
+    reason="needs the local embedding model: `make test` installs it",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -27,7 +27,8 @@ class Command(BaseCommand):
         try:
             retention = days(older_than_days)
         except ValueError:
-            raise CommandError("--older-than-days must be a whole number of days, 0 or more")
+            raise CommandError(
+                "--older-than-days must be a whole number of days, 0 or more") from None
         report = purge_deleted(older_than_days=retention, dry_run=dry_run)
         verb = "Would purge" if dry_run else "Purged"
         self.stdout.write(

