@@ -76,10 +76,14 @@ def query_terms(text: str) -> list[str]:
     return list(seen)[:MAX_TERMS]
 
 
-def run(queryset, query: Query) -> list[Hit]:
-    """Scores and ranks the memories of ``queryset`` for ``query``."""
+def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
+    """Scores and ranks the memories of ``queryset`` for ``query`` (``vector``: the query's
+    embedding when the caller already has it)."""
     hits: dict = {}
-    vector = _query_vector(query) if query.mode != "keyword" else None
+    if query.mode == "keyword":
+        vector = None
+    elif vector is None:
+        vector = _query_vector(query)
     if vector is not None:
         for memory, cosine in vectors.nearest(queryset, vector, query.pool):
             hits[memory.pk] = Hit(memory, semantic=max(0.0, cosine))

@@ -227,17 +227,17 @@ def memory_context(*, account, text: str, limit: int = 10, threshold: float = 0.
     hits = memory_search(account=account, text=text, limit=limit, min_score=threshold,
                          agent_ref=agent_ref)
     budget = max_tokens * CHARS_PER_TOKEN if max_tokens else None
-    lines, used = [], []
+    lines, used, size = [], [], -1  # -1: no newline before the first line
     for hit in hits:
         line = "- " + " ".join(hit.memory.content.split())
-        size = sum(len(x) + 1 for x in lines) + len(line)
-        if budget is not None and size > budget:
-            if not lines and budget > 3:
+        if budget is not None and size + 1 + len(line) > budget:
+            if not lines and budget > 3:  # one over-long memory: cut it, never return nothing
                 lines.append(line[: budget - 1].rstrip() + "…")
                 used.append(hit)
             break
         lines.append(line)
         used.append(hit)
+        size += 1 + len(line)
     return Context("\n".join(lines), used)
 
 

@@ -83,7 +83,7 @@ def nearest(queryset, vector: np.ndarray, k: int) -> list[tuple]:
         return []
     sims = matrix @ vector
     top = np.argsort(-sims, kind="stable")[:k]
-    memories = queryset.model.objects.in_bulk([pks[i] for i in top])
+    memories = queryset.model.objects.defer("embedding").in_bulk([pks[i] for i in top])
     return [(memories[pks[i]], float(sims[i])) for i in top if pks[i] in memories]
 
 
@@ -92,12 +92,17 @@ def _pg_nearest(queryset, vector: np.ndarray, k: int) -> list[tuple]:
         # pgvector >= 0.8: keep scanning the HNSW graph until k rows pass the filters.
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, k)])
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    rows = _with_pg_distance(queryset, vector).order_by("distance")[:k]
+    ranked = sorted(rows, key=lambda m: m.distance)  # relaxed order: re-sort the few rows
+    return [(m, 1.0 - float(m.distance)) for m in ranked]
+
+
+def _with_pg_distance(queryset, vector: np.ndarray):
+    """Cosine distance computed in the database; the vectors themselves stay there."""
     distance = models.expressions.RawSQL(
         "embedding <=> %s::vector", [to_pg_literal(vector)], output_field=models.FloatField()
     )
-    rows = queryset.annotate(distance=distance).order_by("distance")[:k]
-    ranked = sorted(rows, key=lambda m: m.distance)  # relaxed order: re-sort the few rows
-    return [(m, 1.0 - float(m.distance)) for m in ranked]
+    return queryset.defer("embedding").annotate(distance=distance)
 
 
 def _embeddings_of(queryset) -> tuple[list, np.ndarray]:
@@ -113,11 +118,14 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
     """The memories ``pks`` of ``queryset`` with their cosine similarity to ``vector``."""
     if not pks:
         return []
-    memories = list(queryset.filter(pk__in=pks))
+    queryset = queryset.filter(pk__in=pks)
     if vector is None:
-        return [(m, 0.0) for m in memories]
+        return [(m, 0.0) for m in queryset.defer("embedding")]
+    if is_postgres():
+        return [(m, 1.0 - m.distance if m.distance is not None else 0.0)
+                for m in _with_pg_distance(queryset, vector)]
     return [(m, float(m.embedding @ vector) if m.embedding is not None else 0.0)
-            for m in memories]
+            for m in queryset]
 
 
 def keyword_ids(queryset, term: str, cap: int) -> list:

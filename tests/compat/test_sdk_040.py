@@ -7,10 +7,20 @@ import pytest
 from django.contrib.auth import get_user_model
 from memoryrelay import MemoryRelay
 from memoryrelay.exceptions import MemoryRelayError, NotFoundError, ValidationError
-from memoryrelay.models import AgentCreate, AgentUpdate, MemoryCreate, MemoryUpdate
+from memoryrelay.models import (
+    AgentCreate,
+    AgentUpdate,
+    BatchMemoryItem,
+    BatchMemoryRequest,
+    MemoryContextRequest,
+    MemoryCreate,
+    MemorySearchRequest,
+    MemoryUpdate,
+)
 from pydantic import BaseModel
 
 from memoryrelay_site.services import api_key_create
+from tests.conftest import requires_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,3 +96,22 @@ def test_health_parses_into_the_sdk_model(sdk):
 
 def test_the_sdk_sees_that_icm_is_not_supported(sdk):
     assert sdk.icm.capabilities()["supported"] is False
+
+
+@requires_model
+def test_search_batch_and_context_parse_into_the_sdk_models(sdk):
+    batch = sdk.memories.batch_create(BatchMemoryRequest(memories=[
+        BatchMemoryItem(agent_id="sdk-agent", content="The user is allergic to peanuts"),
+        BatchMemoryItem(agent_id="sdk-agent", content="Deploys are frozen on Fridays",
+                        importance=0.9),
+    ]))
+    assert batch.success and batch.succeeded == 2 and all(r.id for r in batch.results)
+    found = sdk.memories.search(MemorySearchRequest(query="which food is dangerous for them",
+                                                    agent_id="sdk-agent", limit=5))
+    assert found.data[0].memory.content == "The user is allergic to peanuts"
+    assert all(0.0 <= hit.score <= 1.0 for hit in found.data)
+    context = sdk.memories.context(MemoryContextRequest(query="peanut allergy", threshold=0.2))
+    assert context.memories_used >= 1 and "peanuts" in context.context
+    duplicate = sdk.memories.create(MemoryCreate(
+        agent_id="sdk-agent", content="the user is allergic to peanuts", deduplicate=True))
+    assert duplicate.is_duplicate is True

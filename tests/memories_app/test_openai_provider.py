@@ -41,11 +41,14 @@ class FakeEmbeddings(BaseHTTPRequestHandler):
 
     def _send(self, status, payload):
         raw = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out first ("slow" mode): nobody is listening
 
     def log_message(self, *args):
         pass

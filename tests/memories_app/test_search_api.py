@@ -274,3 +274,20 @@ def test_context_with_nothing_above_the_threshold_is_empty(client, stored):
 def test_bad_context_input_is_a_422(client):
     assert_error(client.post("/v1/memories/context", {"query": "x", "max_tokens": 0},
                              format="json"), 422, "validation_error", "max_tokens")
+
+
+def test_context_cuts_a_single_over_long_hit_instead_of_returning_nothing(client, stored):
+    body = client.post("/v1/memories/context", {"query": "peanut allergy", "threshold": 0.2,
+                                                "max_tokens": 5}, format="json").json()
+    assert body["memories_used"] == 1 and body["total_chars"] <= 20
+    assert body["context"].startswith("- The user") and body["context"].endswith("…")
+
+
+def test_a_batch_item_naming_another_accounts_session_fails_alone(client, other_client):
+    theirs = other_client.post("/v1/sessions", {}, format="json").json()["id"]
+    body = client.post("/v1/memories/batch", {"agent_id": "a", "memories": [
+        {"content": "mine", "session_id": theirs}, {"content": "also mine"}]},
+        format="json").json()
+    assert [r["status"] for r in body["results"]] == ["failed", "success"]
+    assert body["results"][0]["error"] == "Session not found"
+    assert other_client.get(f"/v1/sessions/{theirs}").json()["memory_count"] == 0
