@@ -116,7 +116,7 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     terms = query_terms(query.text)
     if not terms:
         return
-    matches = {term: vectors.keyword_ids(queryset, term, TERM_MATCH_CAP) for term in terms}
+    matches = {term: vectors.keyword_ids(queryset, [term], TERM_MATCH_CAP) for term in terms}
     weights = {term: math.log(1 + TERM_MATCH_CAP / max(1, len(ids))) for term, ids in
                matches.items()}
     total = sum(weights.values())
@@ -124,6 +124,11 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     for term, ids in matches.items():
         for pk in ids:
             scores[pk] = scores.get(pk, 0.0) + weights[term] / total
+    if len(terms) > 1 and any(len(ids) == TERM_MATCH_CAP for ids in matches.values()):
+        # A common term's list stops at the cap, so a memory matching every term could be
+        # missing from it: ask the index for those directly (they score 1).
+        for pk in vectors.keyword_ids(queryset, terms, query.pool):
+            scores[pk] = 1.0
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]
     for memory, cosine in vectors.score(queryset, missing, vector):

@@ -128,15 +128,16 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
             for m in queryset]
 
 
-def keyword_ids(queryset, term: str, cap: int) -> list:
-    """Up to ``cap`` ids of memories in ``queryset`` whose content matches ``term``."""
+def keyword_ids(queryset, terms: list[str], cap: int) -> list:
+    """Up to ``cap`` ids of memories in ``queryset`` whose content matches every one of
+    ``terms``."""
     if is_postgres():
         where = f"search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)"
-        params = [term]
+        params = [" ".join(terms)]
     else:
         table = queryset.model._meta.db_table
         where = f'"{table}".rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH %s)'
-        params = ['"' + term.replace('"', '""') + '"']
+        params = [" ".join('"' + term.replace('"', '""') + '"' for term in terms)]
     return list(queryset.extra(where=[where], params=params)
                 .values_list("pk", flat=True)[:cap])
 

@@ -291,3 +291,37 @@ def test_a_batch_item_naming_another_accounts_session_fails_alone(client, other_
     assert [r["status"] for r in body["results"]] == ["failed", "success"]
     assert body["results"][0]["error"] == "Session not found"
     assert other_client.get(f"/v1/sessions/{theirs}").json()["memory_count"] == 0
+
+
+def test_a_memory_matching_every_term_is_found_past_each_terms_match_cap(
+        client, monkeypatch):
+    from memories_app import search as search_module
+
+    monkeypatch.setattr(search_module, "TERM_MATCH_CAP", 3)
+    both = client.post("/v1/memories", {"content": "The pelican rode a zeppelin.",
+                                        "agent_id": "a"}, format="json").json()["id"]
+    for n in range(4):  # newer, so each term's capped list holds only these
+        client.post("/v1/memories", {"content": f"Pelican note {n}", "agent_id": "a"},
+                    format="json")
+        client.post("/v1/memories", {"content": f"Zeppelin note {n}", "agent_id": "a"},
+                    format="json")
+    body = search(client, "pelican zeppelin", search_mode="keyword")
+    assert found(body)[0] == both and body["data"][0]["score"] == 1.0
+
+
+def test_search_query_count_does_not_grow_with_hits_or_memories(client, max_queries):
+    def count(limit):
+        with max_queries(100) as captured:
+            search(client, "retry counter deploy", limit=limit)
+        return len([q for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]])
+
+    for n in range(3):
+        client.post("/v1/memories", {"content": f"Deploy {n}: the retry counter reset.",
+                                     "agent_id": f"agent-{n}"}, format="json")
+    few = count(limit=2)
+    for n in range(3, 20):
+        client.post("/v1/memories", {"content": f"Deploy {n}: the retry counter reset.",
+                                     "agent_id": f"agent-{n}"}, format="json")
+    assert count(limit=20) == few
+    with max_queries(8):  # key, neighbours (+2 SET LOCAL on PG), 3 terms, keyword-only hits
+        search(client, "retry counter deploy", limit=20)
