@@ -89,9 +89,9 @@ TEMPLATES = [
 
 # --- Database: SQLite file in the project folder unless DATABASE_URL says otherwise.
 SQLITE_PATH = os.environ.get("MEMORYRELAY_SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
-DATABASES = {
-    "default": dj_database_url.config(
-        env="DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}", conn_max_age=60
+DATABASES = {  # an empty DATABASE_URL counts as unset
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}", conn_max_age=60
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
