@@ -12,6 +12,7 @@ cosine of 0.9999 or better (tests/memories_app/test_minilm.py).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    # Python floats, not numpy float64 scalars: those would turn float32 arrays into float64
+    # (NEP 50) and make every matrix product after them cast the weights.
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
@@ -70,8 +73,8 @@ class MiniLMEncoder:
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
             att = p + "attention.self."
-            w[p + "qkv.weight"] = np.concatenate(
-                [w[att + n + ".weight"].T for n in ("query", "key", "value")], axis=1)
+            w[p + "qkv.weight"] = np.ascontiguousarray(np.concatenate(
+                [w[att + n + ".weight"].T for n in ("query", "key", "value")], axis=1))
             w[p + "qkv.bias"] = np.concatenate([w[att + n + ".bias"] for n in
                                                 ("query", "key", "value")])
             for name in ("attention.output.dense", "intermediate.dense", "output.dense"):
@@ -131,7 +134,7 @@ class MiniLMEncoder:
         qkv = self._linear(x, p + "qkv")
         qkv = qkv.reshape(batch, length, 3, self.heads, size).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(size)
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(size)
         scores = scores + (1.0 - mask)[:, None, None, :] * -1e9
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         scores /= scores.sum(-1, keepdims=True)
