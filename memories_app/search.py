@@ -30,7 +30,7 @@ from .embeddings import EmbeddingError, get_provider
 from .models import Memory
 
 MODES = ("hybrid", "semantic", "keyword")
-TERM_MATCH_CAP = 1000  # matches read per query term; also the IDF scale
+TERM_MATCH_CAP = 1000  # matches read per query term (any 1,000); also the IDF scale
 MAX_TERMS = 12
 _TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
 STOPWORDS = frozenset(
@@ -127,7 +127,7 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     if len(terms) > 1 and any(len(ids) == TERM_MATCH_CAP for ids in matches.values()):
         # A common term's list stops at the cap, so a memory matching every term could be
         # missing from it: ask the index for those directly (they score 1).
-        for pk in vectors.keyword_ids(queryset, terms, query.pool):
+        for pk in vectors.keyword_ids(queryset, terms, query.pool, newest_first=True):
             scores[pk] = 1.0
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]

@@ -128,9 +128,10 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
             for m in queryset]
 
 
-def keyword_ids(queryset, terms: list[str], cap: int) -> list:
+def keyword_ids(queryset, terms: list[str], cap: int, newest_first: bool = False) -> list:
     """Up to ``cap`` ids of memories in ``queryset`` whose content matches every one of
-    ``terms``."""
+    ``terms``, newest first or in whatever order the index gives (cheaper for a common term:
+    the database stops after ``cap`` rows instead of sorting every match)."""
     if is_postgres():
         where = f"search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)"
         params = [" ".join(terms)]
@@ -138,8 +139,10 @@ def keyword_ids(queryset, terms: list[str], cap: int) -> list:
         table = queryset.model._meta.db_table
         where = f'"{table}".rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH %s)'
         params = [" ".join('"' + term.replace('"', '""') + '"' for term in terms)]
-    return list(queryset.extra(where=[where], params=params)
-                .values_list("pk", flat=True)[:cap])
+    matches = queryset.extra(where=[where], params=params)
+    if not newest_first:
+        matches = matches.order_by()
+    return list(matches.values_list("pk", flat=True)[:cap])
 
 
 # --- migration operations -------------------------------------------------------------------

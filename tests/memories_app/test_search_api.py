@@ -298,13 +298,20 @@ def test_a_memory_matching_every_term_is_found_past_each_terms_match_cap(
     from memories_app import search as search_module
 
     monkeypatch.setattr(search_module, "TERM_MATCH_CAP", 3)
+
+    def one_term_notes(start):
+        for n in range(start, start + 4):
+            client.post("/v1/memories", {"content": f"Pelican note {n}", "agent_id": "a"},
+                        format="json")
+            client.post("/v1/memories", {"content": f"Zeppelin note {n}", "agent_id": "a"},
+                        format="json")
+
+    # Older and newer one-term notes around it: neither term's capped list reaches it,
+    # whichever end the index starts from.
+    one_term_notes(0)
     both = client.post("/v1/memories", {"content": "The pelican rode a zeppelin.",
                                         "agent_id": "a"}, format="json").json()["id"]
-    for n in range(4):  # newer, so each term's capped list holds only these
-        client.post("/v1/memories", {"content": f"Pelican note {n}", "agent_id": "a"},
-                    format="json")
-        client.post("/v1/memories", {"content": f"Zeppelin note {n}", "agent_id": "a"},
-                    format="json")
+    one_term_notes(4)
     body = search(client, "pelican zeppelin", search_mode="keyword")
     assert found(body)[0] == both and body["data"][0]["score"] == 1.0
 
