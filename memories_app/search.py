@@ -127,7 +127,7 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     if len(terms) > 1 and any(len(ids) == TERM_MATCH_CAP for ids in matches.values()):
         # A common term's list stops at the cap, so a memory matching every term could be
         # missing from it: ask the index for those directly (they score 1).
-        for pk in vectors.keyword_ids(queryset, terms, query.pool, newest_first=True):
+        for pk in vectors.keyword_ids(queryset, terms, query.pool):
             scores[pk] = 1.0
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]

@@ -128,10 +128,10 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
             for m in queryset]
 
 
-def keyword_ids(queryset, terms: list[str], cap: int, newest_first: bool = False) -> list:
+def keyword_ids(queryset, terms: list[str], cap: int) -> list:
     """Up to ``cap`` ids of memories in ``queryset`` whose content matches every one of
-    ``terms``, newest first or in whatever order the index gives (cheaper for a common term:
-    the database stops after ``cap`` rows instead of sorting every match)."""
+    ``terms``, in whatever order the index gives them: for a common term the database stops
+    after ``cap`` rows instead of sorting every match."""
     if is_postgres():
         where = f"search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)"
         params = [" ".join(terms)]
@@ -139,10 +139,8 @@ def keyword_ids(queryset, terms: list[str], cap: int, newest_first: bool = False
         table = queryset.model._meta.db_table
         where = f'"{table}".rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH %s)'
         params = [" ".join('"' + term.replace('"', '""') + '"' for term in terms)]
-    matches = queryset.extra(where=[where], params=params)
-    if not newest_first:
-        matches = matches.order_by()
-    return list(matches.values_list("pk", flat=True)[:cap])
+    return list(queryset.extra(where=[where], params=params).order_by()
+                .values_list("pk", flat=True)[:cap])
 
 
 # --- migration operations -------------------------------------------------------------------
