@@ -22,20 +22,40 @@ NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): numpy has no erf."""
-    sign = np.sign(x)
-    x = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * x)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (
-        -1.453152027 + t * 1.061405429))))
-    return sign * (1.0 - poly * np.exp(-x * x))
+# Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), since numpy has no erf.
+_ERF_P = 0.3275911
+_ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    # Python floats, not numpy float64 scalars: those would turn float32 arrays into float64
-    # (NEP 50) and make every matrix product after them cast the weights.
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    """Exact GELU, ``x * Φ(x) = 0.5 x (1 + erf(x / √2))``, computed in place on a few float32
+    buffers: it runs on every feed-forward activation, the largest tensor of the model.
+
+    With ``g = 1 - erf(|x| / √2)`` (what the approximation gives), ``Φ(x)`` is
+    ``0.5 + sign(x) (0.5 - g / 2)``. Python floats throughout: numpy float64 scalars
+    would turn the float32 arrays into float64 (NEP 50) and make every later matrix product
+    cast its weights.
+    """
+    z = np.abs(x)
+    z *= 1.0 / math.sqrt(2.0)
+    t = z * _ERF_P
+    t += 1.0
+    np.reciprocal(t, out=t)
+    poly = np.full_like(t, _ERF_A[0])
+    for a in _ERF_A[1:]:
+        poly *= t
+        poly += a
+    poly *= t
+    np.square(z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    poly *= z  # g
+    poly *= -0.5
+    poly += 0.5  # 0.5 - g / 2, never negative
+    np.copysign(poly, x, out=poly)
+    poly += 0.5  # Φ(x)
+    poly *= x
+    return poly
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:

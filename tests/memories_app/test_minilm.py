@@ -74,3 +74,15 @@ def test_every_layer_computes_in_float32(encoder, monkeypatch):
     monkeypatch.setattr(MiniLMEncoder, "_linear", spy)
     encoder.encode(["The deploy failed because the migration timed out"])
     assert seen == {np.dtype(np.float32)}
+
+
+def test_gelu_is_the_exact_erf_form_in_float32():
+    import math
+
+    from memories_app.minilm import _gelu
+
+    x = np.concatenate([np.linspace(-10, 10, 20001), [0.0, -0.0, 60.0, -60.0]])
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    ours = _gelu(x.astype(np.float32))
+    assert ours.dtype == np.float32
+    assert np.abs(ours - exact).max() < 1e-6 * max(1.0, float(np.abs(x).max()))
