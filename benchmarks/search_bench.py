@@ -65,7 +65,7 @@ def load(account, agent_names: list[str], total: int, rng: random.Random) -> Non
     from memories_app.models import Memory, tier_for
     from sessions_app.services import agent_get_or_create
 
-    have = Memory.objects.filter(account=account).count()
+    have = start = Memory.objects.filter(account=account).count()
     agents = [agent_get_or_create(account=account, name=n)[0] for n in agent_names]
     provider, started = get_provider(), time.perf_counter()
     while have < total:
@@ -80,7 +80,7 @@ def load(account, agent_names: list[str], total: int, rng: random.Random) -> Non
                                embedding_dimension=len(vector)))
         Memory.objects.bulk_create(rows)
         have += len(rows)
-        rate = have / (time.perf_counter() - started)
+        rate = (have - start) / (time.perf_counter() - started)
         print(f"  loaded {have:>7} memories ({rate:.0f}/s)", flush=True)
 
 
