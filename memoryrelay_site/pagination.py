@@ -20,10 +20,16 @@ from .errors import Invalid
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# The ceiling of every integer query parameter: past any row count, and far below the
+# 64-bit integers SQL takes (a larger OFFSET is a database error).
+MAX_QUERY_INT = 10**12
 ORDERING = ("-created_at", "-id")
 
 
-def parse_int(params, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+def parse_int(params, name: str, default: int, *, minimum: int,
+              maximum: int = MAX_QUERY_INT) -> int:
+    """An integer query parameter: 422 on the field when it is not one or below
+    ``minimum``; larger than ``maximum`` is clamped."""
     raw = params.get(name)
     if raw in (None, ""):
         return default
@@ -33,7 +39,7 @@ def parse_int(params, name: str, default: int, *, minimum: int, maximum: int | N
         raise Invalid(f"{name} must be an integer", field=name) from None
     if value < minimum:
         raise Invalid(f"{name} must be at least {minimum}", field=name)
-    return min(value, maximum) if maximum is not None else value
+    return min(value, maximum)
 
 
 def encode_cursor(created_at: datetime, pk) -> str:

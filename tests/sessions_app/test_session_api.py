@@ -298,6 +298,26 @@ def test_include_memories_embeds_full_memory_objects_oldest_first(client, sessio
     assert isinstance(embedded["created_at"], int)
 
 
+@pytest.mark.parametrize("path", ["/v1/sessions", "/v1/agents", "/v1/memories"])
+def test_an_offset_past_every_row_is_an_empty_page_however_large(client, session, path):
+    client.post("/v1/memories", {"content": "x", "agent_id": "a"}, format="json")
+    for offset in (10**6, 2**63, 29049462849558941924293869568):
+        response = client.get(f"{path}?offset={offset}&limit=5")
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert body["data"] == [] and body["has_more"] is False and body["total_count"] >= 1
+    assert_error(client.get(f"{path}?offset={'9' * 5000}"), 422, "validation_error", "offset")
+
+
+def test_a_huge_memories_offset_is_an_empty_page(client, session):
+    client.post("/v1/memories", {"content": "x", "agent_id": "a", "session_id": str(session.id)},
+                format="json")
+    response = client.get(f"/v1/sessions/{session.id}?include_memories=true"
+                          f"&memories_offset={2**64}")
+    assert response.status_code == 200, response.content
+    assert response.json()["memories"] == [] and response.json()["memory_count"] == 1
+
+
 def test_include_memories_is_bounded_and_pages_with_memories_offset(client, account, session):
     for i in range(5):
         Memory.objects.create(account=account, agent=session.agent, session=session,
