@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -46,7 +51,11 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
     def _memory(self) -> Memory:
         return services.memory_get(account=self.request.user, memory_id=self.object_id())
 
-    @extend_schema(request=MemoryCreateInput, responses={201: MemorySerializer})
+    @extend_schema(request=MemoryCreateInput, responses={
+        201: OpenApiResponse(MemorySerializer, description="Stored"),
+        200: OpenApiResponse(MemorySerializer, description="deduplicate: the existing "
+                             "near-identical memory, with is_duplicate true; nothing stored"),
+    })
     def create(self, request):
         data = validated(MemoryCreateInput, request.data)
         memory = services.memory_create(
@@ -75,7 +84,7 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
     def partial_update(self, request, pk=None):
         return self.update(request, pk)
 
-    @extend_schema(responses=DeletedOutput)
+    @extend_schema(responses={200: DeletedOutput})
     def destroy(self, request, pk=None):
         memory = services.memory_delete(memory=self._memory())
         return Response(DeletedOutput({"id": memory.id, "deleted": True,

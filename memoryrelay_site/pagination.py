@@ -108,7 +108,8 @@ class ListPagination(pagination.BasePagination):
         return [
             param("limit", "Results per page (1-100, larger values are clamped)",
                   {"type": "integer", "default": DEFAULT_LIMIT, "minimum": 1}),
-            param("offset", "Number of results to skip", {"type": "integer", "default": 0}),
+            param("offset", "Number of results to skip",
+                  {"type": "integer", "default": 0, "minimum": 0}),
             param("cursor", "Opaque cursor from a previous page's next_cursor",
                   {"type": "string"}),
         ]

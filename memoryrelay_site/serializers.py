@@ -26,6 +26,8 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True,
+                      "description": "A JSON object, at most 10 KB as JSON"})
 class MetadataField(serializers.JSONField):
     """A JSON object of at most 10 KB. ``null`` is allowed and means "not given"."""
 

@@ -156,6 +156,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"SessionStatusEnum": "sessions_app.models.SessionStatus"},
     "SCHEMA_PATH_PREFIX": r"/v1",
     "PREPROCESSING_HOOKS": ["memoryrelay_site.openapi.slashless_paths"],
     "POSTPROCESSING_HOOKS": [

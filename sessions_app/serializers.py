@@ -14,7 +14,7 @@ class AgentSerializer(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     memory_count = serializers.IntegerField(read_only=True, default=0)
     session_count = serializers.IntegerField(read_only=True, default=0)
-    last_active_at = IsoDateTimeField(read_only=True)
+    last_active_at = IsoDateTimeField(read_only=True, allow_null=True)
     created_at = IsoDateTimeField(read_only=True)
     updated_at = IsoDateTimeField(read_only=True)
 
@@ -57,10 +57,10 @@ class AgentUpdateInput(serializers.Serializer):
 
 
 class SessionSerializer(serializers.ModelSerializer):
-    agent_id = serializers.UUIDField(read_only=True)
+    agent_id = serializers.UUIDField(read_only=True, allow_null=True)
     memory_count = serializers.IntegerField(read_only=True, default=0)
     started_at = IsoDateTimeField(read_only=True)
-    ended_at = IsoDateTimeField(read_only=True)
+    ended_at = IsoDateTimeField(read_only=True, allow_null=True)
     created_at = IsoDateTimeField(read_only=True)
     updated_at = IsoDateTimeField(read_only=True)
 
@@ -76,8 +76,9 @@ class SessionSerializer(serializers.ModelSerializer):
 class SessionDetailOutput(SessionSerializer):
     """Schema of GET /v1/sessions/{id}: ``memories`` appears only with include_memories."""
 
+    # Not read_only: the schema lists read-only fields as always present.
     memories = serializers.ListField(
-        child=serializers.DictField(), required=False, read_only=True,
+        child=serializers.DictField(), required=False,
         help_text="Memory objects (as GET /v1/memories/{id} returns them), oldest first; "
         "only with include_memories=true",
     )

@@ -77,7 +77,7 @@ class AgentViewSet(mixins.ListModelMixin, AccountViewSet):
     def partial_update(self, request, pk=None):
         return self.update(request, pk)
 
-    @extend_schema(responses=DeletedOutput)
+    @extend_schema(responses={200: DeletedOutput})
     def destroy(self, request, pk=None):
         agent = services.agent_delete(agent=self._agent())
         return Response(DeletedOutput({"id": agent.id, "deleted": True,
@@ -97,7 +97,8 @@ MEMORIES_LIMIT = OpenApiParameter(
     ),
 )
 MEMORIES_OFFSET = OpenApiParameter(
-    "memories_offset", OpenApiTypes.INT, description="Skip this many of the oldest memories"
+    "memories_offset", {"type": "integer", "minimum": 0, "default": 0},
+    description="Skip this many of the oldest memories",
 )
 SESSION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
                               description="Session ID")
@@ -161,7 +162,7 @@ class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
         )
         return self.memory_serializer_class(rows, many=True).data
 
-    @extend_schema(parameters=[CASCADE], responses=SessionDeletedOutput)
+    @extend_schema(parameters=[CASCADE], responses={200: SessionDeletedOutput})
     def destroy(self, request, pk=None):
         cascade = parse_bool(request.query_params, "cascade_memories") or parse_bool(
             request.data if isinstance(request.data, dict) else {}, "cascade_memories"

@@ -89,3 +89,119 @@ def test_docs_page_loads_its_assets_from_this_server_only(anon, db):
         response = anon.get(asset)
         assert response.status_code == 200, asset
     assert "/v1/openapi.json" in html
+
+
+# --- every response matches its documented schema -------------------------------------------
+
+
+def as_json_schema(node, components):
+    """An OpenAPI 3.0 schema as plain JSON Schema: references inlined and ``nullable``
+    spelled as "or null", so that jsonschema can validate real responses against it."""
+    if isinstance(node, list):
+        return [as_json_schema(item, components) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return as_json_schema(components[node["$ref"].rsplit("/", 1)[1]], components)
+    out = {key: as_json_schema(value, components) for key, value in node.items()
+           if key not in ("nullable", "readOnly", "writeOnly", "format")}
+    if node.get("nullable"):
+        out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+class Conformance:
+    """Checks each response's status is documented for its operation and its body matches
+    that status's schema."""
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.components = schema["components"]["schemas"]
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def __call__(self, response, path: str, method: str):
+        import jsonschema
+
+        responses = self.schema["paths"][path][method]["responses"]
+        status = str(response.status_code)
+        assert status in responses, f"{method.upper()} {path}: {status} not documented"
+        content = responses[status].get("content")
+        assert content, f"{method.upper()} {path}: {status} documented without a body"
+        body_schema = as_json_schema(content["application/json"]["schema"], self.components)
+        jsonschema.validate(response.json(), body_schema)
+        self.seen.add((path, method, response.status_code))
+        return response.json()
+
+
+def test_every_response_matches_its_documented_schema(schema, client, anon, account):
+    check = Conformance(schema)
+    memory_body = {"content": "Deploys freeze on Fridays.", "agent_id": "ops"}
+    check(anon.get("/v1/health"), "/v1/health", "get")
+
+    agent = check(client.post("/v1/agents", {"name": "ops"}, format="json"),
+                  "/v1/agents", "post")
+    check(client.post("/v1/agents", {"name": "ops"}, format="json"), "/v1/agents", "post")
+    check(client.get("/v1/agents"), "/v1/agents", "get")
+    check(client.get(f"/v1/agents/{agent['id']}"), "/v1/agents/{id}", "get")
+    check(client.put("/v1/agents/ops", {"description": "d"}, format="json"),
+          "/v1/agents/{id}", "put")
+    check(client.patch("/v1/agents/ops", {"metadata": {"k": 1}}, format="json"),
+          "/v1/agents/{id}", "patch")
+
+    bare = check(client.post("/v1/sessions", {}, format="json"), "/v1/sessions", "post")
+    assert bare["agent_id"] is None and bare["ended_at"] is None
+    owned = check(client.post("/v1/sessions", {"agent_id": "ops", "title": "t"}, format="json"),
+                  "/v1/sessions", "post")
+    for code in (201, 200):
+        body = check(client.post("/v1/sessions/get-or-create", {"external_id": "auto:1"},
+                                 format="json"), "/v1/sessions/get-or-create", "post")
+        assert body["created"] is (code == 201)
+    memory = check(client.post("/v1/memories", {**memory_body, "session_id": owned["id"]},
+                               format="json"), "/v1/memories", "post")
+    check(client.post("/v1/memories", {**memory_body, "deduplicate": True}, format="json"),
+          "/v1/memories", "post")
+    check(client.get("/v1/sessions"), "/v1/sessions", "get")
+    check(client.get(f"/v1/sessions/{bare['id']}"), "/v1/sessions/{id}", "get")
+    check(client.get(f"/v1/sessions/{owned['id']}?include_memories=true"),
+          "/v1/sessions/{id}", "get")
+    check(client.post(f"/v1/sessions/{owned['id']}/summarize"),
+          "/v1/sessions/{id}/summarize", "post")
+    check(client.post(f"/v1/sessions/{owned['id']}/end", {}, format="json"),
+          "/v1/sessions/{id}/end", "post")
+    check(client.put(f"/v1/sessions/{owned['id']}/end", {"summary": "s"}, format="json"),
+          "/v1/sessions/{id}/end", "put")
+
+    check(client.get("/v1/memories"), "/v1/memories", "get")
+    check(client.get(f"/v1/memories/{memory['id']}"), "/v1/memories/{id}", "get")
+    check(client.put(f"/v1/memories/{memory['id']}", {"content": "x", "metadata": None},
+                     format="json"), "/v1/memories/{id}", "put")
+    check(client.patch(f"/v1/memories/{memory['id']}", {"importance": 0.9}, format="json"),
+          "/v1/memories/{id}", "patch")
+    check(client.post("/v1/memories/search", {"query": "Friday deploys", "search_mode": "keyword"},
+                      format="json"), "/v1/memories/search", "post")
+    check(client.post("/v1/memories/batch", {"memories": [memory_body, {"content": ""}]},
+                      format="json"), "/v1/memories/batch", "post")
+    check(client.post("/v1/memories/context", {"query": "Friday deploys"}, format="json"),
+          "/v1/memories/context", "post")
+
+    check(client.delete(f"/v1/memories/{memory['id']}"), "/v1/memories/{id}", "delete")
+    check(client.delete(f"/v1/sessions/{bare['id']}"), "/v1/sessions/{id}", "delete")
+    check(client.delete("/v1/agents/ops"), "/v1/agents/{id}", "delete")
+
+    # Errors: each answers the one documented error body.
+    check(anon.get("/v1/sessions"), "/v1/sessions", "get")
+    check(client.get("/v1/sessions/not-a-uuid"), "/v1/sessions/{id}", "get")
+    check(client.post("/v1/memories", {"content": ""}, format="json"), "/v1/memories", "post")
+    check(client.post("/v1/sessions", "{bad json", content_type="application/json"),
+          "/v1/sessions", "post")
+    documented = {(p, m) for p, ops in schema["paths"].items() for m in ops}
+    assert documented == {(p, m) for p, m, _ in check.seen}
+
+
+def test_the_schema_generates_without_warnings_and_validates(tmp_path, db):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.json"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json",
+                 "--file", str(out))
+    assert out.stat().st_size > 0
