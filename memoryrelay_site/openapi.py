@@ -32,6 +32,13 @@ ERROR_STATUSES = {
     "413": "Request body too large", "422": "Validation failed",
 }
 
+# Operations that answer 409 when a unique name or id is taken.
+CONFLICTS = {
+    ("/v1/sessions", "post"): "external_id already names a live session of the account",
+    ("/v1/agents/{id}", "put"): "another agent of the account has that name",
+    ("/v1/agents/{id}", "patch"): "another agent of the account has that name",
+}
+
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "memoryrelay_site.auth.ApiKeyAuthentication"
@@ -60,11 +67,13 @@ def error_responses(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/Error"}
     for path, operations in result.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             operation["security"] = _either_key(operation.get("security", []))
             statuses = dict(ERROR_STATUSES)
             if path == "/v1/health":
                 statuses = {"503": "Database unreachable (body: status unhealthy)"}
+            if (path, method) in CONFLICTS:
+                statuses["409"] = CONFLICTS[(path, method)]
             for status, description in statuses.items():
                 operation["responses"].setdefault(
                     status, {"description": description,

@@ -27,7 +27,8 @@ class StrictCharField(serializers.CharField):
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True,
-                      "description": "A JSON object, at most 10 KB as JSON"})
+                      "description": "A JSON object, at most 10 KB as JSON, with no NUL "
+                                     "characters (\\u0000)"})
 class MetadataField(serializers.JSONField):
     """A JSON object of at most 10 KB. ``null`` is allowed and means "not given"."""
 

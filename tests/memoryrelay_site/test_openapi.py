@@ -194,6 +194,13 @@ def test_every_response_matches_its_documented_schema(schema, client, anon, acco
     check(client.post("/v1/memories", {"content": ""}, format="json"), "/v1/memories", "post")
     check(client.post("/v1/sessions", "{bad json", content_type="application/json"),
           "/v1/sessions", "post")
+    assert check(client.post("/v1/sessions", {"external_id": "auto:1"}, format="json"),
+                 "/v1/sessions", "post")["code"] == 409
+    client.post("/v1/agents", {"name": "taken"}, format="json")
+    check(client.post("/v1/agents", {"name": "ops2"}, format="json"), "/v1/agents", "post")
+    for method in ("put", "patch"):
+        conflict = getattr(client, method)("/v1/agents/ops2", {"name": "taken"}, format="json")
+        assert check(conflict, "/v1/agents/{id}", method)["code"] == 409
     documented = {(p, m) for p, ops in schema["paths"].items() for m in ops}
     assert documented == {(p, m) for p, m, _ in check.seen}
 
