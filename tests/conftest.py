@@ -55,16 +55,21 @@ def _database_is_the_one_asked_for(django_db_setup, django_db_blocker):
             pytest.exit("MEMORYRELAY_REQUIRE_POSTGRES=1 but the database is not PostgreSQL", 3)
 
 
+def real_queries(captured: CaptureQueriesContext) -> list[str]:
+    """The captured SQL without the SAVEPOINT statements that per-request transactions add
+    only inside a test's own transaction."""
+    return [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+
 @pytest.fixture
 def max_queries(db):
-    """Like ``max_queries``, but without the SAVEPOINT statements that
-    per-request transactions add only inside a test's own transaction."""
+    """Like ``max_queries``, counting only ``real_queries``."""
 
     @contextmanager
     def check(limit: int):
         with CaptureQueriesContext(connection) as captured:
             yield captured
-        real = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+        real = real_queries(captured)
         assert len(real) <= limit, f"{len(real)} queries > {limit}:\n" + "\n".join(real)
 
     return check
