@@ -9,7 +9,7 @@ THREADS ?= 4
 STAMP  := $(VENV)/.installed
 MODEL_VERSION := 0.1.0
 
-.PHONY: run test test-postgres check-migrations venv migrate bench clean
+.PHONY: run test test-postgres check-migrations lint venv migrate bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -38,6 +38,9 @@ test: $(STAMP)
 test-postgres: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/memoryrelay} \
 	MEMORYRELAY_REQUIRE_POSTGRES=1 MEMORYRELAY_REQUIRE_MODEL=1 $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 check-migrations: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
