@@ -1,20 +1,27 @@
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 
 from .models import ApiKey
 from .services import api_key_create, api_key_revoke
 
+SETTINGS_FIELDS = ["expires_at", "rate_limit_per_minute"]  # editable when adding and later
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "is_active"]
-    list_filter = ["revoked_at"]
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at",
+                    "rate_limit_per_minute", "is_active"]
+    list_filter = ["revoked_at", "expires_at"]
     list_select_related = ["user"]
     search_fields = ["prefix", "name", "user__username"]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
+    created_template = "admin/memoryrelay_site/apikey/created.html"
 
     def get_fields(self, request, obj=None):
-        return ["user", "name"] if obj is None else ["user", "name", *self.readonly_fields]
+        if obj is None:
+            return ["user", "name", *SETTINGS_FIELDS]
+        return ["user", "name", *SETTINGS_FIELDS, *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is None else ["user", *self.readonly_fields]
@@ -24,14 +31,29 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return obj.is_active
 
     def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
-        key, raw = api_key_create(user=obj.user, name=obj.name)
+        if change:  # only what the form changed: never writes back a stale revoked_at
+            if form.changed_data:
+                obj.save(update_fields=form.changed_data)
+            return
+        key, raw = api_key_create(
+            user=obj.user, name=obj.name, expires_at=obj.expires_at,
+            rate_limit_per_minute=obj.rate_limit_per_minute)
         obj.pk, obj.prefix, obj.key_hash, obj.created_at = (
             key.pk, key.prefix, key.key_hash, key.created_at)
         obj._state.adding, obj._state.db = False, key._state.db
-        self.message_user(
-            request, f"Copy this key now, it will not be shown again: {raw}", messages.SUCCESS)
+        request._created_api_key = raw  # shown once by response_add, never in a message
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The raw key is shown once, on this response's page: not in a ``messages`` cookie
+        (signed, not encrypted) and not in any cache."""
+        raw = getattr(request, "_created_api_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "opts": self.opts,
+                   "title": "API key created", "key": obj, "raw_key": raw}
+        response = TemplateResponse(request, self.created_template, context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):

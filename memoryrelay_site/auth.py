@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from rest_framework import authentication, exceptions
 
-from .services import api_key_authenticate
-
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
+        # Imported here: DRF loads this class while errors.py (which services use) imports DRF.
+        from .services import ApiKeyExpired, api_key_authenticate
+
         raw = self._raw_key(request)
         if raw is None:
             return None
-        key = api_key_authenticate(raw)
+        try:
+            key = api_key_authenticate(raw)
+        except ApiKeyExpired as expired:
+            raise exceptions.AuthenticationFailed(expired.message) from None
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key")
         return key.user, key

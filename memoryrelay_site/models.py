@@ -37,6 +37,7 @@ class SoftDeleteModel(models.Model):
 
 class ApiKeyQuerySet(models.QuerySet):
     def active(self):
+        """Not revoked (an expired key is still "active" here: it answers "expired")."""
         return self.filter(revoked_at__isnull=True)
 
 
@@ -53,6 +54,13 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="After this moment the key is refused (401, expired). "
+        "Empty: never expires.")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="rate limit per minute",
+        help_text="Requests per minute for this key (a batch counts its items). Empty: the "
+        "server default (MEMORYRELAY_RATE_LIMIT_PER_MINUTE); 0: unlimited.")
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -65,4 +73,7 @@ class ApiKey(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired()
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())

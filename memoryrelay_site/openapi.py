@@ -27,9 +27,10 @@ ERROR_SCHEMA = {
     },
 }
 ERROR_STATUSES = {
-    "400": "Malformed JSON", "401": "Missing, wrong or revoked API key",
+    "400": "Malformed JSON", "401": "Missing, wrong, revoked or expired API key",
     "404": "Not found (also another account's id, or a malformed id)",
     "413": "Request body too large", "422": "Validation failed",
+    "429": "Rate limit of the API key exceeded; retry after Retry-After seconds",
 }
 
 # Operations that answer 409 when a unique name or id is taken.

@@ -1,15 +1,17 @@
-"""API key services: create, revoke, authenticate. Used by the API, admin and commands."""
+"""API key services: create, revoke, find, authenticate. Used by the API, admin and commands."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from .errors import NotFound, ServiceError
 from .models import ApiKey
 
 KEY_PREFIX = "mem_prod_"
@@ -26,32 +28,81 @@ def generate_raw_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+class ApiKeyExpired(ServiceError):
+    """A real, unrevoked key past its ``expires_at``: a 401 that says so."""
+
+    status = 401
+    type = "unauthorized"
+
+
+class AmbiguousApiKey(ServiceError):
+    status = 409
+    type = "conflict"
+
+
 @transaction.atomic
-def api_key_create(*, user, name: str = "") -> tuple[ApiKey, str]:
+def api_key_create(
+    *, user, name: str = "", expires_at: datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
     """Create a key for ``user``; returns the row and the raw key, which is never stored."""
     raw = generate_raw_key()
     key = ApiKey.objects.create(
-        user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=hash_key(raw)
+        user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=hash_key(raw),
+        expires_at=expires_at, rate_limit_per_minute=rate_limit_per_minute,
     )
     return key, raw
 
 
 @transaction.atomic
-def account_key_create(*, username: str, name: str = "") -> tuple[ApiKey, str]:
-    """Create the account (a Django user) if needed, then a key for it."""
+def account_key_create(*, username: str, **key_fields) -> tuple[ApiKey, str]:
+    """Create the account (a Django user) if needed, then a key for it (``api_key_create``'s
+    keyword arguments)."""
     user, _ = get_user_model().objects.get_or_create(username=username)
-    return api_key_create(user=user, name=name)
+    return api_key_create(user=user, **key_fields)
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
+    """Revoke ``key`` (idempotent: a revoked key keeps its first ``revoked_at``)."""
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.revoked_at = ApiKey.objects.values_list("revoked_at", flat=True).get(pk=key.pk)
     return key
 
 
+def api_key_find(*, ref: str) -> ApiKey:
+    """The one key that ``ref`` names: its id, the whole raw key, or the start of its visible
+    prefix (``mem_prod_Ab3``). Unrevoked keys are preferred, so an old revoked key never makes
+    a live one ambiguous. Unknown is :class:`NotFound`; several is :class:`AmbiguousApiKey`."""
+    ref = ref.strip()
+    if not ref:
+        raise NotFound("No API key matches an empty prefix")
+    if _is_uuid(ref):
+        candidates = ApiKey.objects.filter(pk=ref)
+    elif len(ref) > VISIBLE_CHARS:
+        candidates = ApiKey.objects.filter(key_hash=hash_key(ref))
+    else:
+        candidates = ApiKey.objects.filter(prefix__startswith=ref)
+    candidates = candidates.select_related("user").order_by("-created_at")
+    matches = list(candidates.active()[:20]) or list(candidates[:20])
+    if not matches:
+        raise NotFound(f"No API key matches {ref!r}")
+    if len(matches) > 1:
+        listed = ", ".join(f"{k.pk} ({k.prefix}…, {k.user})" for k in matches)
+        raise AmbiguousApiKey(f"{len(matches)} keys match {ref!r}: {listed}")
+    return matches[0]
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
-    """The active key matching ``raw_key`` with its active user, or None."""
+    """The unrevoked key matching ``raw_key`` with its active user, or None; a matching key
+    past its expiry raises :class:`ApiKeyExpired`."""
     if not raw_key.startswith("mem_") or len(raw_key) > 200:
         return None
     key = (
@@ -60,8 +111,12 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
         .filter(key_hash=hash_key(raw_key), user__is_active=True)
         .first()
     )
-    if key is not None:
-        _touch(key)
+    if key is None:
+        return None
+    if key.is_expired():
+        expired = key.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise ApiKeyExpired(f"API key expired at {expired}; create a new key")
+    _touch(key)
     return key
 
 

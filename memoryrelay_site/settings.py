@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "memoryrelay_site.middleware.RequestIdMiddleware",
+    "memoryrelay_site.ratelimit.RateLimitHeadersMiddleware",
     "memoryrelay_site.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -134,6 +135,17 @@ MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100
 MEMORYRELAY_INCLUDE_MEMORIES_MAX = 1000
 MEMORYRELAY_RETENTION_DAYS = env_int("MEMORYRELAY_RETENTION_DAYS", 30)
 
+# --- Per-key rate limits (memoryrelay_site/ratelimit.py): requests per minute per API key,
+# a batch counting its items; 0 = unlimited; a key's own limit (admin) overrides this.
+# Counted in Redis when REDIS_URL is set (needed when servers run on several machines),
+# else in a SQLite file of its own next to the database.
+MEMORYRELAY_RATE_LIMIT_PER_MINUTE = env_int("MEMORYRELAY_RATE_LIMIT_PER_MINUTE", 600)
+REDIS_URL = os.environ.get("REDIS_URL", "")
+MEMORYRELAY_RATE_LIMIT_PATH = os.environ.get(
+    "MEMORYRELAY_RATE_LIMIT_PATH", f"{SQLITE_PATH}-ratelimit")
+MEMORYRELAY_RATE_LIMIT_REDIS_PREFIX = os.environ.get(
+    "MEMORYRELAY_RATE_LIMIT_REDIS_PREFIX", "memoryrelay:ratelimit:")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["memoryrelay_site.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -142,6 +154,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "memoryrelay_site.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["memoryrelay_site.ratelimit.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "PAGE_SIZE": 20,

@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from memoryrelay_site.services import account_key_create
 
@@ -12,10 +15,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--user", required=True, help="account (username); created if missing")
         parser.add_argument("--name", default="", help="a label for the key")
+        parser.add_argument("--expires-days", type=int, default=None, metavar="N",
+                            help="the key is refused (401, expired) N days from now")
+        parser.add_argument("--rate-limit", type=int, default=None, metavar="PER_MINUTE",
+                            help="requests per minute for this key (0: unlimited); "
+                                 "default: MEMORYRELAY_RATE_LIMIT_PER_MINUTE")
 
-    def handle(self, *args, user: str, name: str, **options):
+    def handle(self, *args, user: str, name: str, expires_days: int | None,
+               rate_limit: int | None, **options):
         if not user.strip():
             raise CommandError("--user must not be blank")
-        key, raw = account_key_create(username=user.strip(), name=name)
-        self.stdout.write(f"Created API key {key.prefix}… for account {key.user.username!r}.")
+        if expires_days is not None and expires_days < 1:
+            raise CommandError("--expires-days must be at least 1")
+        if rate_limit is not None and rate_limit < 0:
+            raise CommandError("--rate-limit must be 0 (unlimited) or more")
+        expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
+        key, raw = account_key_create(username=user.strip(), name=name, expires_at=expires_at,
+                                      rate_limit_per_minute=rate_limit)
+        expiry = f", expires {expires_at:%Y-%m-%dT%H:%M:%SZ}" if expires_at else ""
+        self.stdout.write(
+            f"Created API key {key.prefix}… for account {key.user.username!r}{expiry}.")
         self.stdout.write(raw)
