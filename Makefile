@@ -27,8 +27,9 @@ migrate: $(STAMP)
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_local_key --port $(PORT)
-	$(BIN)/gunicorn memoryrelay_site.wsgi:application --bind $(HOST):$(PORT) \
-		--workers $(WORKERS) --threads $(THREADS) --access-logfile - --graceful-timeout 10
+	$(BIN)/gunicorn memoryrelay_site.asgi:application --bind $(HOST):$(PORT) \
+		--worker-class memoryrelay_site.server.Worker --workers $(WORKERS) \
+		--env MEMORYRELAY_WORKER_THREADS=$(THREADS) --access-logfile - --graceful-timeout 10
 
 # MEMORYRELAY_REQUIRE_MODEL: the local embedding model is installed here, so its tests run.
 test: $(STAMP)

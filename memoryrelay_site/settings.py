@@ -129,6 +129,17 @@ WHITENOISE_USE_FINDERS = True  # serve assets even before collectstatic has run
 MEMORYRELAY_MAX_BODY_BYTES = env_int("MEMORYRELAY_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYRELAY_MAX_BODY_BYTES
 
+# --- Serving (memoryrelay_site/server.py, `make run`). Reading a request costs no thread: a
+# client has HEADER_TIMEOUT seconds to send its headers and BODY_TIMEOUT more for its body
+# (else 408 and the connection closes); an idle keep-alive connection closes after
+# KEEPALIVE_TIMEOUT; a process holds at most MAX_CONNECTIONS connections (beyond: 503) and
+# runs at most WORKER_THREADS requests at once (`make run THREADS=…`), each in a thread.
+MEMORYRELAY_HEADER_TIMEOUT = float(os.environ.get("MEMORYRELAY_HEADER_TIMEOUT", "10"))
+MEMORYRELAY_BODY_TIMEOUT = float(os.environ.get("MEMORYRELAY_BODY_TIMEOUT", "30"))
+MEMORYRELAY_KEEPALIVE_TIMEOUT = float(os.environ.get("MEMORYRELAY_KEEPALIVE_TIMEOUT", "5"))
+MEMORYRELAY_MAX_CONNECTIONS = env_int("MEMORYRELAY_MAX_CONNECTIONS", 1000)
+MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4)
+
 # --- Product settings.
 MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000)
 MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100

@@ -1,0 +1,162 @@
+"""How `make run` serves the API: gunicorn processes, each one uvicorn event loop in front of
+the ASGI application (memoryrelay_site/asgi.py).
+
+    gunicorn memoryrelay_site.asgi:application --worker-class memoryrelay_site.server.Worker
+
+Reading a request ties up no thread, so slow or idle clients cost a socket each, not a
+worker: the event loop reads headers and bodies, and only a complete request reaches
+Django (see ``asgi.RequestGate``). On top of uvicorn, the protocol here gives each request
+a deadline for its headers and one for its body (``MEMORYRELAY_HEADER_TIMEOUT``,
+``MEMORYRELAY_BODY_TIMEOUT``; 408, then the connection closes); idle keep-alive connections
+close after ``MEMORYRELAY_KEEPALIVE_TIMEOUT`` and a process holds at most
+``MEMORYRELAY_MAX_CONNECTIONS`` (uvicorn's own ``timeout_keep_alive`` and
+``limit_concurrency``). The access log never shows an API key sent in a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import uuid
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn_worker import UvicornWorker
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memoryrelay_site.settings")
+logger = logging.getLogger("uvicorn.error")
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with read deadlines.
+
+    uvicorn times out only the wait between two requests of a keep-alive connection: once a
+    byte arrives, or on a fresh connection, nothing limits how long a client takes to send
+    the rest. Here a request's headers must be complete ``header_timeout`` seconds after its
+    first byte (or after the connection opened), and its body ``body_timeout`` seconds after
+    the headers.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from django.conf import settings
+
+        self.header_timeout = settings.MEMORYRELAY_HEADER_TIMEOUT
+        self.body_timeout = settings.MEMORYRELAY_BODY_TIMEOUT
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_headers = False  # part of a request's headers has arrived
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm(self.header_timeout, "headers")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # this stops uvicorn's keep-alive timer
+        waiting = self._deadline is None and self.timeout_keep_alive_task is None
+        if waiting and self._between_requests() and not self.transport.is_closing():
+            self._arm(self.header_timeout, "headers")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+        if self._deadline is None and self._between_requests():
+            self._arm(self.header_timeout, "headers")
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._disarm()
+        super().on_headers_complete()
+        self._arm(self.body_timeout, "body")
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self, seconds: float, part: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expire, part)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self, part: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        started = self.cycle is not None and self.cycle.response_started
+        if (part == "body" and not started) or (part == "headers" and self._in_headers):
+            logger.info("%s - 408: the request's %s did not arrive in time", self.client, part)
+            self.transport.write(timeout_response(part))
+        self.transport.close()
+
+
+def timeout_response(part: str) -> bytes:
+    """A complete 408 response in the API's one error body."""
+    from .errors import error_body
+
+    request_id = f"req_{uuid.uuid4().hex}"
+    message = f"Request timeout: the request's {part} did not arrive in time"
+    body = json.dumps(error_body(408, message, request_id)).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+# A key in a query string (refused by the API) must not reach the log either: any mem_…
+# token, raw or percent-encoded, and the value of any key-like parameter.
+_KEY_TOKEN = re.compile(r"mem(?:_|%5f)[A-Za-z0-9_\-%]{12,}", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:api(?:[-_]|%5f)?key|key|token|access(?:[-_]|%5f)?token|auth|authorization"
+    r"|x-api-key|secret|password)=)[^&;\s\"]*",
+    re.IGNORECASE,
+)
+
+
+def redact_secrets(text: str) -> str:
+    return _KEY_TOKEN.sub("mem_[redacted]", _SECRET_PARAM.sub(r"\1[redacted]", text))
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a log record whose message carries a key-like value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_secrets(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+class Worker(UvicornWorker):
+    """The gunicorn worker class of `make run`: uvicorn with the settings above."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        from django.conf import settings
+
+        self.CONFIG_KWARGS = {
+            "loop": "auto",
+            "http": HttpProtocol,
+            "ws": "none",
+            "lifespan": "off",  # Django's ASGI handler serves HTTP only
+            "timeout_keep_alive": settings.MEMORYRELAY_KEEPALIVE_TIMEOUT,
+            "limit_concurrency": settings.MEMORYRELAY_MAX_CONNECTIONS,
+        }
+        super().__init__(*args, **kwargs)
+        # Finish in-flight requests within gunicorn's --graceful-timeout, before its SIGKILL.
+        self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, RedactSecrets) for f in access.filters):
+            access.addFilter(RedactSecrets())

@@ -1,0 +1,290 @@
+"""The production server, started exactly as `make run` starts it, against a temporary SQLite
+file: slow and idle clients starve nobody, reads have deadlines, chunked bodies are read
+and capped, keys stay out of the access log; every process runs BLAS on one thread."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADER_TIMEOUT = 4  # seconds, small so that the deadline tests stay short
+BODY_TIMEOUT = 4
+MAX_BODY = 64 * 1024
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_command(port: int) -> list[str]:
+    """The gunicorn command of `make run`, read from the Makefile (make -n runs nothing)."""
+    dry = subprocess.run(
+        ["make", "-n", "-s", "run", "HOST=127.0.0.1", f"PORT={port}", "WORKERS=2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    recipe = re.sub(r"\\\n\s*", " ", dry)
+    line = next(line for line in recipe.splitlines() if "/gunicorn " in line)
+    # Several gunicorns may run on this machine: keep this one off the shared control socket.
+    return [*shlex.split(line), "--no-control-socket"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
+    env.update(
+        DATABASE_URL="", MEMORYRELAY_SQLITE_PATH=str(tmp / "db.sqlite3"),
+        MEMORYRELAY_EMBEDDINGS="none", MEMORYRELAY_RATE_LIMIT_PER_MINUTE="0",
+        MEMORYRELAY_HEADER_TIMEOUT=str(HEADER_TIMEOUT), MEMORYRELAY_BODY_TIMEOUT=str(BODY_TIMEOUT),
+        MEMORYRELAY_KEEPALIVE_TIMEOUT="60", MEMORYRELAY_MAX_BODY_BYTES=str(MAX_BODY),
+    )
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60, check=True,
+    ).stdout
+
+
+class Server:
+    def __init__(self, port: int, key: str, log: Path):
+        self.port, self.key, self.log = port, key, log
+
+    def connect(self, timeout: float = 5) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def get(self, path: str, *, key: str | None = None, timeout: float = 5):
+        conn = self.connect(timeout)
+        try:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server")
+    env = server_env(tmp)
+    manage(env, "migrate", "--noinput")
+    key = manage(env, "create_api_key", "--user", "server-test").strip().splitlines()[-1]
+    port, log = free_port(), tmp / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            run_command(port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    served = Server(port, key, log)
+    try:
+        wait_until_up(served, process)
+        yield served
+    finally:
+        stop(process)
+
+
+def wait_until_up(server: Server, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited:\n{server.log_text()}")
+        try:
+            if server.get("/v1/health", timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server did not answer within 60 s:\n{server.log_text()}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def is_open(sock: socket.socket) -> bool:
+    """True while the server has neither closed the connection nor answered on it."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)  # data or b"": the server answered or hung up
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def read_until_closed(sock: socket.socket, limit: float) -> bytes:
+    sock.settimeout(limit)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def timed(call):
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def test_health_and_an_authenticated_read_answer_within_a_second_while_200_slow_clients_wait(
+    server,
+):
+    idle, trickling = [], []
+    try:
+        for _ in range(100):  # keep-alive connections that made a request and went quiet
+            conn = server.connect()
+            conn.request("GET", "/v1/health")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read()
+            idle.append(conn.sock)
+        for _ in range(100):  # clients sending their headers a byte at a time
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.sendall(b"GET /v1/memories HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+            trickling.append(sock)
+        for sock in trickling:
+            sock.sendall(b"a")
+
+        (status, _), seconds = timed(lambda: server.get("/v1/health", timeout=5))
+        assert status == 200 and seconds < 1, seconds
+        (status, body), seconds = timed(
+            lambda: server.get("/v1/memories?limit=1", key=server.key, timeout=5))
+        assert status == 200 and seconds < 1, seconds
+        assert json.loads(body)["object"] == "list"
+
+        for sock in trickling:
+            sock.sendall(b"b")
+        assert all(is_open(sock) for sock in idle + trickling), "slow clients were dropped"
+    finally:
+        for sock in idle + trickling:
+            sock.close()
+
+
+def test_a_client_that_does_not_send_its_request_in_time_is_closed_after_the_timeout(server):
+    silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    headers = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    headers.sendall(b"GET /v1/health HTTP/1.1\r\nHost: test\r\n")
+    body = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    body.sendall(
+        b"POST /v1/memories HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + server.key.encode() + b"\r\n"
+        b"Content-Length: 100\r\n\r\n{\"content\": "
+    )
+    started = time.monotonic()
+    try:
+        answers = {}
+        for name, sock in (("silent", silent), ("headers", headers), ("body", body)):
+            answers[name] = read_until_closed(sock, HEADER_TIMEOUT + 10)
+            elapsed = time.monotonic() - started
+            assert HEADER_TIMEOUT - 0.5 < elapsed < HEADER_TIMEOUT + 5, (name, elapsed)
+        assert answers["silent"] == b""  # nothing asked, nothing answered
+        for part in ("headers", "body"):
+            assert answers[part].startswith(b"HTTP/1.1 408"), answers[part]
+            error = json.loads(answers[part].split(b"\r\n\r\n", 1)[1])
+            assert error["code"] == 408 and part in error["message"]
+    finally:
+        for sock in (silent, headers, body):
+            sock.close()
+
+
+def post_chunked(server: Server, chunks: list[bytes]):
+    conn = server.connect(timeout=30)
+    try:
+        conn.request(
+            "POST", "/v1/memories", body=iter(chunks), encode_chunked=True,
+            headers={"Authorization": f"Bearer {server.key}",
+                     "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        )
+        response = conn.getresponse()
+        return response, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_chunked_body_is_read(server):
+    response, body = post_chunked(
+        server, [b'{"agent_id": "chunked-agent", ', b'"content": "sent in ', b'chunks"}'])
+    assert response.status == 201, body
+    assert json.loads(body)["content"] == "sent in chunks"
+
+
+def test_a_chunked_body_over_the_size_limit_is_a_413_in_the_error_body(server):
+    filler = b'"' + b"x" * 8192 + b'", '
+    chunks = [b'{"agent_id": "chunked-agent", "metadata": {"a": [', *[filler] * 10, b'""]}}']
+    assert sum(map(len, chunks)) > MAX_BODY
+    response, body = post_chunked(server, chunks)
+    assert response.status == 413, body
+    error = json.loads(body)
+    assert error["type"] == "payload_too_large" and error["code"] == 413
+    assert error["request_id"] == response.getheader("X-Request-ID")
+
+
+def test_a_key_in_a_query_string_never_reaches_the_access_log(server):
+    status, _ = server.get(f"/v1/memories?limit=1&api_key={server.key}")
+    assert status == 401
+    status, _ = server.get(f"/v1/agents?token={server.key[:20]}&key=hunter2hunter2")
+    assert status == 401
+    deadline = time.monotonic() + 5
+    while "/v1/agents?" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = server.log_text()
+    assert "/v1/memories?limit=1&api_key=[redacted]" in log
+    assert "/v1/agents?token=[redacted]&key=[redacted]" in log
+    assert server.key not in log and server.key[:20] not in log and "hunter2" not in log
+
+
+BLAS_PROBE = (
+    "import json, threadpoolctl; from memories_app.minilm import MiniLMEncoder; "
+    "print(json.dumps([p['num_threads'] for p in threadpoolctl.threadpool_info() "
+    "if p['user_api'] == 'blas']))"
+)
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-c", "import memoryrelay_site.server, memoryrelay_site.asgi; " + BLAS_PROBE],
+    [sys.executable, "manage.py", "shell", "-c", BLAS_PROBE],
+], ids=["server-worker", "manage.py"])
+def test_every_process_that_loads_django_runs_blas_on_one_thread(command, tmp_path):
+    env = server_env(tmp_path)
+    threads = json.loads(subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip().splitlines()[-1])
+    assert threads and set(threads) == {1}
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS uses one thread per core at most")
+def test_an_operator_can_still_give_blas_more_threads(tmp_path):
+    env = {**server_env(tmp_path), "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import memoryrelay_site.asgi; " + BLAS_PROBE], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == [2]
