@@ -36,6 +36,11 @@ class Provider:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         raise EmbeddingError("no embedding provider is configured")
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """The tokens embedding ``texts`` puts through a model on this machine's CPU: what a
+        batch's cost is capped by (0 when the model runs elsewhere, or there is none)."""
+        return 0
+
     def describe(self) -> str:
         return "none (keyword search only)"
 
@@ -60,6 +65,10 @@ class LocalMiniLM(Provider):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._load().encode(list(texts))
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        # Truncated as encoding truncates them: each text counts at most the model's window.
+        return sum(len(e.ids) for e in self._load().tokenizer.encode_batch(list(texts)))
 
     def describe(self) -> str:
         return f"{self.name} (local)"

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import serializers
 
-from memoryrelay_site.serializers import MetadataField, StrictCharField, UnixTimestampField
+from memoryrelay_site.serializers import (
+    MetadataField,
+    PayloadTooLarge,
+    StrictCharField,
+    UnixTimestampField,
+)
 
+from .embeddings import get_provider
 from .models import Memory, MemoryType, Tier, Visibility
 
 CONTENT_MAX = 50_000
@@ -135,9 +142,27 @@ class SearchOutput(serializers.Serializer):
 
 class BatchInput(serializers.Serializer):
     memories = serializers.ListField(
-        child=serializers.JSONField(), min_length=1, max_length=100, allow_empty=False
+        child=serializers.JSONField(), min_length=1, max_length=100, allow_empty=False,
+        help_text="Up to 100 memories (the fields of POST /v1/memories each). Their contents "
+        "may need at most MEMORYRELAY_BATCH_MAX_TOKENS (default 8,192) tokens of the local "
+        "embedding model, each memory counting at most 256 (about 30,000 characters of "
+        "prose); a batch over it is a 413 payload_too_large on memories: send fewer or "
+        "shorter memories per batch.",
     )
     agent_id = StrictCharField(max_length=255, required=False, allow_null=True)
+
+    def validate_memories(self, items: list) -> list:
+        """Refuses a batch whose embedding alone would cost more than one request may: the
+        encoder's work grows with each memory's tokens (up to its 256-token window)."""
+        contents = [item["content"] for item in items
+                    if isinstance(item, dict) and isinstance(item.get("content"), str)]
+        tokens = get_provider().count_tokens(contents)
+        budget = settings.MEMORYRELAY_BATCH_MAX_TOKENS
+        if tokens > budget:
+            raise PayloadTooLarge(
+                f"memories: the batch needs {tokens} tokens of embedding, at most {budget} "
+                "per batch: send fewer or shorter memories per batch", field="memories")
+        return items
 
 
 class BatchItemInput(MemoryCreateInput):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 
 from django.db.models import Q
 from rest_framework import pagination
@@ -47,12 +48,19 @@ def encode_cursor(created_at: datetime, pk) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) a cursor of :func:`encode_cursor` holds. Anything else, however
+    well-formed (base64 of JSON with other types, a naive or out-of-range time, an id that
+    is not a UUID), is a 422 on ``cursor`` and never reaches the database."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(data["t"]), str(data["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
+        at, pk = datetime.fromisoformat(data["t"]), uuid.UUID(data["id"])
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at.astimezone(UTC), pk
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError,
+            binascii.Error):
         raise Invalid("cursor is not a cursor this server issued", field="cursor") from None
 
 

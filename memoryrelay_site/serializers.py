@@ -10,9 +10,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .errors import Invalid
+from .errors import Invalid, ServiceError
+from .parsers import depth_of
 
 METADATA_MAX_BYTES = 10 * 1024
+METADATA_MAX_DEPTH = 32
+
+
+class PayloadTooLarge(ServiceError):
+    """A 413 about one field: a body within the size limit whose content is over a budget
+    (a batch's embedding tokens)."""
+
+    status = 413
+    type = "payload_too_large"
 
 
 class StrictCharField(serializers.CharField):
@@ -27,14 +37,17 @@ class StrictCharField(serializers.CharField):
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True,
-                      "description": "A JSON object, at most 10 KB as JSON, with no NUL "
+                      "description": "A JSON object, at most 10 KB as JSON and "
+                                     f"{METADATA_MAX_DEPTH} levels deep, with no NUL "
                                      "characters (\\u0000)"})
 class MetadataField(serializers.JSONField):
-    """A JSON object of at most 10 KB. ``null`` is allowed and means "not given"."""
+    """A JSON object of at most 10 KB and 32 levels. ``null`` is allowed and means "not
+    given"."""
 
     default_error_messages = {
         "not_object": "must be a JSON object",
         "too_large": f"must be at most {METADATA_MAX_BYTES} bytes as JSON",
+        "too_deep": f"must be nested at most {METADATA_MAX_DEPTH} levels deep",
     }
 
     def __init__(self, **kwargs):
@@ -45,6 +58,8 @@ class MetadataField(serializers.JSONField):
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             self.fail("not_object")
+        if depth_of(data) > METADATA_MAX_DEPTH:
+            self.fail("too_deep")
         encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         if len(encoded) > METADATA_MAX_BYTES:
             self.fail("too_large")

@@ -144,6 +144,13 @@ MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4)
 MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000)
 MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100
 MEMORYRELAY_INCLUDE_MEMORIES_MAX = 1000
+# A session detail stops embedding memories once their content and metadata pass this many
+# bytes (always at least one; memories_has_more then says to page on).
+MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES = env_int("MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES",
+                                                 1024 * 1024)
+# A batch's memories may need at most this many tokens of the local embedding model (each
+# memory counts at most the model's 256-token window): bounds one request's CPU (413 over it).
+MEMORYRELAY_BATCH_MAX_TOKENS = env_int("MEMORYRELAY_BATCH_MAX_TOKENS", 8192)
 MEMORYRELAY_RETENTION_DAYS = env_int("MEMORYRELAY_RETENTION_DAYS", 30)
 
 # --- Per-key rate limits (memoryrelay_site/ratelimit.py): requests per minute per API key,
@@ -163,7 +170,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "memoryrelay_site.pagination.ListPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["memoryrelay_site.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "memoryrelay_site.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["memoryrelay_site.ratelimit.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

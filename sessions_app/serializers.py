@@ -82,9 +82,15 @@ class SessionDetailOutput(SessionSerializer):
         help_text="Memory objects (as GET /v1/memories/{id} returns them), oldest first; "
         "only with include_memories=true",
     )
+    memories_has_more = serializers.BooleanField(
+        required=False,
+        help_text="Only with include_memories=true: whether the session has memories past "
+        "those embedded (the memories_limit was reached, or their size passed the "
+        "server's byte budget); fetch them with memories_offset",
+    )
 
     class Meta(SessionSerializer.Meta):
-        fields = SessionSerializer.Meta.fields + ["memories"]
+        fields = SessionSerializer.Meta.fields + ["memories", "memories_has_more"]
         read_only_fields = fields
 
 

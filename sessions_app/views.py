@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -92,10 +94,13 @@ MEMORIES_LIMIT = OpenApiParameter(
     description=(
         "How many memories to embed, oldest first (default "
         f"{settings.MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT}, at most "
-        f"{settings.MEMORYRELAY_INCLUDE_MEMORIES_MAX}). Page further with memories_offset, "
-        "or with GET /v1/memories?session_id=…"
+        f"{settings.MEMORYRELAY_INCLUDE_MEMORIES_MAX}). Fewer come back once their content "
+        "and metadata pass MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES (default 1 MiB; always at "
+        "least one): memories_has_more is then true. Page further with memories_offset "
+        "(plus the number received), or with GET /v1/memories?session_id=…"
     ),
 )
+MEMORIES_CHUNK = 32  # memories read from the database at a time
 MEMORIES_OFFSET = OpenApiParameter(
     "memories_offset", {"type": "integer", "minimum": 0, "default": 0},
     description="Skip this many of the oldest memories",
@@ -147,20 +152,29 @@ class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
         session = self._session()
         body = SessionSerializer(session).data
         if include:
-            body["memories"] = self._memories_of(session, params)
+            body["memories"], body["memories_has_more"] = self._memories_of(session, params)
         return Response(body)
 
-    def _memories_of(self, session: Session, params) -> list[dict]:
+    def _memories_of(self, session: Session, params) -> tuple[list[dict], bool]:
+        """The page of memories asked for, oldest first, cut short once their content and
+        metadata pass MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES (always at least one). Rows are
+        read a few at a time, so a cut page never loads the rows past the cut."""
         limit = parse_int(
             params, "memories_limit", settings.MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT,
             minimum=1, maximum=settings.MEMORYRELAY_INCLUDE_MEMORIES_MAX,
         )
         offset = parse_int(params, "memories_offset", 0, minimum=0)
         rows = (
-            session.memories.filter(deleted_at__isnull=True)
+            session.memories.filter(deleted_at__isnull=True).without_vectors()
             .order_by("created_at", "id")[offset : offset + limit]
         )
-        return self.memory_serializer_class(rows, many=True).data
+        budget, used, page = settings.MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES, 0, []
+        for row in rows.iterator(chunk_size=MEMORIES_CHUNK):
+            used += len(row.content.encode()) + len(json.dumps(row.metadata))
+            if page and used > budget:
+                break
+            page.append(self.memory_serializer_class(row).data)
+        return page, offset + len(page) < session.memory_count
 
     @extend_schema(parameters=[CASCADE], responses={200: SessionDeletedOutput})
     def destroy(self, request, pk=None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import uuid
 from io import StringIO
@@ -184,6 +186,59 @@ def test_validation_errors_list_every_bad_field(client):
 def test_nul_characters_are_refused_not_crashed_on(client):
     response = client.post("/v1/sessions", {"title": "a\x00b"}, format="json")
     assert_error(response, 422, "validation_error", "title")
+
+
+# --- hostile inputs (issue 7; every endpoint is fuzzed in test_hostile_inputs.py) ------------
+
+DEEP_OBJECT = '{"a":' * 2000 + "1" + "}" * 2000
+
+
+@pytest.mark.parametrize("path, text, field", [
+    ("/v1/memories", '{"agent_id": "a", "content": "c", "metadata": ' + DEEP_OBJECT + "}",
+     "metadata"),
+    ("/v1/memories", '{"agent_id": "a", "content": ' + "[" * 2000 + "]" * 2000 + "}",
+     "content"),
+    ("/v1/memories/search", '{"query": "q", "metadata_filter": ' + DEEP_OBJECT + "}",
+     "metadata_filter"),
+    ("/v1/memories/batch", '{"memories": [{"content": "c", "metadata": ' + DEEP_OBJECT + "}]}",
+     "memories"),
+    ("/v1/sessions", "[" * 2000 + "]" * 2000, "body"),
+    ("/v1/sessions", '{"title": "\\udfff"}', "title"),
+    ("/v1/sessions", '{"metadata": {"k": "\\udfff"}}', "metadata.k"),
+    ("/v1/agents", '{"name": "a", "metadata": {"\\ud800": 1}}', "metadata.\\ud800"),
+    ("/v1/memories", '{"agent_id": "a", "content": "x \\udfff"}', "content"),
+])
+def test_deep_nesting_and_lone_surrogates_are_a_422_naming_the_field(client, path, text,
+                                                                     field):
+    response = client.generic("POST", path, text.encode(), content_type="application/json")
+    assert_error(response, 422, "validation_error", field)
+
+
+def test_metadata_deeper_than_32_levels_is_a_422_on_metadata(client):
+    metadata: dict = {}
+    for _ in range(32):
+        metadata = {"k": metadata}
+    response = client.post("/v1/sessions", {"metadata": metadata}, format="json")
+    assert_error(response, 422, "validation_error", "metadata")
+
+
+@pytest.mark.parametrize("path", ["/v1/memories", "/v1/agents", "/v1/sessions"])
+@pytest.mark.parametrize("forged", [
+    {"t": "2026-01-01T00:00:00+00:00", "id": "not-a-uuid"},
+    {"t": "2026-01-01T00:00:00", "id": "00000000-0000-0000-0000-000000000000"},
+    {"t": 1, "id": 10**40},
+    [],
+])
+def test_a_forged_cursor_is_a_422_on_cursor(client, path, forged):
+    cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode()
+    assert_error(client.get(path, {"cursor": cursor}), 422, "validation_error", "cursor")
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_a_nul_in_a_path_segment_is_a_404(client, agent, method):
+    response = client.generic(method.upper(), "/v1/agents/a%00b", b"{}",
+                              content_type="application/json")
+    assert_error(response, 404, "not_found")
 
 
 # --- health -----------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The one JSON parser of the API: every request body is checked here once, so no crafted
+document can reach a serializer, the database or the response renderer and crash it.
+
+- Malformed JSON (bad syntax, bytes that are not UTF-8, ``NaN``) is a **400**, as before:
+  the body as a whole is not JSON.
+- A well-formed document the server cannot hold is a **422 naming the field** (the dotted
+  path, ``memories.3.content``; ``body`` for the document itself), because the client can
+  fix that one value: nesting deeper than :data:`MAX_DEPTH` levels (a stack-eating
+  document is refused before anything walks it recursively), a lone surrogate such as
+  ``"\\udfff"`` in a key or a value (valid JSON syntax, but not text: it cannot be encoded
+  as UTF-8 to be stored or echoed), an integer outside 64 bits or a number out of float
+  range (no database column or float field takes it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
+from rest_framework.utils.json import strict_constant
+
+from .errors import Invalid
+
+# Deep enough for any real body (a batch item's metadata at its own limit sits at depth 35),
+# shallow enough that nothing recursive downstream comes near Python's recursion limit.
+MAX_DEPTH = 64
+INT_BITS = 63  # integers must fit a signed 64-bit column
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# The tokens that change nesting, with strings skipped whole (they may hold brackets).
+_NESTING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+
+
+class JSONParser(parsers.JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        raw = stream.read() if stream is not None else b""
+        try:
+            text = raw.decode(encoding)
+            data = json.loads(text, parse_constant=strict_constant)
+        except RecursionError:
+            raise too_deep(_too_deep_field(text)) from None
+        except (ValueError, LookupError) as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
+        check_document(data)
+        return data
+
+
+def too_deep(field: str, limit: int = MAX_DEPTH) -> Invalid:
+    return Invalid(f"{field}: nested deeper than {limit} levels", field=field)
+
+
+def check_document(data: Any) -> None:
+    """Walks the parsed document without recursion; raises a 422 on the first value the
+    server cannot hold."""
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise too_deep(field_name(path[:1]))
+            for key, item in value.items():
+                if not key.isascii() and _SURROGATE.search(key):
+                    raise _invalid(path + (key,), "keys must be text without lone surrogates")
+                stack.append((item, path + (key,), depth + 1))
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                raise too_deep(field_name(path[:1]))
+            stack.extend((item, path + (index,), depth + 1) for index, item in enumerate(value))
+        else:
+            _check_scalar(value, path)
+
+
+def _check_scalar(value: Any, path: tuple) -> None:
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _invalid(path, "must be text without lone surrogates (such as \\udfff)")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if value.bit_length() > INT_BITS:
+            raise _invalid(path, "integer out of range (at most 64 bits)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _invalid(path, "number out of range")
+
+
+def depth_of(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0, ``{}`` is 1), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def field_name(path: tuple) -> str:
+    """``("memories", 3, "content")`` → ``memories.3.content``; ``()`` → ``body``. A key
+    that is not text is shown escaped, so the error body itself can always be encoded."""
+    parts = [str(p).encode("utf-8", "backslashreplace").decode() for p in path]
+    return ".".join(parts) or "body"
+
+
+def _invalid(path: tuple, message: str) -> Invalid:
+    field = field_name(path)
+    return Invalid(f"{field}: {message}", field=field)
+
+
+def _too_deep_field(text: str) -> str:
+    """The top-level key whose value nests too deep (``body`` when the document is an
+    array, or nests too deep itself). Reads tokens only up to the too-deep point."""
+    depth, key, last_string = 0, None, None
+    in_object = text.lstrip().startswith("{")
+    for match in _NESTING_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                break
+        elif token in "]}":
+            depth -= 1
+        elif token == ":" and depth == 1 and in_object:
+            key = last_string
+        elif token.startswith('"'):
+            last_string = token
+    try:
+        return field_name((json.loads(key),)) if key and depth > 1 else "body"
+    except ValueError:
+        return "body"
