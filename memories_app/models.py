@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from memoryrelay_site.models import SoftDeleteModel, SoftDeleteQuerySet
-from sessions_app.models import Agent, Session
+from sessions_app.models import Agent, Project, Session
 
 from .vectors import VectorField
 
@@ -64,6 +64,13 @@ class Memory(SoftDeleteModel):
         Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="memories"
     )
     project = models.CharField(max_length=255, null=True, blank=True)
+    # The live registered project whose slug is the ``project`` label, if any (no column:
+    # a join on (account, label) = (account, live_slug)); its id is the memory's project_id.
+    registered_project = models.ForeignObject(
+        Project, on_delete=models.DO_NOTHING, from_fields=["account", "project"],
+        to_fields=["account", "live_slug"], related_name="memories", null=True, blank=True,
+        editable=False, serialize=False,
+    )
     content = models.TextField()
     metadata = models.JSONField(default=dict, blank=True)
     entities = models.JSONField(default=list, blank=True)
@@ -103,6 +110,7 @@ class Memory(SoftDeleteModel):
             models.Index(fields=["account", "created_at"], name="memory_account_created"),
             models.Index(fields=["session", "created_at"], name="memory_session_created"),
             models.Index(fields=["agent", "created_at"], name="memory_agent_created"),
+            models.Index(fields=["account", "project"], name="memory_account_project"),
         ]
 
     def __str__(self) -> str:

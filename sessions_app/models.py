@@ -36,10 +36,7 @@ class AgentQuerySet(SoftDeleteQuerySet):
         )
 
     def by_ref(self, ref: str):
-        """Agents whose UUID or name is ``ref`` (a UUID-shaped name still matches by name).
-        No name holds a NUL (PostgreSQL text cannot), so such a ref matches nothing."""
-        if "\x00" in ref:
-            return self.none()
+        """Agents whose UUID or name is ``ref`` (a UUID-shaped name still matches by name)."""
         if is_uuid(ref):
             return self.filter(Q(pk=ref) | Q(name=ref))
         return self.filter(name=ref)
@@ -105,6 +102,13 @@ class Session(SoftDeleteModel):
     )
     external_id = models.CharField(max_length=255, null=True, blank=True)
     project = models.CharField(max_length=255, null=True, blank=True)
+    # The live registered project whose slug is the ``project`` label, if any (no column:
+    # a join on (account, label) = (account, live_slug)).
+    registered_project = models.ForeignObject(
+        "Project", on_delete=models.DO_NOTHING, from_fields=["account", "project"],
+        to_fields=["account", "live_slug"], related_name="sessions", null=True, blank=True,
+        editable=False, serialize=False,
+    )
     status = models.CharField(
         max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE
     )
@@ -150,3 +154,142 @@ class Session(SoftDeleteModel):
         if self.status != SessionStatus.ENDED:
             self.status = SessionStatus.ENDED
             self.ended_at = max(at, self.started_at)
+
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class ProjectQuerySet(SoftDeleteQuerySet):
+    def by_slug(self, slug: str):
+        """The live project with this slug (slugs are unique among live projects only)."""
+        return self.live().filter(live_slug=slug)
+
+    def with_memory_count(self):
+        """``memory_count``: live memories whose ``project`` label is this live project's slug.
+        The memories app declares the relation (``memories``) joining on the label."""
+        related = self.model._meta.get_field("memories").related_model
+        rows = (
+            related.objects.filter(registered_project__id=OuterRef("pk"), deleted_at__isnull=True)
+            .order_by()
+            .values("registered_project__id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return self.annotate(
+            memory_count=Coalesce(Subquery(rows, output_field=models.IntegerField()), Value(0))
+        )
+
+
+class Project(SoftDeleteModel):
+    """A registered codebase. Sessions and memories name it by its slug (their ``project``
+    label); ``live_slug`` is the slug while the project is live and NULL once it is deleted,
+    so the label joins to the one live project of that slug and never to a deleted one."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects"
+    )
+    slug = models.CharField(max_length=100)
+    live_slug = models.CharField(max_length=100, null=True, blank=True, editable=False)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True, default="")
+    stack = models.JSONField(default=dict, blank=True)
+    repo_url = models.CharField(max_length=500, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Unique among live projects: a deleted project's live_slug is NULL, and NULLs
+            # never collide. A total constraint (not a partial one) so the label relations
+            # of sessions and memories may target (account, live_slug).
+            models.UniqueConstraint(
+                fields=["account", "live_slug"], name="project_unique_live_slug_per_account"
+            ),
+            models.CheckConstraint(
+                condition=Q(deleted_at__isnull=True, live_slug=F("slug"))
+                | Q(deleted_at__isnull=False, live_slug__isnull=True),
+                name="project_live_slug_is_slug_while_live",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "created_at"], name="project_account_created"),
+            models.Index(fields=["account", "slug"], name="project_account_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def mark_deleted(self, at: datetime) -> None:
+        self.deleted_at = at
+        self.live_slug = None
+
+    def mark_restored(self) -> None:
+        self.deleted_at = None
+        self.live_slug = self.slug
+
+
+class RelationshipType(models.TextChoices):
+    DEPENDS_ON = "depends_on"
+    API_CONSUMER = "api_consumer"
+    SHARES_SCHEMA = "shares_schema"
+    SHARES_INFRA = "shares_infra"
+    PATTERN_SOURCE = "pattern_source"
+    FORKED_FROM = "forked_from"
+
+
+DEPENDENCY_TYPES = (RelationshipType.DEPENDS_ON, RelationshipType.API_CONSUMER)
+
+
+class ProjectRelationshipQuerySet(SoftDeleteQuerySet):
+    def visible(self):
+        """Live relationships between two live projects (a deleted project hides its own)."""
+        return self.filter(
+            deleted_at__isnull=True,
+            source__deleted_at__isnull=True,
+            target__deleted_at__isnull=True,
+        )
+
+
+class ProjectRelationship(SoftDeleteModel):
+    """A typed, directed edge: ``source`` depends_on / api_consumer / ... ``target``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_relationships"
+    )
+    source = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="outgoing_relationships"
+    )
+    target = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="incoming_relationships"
+    )
+    relationship_type = models.CharField(max_length=32, choices=RelationshipType.choices)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = ProjectRelationshipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "target", "relationship_type"],
+                condition=Q(deleted_at__isnull=True),
+                name="project_relationship_unique_live_edge",
+            ),
+            models.CheckConstraint(
+                condition=~Q(source=F("target")), name="project_relationship_not_to_itself"
+            ),
+            models.CheckConstraint(
+                condition=Q(relationship_type__in=RelationshipType.values),
+                name="project_relationship_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.relationship_type} {self.target}"
