@@ -34,6 +34,12 @@ from .serializers import (
     SearchOutput,
 )
 
+BATCH_TOO_LARGE = OpenApiResponse(
+    {"$ref": "#/components/schemas/Error"},
+    description="The body is over the size limit, or the memories need more tokens of the "
+    "local embedding model than MEMORYRELAY_BATCH_MAX_TOKENS (8,192; each memory counts at "
+    "most 256): details name memories. Send fewer or shorter memories per batch.",
+)
 MEMORY_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
                              description="Memory ID")
 
@@ -107,7 +113,7 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
                 "data": [{"memory": h.memory, "score": round(h.score, 6)} for h in hits]}
         return Response(SearchOutput(body).data)
 
-    @extend_schema(request=BatchInput, responses=BatchOutput)
+    @extend_schema(request=BatchInput, responses={200: BatchOutput, 413: BATCH_TOO_LARGE})
     @action(detail=False, methods=["post"])
     def batch(self, request):
         data = validated(BatchInput, request.data)
