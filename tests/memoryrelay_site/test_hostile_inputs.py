@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 
 import pytest
@@ -317,6 +318,37 @@ def test_a_hostile_query_parameter_is_answered_without_a_crash(client, targets):
                 response = client.get(url)
                 if response.status_code >= 400:
                     failures.append(failure(response, url[:80]))
+    assert not list(filter(None, failures)), failures
+
+
+def served_operations() -> list[tuple[str, str]]:
+    """(path, method) of every route the router serves, so endpoints added later are
+    fuzzed too."""
+    from memoryrelay_site.urls import router
+
+    operations = set()
+    for pattern in router.urls:
+        path = "/v1/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", str(pattern.pattern))
+        path = path.replace("^", "").replace("/?$", "").replace("$", "")
+        operations |= {(path, m) for m in set(pattern.callback.actions) - {"head"}}
+    return sorted(operations)
+
+
+def test_every_served_operation_answers_hostile_paths_and_bodies_with_a_4xx(client, agent):
+    failures = []
+    for path, method in served_operations():
+        if "{" in path:
+            for segment in HOSTILE_SEGMENTS:
+                url = re.sub(r"\{\w+\}", segment, path)
+                response = send(client, method, url, '{"metadata": {"k": 1}}')
+                failures.append(failure(response, f"{method} {url[:60]}"))
+            continue
+        for name, raw in HOSTILE_VALUES.items():
+            response = send(client, method, path, raw)
+            if name in HARMLESS | {"nul_key"} or method == "get":
+                if response.status_code < 400:  # a GET reads no body; unknown keys ignored
+                    continue
+            failures.append(failure(response, f"{method} {path} {name}"))
     assert not list(filter(None, failures)), failures
 
 
