@@ -4,6 +4,7 @@ and capped, keys stay out of the access log; every process runs BLAS on one thre
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -259,6 +260,41 @@ def test_a_key_in_a_query_string_never_reaches_the_access_log(server):
     assert "/v1/memories?limit=1&api_key=[redacted]" in log
     assert "/v1/agents?token=[redacted]&key=[redacted]" in log
     assert server.key not in log and server.key[:20] not in log and "hunter2" not in log
+
+
+def test_a_process_runs_at_most_its_threads_requests_at_once_and_none_waits_on_a_slow_body():
+    from memoryrelay_site.asgi import RequestGate
+
+    running, peak, bodies = 0, 0, []
+
+    async def app(scope, receive, send):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        bodies.append((await receive())["body"])
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    async def scenario():
+        gate = RequestGate(app, threads=2, max_body_bytes=100)
+        never = asyncio.Event()
+
+        async def slow_receive():
+            await never.wait()
+
+        def fast_receive(n):
+            async def receive():
+                return {"type": "http.request", "body": b"%d" % n, "more_body": False}
+            return receive
+
+        scope = {"type": "http", "headers": []}
+        slow = asyncio.create_task(gate(scope, slow_receive, None))
+        await asyncio.wait_for(
+            asyncio.gather(*(gate(scope, fast_receive(n), None) for n in range(10))), 5)
+        slow.cancel()
+
+    asyncio.run(scenario())
+    assert peak == 2 and sorted(bodies) == sorted(b"%d" % n for n in range(10))
 
 
 BLAS_PROBE = (
