@@ -8,9 +8,9 @@ worker: the event loop reads headers and bodies, and only a complete request rea
 Django (see ``asgi.RequestGate``). On top of uvicorn, the protocol here gives each request
 a deadline for its headers and one for its body (``MEMORYRELAY_HEADER_TIMEOUT``,
 ``MEMORYRELAY_BODY_TIMEOUT``; 408, then the connection closes); idle keep-alive connections
-close after ``MEMORYRELAY_KEEPALIVE_TIMEOUT`` and a process holds at most
-``MEMORYRELAY_MAX_CONNECTIONS`` (uvicorn's own ``timeout_keep_alive`` and
-``limit_concurrency``). The access log never shows an API key sent in a URL.
+close after ``MEMORYRELAY_KEEPALIVE_TIMEOUT`` (uvicorn's ``timeout_keep_alive``); beyond
+``MEMORYRELAY_MAX_CONNECTIONS`` connections or requests in a process, a request is a 503
+with ``Retry-After``. The access log never shows an API key sent in a URL.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class HttpProtocol(HttpToolsProtocol):
         from django.conf import settings
 
         self.header_timeout = settings.MEMORYRELAY_HEADER_TIMEOUT
+        self.max_connections = settings.MEMORYRELAY_MAX_CONNECTIONS
         self.body_timeout = settings.MEMORYRELAY_BODY_TIMEOUT
         self._deadline: asyncio.TimerHandle | None = None
         self._in_headers = False  # part of a request's headers has arrived
@@ -71,7 +72,17 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._disarm()
-        super().on_headers_complete()
+        limit = self.max_connections
+        if len(self.connections) > limit or len(self.tasks) >= limit:
+            # Over capacity: this request gets a 503 in the error body (uvicorn's own
+            # limit_concurrency answers in plain text).
+            self.app, app = over_capacity, self.app
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        else:
+            super().on_headers_complete()
         self._arm(self.body_timeout, "body")
 
     def on_message_complete(self) -> None:
@@ -101,18 +112,32 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def timeout_response(part: str) -> bytes:
-    """A complete 408 response in the API's one error body."""
+def error_response(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body of an error answered by the server itself, in the API's error body;
+    the connection closes after it."""
     from .errors import error_body
 
     request_id = f"req_{uuid.uuid4().hex}"
-    message = f"Request timeout: the request's {part} did not arrive in time"
-    body = json.dumps(error_body(408, message, request_id)).encode()
-    head = (
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    body = json.dumps(error_body(status, message, request_id)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+               (b"x-request-id", request_id.encode()), (b"connection", b"close")]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    return headers, body
+
+
+def timeout_response(part: str) -> bytes:
+    """A complete 408 response, written straight to the socket."""
+    headers, body = error_response(
+        408, f"Request timeout: the request's {part} did not arrive in time")
+    lines = b"".join(b"%s: %s\r\n" % header for header in headers)
+    return b"HTTP/1.1 408 Request Timeout\r\n" + lines + b"\r\n" + body
+
+
+async def over_capacity(scope, receive, send) -> None:
+    headers, body = error_response(503, "Server at capacity: retry shortly")
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # A key in a query string (refused by the API) must not reach the log either: any mem_…
@@ -152,7 +177,6 @@ class Worker(UvicornWorker):
             "ws": "none",
             "lifespan": "off",  # Django's ASGI handler serves HTTP only
             "timeout_keep_alive": settings.MEMORYRELAY_KEEPALIVE_TIMEOUT,
-            "limit_concurrency": settings.MEMORYRELAY_MAX_CONNECTIONS,
         }
         super().__init__(*args, **kwargs)
         # Finish in-flight requests within gunicorn's --graceful-timeout, before its SIGKILL.

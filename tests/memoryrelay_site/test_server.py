@@ -297,6 +297,64 @@ def test_a_process_runs_at_most_its_threads_requests_at_once_and_none_waits_on_a
     assert peak == 2 and sorted(bodies) == sorted(b"%d" % n for n in range(10))
 
 
+class FakeTransport:
+    """What uvicorn's protocol uses of an asyncio transport."""
+
+    def __init__(self):
+        self.written, self.closed = b"", False
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 8000) if name in ("sockname", "peername") else default
+
+    def write(self, data):
+        self.written += data
+
+    def close(self):
+        self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+def test_a_request_beyond_the_process_capacity_is_a_503_in_the_error_body(settings):
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from memoryrelay_site.errors import status_type
+    from memoryrelay_site.server import HttpProtocol
+
+    settings.MEMORYRELAY_MAX_CONNECTIONS = 2
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario():
+        config = Config(app=app, http=HttpProtocol, ws="none", lifespan="off", log_config=None)
+        config.load()
+        state, transports = ServerState(), []
+        for _ in range(3):
+            transports.append(FakeTransport())
+            protocol = HttpProtocol(config=config, server_state=state, app_state={})
+            protocol.connection_made(transports[-1])
+            protocol.data_received(b"GET /v1/health HTTP/1.1\r\nHost: test\r\n\r\n")
+            await asyncio.sleep(0.05)
+        return transports
+
+    first, second, third = asyncio.run(scenario())
+    assert first.written.startswith(b"HTTP/1.1 200") and second.written.startswith(b"HTTP/1.1 200")
+    head, body = third.written.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in head.lower()
+    error = json.loads(body)
+    assert error["type"] == status_type(503) and error["code"] == 503 and third.closed
+
+
 BLAS_PROBE = (
     "import json, threadpoolctl; from memories_app.minilm import MiniLMEncoder; "
     "print(json.dumps([p['num_threads'] for p in threadpoolctl.threadpool_info() "
