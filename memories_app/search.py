@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from django.db import connection, transaction
 
 from . import vectors
 from .embeddings import EmbeddingError, get_provider
-from .models import Memory
 
 MODES = ("hybrid", "semantic", "keyword")
 TERM_MATCH_CAP = 1000  # matches read per query term (any 1,000); also the IDF scale
@@ -47,10 +49,14 @@ class SearchUnavailable(Exception):
 
 @dataclass
 class Hit:
-    memory: Memory
+    item: Any  # the row found: a Memory, a Decision, a Pattern
     semantic: float = 0.0
     keyword: float = 0.0
     score: float = 0.0
+
+    @property
+    def memory(self):
+        return self.item
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,21 @@ def query_terms(text: str) -> list[str]:
     return list(seen)[:MAX_TERMS]
 
 
+def read_snapshot():
+    """PostgreSQL: one read transaction, so the vector search's ``SET LOCAL`` tuning covers
+    its query (a read takes no lock there). SQLite: none, so a read never takes the write
+    lock."""
+    return transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
+
+
+def embed_query(text: str, mode: str = "hybrid") -> np.ndarray | None:
+    """The query's embedding, computed once for several :func:`run` calls (None in keyword
+    mode or without a provider; SearchUnavailable when semantic mode cannot have one)."""
+    return None if mode == "keyword" else _query_vector(Query(text=text, mode=mode))
+
+
 def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
-    """Scores and ranks the memories of ``queryset`` for ``query`` (``vector``: the query's
+    """Scores and ranks the rows of ``queryset`` for ``query`` (``vector``: the query's
     embedding when the caller already has it)."""
     hits: dict = {}
     if query.mode == "keyword":
@@ -85,15 +104,15 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
     elif vector is None:
         vector = _query_vector(query)
     if vector is not None:
-        for memory, cosine in vectors.nearest(queryset, vector, query.pool):
-            hits[memory.pk] = Hit(memory, semantic=max(0.0, cosine))
+        for row, cosine in vectors.nearest(queryset, vector, query.pool):
+            hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
     if query.mode != "semantic":
         _add_keyword_scores(queryset, query, hits, vector)
     for hit in hits.values():
         hit.score = _fuse(hit, query.mode)
     ranked = sorted(
         (h for h in hits.values() if h.score > 0 and h.score >= query.min_score),
-        key=lambda h: (-h.score, -h.memory.created_at.timestamp(), str(h.memory.pk)),
+        key=lambda h: (-h.score, -h.item.created_at.timestamp(), str(h.item.pk)),
     )
     return ranked[: query.limit]
 
@@ -131,8 +150,8 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
             scores[pk] = 1.0
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]
-    for memory, cosine in vectors.score(queryset, missing, vector):
-        hits[memory.pk] = Hit(memory, semantic=max(0.0, cosine))
+    for row, cosine in vectors.score(queryset, missing, vector):
+        hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
     for pk, hit in hits.items():
         hit.keyword = min(1.0, scores.get(pk, 0.0)) ** 2
 

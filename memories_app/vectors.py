@@ -129,15 +129,17 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
 
 
 def keyword_ids(queryset, terms: list[str], cap: int) -> list:
-    """Up to ``cap`` ids of memories in ``queryset`` whose content matches every one of
+    """Up to ``cap`` ids of rows in ``queryset`` whose indexed text matches every one of
     ``terms``, in whatever order the index gives them: for a common term the database stops
-    after ``cap`` rows instead of sorting every match."""
+    after ``cap`` rows instead of sorting every match. The model's table has the text index
+    of a :class:`SearchIndex` (``search_vector`` on PostgreSQL, ``<name>_fts`` on SQLite)."""
+    table = queryset.model._meta.db_table
     if is_postgres():
-        where = f"search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)"
+        where = f"\"{table}\".search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)"
         params = [" ".join(terms)]
     else:
-        table = queryset.model._meta.db_table
-        where = f'"{table}".rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH %s)'
+        fts = fts_table(queryset.model)
+        where = f'"{table}".rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH %s)'
         params = [" ".join('"' + term.replace('"', '""') + '"' for term in terms)]
     return list(queryset.extra(where=[where], params=params).order_by()
                 .values_list("pk", flat=True)[:cap])
@@ -148,37 +150,71 @@ def keyword_ids(queryset, terms: list[str], cap: int) -> list:
 PG_FORWARD = [
     "CREATE EXTENSION IF NOT EXISTS vector",
 ]
-PG_INDEXES = [
-    f"ALTER TABLE memories_app_memory ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
-    f"(to_tsvector('{PG_TEXT_CONFIG}', content)) STORED",
-    "CREATE INDEX memory_search_vector_gin ON memories_app_memory USING gin (search_vector)",
-    "CREATE INDEX memory_embedding_hnsw ON memories_app_memory "
-    "USING hnsw (embedding vector_cosine_ops)",
-]
-SQLITE_INDEXES = [
-    "CREATE VIRTUAL TABLE memory_fts USING fts5(content, content='memories_app_memory', "
-    "content_rowid='rowid', tokenize='porter unicode61')",
-    "CREATE TRIGGER memory_fts_insert AFTER INSERT ON memories_app_memory BEGIN "
-    "INSERT INTO memory_fts(rowid, content) VALUES (new.rowid, new.content); END",
-    "CREATE TRIGGER memory_fts_delete AFTER DELETE ON memories_app_memory BEGIN "
-    "INSERT INTO memory_fts(memory_fts, rowid, content) VALUES ('delete', old.rowid, old.content);"
-    " END",
-    "CREATE TRIGGER memory_fts_update AFTER UPDATE OF content ON memories_app_memory BEGIN "
-    "INSERT INTO memory_fts(memory_fts, rowid, content) VALUES ('delete', old.rowid, old.content);"
-    " INSERT INTO memory_fts(rowid, content) VALUES (new.rowid, new.content); END",
-    "INSERT INTO memory_fts(memory_fts) VALUES ('rebuild')",
-]
-PG_BACKWARD = [
-    "DROP INDEX IF EXISTS memory_embedding_hnsw",
-    "DROP INDEX IF EXISTS memory_search_vector_gin",
-    "ALTER TABLE memories_app_memory DROP COLUMN IF EXISTS search_vector",
-]
-SQLITE_BACKWARD = [
-    "DROP TRIGGER IF EXISTS memory_fts_insert",
-    "DROP TRIGGER IF EXISTS memory_fts_delete",
-    "DROP TRIGGER IF EXISTS memory_fts_update",
-    "DROP TABLE IF EXISTS memory_fts",
-]
+
+
+def fts_table(model) -> str:
+    """The SQLite FTS5 table of a searchable model: ``memory_fts``, ``decision_fts``, …"""
+    return f"{model._meta.model_name}_fts"
+
+
+class SearchIndex:
+    """The text and vector indexes of one searchable table: on PostgreSQL a generated
+    ``search_vector`` tsvector over ``columns`` with a GIN index and an HNSW cosine index on
+    ``embedding``; on SQLite an FTS5 table ``<name>_fts`` over ``columns`` kept in step by
+    triggers. Use ``forward``/``backward`` as a migration's RunPython pair."""
+
+    def __init__(self, *, table: str, name: str, columns: list[str]):
+        self.table, self.name, self.columns = table, name, columns
+
+    def pg_forward(self) -> list[str]:
+        text = " || ' ' || ".join(self.columns)
+        return [
+            f"ALTER TABLE {self.table} ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
+            f"(to_tsvector('{PG_TEXT_CONFIG}', {text})) STORED",
+            f"CREATE INDEX {self.name}_search_vector_gin ON {self.table} "
+            "USING gin (search_vector)",
+            f"CREATE INDEX {self.name}_embedding_hnsw ON {self.table} "
+            "USING hnsw (embedding vector_cosine_ops)",
+        ]
+
+    def pg_backward(self) -> list[str]:
+        return [
+            f"DROP INDEX IF EXISTS {self.name}_embedding_hnsw",
+            f"DROP INDEX IF EXISTS {self.name}_search_vector_gin",
+            f"ALTER TABLE {self.table} DROP COLUMN IF EXISTS search_vector",
+        ]
+
+    def sqlite_forward(self) -> list[str]:
+        fts, cols = f"{self.name}_fts", ", ".join(self.columns)
+        new = ", ".join(f"new.{c}" for c in self.columns)
+        old = ", ".join(f"old.{c}" for c in self.columns)
+        delete = f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old});"
+        insert = f"INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});"
+        return [
+            f"CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content='{self.table}', "
+            "content_rowid='rowid', tokenize='porter unicode61')",
+            f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {self.table} BEGIN {insert} END",
+            f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {self.table} BEGIN {delete} END",
+            f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {cols} ON {self.table} BEGIN "
+            f"{delete} {insert} END",
+            f"INSERT INTO {fts}({fts}) VALUES ('rebuild')",
+        ]
+
+    def sqlite_backward(self) -> list[str]:
+        fts = f"{self.name}_fts"
+        return [*(f"DROP TRIGGER IF EXISTS {fts}_{event}" for event in
+                  ("insert", "delete", "update")), f"DROP TABLE IF EXISTS {fts}"]
+
+    def forward(self, apps, schema_editor) -> None:
+        postgres = schema_editor.connection.vendor == "postgresql"
+        _run(schema_editor, self.pg_forward() if postgres else self.sqlite_forward())
+
+    def backward(self, apps, schema_editor) -> None:
+        postgres = schema_editor.connection.vendor == "postgresql"
+        _run(schema_editor, self.pg_backward() if postgres else self.sqlite_backward())
+
+
+MEMORY_INDEX = SearchIndex(table="memories_app_memory", name="memory", columns=["content"])
 
 
 def _run(schema_editor, statements) -> None:
@@ -204,10 +240,8 @@ def _ensure_pgvector(schema_editor) -> None:
 
 
 def create_search_indexes(apps, schema_editor) -> None:
-    vendor = schema_editor.connection.vendor
-    _run(schema_editor, PG_INDEXES if vendor == "postgresql" else SQLITE_INDEXES)
+    MEMORY_INDEX.forward(apps, schema_editor)
 
 
 def drop_search_indexes(apps, schema_editor) -> None:
-    vendor = schema_editor.connection.vendor
-    _run(schema_editor, PG_BACKWARD if vendor == "postgresql" else SQLITE_BACKWARD)
+    MEMORY_INDEX.backward(apps, schema_editor)

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "memoryrelay_site",
     "sessions_app",
     "memories_app",
+    "knowledge_app",
 ]
 
 MIDDLEWARE = [
@@ -187,7 +188,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"SessionStatusEnum": "sessions_app.models.SessionStatus"},
+    "ENUM_NAME_OVERRIDES": {"SessionStatusEnum": "sessions_app.models.SessionStatus",
+                            "DecisionStatusEnum": "knowledge_app.models.DecisionStatus",
+                            "RecordableStatusEnum": "knowledge_app.models.RECORDABLE_STATUSES"},
     "SCHEMA_PATH_PREFIX": r"/v1",
     "PREPROCESSING_HOOKS": ["memoryrelay_site.openapi.slashless_paths"],
     "POSTPROCESSING_HOOKS": [

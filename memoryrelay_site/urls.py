@@ -40,6 +40,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi")),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/docs", permanent=False)),
+    path("v1/", include("knowledge_app.urls")),
     path("v1/", include(router.urls)),
 ]
 

@@ -1,0 +1,255 @@
+"""Decision and pattern services: the only code that changes decisions and patterns.
+
+As for memories (``memories_app.services``): embeddings are computed before any
+transaction opens; transactions are short; an update re-reads the live row under a lock
+and writes only the fields that change; a delete locks what it deletes; a write holds the
+agent, then the session, it adds a row to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from memories_app import search
+from memories_app.embeddings import embed_or_none, get_provider
+from memoryrelay_site.errors import Conflict, Invalid, NotFound
+from sessions_app.models import Session
+from sessions_app.services import agent_hold, agent_resolve, locked_live, session_hold
+
+from .models import Decision, DecisionStatus
+
+CHECK_MODE = "hybrid"
+
+
+# --- shared -------------------------------------------------------------------------------
+
+
+def embedding_fields(text: str, vector: np.ndarray | None = None) -> dict:
+    """The embedding columns for ``text`` (None when the provider is missing or failing:
+    the row is stored, keyword-searchable). Called before any transaction opens."""
+    if vector is None:
+        matrix = embed_or_none([text])
+        vector = matrix[0] if matrix is not None else None
+    if vector is None:
+        return {"embedding": None, "embedding_model": "", "embedding_dimension": None}
+    return {"embedding": vector, "embedding_model": get_provider().name,
+            "embedding_dimension": int(vector.shape[0])}
+
+
+def _session_gone() -> Invalid:
+    return Invalid("Session not found", field="session_id")
+
+
+def _live_session(account, session_id) -> Session:
+    session = Session.objects.live().for_account(account).filter(pk=session_id).first()
+    if session is None:
+        raise _session_gone()
+    return session
+
+
+def _write_changes(row, given: dict[str, Any], embedded: dict | None, text_fields) -> Any:
+    changed = {f: v for f, v in given.items() if getattr(row, f) != v}
+    if embedded is not None and any(f in changed for f in text_fields):
+        changed.update(embedded)
+    for field, value in changed.items():
+        setattr(row, field, value)
+    row.save(update_fields=[*changed, "updated_at"])
+    return row
+
+
+def _search(queryset, *, text: str, limit: int, threshold: float,
+            vector: np.ndarray | None = None, mode: str = CHECK_MODE) -> list[search.Hit]:
+    try:
+        with search.read_snapshot():
+            return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
+                                                     min_score=threshold), vector)
+    except search.SearchUnavailable as exc:
+        raise Invalid(str(exc), field="search_mode") from None
+
+
+# --- decisions ----------------------------------------------------------------------------
+
+
+def decision_text(title: str, rationale: str) -> str:
+    """What a decision's embedding is computed from (its text index covers the same)."""
+    return f"{title}\n\n{rationale}"
+
+
+def decision_get(*, account, decision_id) -> Decision:
+    decision = (Decision.objects.live().for_account(account).without_vectors()
+                .filter(pk=decision_id).first())
+    if decision is None:
+        raise NotFound("Decision not found")
+    return decision
+
+
+def decision_record(
+    *,
+    account,
+    title: str,
+    rationale: str,
+    alternatives: str | None = None,
+    status: str | None = None,
+    agent_ref: str | None = None,
+    session_id=None,
+    project_slug: str | None = None,
+    tags: list[str] | None = None,
+    metadata: dict | None = None,
+) -> Decision:
+    """Records a decision (``active`` unless ``experimental``). ``agent_ref`` (a UUID or a
+    name, created on first use) and ``session_id`` (a live session of the account, else a
+    422) are optional; without ``project_slug`` the session's project labels it."""
+    session = _live_session(account, session_id) if session_id else None
+    agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
+    embedded = embedding_fields(decision_text(title, rationale))
+    with transaction.atomic():
+        return _insert_decision(
+            account=account, agent=agent, session=session, title=title, rationale=rationale,
+            alternatives=alternatives, status=status, tags=tags, metadata=metadata,
+            project_slug=project_slug if project_slug else getattr(session, "project", None),
+            embedded=embedded,
+        )
+
+
+def _insert_decision(*, account, agent, session, embedded: dict, status, tags, metadata,
+                     **fields) -> Decision:
+    """Inside a transaction: holds the agent, then the session, and inserts the row."""
+    at = timezone.now()
+    if agent is not None:
+        agent_hold(agent=agent, at=at)
+    if session is not None:
+        session = session_hold(session=session, missing=_session_gone())
+    return Decision.objects.create(
+        account=account, agent=agent, session=session, status=status or DecisionStatus.ACTIVE,
+        tags=tags or [], metadata=metadata or {}, created_at=at, **fields, **embedded,
+    )
+
+
+def decision_supersede(
+    *,
+    account,
+    decision: Decision,
+    title: str,
+    rationale: str,
+    alternatives: str | None = None,
+    status: str | None = None,
+    agent_ref: str | None = None,
+    session_id=None,
+    project_slug: str | None = None,
+    tags: list[str] | None = None,
+    metadata: dict | None = None,
+) -> Decision:
+    """Records a new decision and marks ``decision`` superseded by it, in one transaction
+    holding the old row's lock: of two concurrent supersedes one wins and the other is a
+    409, as is superseding a superseded decision. The new decision keeps the old one's
+    project, tags and agent unless given."""
+    session = _live_session(account, session_id) if session_id else None
+    agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
+    embedded = embedding_fields(decision_text(title, rationale))
+    with transaction.atomic():
+        old = locked_live(Decision, decision.pk,
+                          NotFound("Decision not found"))
+        if old.status == DecisionStatus.SUPERSEDED:
+            raise Conflict("Decision is already superseded", field="id")
+        if agent is None and old.agent_id is not None:
+            agent = old.agent
+        new = _insert_decision(
+            account=account, agent=agent, session=session, title=title,
+            rationale=rationale, alternatives=alternatives, status=status,
+            tags=tags if tags is not None else old.tags, metadata=metadata,
+            project_slug=project_slug or old.project_slug, embedded=embedded,
+        )
+        old.status, old.superseded_by = DecisionStatus.SUPERSEDED, new
+        old.save(update_fields=["status", "superseded_by", "updated_at"])
+    return new
+
+
+DECISION_UPDATABLE = ("title", "rationale", "alternatives", "status", "project_slug", "tags",
+                      "metadata")
+
+
+def decision_update(*, decision: Decision, changes: dict[str, Any]) -> Decision:
+    """Partial update of the live decision (the admin's edits): only the fields that change
+    are written; a new title or rationale is re-embedded before the transaction opens.
+    ``superseded`` is set only by :func:`decision_supersede`."""
+    given = {k: v for k, v in changes.items() if k in DECISION_UPDATABLE and v is not None}
+    if given.get("status") == DecisionStatus.SUPERSEDED and decision.superseded_by_id is None:
+        raise Invalid("A decision becomes superseded by superseding it", field="status")
+    embedded = None
+    if {"title", "rationale"} & set(given):
+        text = decision_text(given.get("title", decision.title),
+                             given.get("rationale", decision.rationale))
+        embedded = embedding_fields(text)
+    with transaction.atomic():
+        row = locked_live(Decision, decision.pk,
+                          NotFound("Decision not found"))
+        return _write_changes(row, given, embedded, ("title", "rationale"))
+
+
+def decision_delete(*, decision: Decision, at: datetime | None = None) -> Decision:
+    """Soft-deletes the live decision under its row lock; one deleted meanwhile is a
+    NotFound."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        row = locked_live(Decision, decision.pk,
+                          NotFound("Decision not found"))
+        row.deleted_at = at
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
+
+
+@transaction.atomic
+def decision_restore(*, decision: Decision) -> Decision:
+    row = Decision.objects.without_vectors().select_for_update().get(pk=decision.pk)
+    if row.deleted_at is not None:
+        row.deleted_at = None
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
+
+
+def decision_check(
+    *,
+    account,
+    text: str,
+    limit: int = 5,
+    threshold: float = 0.3,
+    project: str | None = None,
+    include_superseded: bool = False,
+) -> list[search.Hit]:
+    """Earlier decisions on ``text``'s topic, by meaning and keywords (hybrid, the score
+    scale of memory search), superseded ones only when asked."""
+    queryset = Decision.objects.live().for_account(account)
+    if project:
+        queryset = queryset.filter(project_slug=project)
+    if not include_superseded:
+        queryset = queryset.in_force()
+    return _search(queryset, text=text, limit=limit, threshold=threshold)
+
+
+# --- purge --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnowledgePurgeReport:
+    decisions: int
+
+
+def knowledge_purge_deleted(*, older_than_days: int, dry_run: bool = False,
+                            now: datetime | None = None) -> KnowledgePurgeReport:
+    """Removes for good the decisions soft-deleted more than ``older_than_days`` ago (a
+    decision they superseded keeps its status, without the link)."""
+    if older_than_days < 0:
+        raise Invalid("older_than_days must be at least 0", field="older_than_days")
+    cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
+    querysets = [Decision.objects.filter(deleted_at__lt=cutoff)]
+    counts = [qs.count() for qs in querysets]
+    if not dry_run:
+        with transaction.atomic():
+            for qs in querysets:
+                qs.delete()
+    return KnowledgePurgeReport(*counts)

@@ -1,0 +1,84 @@
+"""Decision and pattern endpoints, and the project views that compose several apps
+(context, impact analysis, shared patterns). Viewsets declare; services act."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from memoryrelay_site.views import AccountViewSet
+from sessions_app.serializers import DeletedOutput
+from sessions_app.views import validated
+
+from . import services
+from .filtersets import DecisionFilterSet
+from .models import Decision
+from .serializers import (
+    DecisionCheckInput,
+    DecisionCheckOutput,
+    DecisionRecordInput,
+    DecisionSerializer,
+    DecisionSupersedeInput,
+)
+
+DECISION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                               description="Decision ID")
+
+
+def score(value: float) -> float:
+    return round(value, 6)
+
+
+def deleted_body(row) -> dict:
+    return DeletedOutput({"id": row.id, "deleted": True, "deleted_at": row.deleted_at}).data
+
+
+@extend_schema_view(**{name: extend_schema(parameters=[DECISION_ID]) for name in (
+    "retrieve", "destroy", "supersede")})
+class DecisionViewSet(mixins.ListModelMixin, AccountViewSet):
+    serializer_class = DecisionSerializer
+    filterset_class = DecisionFilterSet
+    not_found_message = "Decision not found"
+
+    def get_queryset(self):
+        return Decision.objects.live().for_account(self.request.user).without_vectors()
+
+    def get_object(self) -> Decision:
+        return services.decision_get(account=self.request.user, decision_id=self.object_id())
+
+    @extend_schema(request=DecisionRecordInput, responses={201: DecisionSerializer})
+    def create(self, request):
+        data = validated(DecisionRecordInput, request.data)
+        decision = services.decision_record(account=request.user, **data)
+        return Response(DecisionSerializer(decision).data, status=201)
+
+    @extend_schema(responses=DecisionSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(DecisionSerializer(self.get_object()).data)
+
+    @extend_schema(responses={200: DeletedOutput})
+    def destroy(self, request, pk=None):
+        return Response(deleted_body(services.decision_delete(decision=self.get_object())))
+
+    @extend_schema(request=DecisionSupersedeInput, responses={201: DecisionSerializer})
+    @action(detail=True, methods=["post"])
+    def supersede(self, request, pk=None):
+        old = self.get_object()
+        data = validated(DecisionSupersedeInput, request.data)
+        new = services.decision_supersede(account=request.user, decision=old, **data)
+        return Response(DecisionSerializer(new).data, status=201)
+
+    @extend_schema(parameters=[DecisionCheckInput], responses=DecisionCheckOutput)
+    @action(detail=False, methods=["get"])
+    def check(self, request):
+        data = validated(DecisionCheckInput, request.query_params)
+        hits = services.decision_check(account=request.user, text=data["query"],
+                                       limit=data["limit"], threshold=data["threshold"],
+                                       project=data.get("project") or None,
+                                       include_superseded=data["include_superseded"])
+        body = {"query": data["query"], "total": len(hits),
+                "data": [{"decision": h.item, "score": score(h.score)} for h in hits]}
+        return Response(DecisionCheckOutput(body).data)

@@ -1,0 +1,41 @@
+"""Every decision, pattern and composed project operation answers what the OpenAPI schema
+documents, for each status it can answer."""
+
+from __future__ import annotations
+
+from tests.knowledge_app.conftest import record
+from tests.memoryrelay_site.test_openapi import Conformance, properties
+from tests.memoryrelay_site.test_openapi import schema as schema  # noqa: F401 - fixture
+
+KNOWLEDGE_PATHS = ("/v1/decisions", "/v1/patterns", "/v1/projects/{slug}/context",
+                   "/v1/projects/impact-analysis", "/v1/projects/shared-patterns")
+
+
+def test_decision_objects_are_documented_with_the_fields_returned(schema, client):
+    body = record(client)
+    assert properties(schema, "Decision") == set(body)
+
+
+def test_every_knowledge_response_matches_its_documented_schema(schema, client, other_client):
+    check = Conformance(schema)
+    decision = check(client.post("/v1/decisions", {"title": "Use PostgreSQL",
+                                                   "rationale": "pgvector", "tags": ["db"]},
+                                 format="json"), "/v1/decisions", "post")
+    check(client.get("/v1/decisions", {"tags": "db"}), "/v1/decisions", "get")
+    check(client.get(f"/v1/decisions/{decision['id']}"), "/v1/decisions/{id}", "get")
+    check(client.get("/v1/decisions/check", {"query": "database"}), "/v1/decisions/check",
+          "get")
+    url = f"/v1/decisions/{decision['id']}/supersede"
+    new = check(client.post(url, {"title": "Use SQLite", "rationale": "simple"}, format="json"),
+                "/v1/decisions/{id}/supersede", "post")
+    check(client.post(url, {"title": "t", "rationale": "r"}, format="json"),
+          "/v1/decisions/{id}/supersede", "post")  # 409
+    check(client.delete(f"/v1/decisions/{new['id']}"), "/v1/decisions/{id}", "delete")
+
+    check(client.post("/v1/decisions", {"title": ""}, format="json"), "/v1/decisions", "post")
+    check(other_client.get(f"/v1/decisions/{decision['id']}"), "/v1/decisions/{id}", "get")
+    check(client.get("/v1/decisions/check"), "/v1/decisions/check", "get")
+
+    documented = {(p, m) for p, ops in schema["paths"].items() for m in ops
+                  if p.startswith(KNOWLEDGE_PATHS)}
+    assert documented == {(p, m) for p, m, _ in check.seen}
