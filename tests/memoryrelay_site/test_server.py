@@ -56,10 +56,13 @@ def server_env(tmp: Path) -> dict[str, str]:
 
 
 def manage(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=60, check=True,
-    ).stdout
+        text=True, timeout=60,
+    )
+    if done.returncode:
+        pytest.fail(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 class Server:
@@ -362,23 +365,25 @@ BLAS_PROBE = (
 )
 
 
+def blas_threads(command: list[str], env: dict[str, str]) -> list[int]:
+    """The thread count of each BLAS library loaded in a fresh process running ``command``."""
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        pytest.fail(f"{command} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("command", [
     [sys.executable, "-c", "import memoryrelay_site.server, memoryrelay_site.asgi; " + BLAS_PROBE],
     [sys.executable, "manage.py", "shell", "-c", BLAS_PROBE],
 ], ids=["server-worker", "manage.py"])
 def test_every_process_that_loads_django_runs_blas_on_one_thread(command, tmp_path):
-    env = server_env(tmp_path)
-    threads = json.loads(subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip().splitlines()[-1])
+    threads = blas_threads(command, server_env(tmp_path))
     assert threads and set(threads) == {1}
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS uses one thread per core at most")
 def test_an_operator_can_still_give_blas_more_threads(tmp_path):
     env = {**server_env(tmp_path), "OPENBLAS_NUM_THREADS": "2"}
-    out = subprocess.run(
-        [sys.executable, "-c", "import memoryrelay_site.asgi; " + BLAS_PROBE], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == [2]
+    command = [sys.executable, "-c", "import memoryrelay_site.asgi; " + BLAS_PROBE]
+    assert blas_threads(command, env) == [2]
