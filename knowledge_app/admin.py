@@ -3,7 +3,7 @@ from django.contrib import admin
 from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
 
 from . import services
-from .models import Decision
+from .models import Decision, Pattern, PatternAdoption
 
 
 @admin.register(Decision)
@@ -37,3 +37,50 @@ class DecisionAdmin(SoftDeleteAdmin):
         changed = {f: getattr(obj, f) for f in form.changed_data}
         services.decision_update(decision=Decision.objects.without_vectors().get(pk=obj.pk),
                                  changes=changed)
+
+
+class AdoptionInline(admin.TabularInline):
+    model = PatternAdoption
+    fields = ["project", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # projects adopt through the API
+
+
+@admin.register(Pattern)
+class PatternAdmin(SoftDeleteAdmin):
+    list_display = ["title", "account", "scope", "category", "source_project_slug",
+                    "adoption_count", "created_at", "is_deleted"]
+    list_filter = ["scope", DeletedFilter, "category"]
+    list_select_related = ["account"]
+    search_fields = ["title", "description", "category", "source_project_slug"]
+    readonly_fields = ["id", "account", "source_project", "source_project_slug",
+                       "embedding_model", "created_at", "updated_at", "deleted_at"]
+    fields = ["id", "account", "title", "description", "scope", "category", "tags",
+              "example_code", "metadata", *readonly_fields[2:]]
+    inlines = [AdoptionInline]
+    actions = [
+        service_action(lambda p: services.pattern_restore(pattern=p), "Restore selected",
+                       "Restored"),
+        service_action(lambda p: services.pattern_delete(pattern=p), "Soft-delete selected",
+                       "Deleted"),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).without_vectors().with_adoption_count()
+
+    @admin.display(ordering="adoption_count")
+    def adoption_count(self, obj) -> int:
+        return obj.adoption_count
+
+    def has_add_permission(self, request):
+        return False  # agents create patterns through the API
+
+    def save_model(self, request, obj, form, change):
+        """Manual edits go through the update service (which re-embeds a changed text)."""
+        changed = {f: getattr(obj, f) for f in form.changed_data}
+        services.pattern_update(pattern=Pattern.objects.without_vectors().get(pk=obj.pk),
+                                changes=changed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db import connection
 
-from .models import Decision, DecisionStatus
+from .models import Decision, DecisionStatus, Pattern, PatternScope
 
 
 def split_tags(value: str) -> list[str]:
@@ -35,3 +35,14 @@ class DecisionFilterSet(django_filters.FilterSet):
     class Meta:
         model = Decision
         fields = ["project", "status", "tags"]
+
+
+class PatternFilterSet(django_filters.FilterSet):
+    scope = django_filters.ChoiceFilter(field_name="scope", choices=PatternScope.choices)
+    category = django_filters.CharFilter(field_name="category")
+    tags = django_filters.CharFilter(field_name="tags", method=filter_by_any_tag,
+                                     help_text="Comma-separated tags: patterns with any of them")
+
+    class Meta:
+        model = Pattern
+        fields = ["scope", "category", "tags"]

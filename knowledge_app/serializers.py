@@ -8,7 +8,7 @@ from rest_framework import serializers
 from memories_app.serializers import ClampedIntegerField
 from memoryrelay_site.serializers import IsoDateTimeField, MetadataField, StrictCharField
 
-from .models import RECORDABLE_STATUSES, Decision
+from .models import RECORDABLE_STATUSES, Decision, Pattern, PatternScope
 
 TEXT_MAX = 50_000
 TAGS_MAX, TAG_MAX = 20, 100
@@ -129,4 +129,82 @@ class DecisionHitSerializer(serializers.Serializer):
 class DecisionCheckOutput(serializers.Serializer):
     data = DecisionHitSerializer(many=True)
     query = serializers.CharField()
+    total = serializers.IntegerField()
+
+
+# --- patterns -----------------------------------------------------------------------------
+
+
+class PatternSerializer(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    source_project_id = serializers.UUIDField(read_only=True, allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    adoption_count = serializers.IntegerField(read_only=True, default=0,
+                                              help_text="Live projects that adopted it")
+    created_at = IsoDateTimeField(read_only=True)
+    updated_at = IsoDateTimeField(read_only=True)
+
+    class Meta:
+        model = Pattern
+        fields = [
+            "object", "id", "title", "description", "scope", "category", "tags",
+            "example_code", "source_project_id", "source_project_slug", "metadata",
+            "adoption_count", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, obj) -> str:
+        return "pattern"
+
+
+class PatternCreateInput(serializers.Serializer):
+    title = TextField(max_length=500)
+    description = TextField(max_length=TEXT_MAX)
+    scope = serializers.ChoiceField(choices=PatternScope.choices, required=False,
+                                    allow_null=True, help_text="global (default) or project")
+    category = StrictCharField(max_length=100, required=False, allow_null=True,
+                               allow_blank=True)
+    tags = TagsField()
+    example_code = optional_text()
+    source_project = StrictCharField(
+        max_length=SLUG_MAX, required=False, allow_null=True, allow_blank=True,
+        help_text="Slug of the project it comes from (linked when registered)")
+    metadata = MetadataField()
+
+
+class PatternAdoptInput(serializers.Serializer):
+    project = StrictCharField(max_length=SLUG_MAX, help_text="Slug of a registered project")
+
+
+class PatternSearchInput(serializers.Serializer):
+    query = TextField(max_length=QUERY_MAX)
+    project = optional_slug()
+    category = StrictCharField(max_length=100, required=False, allow_null=True,
+                               allow_blank=True)
+    limit = ClampedIntegerField(clamp_to=50, min_value=1, required=False, default=10,
+                                help_text="1-50 (larger values are clamped), default 10")
+    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False,
+                                       default=0.3, help_text="Minimum score, default 0.3")
+
+
+class PatternHitSerializer(serializers.Serializer):
+    pattern = PatternSerializer()
+    score = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+
+class PatternSearchOutput(serializers.Serializer):
+    data = PatternHitSerializer(many=True)
+    query = serializers.CharField()
+    total = serializers.IntegerField()
+
+
+class PatternSuggestInput(serializers.Serializer):
+    project = StrictCharField(max_length=SLUG_MAX)
+    limit = ClampedIntegerField(clamp_to=50, min_value=1, required=False, default=10,
+                                help_text="1-50 (larger values are clamped), default 10")
+
+
+class PatternSuggestOutput(serializers.Serializer):
+    data = PatternSerializer(many=True)
+    project = serializers.CharField()
     total = serializers.IntegerField()

@@ -12,16 +12,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from memories_app import search
 from memories_app.embeddings import embed_or_none, get_provider
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
-from sessions_app.models import Session
+from sessions_app.models import Project, ProjectRelationship, Session
+from sessions_app.projects import project_find, project_get
 from sessions_app.services import agent_hold, agent_resolve, locked_live, session_hold
 
-from .models import Decision, DecisionStatus
+from .models import Decision, DecisionStatus, Pattern, PatternAdoption
 
 CHECK_MODE = "hybrid"
 
@@ -231,22 +234,192 @@ def decision_check(
     return _search(queryset, text=text, limit=limit, threshold=threshold)
 
 
+# --- patterns -----------------------------------------------------------------------------
+
+
+def pattern_text(title: str, description: str) -> str:
+    """What a pattern's embedding is computed from (its text index covers the same)."""
+    return f"{title}\n\n{description}"
+
+
+def pattern_get(*, account, pattern_id) -> Pattern:
+    pattern = (Pattern.objects.live().for_account(account).without_vectors()
+               .with_adoption_count().filter(pk=pattern_id).first())
+    if pattern is None:
+        raise NotFound("Pattern not found")
+    return pattern
+
+
+def pattern_create(
+    *,
+    account,
+    title: str,
+    description: str,
+    scope: str | None = None,
+    category: str | None = None,
+    tags: list[str] | None = None,
+    example_code: str | None = None,
+    source_project: str | None = None,
+    metadata: dict | None = None,
+) -> Pattern:
+    """Stores a pattern (``global`` unless ``project`` scope). ``source_project`` is a slug,
+    kept as given; it also links the project registered with it, if any."""
+    embedded = embedding_fields(pattern_text(title, description))
+    source = project_find(account=account, slug=source_project) if source_project else None
+    pattern = Pattern.objects.create(
+        account=account, title=title, description=description, scope=scope or "global",
+        category=category or None, tags=tags or [], example_code=example_code,
+        source_project=source, source_project_slug=source_project or None,
+        metadata=metadata or {}, **embedded,
+    )
+    pattern.adoption_count = 0
+    return pattern
+
+
+def pattern_adopt(*, account, pattern: Pattern, project_slug: str) -> Pattern:
+    """``project`` adopts the pattern; adopting again changes nothing. The unique
+    (pattern, project) constraint settles concurrent adoptions, so ``adoption_count`` stays
+    exact. The pattern and the project are held while the adoption is written."""
+    project = project_find(account=account, slug=project_slug)
+    if project is None:
+        raise Invalid(f"No project with slug {project_slug!r}", field="project")
+    try:
+        with transaction.atomic():
+            locked_live(Pattern, pattern.pk, NotFound("Pattern not found"), no_key=True)
+            locked_live(Project, project.pk, Invalid("Project not found", field="project"),
+                        no_key=True)
+            PatternAdoption.objects.create(account=account, pattern=pattern, project=project)
+    except IntegrityError:  # adopted already (or concurrently): idempotent
+        pass
+    return pattern_get(account=account, pattern_id=pattern.pk)
+
+
+def pattern_delete(*, pattern: Pattern, at: datetime | None = None) -> Pattern:
+    """Soft-deletes the live pattern under its row lock (its adoptions stay, for a
+    restore)."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        row = locked_live(Pattern, pattern.pk, NotFound("Pattern not found"))
+        row.deleted_at = at
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
+
+
+@transaction.atomic
+def pattern_restore(*, pattern: Pattern) -> Pattern:
+    row = Pattern.objects.without_vectors().select_for_update().get(pk=pattern.pk)
+    if row.deleted_at is not None:
+        row.deleted_at = None
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
+
+
+PATTERN_UPDATABLE = ("title", "description", "scope", "category", "tags", "example_code",
+                     "metadata")
+
+
+def pattern_update(*, pattern: Pattern, changes: dict[str, Any]) -> Pattern:
+    """Partial update of the live pattern (the admin's edits): only the fields that change
+    are written; a new title or description is re-embedded before the transaction opens."""
+    given = {k: v for k, v in changes.items() if k in PATTERN_UPDATABLE and v is not None}
+    embedded = None
+    if {"title", "description"} & set(given):
+        embedded = embedding_fields(pattern_text(given.get("title", pattern.title),
+                                                 given.get("description",
+                                                           pattern.description)))
+    with transaction.atomic():
+        row = locked_live(Pattern, pattern.pk, NotFound("Pattern not found"))
+        return _write_changes(row, given, embedded, ("title", "description"))
+
+
+def with_adoption_counts(patterns: list[Pattern]) -> list[Pattern]:
+    """Sets ``adoption_count`` on rows read without it (search hits), in one query."""
+    counts = dict(
+        PatternAdoption.objects.filter(pattern__in=[p.pk for p in patterns],
+                                       project__deleted_at__isnull=True)
+        .order_by().values("pattern").annotate(n=Count("pk")).values_list("pattern", "n")
+    ) if patterns else {}
+    for pattern in patterns:
+        pattern.adoption_count = counts.get(pattern.pk, 0)
+    return patterns
+
+
+def pattern_search(
+    *,
+    account,
+    text: str,
+    project: str | None = None,
+    category: str | None = None,
+    limit: int = 10,
+    threshold: float = 0.3,
+) -> list[search.Hit]:
+    """Patterns for ``text`` by meaning and keywords (hybrid, the score scale of memory
+    search); with ``project``, the global patterns and those the project adopted."""
+    queryset = Pattern.objects.live().for_account(account)
+    if project:
+        queryset = queryset.visible_in(account, project)
+    if category:
+        queryset = queryset.filter(category=category)
+    hits = _search(queryset, text=text, limit=limit, threshold=threshold)
+    with_adoption_counts([hit.item for hit in hits])
+    return hits
+
+
+def related_projects(*, project: Project):
+    """The live projects related to ``project`` by any visible relationship, either way."""
+    edges = ProjectRelationship.objects.visible().filter(Q(source=project) | Q(target=project))
+    ids = {pk for pair in edges.values_list("source_id", "target_id") for pk in pair}
+    return ids - {project.pk}
+
+
+def pattern_suggest(*, account, project_slug: str, limit: int = 10) -> list[Pattern]:
+    """Patterns ``project`` has not adopted: those adopted by related projects first (the
+    most such adoptions first), then by adoption count across all projects, newest first."""
+    project = project_get(account=account, slug=project_slug)
+    related = related_projects(project=project)
+    by_related = (
+        PatternAdoption.objects.filter(pattern=OuterRef("pk"), project_id__in=related,
+                                       project__deleted_at__isnull=True)
+        .order_by().values("pattern").annotate(n=Count("pk")).values("n")
+    )
+    return list(
+        Pattern.objects.live().for_account(account).without_vectors().not_adopted_by(project)
+        .with_adoption_count()
+        .annotate(related_adoptions=Coalesce(
+            Subquery(by_related, output_field=IntegerField()), Value(0)))
+        .order_by("-related_adoptions", "-adoption_count", "-created_at", "-id")[:limit]
+    )
+
+
+def patterns_shared(*, account, slug_a: str, slug_b: str) -> tuple[Project, Project, list]:
+    """The live patterns both projects adopted, newest first (a missing project is a
+    NotFound)."""
+    a = project_get(account=account, slug=slug_a)
+    b = project_get(account=account, slug=slug_b)
+    patterns = list(Pattern.objects.live().for_account(account).without_vectors()
+                    .adopted_by(a).adopted_by(b).with_adoption_count())
+    return a, b, patterns
+
+
 # --- purge --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class KnowledgePurgeReport:
     decisions: int
+    patterns: int
 
 
 def knowledge_purge_deleted(*, older_than_days: int, dry_run: bool = False,
                             now: datetime | None = None) -> KnowledgePurgeReport:
-    """Removes for good the decisions soft-deleted more than ``older_than_days`` ago (a
-    decision they superseded keeps its status, without the link)."""
+    """Removes for good the decisions and patterns soft-deleted more than
+    ``older_than_days`` ago (a decision they superseded keeps its status, without the link;
+    a pattern's adoptions go with it)."""
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
-    querysets = [Decision.objects.filter(deleted_at__lt=cutoff)]
+    querysets = [Decision.objects.filter(deleted_at__lt=cutoff),
+                 Pattern.objects.filter(deleted_at__lt=cutoff)]
     counts = [qs.count() for qs in querysets]
     if not dry_run:
         with transaction.atomic():

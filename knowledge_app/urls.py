@@ -4,7 +4,7 @@ are included before the projects app's ``projects/{slug}``)."""
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from .views import DecisionViewSet
+from .views import DecisionViewSet, PatternViewSet
 
 
 class Router(SimpleRouter):
@@ -17,6 +17,7 @@ class Router(SimpleRouter):
 
 router = Router()
 router.register("decisions", DecisionViewSet, basename="decision")
+router.register("patterns", PatternViewSet, basename="pattern")
 
 urlpatterns = [
     path("", include(router.urls)),

@@ -14,14 +14,21 @@ from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
 
 from . import services
-from .filtersets import DecisionFilterSet
-from .models import Decision
+from .filtersets import DecisionFilterSet, PatternFilterSet
+from .models import Decision, Pattern
 from .serializers import (
     DecisionCheckInput,
     DecisionCheckOutput,
     DecisionRecordInput,
     DecisionSerializer,
     DecisionSupersedeInput,
+    PatternAdoptInput,
+    PatternCreateInput,
+    PatternSearchInput,
+    PatternSearchOutput,
+    PatternSerializer,
+    PatternSuggestInput,
+    PatternSuggestOutput,
 )
 
 DECISION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
@@ -82,3 +89,66 @@ class DecisionViewSet(mixins.ListModelMixin, AccountViewSet):
         body = {"query": data["query"], "total": len(hits),
                 "data": [{"decision": h.item, "score": score(h.score)} for h in hits]}
         return Response(DecisionCheckOutput(body).data)
+
+
+PATTERN_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                              description="Pattern ID")
+
+
+@extend_schema_view(**{name: extend_schema(parameters=[PATTERN_ID]) for name in (
+    "retrieve", "destroy", "adopt")})
+class PatternViewSet(mixins.ListModelMixin, AccountViewSet):
+    serializer_class = PatternSerializer
+    filterset_class = PatternFilterSet
+    not_found_message = "Pattern not found"
+
+    def get_queryset(self):
+        return (Pattern.objects.live().for_account(self.request.user).without_vectors()
+                .with_adoption_count())
+
+    def get_object(self) -> Pattern:
+        return services.pattern_get(account=self.request.user, pattern_id=self.object_id())
+
+    @extend_schema(request=PatternCreateInput, responses={201: PatternSerializer})
+    def create(self, request):
+        data = validated(PatternCreateInput, request.data)
+        pattern = services.pattern_create(account=request.user, **data)
+        return Response(PatternSerializer(pattern).data, status=201)
+
+    @extend_schema(responses=PatternSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(PatternSerializer(self.get_object()).data)
+
+    @extend_schema(responses={200: DeletedOutput})
+    def destroy(self, request, pk=None):
+        return Response(deleted_body(services.pattern_delete(pattern=self.get_object())))
+
+    @extend_schema(request=PatternAdoptInput, responses=PatternSerializer)
+    @action(detail=True, methods=["post"])
+    def adopt(self, request, pk=None):
+        pattern = self.get_object()
+        data = validated(PatternAdoptInput, request.data)
+        pattern = services.pattern_adopt(account=request.user, pattern=pattern,
+                                         project_slug=data["project"])
+        return Response(PatternSerializer(pattern).data)
+
+    @extend_schema(parameters=[PatternSearchInput], responses=PatternSearchOutput)
+    @action(detail=False, methods=["get"])
+    def search(self, request):
+        data = validated(PatternSearchInput, request.query_params)
+        hits = services.pattern_search(
+            account=request.user, text=data["query"], project=data.get("project") or None,
+            category=data.get("category") or None, limit=data["limit"],
+            threshold=data["threshold"])
+        body = {"query": data["query"], "total": len(hits),
+                "data": [{"pattern": h.item, "score": score(h.score)} for h in hits]}
+        return Response(PatternSearchOutput(body).data)
+
+    @extend_schema(parameters=[PatternSuggestInput], responses=PatternSuggestOutput)
+    @action(detail=False, methods=["get"])
+    def suggest(self, request):
+        data = validated(PatternSuggestInput, request.query_params)
+        patterns = services.pattern_suggest(account=request.user, project_slug=data["project"],
+                                            limit=data["limit"])
+        return Response(PatternSuggestOutput({"data": patterns, "project": data["project"],
+                                              "total": len(patterns)}).data)

@@ -14,10 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from knowledge_app import services
-from knowledge_app.models import Decision
+from knowledge_app.models import Decision, Pattern
 from memoryrelay_site.errors import NotFound
 from tests.conftest import real_queries
-from tests.knowledge_app.conftest import record
+from tests.knowledge_app.conftest import adopt, create_pattern, project, record
 
 CHANGELIST = reverse("admin:knowledge_app_decision_changelist")
 
@@ -75,7 +75,58 @@ def test_purge_removes_decisions_deleted_past_retention(client):
     Decision.objects.filter(pk=recent.pk).update(deleted_at=timezone.now() - timedelta(days=5))
     out = StringIO()
     call_command("purge_deleted", "--older-than-days", "30", "--dry-run", stdout=out)
-    assert "Would purge 0 memories, 0 sessions, 0 agents, 1 decisions" in out.getvalue()
+    assert "Would purge 0 memories, 0 sessions, 0 agents, 1 decisions, 0 patterns" in (
+        out.getvalue())
     assert Decision.objects.count() == 3
     call_command("purge_deleted", "--older-than-days", "30", stdout=out)
     assert set(Decision.objects.values_list("title", flat=True)) == {"recent", "live"}
+
+
+def test_purge_removes_patterns_deleted_past_retention_with_their_adoptions(client, account):
+    project(account, "api")
+    old = create_pattern(client, title="old")
+    adopt(client, old, "api")
+    create_pattern(client, title="live")
+    Pattern.objects.filter(pk=old["id"]).update(deleted_at=timezone.now() - timedelta(days=40))
+    out = StringIO()
+    call_command("purge_deleted", "--older-than-days", "30", stdout=out)
+    assert "0 decisions, 1 patterns" in out.getvalue()
+    assert list(Pattern.objects.values_list("title", flat=True)) == ["live"]
+
+
+PATTERNS = reverse("admin:knowledge_app_pattern_changelist")
+
+
+def test_patterns_are_searchable_filterable_and_show_their_adoptions(admin_client, client,
+                                                                     account):
+    project(account, "billing-api")
+    kept = create_pattern(client, title="Errors follow RFC 7807", category="errors")
+    create_pattern(client, title="Feature flags", category="release", scope="project")
+    adopt(client, kept, "billing-api")
+    page = admin_client.get(PATTERNS + "?q=7807").content.decode()
+    assert "Errors follow RFC 7807" in page and "Feature flags" not in page
+    scoped = admin_client.get(PATTERNS + "?scope__exact=project").content.decode()
+    assert "Feature flags" in scoped and "RFC 7807" not in scoped
+    detail = admin_client.get(reverse("admin:knowledge_app_pattern_change", args=[kept["id"]]))
+    assert detail.status_code == 200 and "billing-api" in detail.content.decode()
+
+
+def test_pattern_restore_and_soft_delete_actions_call_the_services(admin_client, client):
+    pattern = Pattern.objects.get(pk=create_pattern(client)["id"])
+    admin_client.post(PATTERNS, {"action": "soft-delete_selected",
+                                 "_selected_action": [str(pattern.pk)]}, follow=True)
+    assert client.get(f"/v1/patterns/{pattern.pk}").status_code == 404
+    admin_client.post(PATTERNS, {"action": "restore_selected",
+                                 "_selected_action": [str(pattern.pk)]}, follow=True)
+    assert client.get(f"/v1/patterns/{pattern.pk}").status_code == 200
+
+
+def test_an_admin_edit_of_a_pattern_goes_through_the_update_service(admin_client, client):
+    pattern = create_pattern(client, title="Old title")
+    url = reverse("admin:knowledge_app_pattern_change", args=[pattern["id"]])
+    form = {"title": "New title", "description": pattern["description"], "scope": "global",
+            "category": "", "tags": "[]", "example_code": "", "metadata": "{}",
+            "adoptions-TOTAL_FORMS": "0", "adoptions-INITIAL_FORMS": "0"}
+    response = admin_client.post(url, form, follow=True)
+    assert response.status_code == 200
+    assert client.get(f"/v1/patterns/{pattern['id']}").json()["title"] == "New title"

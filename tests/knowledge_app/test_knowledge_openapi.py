@@ -3,7 +3,7 @@ documents, for each status it can answer."""
 
 from __future__ import annotations
 
-from tests.knowledge_app.conftest import record
+from tests.knowledge_app.conftest import create_pattern, project, record
 from tests.memoryrelay_site.test_openapi import Conformance, properties
 from tests.memoryrelay_site.test_openapi import schema as schema  # noqa: F401 - fixture
 
@@ -16,7 +16,12 @@ def test_decision_objects_are_documented_with_the_fields_returned(schema, client
     assert properties(schema, "Decision") == set(body)
 
 
-def test_every_knowledge_response_matches_its_documented_schema(schema, client, other_client):
+def test_pattern_objects_are_documented_with_the_fields_returned(schema, client):
+    assert properties(schema, "Pattern") == set(create_pattern(client))
+
+
+def test_every_knowledge_response_matches_its_documented_schema(schema, client, other_client,
+                                                                 account):
     check = Conformance(schema)
     decision = check(client.post("/v1/decisions", {"title": "Use PostgreSQL",
                                                    "rationale": "pgvector", "tags": ["db"]},
@@ -35,6 +40,25 @@ def test_every_knowledge_response_matches_its_documented_schema(schema, client, 
     check(client.post("/v1/decisions", {"title": ""}, format="json"), "/v1/decisions", "post")
     check(other_client.get(f"/v1/decisions/{decision['id']}"), "/v1/decisions/{id}", "get")
     check(client.get("/v1/decisions/check"), "/v1/decisions/check", "get")
+
+    project(account, "api")
+    pattern = check(client.post("/v1/patterns", {"title": "RFC 7807 errors", "description": "d",
+                                                 "tags": ["http"]}, format="json"),
+                    "/v1/patterns", "post")
+    check(client.get("/v1/patterns", {"tags": "http"}), "/v1/patterns", "get")
+    check(client.get(f"/v1/patterns/{pattern['id']}"), "/v1/patterns/{id}", "get")
+    check(client.post(f"/v1/patterns/{pattern['id']}/adopt", {"project": "api"}, format="json"),
+          "/v1/patterns/{id}/adopt", "post")
+    check(client.post(f"/v1/patterns/{pattern['id']}/adopt", {"project": "no"}, format="json"),
+          "/v1/patterns/{id}/adopt", "post")
+    check(client.get("/v1/patterns/search", {"query": "errors", "project": "api"}),
+          "/v1/patterns/search", "get")
+    check(client.get("/v1/patterns/search"), "/v1/patterns/search", "get")
+    check(client.get("/v1/patterns/suggest", {"project": "api"}), "/v1/patterns/suggest", "get")
+    check(client.get("/v1/patterns/suggest", {"project": "nope"}), "/v1/patterns/suggest",
+          "get")
+    check(client.delete(f"/v1/patterns/{pattern['id']}"), "/v1/patterns/{id}", "delete")
+    check(client.post("/v1/patterns", {}, format="json"), "/v1/patterns", "post")
 
     documented = {(p, m) for p, ops in schema["paths"].items() for m in ops
                   if p.startswith(KNOWLEDGE_PATHS)}

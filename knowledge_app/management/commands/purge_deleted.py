@@ -39,6 +39,7 @@ class Command(BaseCommand):
         verb = "Would purge" if dry_run else "Purged"
         self.stdout.write(
             f"{verb} {report.memories} memories, {report.sessions} sessions, "
-            f"{report.agents} agents, {knowledge.decisions} decisions "
+            f"{report.agents} agents, {knowledge.decisions} decisions, "
+            f"{knowledge.patterns} patterns "
             f"deleted more than {retention} days ago."
         )
