@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from memories_app.serializers import ClampedIntegerField
+from memories_app.serializers import ClampedIntegerField, MemorySerializer
 from memoryrelay_site.serializers import IsoDateTimeField, MetadataField, StrictCharField
+from sessions_app.serializers import ProjectRefOutput, ProjectSerializer
 
 from .models import RECORDABLE_STATUSES, Decision, Pattern, PatternScope
 
@@ -207,4 +208,66 @@ class PatternSuggestInput(serializers.Serializer):
 class PatternSuggestOutput(serializers.Serializer):
     data = PatternSerializer(many=True)
     project = serializers.CharField()
+    total = serializers.IntegerField()
+
+
+# --- project views ------------------------------------------------------------------------
+
+
+class ProjectContextOutput(serializers.Serializer):
+    object = serializers.CharField(default="project_context")
+    project = ProjectSerializer()
+    hot_memories = MemorySerializer(many=True, help_text=(
+        "Hot-tier memories labelled with the project (not confidential), most important "
+        "first, at most 20"))
+    active_decisions = DecisionSerializer(many=True, help_text="Newest first, at most 20")
+    adopted_patterns = PatternSerializer(many=True, help_text="Newest first, at most 20")
+    context = serializers.CharField(allow_blank=True, help_text=(
+        "Markdown for an LLM: the project, then its key memories, active decisions and "
+        "adopted patterns, each text cut at 500 characters, the whole at most 16,000 "
+        "characters (about 4,000 tokens)"))
+    total_chars = serializers.IntegerField()
+    truncated = serializers.BooleanField(help_text="Items were left out of context to stay "
+                                                   "within its bound")
+
+
+class ImpactInput(serializers.Serializer):
+    project = StrictCharField(max_length=SLUG_MAX, help_text="Slug of the project changing")
+    change_description = TextField(max_length=QUERY_MAX)
+    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False,
+                                       default=0.3, help_text="Minimum score of a hit")
+
+
+class MemoryHitSerializer(serializers.Serializer):
+    memory = MemorySerializer()
+    score = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+
+class AffectedProjectOutput(serializers.Serializer):
+    project = ProjectRefOutput()
+    depth = serializers.IntegerField(help_text="1: depends on the project directly; 2: on a "
+                                               "direct dependent; …")
+    relationship_types = serializers.ListField(child=serializers.CharField(), help_text=(
+        "The types of the edges reaching it from the level above"))
+    decisions = DecisionHitSerializer(many=True)
+    memories = MemoryHitSerializer(many=True)
+
+
+class ImpactOutput(serializers.Serializer):
+    object = serializers.CharField(default="impact_analysis")
+    project = serializers.CharField()
+    change_description = serializers.CharField()
+    affected_projects = AffectedProjectOutput(many=True)
+    total = serializers.IntegerField()
+
+
+class SharedPatternsInput(serializers.Serializer):
+    a = StrictCharField(max_length=SLUG_MAX, help_text="Slug of the first project")
+    b = StrictCharField(max_length=SLUG_MAX, help_text="Slug of the second project")
+
+
+class SharedPatternsOutput(serializers.Serializer):
+    a = serializers.CharField()
+    b = serializers.CharField()
+    data = PatternSerializer(many=True)
     total = serializers.IntegerField()

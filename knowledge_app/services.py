@@ -65,7 +65,7 @@ def _write_changes(row, given: dict[str, Any], embedded: dict | None, text_field
     return row
 
 
-def _search(queryset, *, text: str, limit: int, threshold: float,
+def search_rows(queryset, *, text: str, limit: int, threshold: float,
             vector: np.ndarray | None = None, mode: str = CHECK_MODE) -> list[search.Hit]:
     try:
         with search.read_snapshot():
@@ -231,7 +231,7 @@ def decision_check(
         queryset = queryset.filter(project_slug=project)
     if not include_superseded:
         queryset = queryset.in_force()
-    return _search(queryset, text=text, limit=limit, threshold=threshold)
+    return search_rows(queryset, text=text, limit=limit, threshold=threshold)
 
 
 # --- patterns -----------------------------------------------------------------------------
@@ -360,7 +360,7 @@ def pattern_search(
         queryset = queryset.visible_in(account, project)
     if category:
         queryset = queryset.filter(category=category)
-    hits = _search(queryset, text=text, limit=limit, threshold=threshold)
+    hits = search_rows(queryset, text=text, limit=limit, threshold=threshold)
     with_adoption_counts([hit.item for hit in hits])
     return hits
 
@@ -389,16 +389,6 @@ def pattern_suggest(*, account, project_slug: str, limit: int = 10) -> list[Patt
             Subquery(by_related, output_field=IntegerField()), Value(0)))
         .order_by("-related_adoptions", "-adoption_count", "-created_at", "-id")[:limit]
     )
-
-
-def patterns_shared(*, account, slug_a: str, slug_b: str) -> tuple[Project, Project, list]:
-    """The live patterns both projects adopted, newest first (a missing project is a
-    NotFound)."""
-    a = project_get(account=account, slug=slug_a)
-    b = project_get(account=account, slug=slug_b)
-    patterns = list(Pattern.objects.live().for_account(account).without_vectors()
-                    .adopted_by(a).adopted_by(b).with_adoption_count())
-    return a, b, patterns
 
 
 # --- purge --------------------------------------------------------------------------------

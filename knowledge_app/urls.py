@@ -4,7 +4,7 @@ are included before the projects app's ``projects/{slug}``)."""
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from .views import DecisionViewSet, PatternViewSet
+from .views import DecisionViewSet, PatternViewSet, ProjectKnowledgeViewSet
 
 
 class Router(SimpleRouter):
@@ -18,6 +18,8 @@ class Router(SimpleRouter):
 router = Router()
 router.register("decisions", DecisionViewSet, basename="decision")
 router.register("patterns", PatternViewSet, basename="pattern")
+# Only projects/impact-analysis, projects/shared-patterns and projects/{slug}/context.
+router.register("projects", ProjectKnowledgeViewSet, basename="project-knowledge")
 
 urlpatterns = [
     path("", include(router.urls)),

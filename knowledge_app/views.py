@@ -13,7 +13,7 @@ from memoryrelay_site.views import AccountViewSet
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
 
-from . import services
+from . import projects, services
 from .filtersets import DecisionFilterSet, PatternFilterSet
 from .models import Decision, Pattern
 from .serializers import (
@@ -22,6 +22,8 @@ from .serializers import (
     DecisionRecordInput,
     DecisionSerializer,
     DecisionSupersedeInput,
+    ImpactInput,
+    ImpactOutput,
     PatternAdoptInput,
     PatternCreateInput,
     PatternSearchInput,
@@ -29,6 +31,9 @@ from .serializers import (
     PatternSerializer,
     PatternSuggestInput,
     PatternSuggestOutput,
+    ProjectContextOutput,
+    SharedPatternsInput,
+    SharedPatternsOutput,
 )
 
 DECISION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
@@ -152,3 +157,50 @@ class PatternViewSet(mixins.ListModelMixin, AccountViewSet):
                                             limit=data["limit"])
         return Response(PatternSuggestOutput({"data": patterns, "project": data["project"],
                                               "total": len(patterns)}).data)
+
+
+PROJECT_SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="Project slug")
+
+
+class ProjectKnowledgeViewSet(AccountViewSet):
+    """The project views composed from several apps, routed before the projects app's
+    ``projects/{slug}`` (only these three routes: no list or detail here)."""
+
+    lookup_field = "slug"
+    not_found_message = "Project not found"
+
+    @extend_schema(parameters=[PROJECT_SLUG], responses=ProjectContextOutput)
+    @action(detail=True, methods=["get"])
+    def context(self, request, slug=None):
+        ctx = projects.project_context(account=request.user, slug=slug)
+        return Response(ProjectContextOutput({
+            "project": ctx.project, "hot_memories": ctx.hot_memories,
+            "active_decisions": ctx.active_decisions, "adopted_patterns": ctx.adopted_patterns,
+            "context": ctx.context, "total_chars": len(ctx.context),
+            "truncated": ctx.truncated,
+        }).data)
+
+    @extend_schema(request=ImpactInput, responses=ImpactOutput)
+    @action(detail=False, methods=["post"], url_path="impact-analysis")
+    def impact_analysis(self, request):
+        data = validated(ImpactInput, request.data)
+        _, affected = projects.project_impact(account=request.user, slug=data["project"],
+                                              change=data["change_description"],
+                                              threshold=data["threshold"])
+        rows = [{
+            "project": a.project, "depth": a.depth, "relationship_types": a.via,
+            "decisions": [{"decision": h.item, "score": score(h.score)} for h in a.decisions],
+            "memories": [{"memory": h.item, "score": score(h.score)} for h in a.memories],
+        } for a in affected]
+        return Response(ImpactOutput({
+            "project": data["project"], "change_description": data["change_description"],
+            "affected_projects": rows, "total": len(rows)}).data)
+
+    @extend_schema(parameters=[SharedPatternsInput], responses=SharedPatternsOutput)
+    @action(detail=False, methods=["get"], url_path="shared-patterns")
+    def shared_patterns(self, request):
+        data = validated(SharedPatternsInput, request.query_params)
+        _, _, patterns = projects.patterns_shared(account=request.user, slug_a=data["a"],
+                                                  slug_b=data["b"])
+        return Response(SharedPatternsOutput({"a": data["a"], "b": data["b"],
+                                              "data": patterns, "total": len(patterns)}).data)

@@ -60,6 +60,23 @@ def test_every_knowledge_response_matches_its_documented_schema(schema, client, 
     check(client.delete(f"/v1/patterns/{pattern['id']}"), "/v1/patterns/{id}", "delete")
     check(client.post("/v1/patterns", {}, format="json"), "/v1/patterns", "post")
 
+    project(account, "web")
+    client.post("/v1/projects/web/relationships", {"target_project": "api",
+                                                   "relationship_type": "depends_on"},
+                format="json")
+    check(client.get("/v1/projects/api/context"), "/v1/projects/{slug}/context", "get")
+    check(client.get("/v1/projects/nope/context"), "/v1/projects/{slug}/context", "get")
+    impact = check(client.post("/v1/projects/impact-analysis",
+                               {"project": "api", "change_description": "error format"},
+                               format="json"), "/v1/projects/impact-analysis", "post")
+    assert impact["total"] == 1
+    check(client.post("/v1/projects/impact-analysis", {"project": "api"}, format="json"),
+          "/v1/projects/impact-analysis", "post")
+    check(client.get("/v1/projects/shared-patterns", {"a": "api", "b": "web"}),
+          "/v1/projects/shared-patterns", "get")
+    check(client.get("/v1/projects/shared-patterns", {"a": "api", "b": "nope"}),
+          "/v1/projects/shared-patterns", "get")
+
     documented = {(p, m) for p, ops in schema["paths"].items() for m in ops
                   if p.startswith(KNOWLEDGE_PATHS)}
     assert documented == {(p, m) for p, m, _ in check.seen}
