@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 from django.conf import settings
 
+from memoryrelay_site.errors import ServiceError
+
 logger = logging.getLogger("memoryrelay.embeddings")
 DIMENSION = 384  # the width of the stored vector column
 
@@ -166,3 +168,21 @@ def embed_or_none(texts: Sequence[str]) -> np.ndarray | None:
     except EmbeddingError as exc:
         logger.warning("storing without embeddings: %s", exc)
         return None
+
+
+class EmbeddingUnavailable(ServiceError):
+    """No embedding provider answers (none configured, or it failed): a 503."""
+
+    status = 503
+    type = "service_unavailable"
+
+
+def text_embed(*, text: str) -> np.ndarray:
+    """``text``'s embedding by the server's provider (the one memories are stored with)."""
+    provider = get_provider()
+    if not provider.available:
+        raise EmbeddingUnavailable("No embedding provider is configured on this server")
+    try:
+        return provider.embed([text])[0]
+    except EmbeddingError as exc:
+        raise EmbeddingUnavailable(f"The embedding provider failed: {exc}") from None

@@ -6,7 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from memoryrelay_site.models import SoftDeleteModel, SoftDeleteQuerySet
@@ -49,6 +49,11 @@ class MemoryQuerySet(SoftDeleteQuerySet):
         """Reads that never need the embedding skip the widest column."""
         return self.defer("embedding")
 
+    def with_project_id(self):
+        """``registered_project_pk``: the id of the live project the label names, or None
+        (one join, so a page of memories shows its project ids in the same query)."""
+        return self.annotate(registered_project_pk=F("registered_project__id"))
+
     def stale_embeddings(self, model_name: str):
         """Live memories whose vector is missing or was made by another model."""
         return self.live().exclude(embedding_model=model_name, embedding__isnull=False)
@@ -85,6 +90,9 @@ class Memory(SoftDeleteModel):
     embedding_dimension = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Last returned by a read or a search, to the hour (see tiering.py); null until then.
+    # (Nullable without a default, so adding it never rebuilds the SQLite table.)
+    last_accessed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = MemoryQuerySet.as_manager()
 

@@ -11,6 +11,7 @@ from memoryrelay_site.serializers import (
     StrictCharField,
     UnixTimestampField,
 )
+from sessions_app.models import Project
 
 from .embeddings import get_provider
 from .models import Memory, MemoryType, Tier, Visibility
@@ -22,7 +23,10 @@ class MemorySerializer(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     agent_id = serializers.UUIDField(read_only=True)
     session_id = serializers.UUIDField(read_only=True, allow_null=True)
-    project_id = serializers.CharField(source="project", read_only=True, allow_null=True)
+    project_id = serializers.SerializerMethodField(
+        help_text="The id of the registered project whose slug is the memory's project "
+        "label; the label itself when no project of that slug is registered; null without "
+        "a label")
     is_duplicate = serializers.SerializerMethodField()
     created_at = UnixTimestampField(read_only=True)
     updated_at = UnixTimestampField(read_only=True)
@@ -38,6 +42,16 @@ class MemorySerializer(serializers.ModelSerializer):
 
     def get_object(self, obj) -> str:
         return "memory"
+
+    def get_project_id(self, obj) -> str | None:
+        if not obj.project:
+            return None
+        if hasattr(obj, "registered_project_pk"):  # every list reads it with_project_id()
+            registered = obj.registered_project_pk
+        else:
+            registered = (Project.objects.by_slug(obj.project).filter(account=obj.account_id)
+                          .values_list("pk", flat=True).first())
+        return str(registered) if registered is not None else obj.project
 
     def get_is_duplicate(self, obj) -> bool:
         return bool(getattr(obj, "is_duplicate", False))
@@ -82,6 +96,9 @@ class MemoryCreateInput(MemoryFieldsInput):
     agent_id = StrictCharField(max_length=255)
     session_id = serializers.UUIDField(required=False, allow_null=True)
     project = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    project_id = StrictCharField(
+        max_length=255, required=False, allow_null=True, allow_blank=True,
+        help_text="A registered project's id: the memory gets its slug as project label")
     deduplicate = serializers.BooleanField(required=False, default=False)
     dedup_threshold = serializers.FloatField(
         min_value=0.5, max_value=1.0, required=False, default=0.95
@@ -200,3 +217,44 @@ class ContextOutput(serializers.Serializer):
     context = serializers.CharField(allow_blank=True)
     memories_used = serializers.IntegerField()
     total_chars = serializers.IntegerField()
+
+
+# --- importance, maintenance, embed ---------------------------------------------------------
+
+
+class ImportanceInput(serializers.Serializer):
+    importance = serializers.FloatField(min_value=0.0, max_value=1.0)
+    tier = serializers.ChoiceField(
+        choices=Tier.choices, required=False, allow_null=True,
+        help_text="Omitted: follows importance (>=0.8 hot, >=0.4 warm, else cold)")
+
+    def validate_importance(self, value):
+        if isinstance(self.initial_data.get("importance"), (bool, str)):
+            raise serializers.ValidationError("must be a number")
+        return value
+
+
+class MaintenanceInput(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=["demote_cold"],
+        help_text="demote_cold: each live memory neither written nor read (fetched by id, "
+        "found by a search or a context build) for MEMORYRELAY_COLD_AFTER_DAYS days (default "
+        "30) drops one tier, hot to warm or warm to cold")
+
+
+class MaintenanceOutput(serializers.Serializer):
+    action = serializers.CharField()
+    demoted_count = serializers.IntegerField()
+
+
+class EmbedInput(serializers.Serializer):
+    text = ContentField(max_length=10_000)
+    prefix = serializers.ChoiceField(
+        choices=["search_query", "search_document"], required=False, allow_null=True,
+        help_text="What the text is for; the server's model embeds both alike")
+
+
+class EmbedOutput(serializers.Serializer):
+    embedding = serializers.ListField(child=serializers.FloatField())
+    model = serializers.CharField()
+    dimension = serializers.IntegerField()

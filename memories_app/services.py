@@ -13,7 +13,8 @@ from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from memoryrelay_site.errors import Invalid, NotFound, ServiceError
-from sessions_app.models import Agent, Session
+from memoryrelay_site.serializers import is_uuid
+from sessions_app.models import Agent, Project, ProjectRelationship, Session
 from sessions_app.services import agent_resolve, agent_touch
 
 from . import search, vectors
@@ -25,7 +26,8 @@ UPDATABLE = ("content", "metadata", "importance", "tier", "memory_type", "visibi
 
 
 def memory_get(*, account, memory_id) -> Memory:
-    memory = Memory.objects.live().for_account(account).filter(pk=memory_id).first()
+    memory = (Memory.objects.live().for_account(account).with_project_id()
+              .filter(pk=memory_id).first())
     if memory is None:
         raise NotFound("Memory not found")
     return memory
@@ -46,6 +48,7 @@ def memory_create(
     content: str,
     session_id=None,
     project: str | None = None,
+    project_id: str | None = None,
     metadata: dict | None = None,
     memory_type: str | None = None,
     importance: float | None = None,
@@ -60,6 +63,8 @@ def memory_create(
     With ``deduplicate``, a live memory of the same agent at least ``dedup_threshold``
     similar is returned instead (``is_duplicate`` set) and nothing is stored."""
     session = _session_for_write(account, session_id) if session_id else None
+    if project_id:
+        project = _project_label(account, project, project_id)
     agent = agent_resolve(account=account, ref=agent_ref)
     if vector is None:
         vectors_ = embed_or_none([content])
@@ -87,6 +92,22 @@ def memory_create(
     )
     agent_touch(agent, memory.created_at)
     return memory
+
+
+
+def _project_label(account, project: str | None, project_id: str) -> str:
+    """The label a memory created with ``project_id`` gets: the slug of the registered
+    project with that id, or ``project_id`` itself when it is no UUID (a plain label, as a
+    memory of an unregistered project shows it)."""
+    label = project_id
+    if is_uuid(project_id):
+        registered = Project.objects.live().for_account(account).filter(pk=project_id).first()
+        if registered is None:
+            raise Invalid("Project not found", field="project_id")
+        label = registered.slug
+    if project and project != label:
+        raise Invalid("project and project_id name different projects", field="project_id")
+    return label
 
 
 def _vector_fields(vector: np.ndarray | None) -> dict:
@@ -192,7 +213,7 @@ def memory_search(
     include_confidential: bool = False,
 ) -> list[search.Hit]:
     """Ranks the account's live memories for ``text``; filters only narrow the candidates."""
-    queryset = Memory.objects.live().for_account(account)
+    queryset = Memory.objects.live().for_account(account).with_project_id()
     if agent_ref:
         queryset = queryset.filter(agent__in=Agent.objects.live().for_account(account)
                                    .by_ref(agent_ref))
@@ -275,6 +296,8 @@ class PurgeReport:
     memories: int
     sessions: int
     agents: int
+    project_relationships: int = 0
+    projects: int = 0
 
 
 def purge_deleted(*, older_than_days: int, dry_run: bool = False,
@@ -282,7 +305,8 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
     """Removes for good the rows soft-deleted more than ``older_than_days`` ago.
 
     Memories first, then sessions (memories kept from a purged session lose the link,
-    not their content), then agents that no longer own any live row."""
+    not their content), then agents that no longer own any live row, then project
+    relationships and projects (a purged project takes its hidden relationships along)."""
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
@@ -292,6 +316,8 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
         Memory.objects.filter(deleted_at__lt=cutoff),
         Session.objects.filter(deleted_at__lt=cutoff),
         Agent.objects.filter(deleted_at__lt=cutoff).exclude(owns_live),
+        ProjectRelationship.objects.filter(deleted_at__lt=cutoff),
+        Project.objects.filter(deleted_at__lt=cutoff),
     ]
     counts = [qs.count() for qs in querysets]
     if not dry_run:

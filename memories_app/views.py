@@ -12,13 +12,17 @@ from drf_spectacular.utils import (
 from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from memoryrelay_site.errors import Invalid, ServiceError, flatten_validation
 from memoryrelay_site.views import AccountViewSet
+from memoryrelay_site.views import HealthView as SiteHealthView
 from sessions_app.serializers import DeletedOutput
+from sessions_app.views import SessionViewSet as BaseSessionViewSet
 from sessions_app.views import validated
 
-from . import services
+from . import services, tiering
+from .embeddings import get_provider, text_embed
 from .filtersets import MemoryFilterSet
 from .models import Memory
 from .serializers import (
@@ -27,6 +31,11 @@ from .serializers import (
     BatchOutput,
     ContextInput,
     ContextOutput,
+    EmbedInput,
+    EmbedOutput,
+    ImportanceInput,
+    MaintenanceInput,
+    MaintenanceOutput,
     MemoryCreateInput,
     MemorySerializer,
     MemoryUpdateInput,
@@ -52,7 +61,8 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
     not_found_message = "Memory not found"
 
     def get_queryset(self):
-        return Memory.objects.live().for_account(self.request.user).without_vectors()
+        return (Memory.objects.live().for_account(self.request.user).without_vectors()
+                .with_project_id())
 
     def _memory(self) -> Memory:
         return services.memory_get(account=self.request.user, memory_id=self.object_id())
@@ -67,6 +77,7 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
         memory = services.memory_create(
             account=request.user, agent_ref=data["agent_id"], content=data["content"],
             session_id=data.get("session_id"), project=data.get("project"),
+            project_id=data.get("project_id"),
             metadata=data.get("metadata"), memory_type=data.get("memory_type"),
             importance=data.get("importance"), tier=data.get("tier"),
             visibility=data.get("visibility"), deduplicate=data["deduplicate"],
@@ -77,7 +88,10 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
 
     @extend_schema(responses=MemorySerializer)
     def retrieve(self, request, pk=None):
-        return Response(MemorySerializer(self._memory()).data)
+        memory = self._memory()
+        body = MemorySerializer(memory).data
+        tiering.memories_mark_used(memories=[memory])
+        return Response(body)
 
     @extend_schema(request=MemoryUpdateInput, responses=MemorySerializer)
     def update(self, request, pk=None):
@@ -111,7 +125,9 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
         )
         body = {"object": "search_results", "query": data["query"], "search_mode": mode,
                 "data": [{"memory": h.memory, "score": round(h.score, 6)} for h in hits]}
-        return Response(SearchOutput(body).data)
+        body = SearchOutput(body).data
+        tiering.memories_mark_used(memories=[h.memory for h in hits])
+        return Response(body)
 
     @extend_schema(request=BatchInput, responses={200: BatchOutput, 413: BATCH_TOO_LARGE})
     @action(detail=False, methods=["post"])
@@ -130,9 +146,27 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
             threshold=data["threshold"], max_tokens=data.get("max_tokens"),
             agent_ref=data.get("agent_id") or None,
         )
-        return Response(ContextOutput({"context": context.text,
-                                       "memories_used": len(context.hits),
-                                       "total_chars": len(context.text)}).data)
+        body = ContextOutput({"context": context.text, "memories_used": len(context.hits),
+                              "total_chars": len(context.text)}).data
+        tiering.memories_mark_used(memories=[h.memory for h in context.hits])
+        return Response(body)
+
+    @extend_schema(parameters=[MEMORY_ID], request=ImportanceInput, responses=MemorySerializer)
+    @action(detail=True, methods=["put"])
+    def importance(self, request, pk=None):
+        """Promotes or demotes a memory: a new importance, and a tier that follows it unless
+        given (the MCP server's memory_promote)."""
+        memory = self._memory()
+        data = validated(ImportanceInput, request.data)
+        return Response(MemorySerializer(services.memory_update(memory=memory, changes=data)).data)
+
+    @extend_schema(request=MaintenanceInput, responses=MaintenanceOutput)
+    @action(detail=False, methods=["post"])
+    def maintenance(self, request):
+        data = validated(MaintenanceInput, request.data)
+        count = tiering.memories_maintain(account=request.user, action=data["action"])
+        return Response(MaintenanceOutput({"action": data["action"],
+                                           "demoted_count": count}).data)
 
 
 def _first_given(data: dict, *names: str, default):
@@ -153,7 +187,8 @@ def _batch_item(raw, default_agent: str | None) -> dict | ServiceError:
         return Invalid("agent_id: This field is required.", field="agent_id")
     return {
         "agent_ref": agent, "content": data["content"], "session_id": data.get("session_id"),
-        "project": data.get("project"), "metadata": data.get("metadata"),
+        "project": data.get("project"), "project_id": data.get("project_id"),
+        "metadata": data.get("metadata"),
         "memory_type": data.get("memory_type"), "importance": data.get("importance"),
         "tier": data.get("tier"), "visibility": data.get("visibility"),
         "deduplicate": data["deduplicate"], "dedup_threshold": data["dedup_threshold"],
@@ -176,3 +211,31 @@ def _batch_body(outcomes, raw_items) -> dict:
     return {"success": counts["failed"] == 0, "total": len(outcomes),
             "succeeded": counts["success"], "failed": counts["failed"],
             "skipped": counts["skipped"], "results": results}
+
+
+class EmbedView(APIView):
+    """POST /v1/embed: a text's embedding by the server's provider (OpenClaw embeds its
+    queries with it, to search a local cache with the server's own vectors)."""
+
+    @extend_schema(request=EmbedInput, responses=EmbedOutput)
+    def post(self, request):
+        data = validated(EmbedInput, request.data)
+        vector = text_embed(text=data["text"])
+        return Response(EmbedOutput({"embedding": [round(float(x), 7) for x in vector],
+                                     "model": get_provider().name,
+                                     "dimension": int(vector.shape[0])}).data)
+
+
+class SessionViewSet(BaseSessionViewSet):
+    """The sessions API, with ``include_memories`` writing full memory objects: declared
+    here, where the memory serializer lives, and routed by this app."""
+
+    memory_serializer_class = MemorySerializer
+
+
+class HealthView(SiteHealthView):
+    """``GET /v1/health``, composed here: the site's database probe, and the embedding
+    provider this app runs."""
+
+    def services(self, database: str) -> dict[str, str]:
+        return {**super().services(database), "embeddings": get_provider().describe()}

@@ -38,6 +38,7 @@ CONFLICTS = {
     ("/v1/sessions", "post"): "external_id already names a live session of the account",
     ("/v1/agents/{id}", "put"): "another agent of the account has that name",
     ("/v1/agents/{id}", "patch"): "another agent of the account has that name",
+    ("/v1/projects", "post"): "slug already names a live project of the account",
     ("/v1/decisions/{id}/supersede", "post"): "the decision is already superseded (by an "
                                                "earlier or a concurrent supersede)",
 }

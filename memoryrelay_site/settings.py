@@ -153,6 +153,9 @@ MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES = env_int("MEMORYRELAY_INCLUDE_MEMORIES_M
 # memory counts at most the model's 256-token window): bounds one request's CPU (413 over it).
 MEMORYRELAY_BATCH_MAX_TOKENS = env_int("MEMORYRELAY_BATCH_MAX_TOKENS", 8192)
 MEMORYRELAY_RETENTION_DAYS = env_int("MEMORYRELAY_RETENTION_DAYS", 30)
+# POST /v1/memories/maintenance demote_cold: days a memory may go neither written nor read
+# (fetched by id, found by a search or a context build) before it drops a tier.
+MEMORYRELAY_COLD_AFTER_DAYS = env_int("MEMORYRELAY_COLD_AFTER_DAYS", 30)
 
 # --- Per-key rate limits (memoryrelay_site/ratelimit.py): requests per minute per API key,
 # a batch counting its items; 0 = unlimited; a key's own limit (admin) overrides this.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -13,8 +14,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from memories_app.embeddings import get_provider
-
+from . import ratelimit
 from .errors import NotFound, error_json_response
 from .serializers import is_uuid
 
@@ -51,9 +51,15 @@ class HealthView(APIView):
             "environment": settings.ENVIRONMENT,
             "timestamp": int(timezone.now().timestamp()),
             "uptime_seconds": int(time.time() - STARTED_AT),
-            "services": {"database": database, "embeddings": get_provider().describe()},
+            "services": self.services(database),
         }
         return Response(body, status=200 if database == "up" else 503)
+
+
+    def services(self, database: str) -> dict[str, str]:
+        """The ``services`` map: the database here; an app above adds its own by subclassing
+        (the memories app's health view, the one routed, names the embedding provider)."""
+        return {"database": database}
 
 
 def _database_up() -> bool:
@@ -84,3 +90,30 @@ def not_found(request, exception=None):
 
 def server_error(request):
     return error_json_response(request, 500)
+
+
+class QuotaView(APIView):
+    """``GET /v1/quota``: the calling key's current rate-limit window (OpenClaw reads
+    ``used``, ``limit`` and ``resetAt``). This request is counted in ``used``; ``limit`` is
+    null for an unlimited key, and ``used`` null when nothing is counted (an unlimited key,
+    or the store down: requests are then served unlimited)."""
+
+    @extend_schema(responses=inline_serializer("Quota", {
+        "used": serializers.IntegerField(allow_null=True),
+        "limit": serializers.IntegerField(allow_null=True),
+        "remaining": serializers.IntegerField(allow_null=True),
+        "resetAt": serializers.CharField(help_text="ISO 8601: when the window ends"),
+        "window_seconds": serializers.IntegerField(),
+    }))
+    def get(self, request):
+        limit = ratelimit.key_limit(request.auth) or None
+        usage = getattr(request._request, "rate_limit", None)
+        window = ratelimit.WINDOW_SECONDS
+        reset = usage.reset if usage else (int(time.time() // window) + 1) * window
+        return Response({
+            "used": usage.used if usage else None,
+            "limit": limit,
+            "remaining": usage.remaining if usage else None,
+            "resetAt": datetime.fromtimestamp(reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "window_seconds": window,
+        })

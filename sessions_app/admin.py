@@ -4,8 +4,8 @@ from django.utils.html import format_html, format_html_join
 
 from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
 
-from . import services
-from .models import Agent, Session
+from . import projects, services
+from .models import Agent, Project, ProjectRelationship, Session
 
 MEMORIES_SHOWN = 20
 
@@ -84,3 +84,55 @@ class SessionAdmin(SoftDeleteAdmin):
         count = live.count()
         return format_html('<ul>{}</ul><a href="{}">View all {} memories</a>', listing, url,
                            count)
+
+
+@admin.register(Project)
+class ProjectAdmin(SoftDeleteAdmin):
+    list_display = ["slug", "name", "account", "memory_count", "created_at", "is_deleted"]
+    list_filter = [DeletedFilter, "account"]
+    list_select_related = ["account"]
+    search_fields = ["slug", "name", "description", "repo_url"]
+    readonly_fields = ["id", "account", "slug", "created_at", "updated_at", "deleted_at"]
+    fields = ["id", "account", "slug", "name", "description", "stack", "repo_url", "metadata",
+              *readonly_fields[3:]]
+    actions = [
+        service_action(lambda p: projects.project_restore(project=p), "Restore selected",
+                       "Restored"),
+        service_action(lambda p: projects.project_delete(project=p), "Soft-delete selected",
+                       "Deleted"),
+    ]
+
+    def get_queryset(self, request):
+        return Project.objects.with_memory_count()
+
+    def has_add_permission(self, request):
+        return False  # projects are registered through the API
+
+    def save_model(self, request, obj, form, change):
+        projects.project_update(project=obj, changes={f: form.cleaned_data[f]
+                                                      for f in form.changed_data})
+
+    @admin.display(ordering="memory_count")
+    def memory_count(self, obj) -> int:
+        return obj.memory_count
+
+
+@admin.register(ProjectRelationship)
+class ProjectRelationshipAdmin(SoftDeleteAdmin):
+    list_display = ["source", "relationship_type", "target", "account", "created_at",
+                    "is_deleted"]
+    list_filter = ["relationship_type", DeletedFilter, "account"]
+    list_select_related = ["source", "target", "account"]
+    search_fields = ["source__slug", "target__slug"]
+    readonly_fields = ["id", "account", "source", "target", "relationship_type", "created_at",
+                       "deleted_at"]
+    fields = [*readonly_fields[:5], "metadata", *readonly_fields[5:]]
+    actions = [
+        service_action(lambda r: projects.relationship_restore(relationship=r),
+                       "Restore selected", "Restored"),
+        service_action(lambda r: projects.relationship_delete(relationship=r),
+                       "Soft-delete selected", "Deleted"),
+    ]
+
+    def has_add_permission(self, request):
+        return False

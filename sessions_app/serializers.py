@@ -3,11 +3,20 @@ serializers per action."""
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
 from memoryrelay_site.serializers import IsoDateTimeField, MetadataField, StrictCharField
 
-from .models import Agent, Session
+from .models import (
+    SLUG_PATTERN,
+    Agent,
+    Project,
+    ProjectRelationship,
+    RelationshipType,
+    Session,
+)
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -28,6 +37,22 @@ class AgentSerializer(serializers.ModelSerializer):
 
     def get_object(self, obj) -> str:
         return "agent"
+
+
+class AgentStatsData(serializers.Serializer):
+    total_memories = serializers.IntegerField()
+    last_updated = IsoDateTimeField(allow_null=True)
+
+
+class AgentStatsOutput(serializers.Serializer):
+    object = serializers.CharField()
+    agent_id = serializers.UUIDField()
+    name = serializers.CharField()
+    memory_count = serializers.IntegerField()
+    session_count = serializers.IntegerField()
+    entity_count = serializers.IntegerField(help_text="Entities are not extracted yet: 0")
+    last_updated = IsoDateTimeField(allow_null=True, help_text="The agent's last write")
+    data = AgentStatsData(help_text="The same counts as OpenClaw reads them")
 
 
 class AgentCreateInput(serializers.Serializer):
@@ -141,3 +166,116 @@ class DeletedOutput(serializers.Serializer):
 
 class SessionDeletedOutput(DeletedOutput):
     cascade_memories = serializers.BooleanField()
+
+
+# --- Projects -------------------------------------------------------------------------------
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    memory_count = serializers.IntegerField(read_only=True, default=0)
+    created_at = IsoDateTimeField(read_only=True)
+    updated_at = IsoDateTimeField(read_only=True)
+
+    class Meta:
+        model = Project
+        fields = [
+            "object", "id", "slug", "name", "description", "stack", "repo_url", "metadata",
+            "memory_count", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, obj) -> str:
+        return "project"
+
+
+class SlugField(StrictCharField):
+    default_error_messages = {
+        "slug": "must be lowercase letters, digits and hyphens, starting with a letter or digit",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 100)
+        kwargs.setdefault("min_length", 1)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not re.fullmatch(SLUG_PATTERN, value):
+            self.fail("slug")
+        return value
+
+
+class ProjectUpdateInput(serializers.Serializer):
+    """``null`` means "leave unchanged"; ``slug`` may be sent but never changes."""
+
+    slug = SlugField(required=False, allow_null=True)
+    name = StrictCharField(max_length=255, required=False, allow_null=True)
+    description = StrictCharField(
+        max_length=5000, required=False, allow_null=True, allow_blank=True,
+        trim_whitespace=False,
+    )
+    stack = MetadataField(help_text="Technical stack: a JSON object of at most 10 KB")
+    repo_url = StrictCharField(max_length=500, required=False, allow_null=True,
+                               allow_blank=True)
+    metadata = MetadataField()
+
+
+class ProjectCreateInput(ProjectUpdateInput):
+    slug = SlugField()
+    name = StrictCharField(max_length=255)
+
+
+class ProjectRelationshipInput(serializers.Serializer):
+    target_project = SlugField(help_text="Slug of the project this one relates to")
+    relationship_type = serializers.ChoiceField(choices=RelationshipType.choices)
+    metadata = MetadataField()
+
+
+class ProjectRefOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class ProjectRelationshipSerializer(serializers.ModelSerializer):
+    """A relationship as registered: ``source_project`` ``relationship_type``
+    ``target_project`` (slugs), e.g. web depends_on api."""
+
+    object = serializers.SerializerMethodField()
+    source_project = serializers.CharField(source="source.slug", read_only=True)
+    target_project = serializers.CharField(source="target.slug", read_only=True)
+    source_project_id = serializers.UUIDField(source="source_id", read_only=True)
+    target_project_id = serializers.UUIDField(source="target_id", read_only=True)
+    created_at = IsoDateTimeField(read_only=True)
+
+    class Meta:
+        model = ProjectRelationship
+        fields = [
+            "object", "id", "source_project", "target_project", "source_project_id",
+            "target_project_id", "relationship_type", "metadata", "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, obj) -> str:
+        return "project_relationship"
+
+
+class RelatedProjectOutput(serializers.Serializer):
+    """One relationship seen from the project asked about: the other project, the type,
+    and whether the edge leaves this project (``outgoing``) or arrives at it (``incoming``)."""
+
+    relationship_id = serializers.UUIDField()
+    relationship_type = serializers.ChoiceField(choices=RelationshipType.choices)
+    direction = serializers.ChoiceField(choices=["outgoing", "incoming"])
+    project = ProjectSerializer()
+    metadata = serializers.DictField()
+    created_at = IsoDateTimeField()
+
+
+class RelatedProjectsOutput(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    project = serializers.CharField(help_text="The slug asked about")
+    data = RelatedProjectOutput(many=True)
+    total_count = serializers.IntegerField()
+    has_more = serializers.BooleanField()

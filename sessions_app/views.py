@@ -11,18 +11,25 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from memoryrelay_site.pagination import parse_int
+from memoryrelay_site.pagination import MAX_LIMIT, parse_int
 from memoryrelay_site.serializers import parse_bool
 from memoryrelay_site.views import AccountViewSet
 
-from . import services
+from . import projects, services
 from .filtersets import SessionFilterSet
-from .models import Agent, Session
+from .models import Agent, Project, Session
 from .serializers import (
     AgentCreateInput,
     AgentSerializer,
+    AgentStatsOutput,
     AgentUpdateInput,
     DeletedOutput,
+    ProjectCreateInput,
+    ProjectRelationshipInput,
+    ProjectRelationshipSerializer,
+    ProjectSerializer,
+    ProjectUpdateInput,
+    RelatedProjectsOutput,
     SessionCreateInput,
     SessionDeletedOutput,
     SessionDetailOutput,
@@ -44,7 +51,7 @@ AGENT_REF = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Agen
 
 
 @extend_schema_view(**{name: extend_schema(parameters=[AGENT_REF]) for name in (
-    "retrieve", "update", "partial_update", "destroy")})
+    "retrieve", "update", "partial_update", "destroy", "stats")})
 class AgentViewSet(mixins.ListModelMixin, AccountViewSet):
     serializer_class = AgentSerializer
 
@@ -78,6 +85,20 @@ class AgentViewSet(mixins.ListModelMixin, AccountViewSet):
     @extend_schema(request=AgentUpdateInput, responses=AgentSerializer)
     def partial_update(self, request, pk=None):
         return self.update(request, pk)
+
+    @extend_schema(responses=AgentStatsOutput)
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        """The agent's counts, in the two shapes clients read: OpenClaw ``data``, the Node
+        SDK the top-level fields. ``last_updated``: the agent's last write."""
+        agent = self._agent()
+        last = agent.last_active_at or agent.updated_at
+        return Response(AgentStatsOutput({
+            "object": "agent_stats", "agent_id": agent.id, "name": agent.name,
+            "memory_count": agent.memory_count, "session_count": agent.session_count,
+            "entity_count": 0, "last_updated": last,
+            "data": {"total_memories": agent.memory_count, "last_updated": last},
+        }).data)
 
     @extend_schema(responses={200: DeletedOutput})
     def destroy(self, request, pk=None):
@@ -120,13 +141,9 @@ class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
     serializer_class = SessionSerializer
     filterset_class = SessionFilterSet
     not_found_message = "Session not found"
-    # The memory object serializer is handed in by the composition root (the root urls),
-    # so this app never imports the memories app.
+    # How an embedded memory is written: set by the memories app's subclass, which is the
+    # viewset routed (this app never imports the memories app).
     memory_serializer_class = None
-
-    @classmethod
-    def configured(cls, *, memory_serializer_class):
-        return type(cls.__name__, (cls,), {"memory_serializer_class": memory_serializer_class})
 
     def get_queryset(self):
         return Session.objects.live().for_account(self.request.user).with_memory_count()
@@ -166,6 +183,7 @@ class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
         offset = parse_int(params, "memories_offset", 0, minimum=0)
         rows = (
             session.memories.filter(deleted_at__isnull=True).without_vectors()
+            .with_project_id()
             .order_by("created_at", "id")[offset : offset + limit]
         )
         budget, used, page = settings.MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES, 0, []
@@ -219,3 +237,107 @@ class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
         session.created = created
         session.contributors = services.session_contributors(session=session)
         return Response(SessionGetOrCreateOutput(session).data, status=201 if created else 200)
+
+
+# --- Projects -------------------------------------------------------------------------------
+
+PROJECT_SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="Project slug")
+RELATED_LIMIT = OpenApiParameter(
+    "limit", {"type": "integer", "minimum": 1, "default": 100},
+    description="At most this many relationships, newest first (1-100, larger values are "
+    "clamped); has_more tells whether there are more",
+)
+
+
+@extend_schema_view(**{name: extend_schema(parameters=[PROJECT_SLUG]) for name in (
+    "retrieve", "update", "partial_update", "destroy", "relationships")},
+    **{name: extend_schema(parameters=[PROJECT_SLUG, RELATED_LIMIT],
+                           responses=RelatedProjectsOutput)
+       for name in ("dependencies", "dependents", "related")})
+class ProjectViewSet(mixins.ListModelMixin, AccountViewSet):
+    """Projects, addressed by slug. Literal routes of other apps under ``projects/`` (such
+    as ``projects/impact-analysis``) are routed before these."""
+
+    serializer_class = ProjectSerializer
+    lookup_field = "slug"
+    not_found_message = "Project not found"
+
+    def get_queryset(self):
+        return Project.objects.live().for_account(self.request.user).with_memory_count()
+
+    def get_object(self) -> Project:
+        return projects.project_get(account=self.request.user, slug=self.kwargs["slug"],
+                                    queryset=self.get_queryset())
+
+    def _fresh(self, project: Project) -> Response:
+        return Response(ProjectSerializer(self.get_queryset().get(pk=project.pk)).data)
+
+    @extend_schema(request=ProjectCreateInput, responses={201: ProjectSerializer})
+    def create(self, request):
+        data = validated(ProjectCreateInput, request.data)
+        project = projects.project_create(account=request.user, **data)
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, slug=None):
+        return Response(ProjectSerializer(self.get_object()).data)
+
+    @extend_schema(request=ProjectUpdateInput, responses=ProjectSerializer)
+    def update(self, request, slug=None):
+        data = validated(ProjectUpdateInput, request.data)
+        return self._fresh(projects.project_update(project=self.get_object(), changes=data))
+
+    @extend_schema(request=ProjectUpdateInput, responses=ProjectSerializer)
+    def partial_update(self, request, slug=None):
+        return self.update(request, slug)
+
+    @extend_schema(responses={200: DeletedOutput})
+    def destroy(self, request, slug=None):
+        project = projects.project_delete(project=self.get_object())
+        return Response(DeletedOutput({"id": project.id, "deleted": True,
+                                       "deleted_at": project.deleted_at}).data)
+
+    @extend_schema(request=ProjectRelationshipInput, responses={
+        201: ProjectRelationshipSerializer, 200: ProjectRelationshipSerializer})
+    @action(detail=True, methods=["post"])
+    def relationships(self, request, slug=None):
+        data = validated(ProjectRelationshipInput, request.data)
+        relationship, created = projects.project_relate(
+            project=self.get_object(), target_slug=data["target_project"],
+            relationship_type=data["relationship_type"], metadata=data.get("metadata"),
+        )
+        return Response(ProjectRelationshipSerializer(relationship).data,
+                        status=201 if created else 200)
+
+    @action(detail=True, methods=["get"])
+    def dependencies(self, request, slug=None):
+        project = self.get_object()
+        return self._edges(project, projects.project_dependencies(project=project))
+
+    @action(detail=True, methods=["get"])
+    def dependents(self, request, slug=None):
+        project = self.get_object()
+        return self._edges(project, projects.project_dependents(project=project))
+
+    @action(detail=True, methods=["get"])
+    def related(self, request, slug=None):
+        project = self.get_object()
+        return self._edges(project, projects.project_edges(project=project))
+
+    def _edges(self, project: Project, rows) -> Response:
+        """The relationships seen from ``project``: three queries however many there are."""
+        limit = parse_int(self.request.query_params, "limit", MAX_LIMIT, minimum=1,
+                          maximum=MAX_LIMIT)
+        total = rows.count()
+        page = list(rows[:limit])
+        others = {r.target_id if r.source_id == project.pk else r.source_id for r in page}
+        counted = {p.pk: p for p in Project.objects.filter(pk__in=others).with_memory_count()}
+        data = [{
+            "relationship_id": r.id, "relationship_type": r.relationship_type,
+            "direction": "outgoing" if r.source_id == project.pk else "incoming",
+            "project": counted[r.target_id if r.source_id == project.pk else r.source_id],
+            "metadata": r.metadata, "created_at": r.created_at,
+        } for r in page]
+        return Response(RelatedProjectsOutput({
+            "object": "list", "project": project.slug, "data": data, "total_count": total,
+            "has_more": total > len(page),
+        }).data)

@@ -322,16 +322,11 @@ def test_a_hostile_query_parameter_is_answered_without_a_crash(client, targets):
 
 
 def served_operations() -> list[tuple[str, str]]:
-    """(path, method) of every route the router serves, so endpoints added later are
-    fuzzed too."""
-    from memoryrelay_site.urls import router
+    """(path, method) of every route the apps serve, so endpoints added later are fuzzed
+    too."""
+    from tests.routes import served_operations as every_operation
 
-    operations = set()
-    for pattern in router.urls:
-        path = "/v1/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", str(pattern.pattern))
-        path = path.replace("^", "").replace("/?$", "").replace("$", "")
-        operations |= {(path, m) for m in set(pattern.callback.actions) - {"head"}}
-    return sorted(operations)
+    return sorted(every_operation())
 
 
 def test_every_served_operation_answers_hostile_paths_and_bodies_with_a_4xx(client, agent):
