@@ -223,6 +223,7 @@ def decision_check(
     threshold: float = 0.3,
     project: str | None = None,
     include_superseded: bool = False,
+    mode: str = CHECK_MODE,
 ) -> list[search.Hit]:
     """Earlier decisions on ``text``'s topic, by meaning and keywords (hybrid, the score
     scale of memory search), superseded ones only when asked."""
@@ -231,7 +232,7 @@ def decision_check(
         queryset = queryset.filter(project_slug=project)
     if not include_superseded:
         queryset = queryset.in_force()
-    return search_rows(queryset, text=text, limit=limit, threshold=threshold)
+    return search_rows(queryset, text=text, limit=limit, threshold=threshold, mode=mode)
 
 
 # --- patterns -----------------------------------------------------------------------------
@@ -352,6 +353,7 @@ def pattern_search(
     category: str | None = None,
     limit: int = 10,
     threshold: float = 0.3,
+    mode: str = CHECK_MODE,
 ) -> list[search.Hit]:
     """Patterns for ``text`` by meaning and keywords (hybrid, the score scale of memory
     search); with ``project``, the global patterns and those the project adopted."""
@@ -360,7 +362,7 @@ def pattern_search(
         queryset = queryset.visible_in(account, project)
     if category:
         queryset = queryset.filter(category=category)
-    hits = search_rows(queryset, text=text, limit=limit, threshold=threshold)
+    hits = search_rows(queryset, text=text, limit=limit, threshold=threshold, mode=mode)
     with_adoption_counts([hit.item for hit in hits])
     return hits
 
