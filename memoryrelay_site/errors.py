@@ -8,13 +8,18 @@ exception handler and the Django middleware both turn errors into the same JSON 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+
+from . import db
+
+logger = logging.getLogger("memoryrelay.errors")
 
 STATUS_TYPES = {
     400: "validation_error",
@@ -28,6 +33,7 @@ STATUS_TYPES = {
     415: "validation_error",
     422: "validation_error",
     429: "rate_limit_exceeded",
+    503: "service_unavailable",
 }
 DEFAULT_MESSAGES = {
     400: "Bad request",
@@ -37,6 +43,7 @@ DEFAULT_MESSAGES = {
     405: "Method not allowed",
     413: "Request body too large",
     500: "Internal server error",
+    503: "Service unavailable",
 }
 
 
@@ -94,7 +101,33 @@ def error_json_response(request, status: int, message: str | None = None) -> Jso
     response = JsonResponse(body, status=status)
     if status == 401:
         response["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        response["Retry-After"] = str(settings.MEMORYRELAY_DB_RETRY_AFTER)
     return response
+
+
+def exception_response(request, exc: BaseException) -> JsonResponse:
+    """The answer to an exception no view handled, logged once: a database that cannot
+    serve now is a 503 in one line; anything else is a bug, a 500 with its traceback."""
+    reason = db.unavailable_reason(exc)
+    if reason is None:
+        logger.error("500 %s %s [%s]", request.method, request.path,
+                     getattr(request, "request_id", None), exc_info=exc)
+        return error_json_response(request, 500)
+    log_unavailable(request, exc, reason)
+    return error_json_response(request, 503, db.MESSAGES[reason])
+
+
+def log_unavailable(request, exc: BaseException, reason: str) -> None:
+    """One line per request, even when a second error follows the first (a failed query,
+    then the rollback of the request's transaction on the same dead connection)."""
+    http_request = getattr(request, "_request", request)  # DRF's Request wraps Django's
+    if getattr(http_request, "_database_trouble_logged", False):
+        return
+    http_request._database_trouble_logged = True
+    logger.warning("503 %s %s: database %s (%s: %s) [%s]", request.method, request.path,
+                   reason, type(exc.__cause__ or exc).__name__, db.summary(exc),
+                   getattr(request, "request_id", None))
 
 
 def flatten_validation(data: Any, prefix: str = "") -> list[dict[str, str]]:
@@ -134,10 +167,23 @@ class _PayloadTooLarge(drf_exceptions.APIException):
     default_detail = DEFAULT_MESSAGES[413]
 
 
+class _DatabaseUnavailable(drf_exceptions.APIException):
+    status_code = 503
+    default_detail = DEFAULT_MESSAGES[503]
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's handler runs first (so the transaction is rolled back), then the body is reshaped."""
-    exc = _translate(exc)
+    # Imported here: rest_framework.views loads the API settings, whose classes (parsers,
+    # authentication) import this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     request = context.get("request")
+    reason = db.unavailable_reason(exc)
+    if reason is not None:
+        log_unavailable(request, exc, reason)
+        exc = _DatabaseUnavailable(db.MESSAGES[reason])
+    exc = _translate(exc)
     request_id = getattr(request, "request_id", None)
     if isinstance(exc, ServiceError):
         drf_exc = drf_exceptions.APIException(exc.message)
@@ -161,6 +207,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     response.data = error_body(response.status_code, message, request_id)
     if response.status_code == 401:
         response["WWW-Authenticate"] = "Bearer"
+    if response.status_code == 503:
+        response["Retry-After"] = str(settings.MEMORYRELAY_DB_RETRY_AFTER)
     return response
 
 

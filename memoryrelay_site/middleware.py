@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from .errors import error_json_response
+from .errors import error_json_response, exception_response
 
-logger = logging.getLogger("memoryrelay.errors")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _HTML_PREFIXES = ("/admin/", "/docs")
 
@@ -31,7 +29,8 @@ class RequestIdMiddleware:
 
 
 class ApiErrorMiddleware:
-    """Oversized bodies are 413; Django's own errors and crashes get the JSON error body."""
+    """Oversized bodies are 413; Django's own errors and crashes get the JSON error body:
+    a database that cannot serve is a 503 with Retry-After, anything else a 500."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -47,8 +46,7 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if request.path.startswith(_HTML_PREFIXES):
             return None
-        logger.exception("Unhandled error on %s %s", request.method, request.path)
-        return error_json_response(request, 500)
+        return exception_response(request, exception)
 
     @staticmethod
     def _needs_envelope(request: HttpRequest, response: HttpResponse) -> bool:

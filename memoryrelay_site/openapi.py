@@ -12,7 +12,7 @@ ERROR_SCHEMA = {
         "type": {"type": "string", "enum": [
             "validation_error", "not_found", "unauthorized", "forbidden",
             "method_not_allowed", "conflict", "payload_too_large", "rate_limit_exceeded",
-            "internal_error",
+            "internal_error", "service_unavailable",
         ]},
         "message": {"type": "string"},
         "detail": {"type": "string", "description": "Same as message"},
@@ -31,6 +31,8 @@ ERROR_STATUSES = {
     "404": "Not found (also another account's id, or a malformed id)",
     "413": "Request body too large", "422": "Validation failed",
     "429": "Rate limit of the API key exceeded; retry after Retry-After seconds",
+    "503": "The database is unreachable, too slow, locked or read-only; retry after"
+           " Retry-After seconds",
 }
 
 # Operations that answer 409 when a unique name or id is taken.

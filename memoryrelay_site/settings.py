@@ -6,6 +6,7 @@ server runs on SQLite in the project folder with a development secret key. Setti
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -93,18 +94,61 @@ TEMPLATES = [
 SQLITE_PATH = os.environ.get("MEMORYRELAY_SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 DATABASES = {  # an empty DATABASE_URL counts as unset
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}", conn_max_age=60
+        os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}", conn_max_age=0
     )
 }
+# Database trouble is a quick 503 (memoryrelay_site/db.py), never a hang: every wait on the
+# database is bounded. Management commands (migrate, export, import) may run long
+# statements and get no statement or client-side timeout.
+_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != ["runserver"]
+MEMORYRELAY_DB_CONNECT_TIMEOUT = env_int("MEMORYRELAY_DB_CONNECT_TIMEOUT", 3)  # s
+MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS = 0 if _COMMAND else env_int(
+    "MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS", 5000)
+MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS = 0 if _COMMAND else env_int(
+    "MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS", 30000)
+MEMORYRELAY_DB_LOCK_TIMEOUT = env_int("MEMORYRELAY_DB_LOCK_TIMEOUT", 5)  # s, SQLite
+MEMORYRELAY_DB_POOL = env_bool("MEMORYRELAY_DB_POOL", True)  # PostgreSQL
+MEMORYRELAY_DB_POOL_MAX_SIZE = env_int("MEMORYRELAY_DB_POOL_MAX_SIZE", 10)
+MEMORYRELAY_DB_POOL_TIMEOUT = env_int("MEMORYRELAY_DB_POOL_TIMEOUT", 2)  # s
+MEMORYRELAY_DB_RETRY_AFTER = env_int("MEMORYRELAY_DB_RETRY_AFTER", 2)  # s, on every 503
+MEMORYRELAY_HEALTH_TIMEOUT = env_int("MEMORYRELAY_HEALTH_TIMEOUT", 2)  # s
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
-        # Writers queue for the lock up front instead of failing mid-transaction.
+        # Writers queue for the lock up front instead of failing mid-transaction; a writer
+        # that waits longer than the lock timeout gets "database is locked": a 503.
         "transaction_mode": "IMMEDIATE",
-        "timeout": 30,
+        "timeout": MEMORYRELAY_DB_LOCK_TIMEOUT,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("MEMORYRELAY_TEST_SQLITE")}
+else:
+    from memoryrelay_site.pg import deadline_connection
+
+    # The client gives up this long after the server's own statement timeout would have.
+    _DEADLINE = MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS / 1000 + MEMORYRELAY_DB_CONNECT_TIMEOUT
+    DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": MEMORYRELAY_DB_CONNECT_TIMEOUT,
+        "options": f"-c statement_timeout={MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS}"
+        f" -c idle_in_transaction_session_timeout={MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS}",
+        # A silent network (no RST, no answer) is noticed on idle and on busy connections.
+        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+        "keepalives_count": 3, "tcp_user_timeout": int(_DEADLINE * 1000) if not _COMMAND else 0,
+    }
+    if MEMORYRELAY_DB_POOL:
+        # One pool per process, shared by its request threads (a thread per request under
+        # ASGI would otherwise open a connection per request: ~5 ms each, measured).
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 2, "max_size": MEMORYRELAY_DB_POOL_MAX_SIZE,
+            "timeout": MEMORYRELAY_DB_POOL_TIMEOUT,
+            # Give up a failed reconnection soon, so the next request tries afresh and a
+            # restarted database is used at once, not after an exponential back-off.
+            "reconnect_timeout": MEMORYRELAY_DB_POOL_TIMEOUT,
+            "connection_class": deadline_connection(0 if _COMMAND else _DEADLINE),
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = 60
+# A connection is checked before each reuse (by the pool, or by Django when persistent).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -207,7 +251,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        # Every 5xx is logged once, by "memoryrelay.errors": one line for an unavailable
+        # database, one traceback for a bug. django.request would log each a second time
+        # (it logs 4xx as warnings and 5xx as errors, nothing as critical).
+        "django.request": {"level": "CRITICAL"},
+        # The pool's own "error connecting" lines, once per attempt during an outage.
+        "psycopg.pool": {"level": "ERROR"},
+    },
 }
 
 # --- Embeddings (memories_app/embeddings.py): "local" (all-MiniLM-L6-v2, offline),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -15,13 +18,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import ratelimit
-from .errors import NotFound, error_json_response
+from .errors import NotFound, error_json_response, exception_response
 from .serializers import is_uuid
 
 STARTED_AT = time.time()
 
 
 class HealthView(APIView):
+    """200 ``healthy``; 200 ``degraded`` when the database answers but refuses writes (reads
+    still work, so a load balancer keeps the server; monitors read ``status``); 503
+    ``unhealthy`` when the database cannot be reached or does not answer within
+    MEMORYRELAY_HEALTH_TIMEOUT seconds. The probe uses a connection of its own."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
@@ -43,9 +51,9 @@ class HealthView(APIView):
         },
     )
     def get(self, request):
-        database = "up" if _database_up() else "down"
+        database = database_state(settings.MEMORYRELAY_HEALTH_TIMEOUT)
         body = {
-            "status": "healthy" if database == "up" else "unhealthy",
+            "status": _STATUS_OF[database],
             "version": settings.VERSION,
             "api_version": "v1",
             "environment": settings.ENVIRONMENT,
@@ -53,7 +61,7 @@ class HealthView(APIView):
             "uptime_seconds": int(time.time() - STARTED_AT),
             "services": self.services(database),
         }
-        return Response(body, status=200 if database == "up" else 503)
+        return Response(body, status=503 if database == "down" else 200)
 
 
     def services(self, database: str) -> dict[str, str]:
@@ -62,13 +70,52 @@ class HealthView(APIView):
         return {"database": database}
 
 
-def _database_up() -> bool:
+_STATUS_OF = {"up": "healthy", "read_only": "degraded", "down": "unhealthy"}
+
+
+def database_state(timeout: float) -> str:
+    """``"up"``, ``"read_only"`` or ``"down"``, answered within ``timeout`` seconds even when
+    PostgreSQL hangs: its probe runs in a thread of its own on a connection of its own,
+    itself bounded by that connection's timeouts, so no probe outlives a few seconds."""
+    if connection.vendor != "postgresql":
+        return _probe_sqlite()
+    result: list[str] = []
+    thread = threading.Thread(
+        target=lambda: result.append(_probe_postgresql(timeout)), daemon=True
+    )
+    thread.start()
+    thread.join(timeout)
+    return result[0] if result else "down"
+
+
+def _probe_postgresql(timeout: float) -> str:
+    from .pg import deadline_connection
+
+    params = connection.get_connection_params()
+    params["connect_timeout"] = max(int(timeout), 2)  # libpq's minimum
+    params["options"] = f"-c statement_timeout={int(timeout * 1000)}"
+    try:
+        with deadline_connection(timeout).connect(**params, autocommit=True) as conn:
+            read_only, recovering = conn.execute(
+                "SELECT current_setting('transaction_read_only'), pg_is_in_recovery()"
+            ).fetchone()
+    except Exception:  # noqa: BLE001 - any failure to answer is "down"
+        return "down"
+    return "read_only" if read_only == "on" or recovering else "up"
+
+
+def _probe_sqlite() -> str:
+    """SQLite does not hang (a read in WAL mode takes no lock); the file may be read-only."""
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return True
+            cursor.execute("SELECT count(*) FROM sqlite_master")
     except DatabaseError:
-        return False
+        return "down"
+    path = str(connection.settings_dict["NAME"])
+    if connection.is_in_memory_db() or not os.path.exists(path):
+        return "up"
+    writable = os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK)
+    return "up" if writable else "read_only"
 
 
 class AccountViewSet(viewsets.GenericViewSet):
@@ -89,7 +136,9 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
-    return error_json_response(request, 500)
+    """Django's handler500: an exception outside every view (or on an HTML page)."""
+    exc = sys.exc_info()[1]
+    return exception_response(request, exc) if exc else error_json_response(request, 500)
 
 
 class QuotaView(APIView):

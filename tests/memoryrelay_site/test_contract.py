@@ -256,17 +256,14 @@ def test_health_needs_no_key_and_reports_every_field(anon, db):
 
 
 def test_health_is_503_unhealthy_when_the_database_is_down(anon, db, monkeypatch):
-    from memoryrelay_site import views
+    from memoryrelay_site import pg, views
 
-    class DownCursor:
-        def __enter__(self):
-            raise OperationalError("connection refused")
-
-        def __exit__(self, *args):
-            return False
+    def refuse(*args, **kwargs):
+        raise OperationalError("connection refused")
 
     with monkeypatch.context() as patch:
-        patch.setattr(views.connection, "cursor", lambda: DownCursor())
+        patch.setattr(views.connection, "cursor", refuse)  # SQLite's probe
+        patch.setattr(pg.DeadlineConnection, "connect", refuse)  # PostgreSQL's own connection
         response = anon.get("/v1/health")
     assert response.status_code == 503
     assert response.json()["status"] == "unhealthy"

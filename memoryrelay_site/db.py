@@ -1,0 +1,71 @@
+"""Database trouble, recognised: what counts as "the database is unavailable" (a 503 with
+Retry-After, not a 500), and the PostgreSQL connection that never waits forever.
+
+Imports nothing from psycopg at module level, so a SQLite-only install loads it too; the
+PostgreSQL connection class lives in :mod:`memoryrelay_site.pg`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from django.db import InterfaceError, OperationalError
+from django.db import InternalError as DjangoInternalError
+
+# SQLSTATE classes of PostgreSQL errors that say "not now" rather than "wrong": connection
+# exceptions (08), insufficient resources (53), operator intervention (57: query canceled by
+# statement_timeout, admin shutdown, cannot connect now), system errors (58), and
+# transaction rollback (40: serialization failure, deadlock; retrying succeeds).
+_UNAVAILABLE_CLASSES = {"08": "unreachable", "53": "overloaded", "57": "unreachable",
+                        "58": "unreachable", "40": "busy"}
+_UNAVAILABLE_STATES = {
+    "57014": "timeout",  # query_canceled: statement_timeout
+    "25006": "read_only",  # read_only_sql_transaction
+    "55P03": "busy",  # lock_not_available: lock_timeout
+    "25P03": "timeout",  # idle_in_transaction_session_timeout
+}
+# SQLite reports every failure as OperationalError, bugs (a syntax error, a missing table)
+# included: only these messages mean the file is busy or cannot be written right now.
+_SQLITE_MESSAGES = {
+    "database is locked": "busy",
+    "database table is locked": "busy",
+    "attempt to write a readonly database": "read_only",
+    "unable to open database file": "unreachable",
+    "disk i/o error": "unreachable",
+    "database or disk is full": "overloaded",
+}
+MESSAGES = {
+    "unreachable": "The database cannot be reached",
+    "timeout": "The database did not answer in time",
+    "read_only": "The database is read-only: writes are refused for now",
+    "busy": "The database is busy",
+    "overloaded": "The database is out of resources",
+}
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """``"unreachable"``, ``"timeout"``, ``"read_only"``, ``"busy"`` or ``"overloaded"``
+    when ``exc`` means the database cannot serve right now (retrying later may work);
+    ``None`` for everything else, which stays a bug."""
+    if not isinstance(exc, (OperationalError, InterfaceError, DjangoInternalError)):
+        return None
+    cause = exc.__cause__ or exc
+    if isinstance(cause, sqlite3.Error):
+        text = str(cause).lower()
+        return next((r for m, r in _SQLITE_MESSAGES.items() if text.startswith(m)), None)
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate:
+        return _UNAVAILABLE_STATES.get(sqlstate) or _UNAVAILABLE_CLASSES.get(sqlstate[:2])
+    # No SQLSTATE: the client library failed (refused, timed out, connection lost, pool
+    # exhausted) or Django's "connection already closed".
+    if isinstance(exc, (InterfaceError, OperationalError)):
+        timed_out = type(cause).__name__ == "PoolTimeout" or "timeout" in str(cause).lower()
+        return "timeout" if timed_out else "unreachable"
+    return None
+
+
+def summary(exc: BaseException, limit: int = 160) -> str:
+    """The first line of the driver's message, for a one-line log."""
+    text = str(exc.__cause__ or exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"

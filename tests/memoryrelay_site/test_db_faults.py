@@ -1,0 +1,343 @@
+"""Database trouble is a quick 503 with Retry-After, logged in one line, never a hang or a 500:
+an unreachable database, a statement over the timeout, a read-only database, a connection
+the server killed, a locked SQLite file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+
+from sessions_app import services as session_services
+from sessions_app.models import Agent
+from tests.conftest import assert_error
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs in a fresh interpreter whose DATABASE_URL points at a closed port.
+AGAINST_A_CLOSED_PORT = """
+import json, time, django
+django.setup()
+from django.test import Client
+client = Client(raise_request_exception=False)
+out = []
+for method, path in [("post", "/v1/agents"), ("get", "/v1/health")]:
+    start = time.monotonic()
+    response = getattr(client, method)(path, {"name": "a"}, content_type="application/json",
+                                       HTTP_AUTHORIZATION="Bearer mem_prod_" + "x" * 40)
+    out.append({"status": response.status_code, "body": response.json(),
+                "retry_after": response.get("Retry-After"),
+                "seconds": time.monotonic() - start})
+print(json.dumps(out))
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def assert_unavailable(response, reason_words: str) -> dict:
+    body = assert_error(response, 503, "service_unavailable")
+    assert int(response["Retry-After"]) >= 1
+    assert reason_words in body["message"]
+    return body
+
+
+def unavailable_lines(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("pool", ["1", "0"])
+def test_a_database_at_a_closed_port_is_a_quick_503_and_health_unhealthy_logged_once(pool):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYRELAY_DB_")}
+    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings", MEMORYRELAY_DB_POOL=pool,
+               PYTHONWARNINGS="ignore",
+               DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/memoryrelay")
+    run = subprocess.run([sys.executable, "-c", AGAINST_A_CLOSED_PORT], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    write, health = json.loads(run.stdout)
+    assert write["status"] == 503 and write["body"]["type"] == "service_unavailable"
+    assert write["body"]["code"] == 503 and write["retry_after"].isdigit()
+    assert write["seconds"] < 5  # at most the pool's wait (2 s), never a hang
+    assert health["status"] == 503 and health["seconds"] < 5
+    assert health["body"]["status"] == "unhealthy"
+    assert health["body"]["services"]["database"] == "down"
+    logged = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(logged) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert logged[0].startswith("503 POST /v1/agents: database")
+
+
+# Runs in a fresh interpreter whose database answers through a proxy that can freeze.
+AGAINST_A_FROZEN_SERVER = """
+import json, sys, time, django
+django.setup()
+from django.db import close_old_connections
+from django.test import Client
+client = Client(raise_request_exception=False, HTTP_AUTHORIZATION="Bearer " + sys.argv[1])
+def timed(method, path):
+    close_old_connections()  # what the server does around every request
+    start = time.monotonic()
+    response = getattr(client, method)(path, {"name": "frozen"}, content_type="application/json")
+    close_old_connections()
+    return {"status": response.status_code, "body": response.json(),
+            "retry_after": response.get("Retry-After"), "seconds": time.monotonic() - start}
+out = [timed("get", "/v1/agents")]
+print("warm", flush=True)
+sys.stdin.readline()
+out += [timed("post", "/v1/agents"), timed("get", "/v1/health")]
+print(json.dumps(out), flush=True)
+"""
+
+
+class FreezableProxy:
+    """Forwards TCP to PostgreSQL until frozen; frozen, it holds every byte, as a stopped
+    server or a dropped route does (the kernel still accepts, nobody answers)."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.frozen, self.stopped = threading.Event(), threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket):
+        src.settimeout(0.1)
+        while not self.stopped.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            dst.sendall(data)
+
+    def close(self):
+        self.stopped.set()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_frozen_database_is_a_503_within_the_deadline_and_health_unhealthy(api_key):
+    db_settings = connection.settings_dict
+    proxy = FreezableProxy(db_settings["HOST"] or "127.0.0.1", int(db_settings["PORT"] or 5432))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYRELAY_DB_")}
+    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings", PYTHONWARNINGS="ignore",
+               MEMORYRELAY_DB_CONNECT_TIMEOUT="2", MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS="500",
+               DATABASE_URL=f"postgres://{db_settings['USER']}@127.0.0.1:{proxy.port}"
+                            f"/{db_settings['NAME']}")
+    child = subprocess.Popen([sys.executable, "-c", AGAINST_A_FROZEN_SERVER, api_key], cwd=ROOT,
+                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "warm"
+        proxy.frozen.set()
+        out, err = child.communicate("go\n", timeout=40)
+    finally:
+        child.kill()
+        proxy.close()
+    warm, write, health = json.loads(out)
+    assert warm["status"] == 200
+    assert write["status"] == 503 and write["body"]["type"] == "service_unavailable"
+    assert write["retry_after"].isdigit() and write["seconds"] < 8
+    assert health["status"] == 503 and health["body"]["status"] == "unhealthy"
+    assert health["seconds"] < settings.MEMORYRELAY_HEALTH_TIMEOUT + 1.5
+    assert [line[:20] for line in err.splitlines() if line.strip()] == ["503 POST /v1/agents:"]
+    assert not Agent.objects.filter(name="frozen").exists()
+
+
+@pytest.mark.postgres
+def test_every_connection_carries_the_configured_timeouts(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        statement = cursor.fetchone()[0]
+        cursor.execute("SHOW idle_in_transaction_session_timeout")
+        idle = cursor.fetchone()[0]
+    assert statement == f"{settings.MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS // 1000}s"
+    assert idle == f"{settings.MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS // 1000}s"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_over_the_timeout_is_a_503_and_commits_nothing(
+    client, account, monkeypatch, caplog
+):
+    def slow_create(*, account, name, **kwargs):
+        with transaction.atomic(), connection.cursor() as cursor:
+            Agent.objects.create(account=account, name=name)
+            cursor.execute("SET LOCAL statement_timeout = 100")
+            cursor.execute("SELECT pg_sleep(5)")
+
+    monkeypatch.setattr(session_services, "agent_get_or_create", slow_create)
+    start = time.monotonic()
+    response = client.post("/v1/agents", {"name": "slow"}, format="json")
+    assert time.monotonic() - start < 3
+    assert_unavailable(response, "did not answer in time")
+    assert not Agent.objects.filter(name="slow").exists()
+    lines = [r.getMessage() for r in unavailable_lines(caplog)]
+    assert len(lines) == 1 and lines[0].startswith("503 POST /v1/agents: database timeout")
+    assert client.get("/v1/agents").status_code == 200  # the connection is usable again
+
+
+@pytest.fixture
+def read_only_database(transactional_db):
+    """The database refuses writes: for new connections (what the health probe opens) and
+    for the one the requests of this test use."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's read-only mode")
+    params = connection.get_connection_params()
+    name = connection.settings_dict["NAME"]
+    admin = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"},
+                            autocommit=True)
+    try:
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        yield
+    finally:
+        admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        admin.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+
+
+@pytest.mark.postgres
+def test_a_read_only_database_refuses_writes_with_a_503_and_health_says_degraded(
+    client, anon, read_only_database, caplog
+):
+    assert_unavailable(client.post("/v1/agents", {"name": "ro"}, format="json"), "read-only")
+    assert client.get("/v1/agents").status_code == 200  # reads still work
+    health = anon.get("/v1/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert health.json()["services"]["database"] == "read_only"
+    assert len(unavailable_lines(caplog)) == 1
+
+
+def test_health_is_healthy_with_every_field_when_the_database_is_writable(anon, db):
+    body = anon.get("/v1/health").json()
+    assert body["status"] == "healthy" and body["services"]["database"] == "up"
+    assert set(body) >= {"status", "version", "api_version", "environment", "timestamp",
+                         "uptime_seconds", "services"}
+
+
+def test_health_answers_within_its_timeout_when_the_database_hangs(anon, db, monkeypatch):
+    from memoryrelay_site import views
+
+    def hanging_probe(*args):
+        time.sleep(10)
+        return "up"
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite does not hang: its probe runs inline")
+    monkeypatch.setattr(views, "_probe_postgresql", hanging_probe)
+    start = time.monotonic()
+    response = anon.get("/v1/health")
+    assert time.monotonic() - start < settings.MEMORYRELAY_HEALTH_TIMEOUT + 1.5
+    assert response.status_code == 503 and response.json()["status"] == "unhealthy"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_killed_costs_no_request(client, account):
+    def serve(path):
+        close_old_connections()  # what the server does at the start and end of a request
+        try:
+            return client.get(path)
+        finally:
+            close_old_connections()
+
+    assert serve("/v1/agents").status_code == 200
+    close_old_connections()
+    params = {k: v for k, v in connection.get_connection_params().items()
+              if k != "cursor_factory"}
+    with psycopg.connect(**params, autocommit=True) as admin:
+        # As a restart does: every other backend of this database ends, idle ones included.
+        ended = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert ended >= 1
+    assert serve("/v1/agents").status_code == 200
+    assert serve("/v1/agents").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_sqlite_database_is_a_503_with_retry_after(client, account, caplog):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock():
+        try:
+            with transaction.atomic():
+                Agent.objects.create(account=account, name="holder")
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 200")  # the configured wait, shortened
+        start = time.monotonic()
+        response = client.post("/v1/agents", {"name": "waiting"}, format="json")
+        assert time.monotonic() - start < 3
+    finally:
+        release.set()
+        holder.join(10)
+    assert_unavailable(response, "busy")
+    assert len(unavailable_lines(caplog)) == 1
+
+
+def test_a_bug_is_still_a_500_with_one_traceback(client, monkeypatch, caplog):
+    def broken(**kwargs):
+        raise RuntimeError("a genuine bug")
+
+    monkeypatch.setattr(session_services, "agent_get_or_create", broken)
+    response = client.post("/v1/agents", {"name": "x"}, format="json")
+    assert_error(response, 500, "internal_error")
+    assert "Retry-After" not in response
+    records = unavailable_lines(caplog)
+    assert len(records) == 1 and records[0].exc_info is not None
+
+
+def test_sqlite_waits_for_its_lock_only_the_configured_few_seconds():
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("SQLite's lock timeout")
+    assert settings.DATABASES["default"]["OPTIONS"]["timeout"] <= 5
