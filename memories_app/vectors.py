@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from django.core.exceptions import ValidationError
 from django.db import connection, models
 
 from .embeddings import DIMENSION
@@ -42,18 +43,35 @@ class VectorField(models.Field):
             return None
         array = np.asarray(value, dtype=np.float32).reshape(-1)
         if connection.vendor == "postgresql":
-            return to_pg_literal(array)
+            return vector_literal(array)
         return array.tobytes()
 
     def from_db_value(self, value, expression, connection):
         return parse_vector(value)
 
     def to_python(self, value):
-        return parse_vector(value)
+        """A vector from the database, a fixture or a form: an array, a list of numbers, a
+        JSON list, or numpy's printed form (what ``dumpdata`` wrote before it was fixed)."""
+        try:
+            vector = parse_vector(value)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"not a vector: {exc}", code="invalid") from None
+        if vector is not None and vector.shape != (self.dimension,):
+            raise ValidationError(
+                f"a vector of {self.dimension} numbers is needed, not {vector.size}",
+                code="invalid")
+        return vector
+
+    def value_to_string(self, obj):
+        """The vector as a JSON list of numbers, each float32 exactly (``dumpdata``)."""
+        vector = self.value_from_object(obj)
+        return None if vector is None else vector_literal(vector)
 
 
-def to_pg_literal(array: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in array.tolist()) + "]"
+def vector_literal(array) -> str:
+    """``[x,y,…]``: pgvector's input syntax and a JSON list; 9 significant digits give back
+    every float32 exactly."""
+    return "[" + ",".join(f"{x:.9g}" for x in np.asarray(array, np.float32).tolist()) + "]"
 
 
 def parse_vector(value):
@@ -62,8 +80,20 @@ def parse_vector(value):
     if isinstance(value, (bytes, bytearray, memoryview)):
         return np.frombuffer(bytes(value), dtype=np.float32)
     if isinstance(value, str):
-        return np.asarray(json.loads(value), dtype=np.float32)
-    return np.asarray(value, dtype=np.float32)
+        return _parse_vector_text(value)
+    return np.asarray(value, dtype=np.float32).reshape(-1)
+
+
+def _parse_vector_text(text: str) -> np.ndarray:
+    text = text.strip()
+    if "..." in text:
+        raise ValueError("the printed vector was shortened with '...'")
+    try:
+        return np.asarray(json.loads(text), dtype=np.float32).reshape(-1)
+    except json.JSONDecodeError:  # numpy's printed form: "[ 2.1e-03 -5.9e-02 …]"
+        if not (text.startswith("[") and text.endswith("]")):
+            raise ValueError("a vector is written [x, y, …]") from None
+        return np.array([float(x) for x in text[1:-1].split()], dtype=np.float32)
 
 
 def is_postgres() -> bool:
@@ -100,7 +130,7 @@ def _pg_nearest(queryset, vector: np.ndarray, k: int) -> list[tuple]:
 def _with_pg_distance(queryset, vector: np.ndarray):
     """Cosine distance computed in the database; the vectors themselves stay there."""
     distance = models.expressions.RawSQL(
-        "embedding <=> %s::vector", [to_pg_literal(vector)], output_field=models.FloatField()
+        "embedding <=> %s::vector", [vector_literal(vector)], output_field=models.FloatField()
     )
     return queryset.defer("embedding").annotate(distance=distance)
 

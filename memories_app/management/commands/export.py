@@ -1,0 +1,58 @@
+import os
+import sys
+import tempfile
+
+from django.core.management.base import BaseCommand, CommandError
+
+from memories_app.backup import account_export
+from memoryrelay_site.errors import ServiceError
+
+
+class Command(BaseCommand):
+    help = (
+        "Write one account (--account USERNAME) or all of them, with their agents, sessions, "
+        "memories and embeddings, as JSON Lines to FILE (-o; default: standard output). "
+        "Restore with `manage.py import FILE`. API keys and passwords are not included."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--account", metavar="USERNAME", help="only this account")
+        parser.add_argument("-o", "--output", default="-", metavar="FILE",
+                            help="where to write (- for standard output)")
+        parser.add_argument("--chunk-size", type=int, default=1000, help="rows per query")
+
+    def handle(self, *args, account, output, chunk_size, **options):
+        if chunk_size < 1:
+            raise CommandError("--chunk-size must be at least 1")
+
+        def progress(message):
+            self.stderr.write(message)
+
+        try:
+            if output == "-":
+                report = account_export(out=sys.stdout, account=account,
+                                        chunk_size=chunk_size, progress=progress)
+            else:
+                report = self._to_file(output, account=account, chunk_size=chunk_size,
+                                       progress=progress)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        counts = report.counts
+        self.stderr.write(
+            f"Exported {counts['account']} accounts, {counts['agent']} agents, "
+            f"{counts['session']} sessions, {counts['memory']} memories"
+            + ("" if output == "-" else f" to {output}") + ".")
+
+    def _to_file(self, path, **kwargs):
+        """Written beside the target and renamed at the end: a cut-off export never takes
+        the place of a good one."""
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, partial = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".jsonl")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                report = account_export(out=out, **kwargs)
+            os.replace(partial, path)
+        except BaseException:
+            os.unlink(partial)
+            raise
+        return report

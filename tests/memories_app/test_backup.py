@@ -1,0 +1,498 @@
+"""Backups that restore: dumpdata/loaddata with vectors, and manage.py export / import."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+import uuid
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from memories_app import vectors
+from memories_app.backup import ImportRefused, account_export, backup_import
+from memories_app.embeddings import DIMENSION, get_provider
+from memories_app.models import Memory
+from memories_app.services import memory_create, memory_delete
+from sessions_app.models import Agent, Session
+from sessions_app.services import agent_delete, session_create, session_end
+
+User = get_user_model()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data(account, other_account):
+    """Two accounts with live, ended and soft-deleted rows, one memory without a vector."""
+    first = session_create(account=account, agent_ref="planner", title="Kickoff",
+                           external_id="ext-1", metadata={"k": [1, 2]})
+    memory_create(account=account, agent_ref="planner", session_id=first.id,
+                  content="Deploys run on Fridays", metadata={"team": "ops"}, importance=0.9)
+    second = memory_create(account=account, agent_ref="planner", session_id=first.id,
+                           content="The staging database is PostgreSQL 16")
+    Memory.objects.filter(pk=second.pk).update(entities=["postgres"])
+    gone = memory_create(account=account, agent_ref="planner", content="An old fact")
+    memory_delete(memory=gone)
+    session_end(session=first, summary="done")
+    bare = memory_create(account=account, agent_ref="writer", content="No vector here")
+    Memory.objects.filter(pk=bare.pk).update(embedding=None, embedding_model="",
+                                             embedding_dimension=None)
+    agent_delete(agent=Agent.objects.get(name="writer"))
+    memory_create(account=other_account, agent_ref="mallory-bot", content="Mallory's own fact")
+
+
+def snapshot() -> dict[str, list[dict]]:
+    """Every row of every kind, by id, with the account named and vectors as bytes."""
+    rows = {}
+    for name, model in (("agent", Agent), ("session", Session), ("memory", Memory)):
+        rows[name] = [
+            {**row, "embedding": None if row.get("embedding") is None
+             else row["embedding"].astype("<f4").tobytes()}
+            for row in model.objects.order_by("pk").values(
+                *[f.attname for f in model._meta.concrete_fields if f.name != "account"],
+                "account__username")
+        ]
+        for row in rows[name]:
+            if name != "memory":
+                row.pop("embedding")
+    return rows
+
+
+def export(**kwargs) -> str:
+    out = io.StringIO()
+    account_export(out=out, **kwargs)
+    return out.getvalue()
+
+
+def run_import(text: str, **kwargs):
+    return backup_import(file=io.BytesIO(text.encode()), **kwargs)
+
+
+def wipe() -> None:
+    User.objects.all().delete()  # cascades to keys, agents, sessions and memories
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def lines_of(items: list[dict]) -> str:
+    return "".join(json.dumps(item) + "\n" for item in items)
+
+
+# --- dumpdata / loaddata ---------------------------------------------------------------------
+
+
+def test_dumpdata_and_loaddata_give_back_each_memory_with_its_exact_embedding(data, tmp_path):
+    before = snapshot()
+    path = tmp_path / "dump.json"
+    call_command("dumpdata", "auth.user", "sessions_app", "memories_app", output=str(path))
+    dumped = json.loads(path.read_text())
+    vector = next(o for o in dumped if o["model"] == "memories_app.memory"
+                  and o["fields"]["embedding"])["fields"]["embedding"]
+    assert len(json.loads(vector)) == DIMENSION  # a JSON list, not numpy's printed form
+    wipe()
+    call_command("loaddata", str(path), verbosity=0)
+    assert without_microseconds(snapshot()) == without_microseconds(before)
+
+
+def without_microseconds(rows: dict) -> dict:
+    """Django's JSON serializer keeps milliseconds only (export keeps every microsecond)."""
+    return {kind: [{k: v.replace(microsecond=v.microsecond // 1000 * 1000)
+                    if hasattr(v, "microsecond") else v for k, v in row.items()}
+                   for row in items] for kind, items in rows.items()}
+
+
+def test_a_dump_written_before_the_fix_in_numpy_printed_form_loads(memory, tmp_path):
+    stored = Memory.objects.get(pk=memory.pk).embedding
+    path = tmp_path / "old.json"
+    call_command("dumpdata", "memories_app", output=str(path))
+    dumped = json.loads(path.read_text())
+    dumped[0]["fields"]["embedding"] = str(stored)  # what value_to_string used to write
+    path.write_text(json.dumps(dumped))
+    Memory.objects.all().delete()
+    call_command("loaddata", str(path), verbosity=0)
+    assert np.allclose(Memory.objects.get(pk=memory.pk).embedding, stored, atol=1e-7)
+
+
+def test_a_vector_of_the_wrong_width_or_a_shortened_print_is_a_validation_error():
+    from django.core.exceptions import ValidationError
+
+    field = Memory._meta.get_field("embedding")
+    with pytest.raises(ValidationError):
+        field.to_python("[0.1, 0.2]")
+    with pytest.raises(ValidationError):
+        field.to_python("[0.1 0.2 ... 0.3]")
+    assert field.to_python(json.dumps([0.5] * DIMENSION)).shape == (DIMENSION,)
+
+
+# --- export -> import ------------------------------------------------------------------------
+
+
+def test_export_then_import_into_an_empty_server_gives_back_every_row_exactly(data):
+    before = snapshot()
+    text = export()
+    wipe()
+    report = run_import(text)
+    assert snapshot() == before  # ids, content, metadata, timestamps, deletions, vectors
+    assert report.created == {"account": 2, "agent": 3, "session": 1, "memory": 5}
+    assert report.vectors_kept == 4 and report.vectors_dropped == 0
+    assert set(User.objects.values_list("username", flat=True)) == {"alice", "mallory"}
+    assert not User.objects.get(username="alice").has_usable_password()
+
+
+def test_each_line_has_a_kind_and_timestamps_keep_their_microseconds(data):
+    items = records(export())
+    assert items[0]["kind"] == "header" and items[0]["version"] == 1
+    assert items[0]["embedding_model"] == get_provider().name
+    assert items[-1] == {"kind": "end", "counts": {"account": 2, "agent": 3, "session": 1,
+                                                    "memory": 5}}
+    memory = next(i for i in items if i["kind"] == "memory" and i["embedding"])
+    assert len(base64.b64decode(memory["embedding"])) == 4 * DIMENSION
+    stored = Memory.objects.get(pk=memory["id"]).created_at
+    assert memory["created_at"] == stored.isoformat(timespec="microseconds")
+    assert any(i["kind"] == "memory" and i["deleted_at"] for i in items)  # soft-deleted kept
+    assert not any("key" in k or "password" in k for i in items for k in i)
+
+
+def test_importing_the_same_file_twice_updates_and_never_duplicates(data):
+    text = export()
+    wipe()
+    run_import(text)
+    once = snapshot()
+    again = run_import(text)
+    assert snapshot() == once
+    assert again.created == {"account": 0, "agent": 0, "session": 0, "memory": 0}
+    assert again.updated == {"account": 2, "agent": 3, "session": 1, "memory": 5}
+
+
+def test_importing_over_the_live_server_restores_edits_and_deletions(data, account):
+    text = export()
+    memory = Memory.objects.filter(account=account, deleted_at__isnull=True).first()
+    Memory.objects.filter(pk=memory.pk).update(content="changed", deleted_at=timezone.now())
+    before_edit = records(text)
+    run_import(text)
+    restored = Memory.objects.get(pk=memory.pk)
+    original = next(i for i in before_edit if i.get("id") == str(memory.pk))
+    assert restored.content == original["content"] and restored.deleted_at is None
+
+
+def test_one_account_exports_only_its_own_rows(data, account):
+    items = records(export(account="alice"))
+    assert items[0]["account"] == "alice"
+    assert {i["username"] for i in items if i["kind"] == "account"} == {"alice"}
+    assert {i["account"] for i in items if "account" in i and i["kind"] != "header"} == {
+        "alice"}
+    assert sum(i["kind"] == "memory" for i in items) == Memory.objects.filter(
+        account=account).count()
+    with pytest.raises(Exception, match="No account named 'nobody'"):
+        export(account="nobody")
+
+
+def test_importing_one_account_leaves_the_others_alone(data, other_account):
+    text = export(account="alice")
+    User.objects.filter(username="alice").delete()
+    mallory = snapshot()["memory"]
+    run_import(text)
+    assert Memory.objects.filter(account=other_account).count() == 1
+    assert [m for m in snapshot()["memory"] if m["account__username"] == "mallory"] == mallory
+
+
+# --- refusing a bad file ---------------------------------------------------------------------
+
+
+def corrupt(text: str, number: int, change) -> str:
+    items = text.splitlines()
+    items[number - 1] = change(items[number - 1])
+    return "\n".join(items) + "\n"
+
+
+def edit(**fields):
+    return lambda line: json.dumps({**json.loads(line), **fields})
+
+
+def drop(name):
+    return lambda line: json.dumps({k: v for k, v in json.loads(line).items() if k != name})
+
+
+BAD_LINES = {
+    "not JSON": (lambda line: line[:-5], "not valid JSON"),
+    "not an object": (lambda line: "[1, 2]", "must be a JSON object"),
+    "an unknown kind": (edit(kind="memroy"), "unknown kind"),
+    "a missing field": (drop("content"), "content is missing"),
+    "an unknown field": (edit(colour="red"), "unknown field 'colour'"),
+    "an unknown agent": (edit(agent_id=str(uuid.uuid4())), "agent_id"),
+    "an agent of another account": (None, "agent_id"),
+    "importance out of range": (edit(importance=1.5), "importance must be between 0 and 1"),
+    "a wrong type": (edit(metadata="x"), "metadata must be a JSON object"),
+    "a bad choice": (edit(tier="lukewarm"), "tier"),
+    "a naive timestamp": (edit(created_at="2026-01-01T10:00:00"), "UTC offset"),
+    "a short vector": (edit(embedding=[0.1, 0.2]), "384 finite"),
+    "a blank content": (edit(content=""), "content"),
+    "a NUL character": (edit(metadata={"k": "a\x00b"}), "NUL"),
+    "a lone surrogate": (edit(content="a\udfffb"), "lone surrogate"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LINES)
+def test_a_bad_line_is_refused_with_its_number_and_nothing_is_imported(data, case):
+    text = export()
+    items = records(text)
+    number = max(n for n, i in enumerate(items, 1) if i["kind"] == "memory"
+                 and i["account"] == "alice")  # the last of alice's memories
+    change, message = BAD_LINES[case]
+    if change is None:
+        other_agent = next(i["id"] for i in items if i["kind"] == "agent"
+                           and i["account"] == "mallory")
+        change = edit(agent_id=other_agent)
+    bad = corrupt(text, number, change)
+    wipe()
+    with pytest.raises(ImportRefused) as refused:
+        run_import(bad)
+    assert refused.value.message.startswith(f"line {number}: ")
+    assert message in refused.value.message
+    assert not User.objects.exists() and not Agent.objects.exists()
+    assert not Memory.objects.exists()
+
+
+def test_a_file_cut_short_or_without_its_header_is_refused(data):
+    text = export()
+    wipe()
+    with pytest.raises(ImportRefused, match="without its end line"):
+        run_import("".join(text.splitlines(keepends=True)[:-2]))
+    with pytest.raises(ImportRefused, match="line 1: not a memoryrelay-export file"):
+        run_import("".join(text.splitlines(keepends=True)[1:]))
+    with pytest.raises(ImportRefused, match="the end line counts"):
+        run_import(corrupt(text, len(text.splitlines()), edit(counts={"memory": 1})))
+    assert not Memory.objects.exists() and not User.objects.exists()
+
+
+def test_a_bad_account_line_is_refused_with_its_number(data):
+    items = records(export())
+    number = next(n for n, i in enumerate(items, 1) if i["kind"] == "account")
+    wipe()
+    for change, message in ((edit(date_joined="yesterday"), "date_joined must be an ISO"),
+                            (drop("username"), "needs a username"),
+                            (edit(username="has space!"), "username")):
+        with pytest.raises(ImportRefused) as refused:
+            run_import(corrupt(lines_of(items), number, change))
+        assert refused.value.message.startswith(f"line {number}: ")
+        assert message in refused.value.message
+    assert not User.objects.exists()
+
+
+def test_an_id_that_belongs_to_another_account_on_this_server_is_refused(data):
+    items = records(export(account="alice"))
+    memory = next(i for i in items if i["kind"] == "memory")
+    Memory.objects.filter(pk=memory["id"]).update(
+        account=User.objects.get(username="mallory"))
+    number = items.index(memory) + 1
+    with pytest.raises(ImportRefused, match=f"line {number}: memory .* another account"):
+        run_import(lines_of(items))
+
+
+def test_a_live_agent_name_taken_by_another_agent_on_this_server_is_refused(data, account):
+    text = export(account="alice")
+    Agent.objects.filter(name="planner").delete()  # the server lost it, then...
+    memory_create(account=account, agent_ref="planner", content="a new planner's fact")
+    items = records(text)
+    number = next(n for n, i in enumerate(items, 1) if i.get("name") == "planner")
+    with pytest.raises(ImportRefused, match=f"line {number}: the name 'planner' is taken"):
+        run_import(text)
+
+
+def test_a_database_refusal_during_the_writes_rolls_everything_back(data, monkeypatch):
+    from memories_app import backup
+
+    text = export()
+    wipe()
+    real = backup._upsert
+
+    def fail_on_memories(model, objs):
+        if model is Memory:
+            from django.db import IntegrityError
+            raise IntegrityError("boom")
+        real(model, objs)
+
+    monkeypatch.setattr(backup, "_upsert", fail_on_memories)
+    with pytest.raises(ImportRefused, match="nothing was imported"):
+        run_import(text)
+    assert not User.objects.exists() and not Agent.objects.exists()
+
+
+# --- embeddings: same model keeps, another model re-embeds ----------------------------------
+
+
+@pytest.fixture
+def embed_calls(monkeypatch):
+    provider = get_provider()
+    calls = []
+    real = provider.embed
+
+    def counting(texts):
+        calls.append(list(texts))
+        return real(texts)
+
+    monkeypatch.setattr(provider, "embed", counting)
+    return calls
+
+
+def test_an_import_into_a_server_with_the_same_model_embeds_nothing(data, embed_calls):
+    text = export()
+    wipe()
+    embed_calls.clear()
+    report = run_import(text)
+    assert embed_calls == [] and report.reembedded == 0
+    memory = Memory.objects.get(content="Deploys run on Fridays")
+    hits = vectors.nearest(Memory.objects.live(), memory.embedding, 1)
+    assert hits[0][0].pk == memory.pk
+
+
+def test_memories_embedded_by_another_model_are_re_embedded_after_the_import(
+        data, embed_calls):
+    items = records(export())
+    for item in items:
+        if item["kind"] == "memory" and item["embedding"]:
+            item["embedding_model"] = "openai:text-embedding-3-small"
+    wipe()
+    embed_calls.clear()
+    report = run_import(lines_of(items))
+    live = Memory.objects.live()
+    assert report.vectors_dropped == 4 and report.reembedded == live.count() == 3
+    assert sorted(t for call in embed_calls for t in call) == sorted(
+        live.values_list("content", flat=True))
+    assert not live.exclude(embedding_model=get_provider().name).exists()
+    assert not live.filter(embedding__isnull=True).exists()
+
+
+def test_without_reembed_the_stale_memories_are_left_for_manage_py_reembed(data, embed_calls):
+    items = records(export())
+    for item in items:
+        if item["kind"] == "memory":
+            item["embedding_model"] = "other-model"
+    wipe()
+    embed_calls.clear()
+    report = run_import(lines_of(items), reembed=False)
+    assert embed_calls == [] and report.vectors_dropped == 4
+    assert Memory.objects.live().filter(embedding__isnull=True).count() == 3
+    call_command("reembed", stdout=io.StringIO())
+    assert not Memory.objects.live().filter(embedding__isnull=True).exists()
+
+
+# --- streaming -------------------------------------------------------------------------------
+
+
+def test_export_reads_memories_page_by_page_with_one_query_per_page(account, agent):
+    vector = np.ones(DIMENSION, np.float32) / np.sqrt(DIMENSION)
+    at = timezone.now()
+    Memory.objects.bulk_create([
+        Memory(account=account, agent=agent, content=f"fact {n}", embedding=vector,
+               embedding_model="m", embedding_dimension=DIMENSION,
+               created_at=at + timedelta(microseconds=n % 7))  # ties broken by id
+        for n in range(45)])
+    for chunk_size, pages in ((10, 5), (50, 1), (9, 6)):
+        with CaptureQueriesContext(connection) as captured:
+            items = records(export(chunk_size=chunk_size))
+        memory_queries = [q["sql"] for q in captured.captured_queries
+                          if 'FROM "memories_app_memory"' in q["sql"]]
+        assert len(memory_queries) == pages, (chunk_size, memory_queries)
+        assert all("LIMIT" in sql for sql in memory_queries)
+        ids = [i["id"] for i in items if i["kind"] == "memory"]
+        assert len(ids) == len(set(ids)) == 45
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_commands_round_trip_through_a_file_and_standard_input(tmp_path, monkeypatch):
+    account = User.objects.create(username="carol")
+    memory_create(account=account, agent_ref="bot", content="Carol likes tea")
+    before = snapshot()
+    path = tmp_path / "backup.jsonl"
+    err = io.StringIO()
+    call_command("export", "--account", "carol", "-o", str(path), stderr=err)
+    assert "Exported 1 accounts, 1 agents, 0 sessions, 1 memories" in err.getvalue()
+    wipe()
+    out = io.StringIO()
+    call_command("import", str(path), "--dry-run", stdout=out)
+    assert "Checked 5 lines" in out.getvalue() and not Memory.objects.exists()
+    call_command("import", str(path), stdout=out)
+    assert "memories 1 created / 0 updated" in out.getvalue()
+    assert snapshot() == before
+    stdin = io.TextIOWrapper(io.BytesIO(path.read_bytes()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    out = io.StringIO()
+    call_command("import", "-", stdout=out)
+    assert "memories 0 created / 1 updated" in out.getvalue()
+    assert snapshot() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_reports_progress_and_a_refused_file_is_a_command_error(tmp_path, data):
+    path = tmp_path / "backup.jsonl"
+    call_command("export", "-o", str(path), stderr=io.StringIO())
+    err = io.StringIO()
+    call_command("import", str(path), "--progress-every", "3", stdout=io.StringIO(),
+                 stderr=err)
+    assert "checked 3 lines" in err.getvalue() and "imported 6 lines" in err.getvalue()
+    path.write_text(path.read_text().replace('"kind":"session"', '"kind":"sesion"'))
+    with pytest.raises(CommandError, match=r"line \d+: unknown kind 'sesion'.*Nothing was"):
+        call_command("import", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+
+
+# --- a file from another database ------------------------------------------------------------
+
+
+def foreign_file() -> str:
+    """An export as another server (SQLite or PostgreSQL) writes it, built by hand."""
+    rng = np.random.default_rng(7)
+    vector = rng.standard_normal(DIMENSION).astype("<f4")
+    vector /= np.linalg.norm(vector)
+    agent, session, memory = (str(uuid.UUID(int=n)) for n in (1, 2, 3))
+    at = "2025-03-17T10:00:00.123456+00:00"
+    later = "2025-03-17T11:30:00.000001+00:00"
+    return lines_of([
+        {"kind": "header", "format": "memoryrelay-export", "version": 1,
+         "exported_at": later, "embedding_model": get_provider().name,
+         "embedding_dimension": DIMENSION, "embedding_encoding": "base64-float32-le",
+         "account": None},
+        {"kind": "account", "username": "dana", "email": "d@example.org", "first_name": "",
+         "last_name": "", "is_active": True, "date_joined": at},
+        {"kind": "agent", "id": agent, "account": "dana", "deleted_at": None, "name": "scout",
+         "description": "Finds things", "config": {"a": 1}, "metadata": {},
+         "last_active_at": later, "created_at": at, "updated_at": later},
+        {"kind": "session", "id": session, "account": "dana", "deleted_at": None,
+         "agent_id": agent, "external_id": "trip-7", "project": "p", "status": "ended",
+         "title": "Trip", "summary": "Went well", "metadata": {"x": [1, None]},
+         "started_at": at, "ended_at": later, "created_at": at, "updated_at": later},
+        {"kind": "memory", "id": memory, "account": "dana", "deleted_at": None,
+         "agent_id": agent, "session_id": session, "project": "p",
+         "content": "Caf\u00e9 on the corner opens at 7 \u2013 \U0001f600",
+         "metadata": {"deep": {"er": True}}, "entities": ["cafe"], "memory_type": "event",
+         "visibility": "confidential", "importance": 0.123456789, "tier": "cold",
+         "embedding": base64.b64encode(vector.tobytes()).decode(),
+         "embedding_model": get_provider().name, "created_at": later, "updated_at": later},
+        {"kind": "end", "counts": {"account": 1, "agent": 1, "session": 1, "memory": 1}},
+    ])
+
+
+def test_a_file_from_another_database_imports_and_exports_back_line_for_line(db):
+    """Run on SQLite and on PostgreSQL: a file either one writes reads into the other."""
+    text = foreign_file()
+    run_import(text)
+    again, expected = records(export()), records(text)
+    assert len(again) == len(expected)
+    for got, want in zip(again[1:], expected[1:], strict=True):  # all but exported_at
+        assert {k: v for k, v in got.items() if got.get(k) != want.get(k)} == {
+            k: v for k, v in want.items() if got.get(k) != want.get(k)}
