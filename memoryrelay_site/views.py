@@ -121,7 +121,8 @@ def _probe_sqlite() -> str:
 class AccountViewSet(viewsets.GenericViewSet):
     """Base of every resource viewset: ids in paths are UUIDs, anything else is a 404."""
 
-    lookup_value_regex = "[^/]+"
+    # A NUL cannot be stored by PostgreSQL, so no id, name or slug has one: a 404 at routing.
+    lookup_value_regex = "[^/\x00]+"
     not_found_message = "Not found"
 
     def object_id(self) -> str:
