@@ -1,13 +1,20 @@
-"""Memory services: create, update, delete, and the retention purge."""
+"""Memory services: create, update, delete, and the retention purge.
+
+Embeddings are computed before any transaction opens, so no lock (on SQLite: the one write
+lock of the whole database) is held while the model works; the transactions that follow
+are short. Updates and deletes follow the rules in ``sessions_app.services``: an update
+writes only its fields on the live row, a delete locks what it deletes, a new memory holds
+its agent and session until it commits."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
@@ -15,7 +22,7 @@ from django.utils import timezone
 from memoryrelay_site.errors import Invalid, NotFound, ServiceError
 from memoryrelay_site.serializers import is_uuid
 from sessions_app.models import Agent, Project, ProjectRelationship, Session
-from sessions_app.services import agent_resolve, agent_touch
+from sessions_app.services import agent_hold, agent_resolve, locked_live, session_hold
 
 from . import search, vectors
 from .embeddings import embed_or_none, get_provider
@@ -33,14 +40,17 @@ def memory_get(*, account, memory_id) -> Memory:
     return memory
 
 
+def _session_gone() -> Invalid:
+    return Invalid("Session not found", field="session_id")
+
+
 def _session_for_write(account, session_id) -> Session:
     session = Session.objects.live().for_account(account).filter(pk=session_id).first()
     if session is None:
-        raise Invalid("Session not found", field="session_id")
+        raise _session_gone()
     return session
 
 
-@transaction.atomic
 def memory_create(
     *,
     account,
@@ -61,38 +71,34 @@ def memory_create(
     """Stores a memory with its embedding; ``session_id`` attaches it to a live session.
 
     With ``deduplicate``, a live memory of the same agent at least ``dedup_threshold``
-    similar is returned instead (``is_duplicate`` set) and nothing is stored."""
+    similar is returned instead (``is_duplicate`` set) and nothing is stored. The agent or
+    session deleted before the write commits refuses it (NotFound, Invalid)."""
     session = _session_for_write(account, session_id) if session_id else None
     if project_id:
         project = _project_label(account, project, project_id)
     agent = agent_resolve(account=account, ref=agent_ref)
     if vector is None:
-        vectors_ = embed_or_none([content])
-        vector = vectors_[0] if vectors_ is not None else None
-    if deduplicate:
-        # One agent's deduplicating writes queue here, so two copies cannot both slip in.
-        Agent.objects.select_for_update().filter(pk=agent.pk).first()
-        duplicate = _duplicate_of(account, agent, content, vector, dedup_threshold)
+        vector = _embedding_of(content)
+    importance = 0.5 if importance is None else importance
+    at = timezone.now()
+    with transaction.atomic():
+        # Agent, then session: the lock order of every write. One agent's writes queue on
+        # its row, so two deduplicating copies cannot both slip in.
+        agent_hold(agent=agent, at=at)
+        if session is not None:
+            session = session_hold(session=session, missing=_session_gone())
+        duplicate = (_duplicate_of(account, agent, content, vector, dedup_threshold)
+                     if deduplicate else None)
         if duplicate is not None:
             duplicate.is_duplicate = True
             return duplicate
-    importance = 0.5 if importance is None else importance
-    memory = Memory.objects.create(
-        account=account,
-        agent=agent,
-        session=session,
-        project=project if project is not None else getattr(session, "project", None),
-        content=content,
-        metadata=metadata or {},
-        memory_type=memory_type or "fact",
-        importance=importance,
-        tier=tier or tier_for(importance),
-        visibility=visibility or "private",
-        **_vector_fields(vector),
-    )
-    agent_touch(agent, memory.created_at)
-    return memory
-
+        return Memory.objects.create(
+            account=account, agent=agent, session=session,
+            project=project if project is not None else getattr(session, "project", None),
+            content=content, metadata=metadata or {}, memory_type=memory_type or "fact",
+            importance=importance, tier=tier or tier_for(importance),
+            visibility=visibility or "private", created_at=at, **_vector_fields(vector),
+        )
 
 
 def _project_label(account, project: str | None, project_id: str) -> str:
@@ -108,6 +114,11 @@ def _project_label(account, project: str | None, project_id: str) -> str:
     if project and project != label:
         raise Invalid("project and project_id name different projects", field="project_id")
     return label
+
+
+def _embedding_of(content: str) -> np.ndarray | None:
+    vectors_ = embed_or_none([content])
+    return vectors_[0] if vectors_ is not None else None
 
 
 def _vector_fields(vector: np.ndarray | None) -> dict:
@@ -133,36 +144,52 @@ def _duplicate_of(account, agent, content: str, vector, threshold: float) -> Mem
     return None
 
 
-@transaction.atomic
 def memory_update(*, memory: Memory, changes: dict[str, Any]) -> Memory:
-    """Partial update: absent or None values are left unchanged.
+    """Partial update of the live memory: absent or None values are left unchanged, and only
+    the fields given are written. A memory deleted meanwhile is a NotFound.
 
-    A new ``importance`` recomputes the tier unless a ``tier`` is given too."""
+    A new ``importance`` recomputes the tier unless a ``tier`` is given too. New content is
+    embedded before the transaction opens."""
     given = {k: v for k, v in changes.items() if k in UPDATABLE and v is not None}
-    content_changed = "content" in given and given["content"] != memory.content
-    for field, value in given.items():
-        setattr(memory, field, value)
     if "importance" in given and "tier" not in given:
-        memory.tier = tier_for(memory.importance)
-    if content_changed:
-        embedded = embed_or_none([memory.content])
-        for field, value in _vector_fields(embedded[0] if embedded is not None else None).items():
-            setattr(memory, field, value)
-    memory.save()
-    return memory
+        given["tier"] = tier_for(given["importance"])
+    content = given.get("content")
+    embedded = None
+    if content is not None and content != memory.content:
+        embedded = _vector_fields(_embedding_of(content))
+    while True:  # at most twice: once more only if the content changed under us
+        with transaction.atomic():
+            row = locked_live(Memory, memory.pk, NotFound("Memory not found"))
+            if content in (None, row.content) or embedded is not None:
+                return _write_changes(row, given, embedded)
+        embedded = _vector_fields(_embedding_of(content))
 
 
-@transaction.atomic
+def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None) -> Memory:
+    changed = {f: v for f, v in given.items() if getattr(row, f) != v}
+    if "content" in changed:
+        changed.update(embedded)
+    for field, value in changed.items():
+        setattr(row, field, value)
+    row.save(update_fields=[*changed, "updated_at"])
+    return row
+
+
 def memory_delete(*, memory: Memory, at: datetime | None = None) -> Memory:
-    memory.deleted_at = at or timezone.now()
-    memory.save(update_fields=["deleted_at", "updated_at"])
+    """Soft-deletes the live memory (one UPDATE, which waits for a racing update's lock);
+    a memory deleted meanwhile is a NotFound."""
+    at = at or timezone.now()
+    if not Memory.objects.filter(pk=memory.pk, deleted_at__isnull=True).update(
+            deleted_at=at, updated_at=at):
+        raise NotFound("Memory not found")
+    memory.deleted_at = memory.updated_at = at
     return memory
 
 
 @transaction.atomic
 def memory_restore(*, memory: Memory) -> Memory:
-    if memory.agent.deleted_at is not None:
-        raise Invalid("Restore the memory's agent first", field="agent_id")
+    agent_gone = Invalid("Restore the memory's agent first", field="agent_id")
+    locked_live(Agent, memory.agent_id, agent_gone, no_key=True)
     memory.deleted_at = None
     memory.save(update_fields=["deleted_at", "updated_at"])
     return memory
@@ -188,8 +215,7 @@ def memories_batch_create(*, account, items: list[dict | ServiceError]) -> list[
     for position, (i, item) in enumerate(valid):
         vector = matrix[position] if matrix is not None else None
         try:
-            with transaction.atomic():
-                memory = memory_create(account=account, vector=vector, **item)
+            memory = memory_create(account=account, vector=vector, **item)
         except ServiceError as exc:
             outcomes[i] = BatchOutcome(i, "failed", error=exc.message, error_code=exc.type)
             continue
@@ -229,10 +255,18 @@ def memory_search(
         queryset = queryset.alias(**{f"_meta{n}": KeyTransform(key, "metadata")}).filter(
             **{f"_meta{n}": value})
     try:
-        return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
-                                                 min_score=min_score))
+        with _read_snapshot():
+            return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
+                                                     min_score=min_score))
     except search.SearchUnavailable as exc:
         raise Invalid(str(exc), field="search_mode") from None
+
+
+def _read_snapshot():
+    """PostgreSQL: one read transaction, so the vector search's ``SET LOCAL`` tuning covers
+    its query (a read takes no lock there). SQLite: none, so a read never takes the write
+    lock."""
+    return transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
 
 
 @dataclass(frozen=True)

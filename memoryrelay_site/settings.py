@@ -149,7 +149,7 @@ else:
         DATABASES["default"]["CONN_MAX_AGE"] = 60
 # A connection is checked before each reuse (by the pool, or by Django when persistent).
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"]["ATOMIC_REQUESTS"] = True
+DATABASES["default"]["ATOMIC_REQUESTS"] = False  # short transactions live in the services
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,7 +1,18 @@
 """Agent and session services: the only code that changes agents and sessions.
 
 The API views, the admin and the management commands all call these functions, so none
-of them can do what another forbids. Races are settled by database constraints.
+of them can do what another forbids. Races are settled by database constraints and row
+locks, in short transactions:
+
+- an update re-reads the live row under a lock and writes only the fields it changes, so it
+  never writes back ``deleted_at = NULL`` over a delete (a row deleted meanwhile is a 404);
+- a delete locks the row it deletes (``FOR UPDATE``) before it cascades;
+- a write that adds rows to an agent or a session holds that parent's live row
+  (:func:`agent_hold`, :func:`session_hold`) inside its own transaction, so a concurrent
+  delete either waits for the write and deletes what it wrote, or commits first and the
+  write is refused.
+
+Locks are taken agent first, then session, then memories, so two of these never deadlock.
 """
 
 from __future__ import annotations
@@ -15,10 +26,28 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from memoryrelay_site.errors import Conflict, Invalid, NotFound
+from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 
 from .models import Agent, Session, SessionStatus
 from .summarizer import SummaryItem, summarize
+
+# --- Row locks ------------------------------------------------------------------------
+
+
+def locked_live(model, pk, missing: ServiceError, *, no_key: bool = False):
+    """Inside a transaction: the live row ``pk`` of ``model``, locked until commit.
+
+    Raises ``missing`` when the row is gone or soft-deleted; on PostgreSQL a delete that
+    held the lock is seen once it commits (the row is re-checked after the wait). ``no_key``
+    takes ``FOR NO KEY UPDATE``, which writers into the row's children take, and which a
+    delete's ``FOR UPDATE`` waits for. SQLite serializes every write transaction anyway.
+    """
+    row = model.objects.select_for_update(no_key=no_key).filter(
+        pk=pk, deleted_at__isnull=True).first()
+    if row is None:
+        raise missing
+    return row
+
 
 # --- Agents -----------------------------------------------------------------------------
 
@@ -71,36 +100,46 @@ def agent_get_or_create(
         return Agent.objects.live().for_account(account).get(name=name), False
 
 
-@transaction.atomic
+AGENT_UPDATABLE = ("name", "description", "metadata", "config")
+
+
 def agent_update(*, agent: Agent, changes: dict[str, Any]) -> Agent:
-    """Partial update: keys absent or None are left unchanged; metadata is replaced."""
-    for field in ("name", "description", "metadata", "config"):
-        if changes.get(field) is not None:
-            setattr(agent, field, changes[field])
+    """Partial update of the live agent: keys absent or None are left unchanged; metadata is
+    replaced. An agent deleted meanwhile is a NotFound."""
+    given = {f: changes[f] for f in AGENT_UPDATABLE if changes.get(f) is not None}
     try:
         with transaction.atomic():
-            agent.save()
+            row = locked_live(Agent, agent.pk, NotFound("Agent not found"))
+            for field, value in given.items():
+                setattr(row, field, value)
+            row.save(update_fields=[*given, "updated_at"])
     except IntegrityError:
-        raise Conflict(f"An agent named {agent.name!r} already exists", field="name") from None
-    return agent
+        raise Conflict(f"An agent named {given.get('name')!r} already exists",
+                       field="name") from None
+    return row
 
 
-@transaction.atomic
 def agent_delete(*, agent: Agent, at: datetime | None = None) -> Agent:
-    """Soft-deletes the agent with its sessions and memories, all stamped with one time."""
+    """Soft-deletes the agent with its sessions and memories, all stamped with one time.
+    Writes racing it land first (and are deleted here) or are refused."""
     at = at or timezone.now()
-    agent.sessions.filter(deleted_at__isnull=True).update(deleted_at=at, updated_at=at)
-    agent.memories.filter(deleted_at__isnull=True).update(deleted_at=at, updated_at=at)
-    agent.deleted_at = at
-    agent.save(update_fields=["deleted_at", "updated_at"])
-    return agent
+    with transaction.atomic():
+        row = locked_live(Agent, agent.pk, NotFound("Agent not found"))
+        row.sessions.filter(deleted_at__isnull=True).update(deleted_at=at, updated_at=at)
+        row.memories.filter(deleted_at__isnull=True).update(deleted_at=at, updated_at=at)
+        row.deleted_at = at
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
 
 
-def agent_touch(agent: Agent | None, at: datetime | None = None) -> None:
-    if agent is not None:
-        at = at or timezone.now()
-        Agent.objects.filter(pk=agent.pk).update(last_active_at=at)
-        agent.last_active_at = at
+def agent_hold(*, agent: Agent, at: datetime | None = None) -> None:
+    """Inside a write that adds rows to ``agent``: marks it active and holds its live row
+    until commit (an UPDATE, which a concurrent :func:`agent_delete` waits for and which sees
+    a delete that committed first). Raises NotFound when the agent was deleted."""
+    at = at or timezone.now()
+    if not Agent.objects.filter(pk=agent.pk, deleted_at__isnull=True).update(last_active_at=at):
+        raise NotFound("Agent not found")
+    agent.last_active_at = at
 
 
 # --- Sessions ---------------------------------------------------------------------------
@@ -116,7 +155,6 @@ def session_get(*, account, session_id) -> Session:
     return session
 
 
-@transaction.atomic
 def session_create(
     *,
     account,
@@ -129,6 +167,8 @@ def session_create(
     agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
     try:
         with transaction.atomic():
+            if agent is not None:
+                agent_hold(agent=agent)
             session = Session.objects.create(
                 account=account, agent=agent, external_id=external_id, project=project,
                 title=title, metadata=metadata or {},
@@ -139,12 +179,10 @@ def session_create(
             "use POST /v1/sessions/get-or-create to join it",
             field="external_id",
         ) from None
-    agent_touch(agent)
     session.memory_count = 0
     return session
 
 
-@transaction.atomic
 def session_get_or_create(
     *,
     account,
@@ -165,13 +203,14 @@ def session_get_or_create(
     agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
     try:
         with transaction.atomic():
+            if agent is not None:
+                agent_hold(agent=agent)
             Session.objects.create(
                 account=account, agent=agent, external_id=external_id, project=project,
                 title=title, metadata=metadata or {},
             )
     except IntegrityError:
         return _live_by_external_id(account, external_id), False
-    agent_touch(agent)
     return _live_by_external_id(account, external_id), True
 
 
@@ -191,11 +230,19 @@ def session_contributors(*, session: Session) -> list[str]:
 
 
 def _locked(session: Session) -> Session:
-    """Re-reads the session under a row lock, so concurrent ends and merges serialize."""
-    return Session.objects.select_for_update().get(pk=session.pk)
+    """Re-reads the live session under a row lock, so concurrent ends and deletes serialize."""
+    return locked_live(Session, session.pk, NotFound("Session not found"))
 
 
-@transaction.atomic
+def session_hold(*, session: Session, missing: ServiceError | None = None) -> Session:
+    """Inside a write that adds rows to ``session``: its live row, held until commit, so a
+    concurrent :func:`session_delete` waits for the write (and cascades over it) or has
+    committed first and this raises ``missing`` (NotFound). Writers into one session queue
+    here (take the agent's hold first)."""
+    return locked_live(Session, session.pk, missing or NotFound("Session not found"),
+                       no_key=True)
+
+
 def session_end(
     *,
     session: Session,
@@ -207,17 +254,20 @@ def session_end(
     """Ends the session (idempotent: ``ended_at`` keeps its first value).
 
     A given ``summary`` replaces the stored one; ``metadata`` merges into the stored one;
-    ``auto_summarize`` with no summary stores one generated from the memories.
+    ``auto_summarize`` with no summary stores one generated from the memories (before the
+    transaction opens: no lock is held while it is built).
     """
-    row = _locked(session)
-    row.mark_ended(at or timezone.now())
-    if summary is not None:
-        row.summary = summary
-    elif auto_summarize and _live_memories(row).exists():
-        row.summary = _summary_of(row)
-    if metadata:
-        row.metadata = {**row.metadata, **metadata}
-    row.save()
+    if summary is None and auto_summarize:
+        items = _summary_items(session)
+        summary = _summary_text(items) if items else None
+    with transaction.atomic():
+        row = _locked(session)
+        row.mark_ended(at or timezone.now())
+        if summary is not None:
+            row.summary = summary
+        if metadata:
+            row.metadata = {**row.metadata, **metadata}
+        row.save(update_fields=["status", "ended_at", "summary", "metadata", "updated_at"])
     return _refreshed(row)
 
 
@@ -229,31 +279,36 @@ class SummaryResult:
     generated_at: datetime
 
 
-@transaction.atomic
 def session_summarize(*, session: Session, budget: int | None = None) -> SummaryResult:
-    """Builds an extractive summary from the session's live memories and stores it."""
-    row = _locked(session)
-    count = _live_memories(row).count()
-    if count == 0:
+    """Builds an extractive summary from the session's live memories (outside any
+    transaction), then stores it in a short one."""
+    items = _summary_items(session)
+    if not items:
         raise Invalid("Session has no memories to summarize", field="session_id")
-    row.summary = _summary_of(row, budget)
-    row.save(update_fields=["summary", "updated_at"])
-    return SummaryResult(row, row.summary, count, row.updated_at)
+    summary = _summary_text(items, budget)
+    with transaction.atomic():
+        row = _locked(session)
+        row.summary = summary
+        row.save(update_fields=["summary", "updated_at"])
+    return SummaryResult(row, summary, len(items), row.updated_at)
 
 
 def _live_memories(session: Session):
     return session.memories.filter(deleted_at__isnull=True)
 
 
-def _summary_of(session: Session, budget: int | None = None) -> str:
+def _summary_items(session: Session) -> list[SummaryItem]:
     rows = _live_memories(session).values_list(
         "id", "content", "created_at", "importance", "memory_type"
     )
-    items = [
+    return [
         SummaryItem(id=str(pk), content=content, created_at=created, importance=importance,
                     memory_type=memory_type)
         for pk, content, created, importance, memory_type in rows.iterator(chunk_size=2000)
     ]
+
+
+def _summary_text(items: list[SummaryItem], budget: int | None = None) -> str:
     return summarize(items, budget=budget or settings.MEMORYRELAY_SUMMARY_BUDGET)
 
 
@@ -261,18 +316,20 @@ def _refreshed(session: Session) -> Session:
     return Session.objects.with_memory_count().select_related("agent").get(pk=session.pk)
 
 
-@transaction.atomic
 def session_delete(
     *, session: Session, cascade_memories: bool = False, at: datetime | None = None
 ) -> Session:
     """Soft-deletes the session. Its memories stay (still linked to it, so a restore brings
-    the session back whole) unless ``cascade_memories``, which soft-deletes them too."""
+    the session back whole) unless ``cascade_memories``, which soft-deletes them too; a
+    memory written concurrently lands first (and is deleted here) or is refused."""
     at = at or timezone.now()
-    if cascade_memories:
-        _live_memories(session).update(deleted_at=at, updated_at=at)
-    session.deleted_at = at
-    session.save(update_fields=["deleted_at", "updated_at"])
-    return session
+    with transaction.atomic():
+        row = _locked(session)
+        if cascade_memories:
+            _live_memories(row).update(deleted_at=at, updated_at=at)
+        row.deleted_at = at
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
 
 
 @transaction.atomic
@@ -280,31 +337,35 @@ def session_restore(*, session: Session) -> Session:
     """Undoes a soft delete, with the memories that were deleted in the same stroke.
 
     Refused when a live session has taken the external id meanwhile."""
-    if session.deleted_at is None:
-        return session
-    if session.agent is not None and session.agent.deleted_at is not None:
+    # The agent before the session: the order every writer locks in.
+    owner = session.agent_id and Agent.objects.select_for_update().get(pk=session.agent_id)
+    row = Session.objects.select_for_update().get(pk=session.pk)
+    if row.deleted_at is None:
+        return row
+    if owner and owner.deleted_at is not None:
         raise Invalid("Restore the session's agent first", field="agent_id")
-    if session.external_id and _live_by_external_id(session.account, session.external_id):
+    if row.external_id and _live_by_external_id(row.account_id, row.external_id):
         raise Conflict("A live session already uses this external_id", field="external_id")
-    session.memories.filter(deleted_at=session.deleted_at).update(deleted_at=None)
-    session.deleted_at = None
-    session.save(update_fields=["deleted_at", "updated_at"])
-    return session
+    row.memories.filter(deleted_at=row.deleted_at).update(deleted_at=None)
+    row.deleted_at = None
+    row.save(update_fields=["deleted_at", "updated_at"])
+    return row
 
 
 @transaction.atomic
 def agent_restore(*, agent: Agent) -> Agent:
     """Undoes an agent's soft delete with the sessions and memories deleted with it."""
-    if agent.deleted_at is None:
-        return agent
-    if Agent.objects.live().for_account(agent.account).filter(name=agent.name).exists():
+    row = Agent.objects.select_for_update().get(pk=agent.pk)
+    if row.deleted_at is None:
+        return row
+    if Agent.objects.live().for_account(row.account_id).filter(name=row.name).exists():
         raise Conflict("A live agent already uses this name", field="name")
-    at = agent.deleted_at
-    agent.sessions.filter(deleted_at=at).update(deleted_at=None)
-    agent.memories.filter(deleted_at=at).update(deleted_at=None)
-    agent.deleted_at = None
-    agent.save(update_fields=["deleted_at", "updated_at"])
-    return agent
+    at = row.deleted_at
+    row.sessions.filter(deleted_at=at).update(deleted_at=None)
+    row.memories.filter(deleted_at=at).update(deleted_at=None)
+    row.deleted_at = None
+    row.save(update_fields=["deleted_at", "updated_at"])
+    return row
 
 
 @dataclass(frozen=True)
@@ -327,5 +388,8 @@ def sessions_end_stale(
     summarized = sum(1 for s in stale if summarize_them and _live_memories(s).exists())
     if not dry_run:
         for session in stale:
-            session_end(session=session, auto_summarize=summarize_them, at=now)
+            try:
+                session_end(session=session, auto_summarize=summarize_them, at=now)
+            except NotFound:  # deleted since it was listed
+                continue
     return StaleReport(ended=len(stale), summarized=summarized)
