@@ -393,6 +393,50 @@ def pattern_suggest(*, account, project_slug: str, limit: int = 10) -> list[Patt
     )
 
 
+# --- re-embedding -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnowledgeReembedReport:
+    decisions: int
+    patterns: int
+    failed: int
+
+
+def _stale(model, provider_name: str):
+    return (model.objects.live().exclude(embedding_model=provider_name, embedding__isnull=False)
+            .without_vectors())
+
+
+def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False) -> KnowledgeReembedReport:
+    """Embeds, batch by batch, the live decisions and patterns whose vector is missing (a
+    write while the provider was down) or was made by another model."""
+    provider = get_provider()
+    texts = {Decision: lambda d: decision_text(d.title, d.rationale),
+             Pattern: lambda p: pattern_text(p.title, p.description)}
+    counts, failed = {}, 0
+    for model, text_of in texts.items():
+        stale = _stale(model, provider.name)
+        counts[model] = stale.count()
+        after = None
+        while not dry_run:
+            page = stale.filter(pk__gt=after) if after is not None else stale
+            batch = list(page.order_by("pk")[:batch_size])
+            if not batch:
+                break
+            after = batch[-1].pk
+            matrix = embed_or_none([text_of(row) for row in batch])
+            if matrix is None:
+                failed += len(batch)
+                continue
+            for row, vector in zip(batch, matrix, strict=True):
+                for name, value in embedding_fields("", vector).items():
+                    setattr(row, name, value)
+            model.objects.bulk_update(batch, ["embedding", "embedding_model",
+                                              "embedding_dimension"])
+    return KnowledgeReembedReport(counts[Decision], counts[Pattern], failed)
+
+
 # --- purge --------------------------------------------------------------------------------
 
 

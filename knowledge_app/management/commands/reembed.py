@@ -1,13 +1,17 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from knowledge_app.services import knowledge_reembed
 from memories_app.embeddings import get_provider
 from memories_app.services import memories_reembed
 
 
 class Command(BaseCommand):
+    """Lives in the highest app, which may import every app's re-embedding service."""
+
     help = (
-        "Embed the live memories whose vector is missing or was made by another model "
-        "(after a model change, or writes made while the provider was down)."
+        "Embed the live memories, decisions and patterns whose vector is missing or was "
+        "made by another model (after a model change, or writes made while the provider "
+        "was down)."
     )
 
     def add_arguments(self, parser):
@@ -21,6 +25,9 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         report = memories_reembed(batch_size=batch_size, dry_run=dry_run)
+        knowledge = knowledge_reembed(batch_size=batch_size, dry_run=dry_run)
         verb = "Would re-embed" if dry_run else "Re-embedded"
-        self.stdout.write(f"{verb} {report.stale} memories with {provider.describe()}"
-                          + ("" if dry_run else f"; {report.failed} failed"))
+        failed = report.failed + knowledge.failed
+        self.stdout.write(f"{verb} {report.stale} memories, {knowledge.decisions} decisions, "
+                          f"{knowledge.patterns} patterns with {provider.describe()}"
+                          + ("" if dry_run else f"; {failed} failed"))
