@@ -12,7 +12,8 @@ class MemoryFilterSet(django_filters.FilterSet):
     session_id = django_filters.UUIDFilter(field_name="session")
     memory_type = django_filters.ChoiceFilter(field_name="memory_type", choices=MemoryType.choices)
     tier = django_filters.ChoiceFilter(field_name="tier", choices=Tier.choices)
+    project = django_filters.CharFilter(field_name="project")
 
     class Meta:
         model = Memory
-        fields = ["agent_id", "session_id", "memory_type", "tier"]
+        fields = ["agent_id", "session_id", "memory_type", "tier", "project"]

@@ -136,6 +136,8 @@ class SearchInput(serializers.Serializer):
     )
     agent_id = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
     session_id = serializers.UUIDField(required=False, allow_null=True)
+    project = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True,
+                              help_text="Only memories with this project label (slug)")
     limit = ClampedIntegerField(clamp_to=100, min_value=1, required=False, default=10)
     min_score = score_field()
     threshold = score_field()

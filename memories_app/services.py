@@ -233,6 +233,7 @@ def memory_search(
     min_score: float = 0.0,
     agent_ref: str | None = None,
     session_id=None,
+    project: str | None = None,
     tier: str | None = None,
     min_importance: float | None = None,
     metadata_filter: dict | None = None,
@@ -245,6 +246,8 @@ def memory_search(
                                    .by_ref(agent_ref))
     if session_id:
         queryset = queryset.filter(session_id=session_id)
+    if project:
+        queryset = queryset.filter(project=project)
     if tier:
         queryset = queryset.filter(tier=tier)
     if min_importance is not None:

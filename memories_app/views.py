@@ -119,7 +119,8 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
             account=request.user, text=data["query"], mode=mode, limit=data["limit"],
             min_score=_first_given(data, "min_score", "threshold", default=0.0),
             agent_ref=data.get("agent_id"), session_id=data.get("session_id"),
-            tier=data.get("tier"), min_importance=data.get("min_importance"),
+            project=data.get("project") or None, tier=data.get("tier"),
+            min_importance=data.get("min_importance"),
             metadata_filter=data.get("metadata_filter"),
             include_confidential=data["include_confidential"],
         )

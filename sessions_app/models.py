@@ -161,7 +161,10 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
 class ProjectQuerySet(SoftDeleteQuerySet):
     def by_slug(self, slug: str):
-        """The live project with this slug (slugs are unique among live projects only)."""
+        """The live project with this slug (slugs are unique among live projects only). No
+        slug holds a NUL (PostgreSQL text cannot), so such a slug matches nothing."""
+        if "\x00" in slug:
+            return self.none()
         return self.live().filter(live_slug=slug)
 
     def with_memory_count(self):

@@ -442,3 +442,22 @@ def test_the_purge_removes_projects_and_relationships_deleted_long_enough_ago(ac
     purge_deleted(older_than_days=30)
     assert list(Project.objects.values_list("slug", flat=True)) == ["web"]
     assert ProjectRelationship.objects.count() == 0  # the live one went with its target
+
+
+def test_memories_are_listed_and_searched_by_project_label(client, agent):
+    for content, project in [("retry counter in api", "my-api"), ("retry counter in web", "web"),
+                             ("retry counter nowhere", None)]:
+        client.post("/v1/memories", {"content": content, "agent_id": agent.name,
+                                     "project": project}, format="json")
+    register(client, "my-api")
+    listed = client.get("/v1/memories", {"project": "my-api"}).json()["data"]
+    assert [m["content"] for m in listed] == ["retry counter in api"]
+    found = client.post("/v1/memories/search", {"query": "retry counter", "project": "web",
+                                                "search_mode": "keyword"},
+                        format="json").json()["data"]
+    assert [h["memory"]["content"] for h in found] == ["retry counter in web"]
+
+
+def test_a_slug_with_a_nul_is_a_404(client):
+    assert_error(client.get("/v1/projects/a%00b"), 404, "not_found")
+    assert_error(client.get("/v1/projects/a%00b/related"), 404, "not_found")
