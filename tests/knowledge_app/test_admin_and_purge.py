@@ -83,15 +83,21 @@ def test_purge_removes_decisions_deleted_past_retention(client):
 
 
 def test_purge_removes_patterns_deleted_past_retention_with_their_adoptions(client, account):
+    from sessions_app.projects import project_delete
+
     project(account, "api")
+    gone = project(account, "gone")
     old = create_pattern(client, title="old")
     adopt(client, old, "api")
-    create_pattern(client, title="live")
+    live = create_pattern(client, title="live")
+    adopt(client, live, "gone")
     Pattern.objects.filter(pk=old["id"]).update(deleted_at=timezone.now() - timedelta(days=40))
+    project_delete(project=gone, at=timezone.now() - timedelta(days=40))
     out = StringIO()
     call_command("purge_deleted", "--older-than-days", "30", stdout=out)
-    assert "0 decisions, 1 patterns" in out.getvalue()
+    assert "0 decisions, 1 patterns, 1 projects" in out.getvalue()
     assert list(Pattern.objects.values_list("title", flat=True)) == ["live"]
+    assert client.get(f"/v1/patterns/{live['id']}").json()["adoption_count"] == 0
 
 
 PATTERNS = reverse("admin:knowledge_app_pattern_changelist")

@@ -17,7 +17,8 @@ class Command(BaseCommand):
     patterns first, then memories, sessions and agents."""
 
     help = (
-        "Remove for good the decisions, patterns, memories, sessions and agents "
+        "Remove for good the decisions, patterns, memories, sessions, agents, projects and "
+        "project relationships "
         "soft-deleted more than "
         "--older-than-days ago (default: MEMORYRELAY_RETENTION_DAYS). Live rows are never "
         "touched; memories kept from a purged session stay, without the link."
@@ -40,6 +41,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{verb} {report.memories} memories, {report.sessions} sessions, "
             f"{report.agents} agents, {knowledge.decisions} decisions, "
-            f"{knowledge.patterns} patterns "
+            f"{knowledge.patterns} patterns, {report.projects} projects, "
+            f"{report.project_relationships} project relationships "
             f"deleted more than {retention} days ago."
         )
