@@ -225,3 +225,28 @@ def test_every_extra_response_matches_its_documented_schema(schema, client, othe
     documented = {(p, m) for p, ops in schema["paths"].items() for m in ops
                   if p.startswith(EXTRA_PATHS)}
     assert documented == {(p, m) for p, m, _ in check.seen}
+
+
+# --- GET /v1/quota --------------------------------------------------------------------------
+
+
+def test_quota_reports_the_keys_window_counting_this_request(account, settings, tmp_path):
+    from memoryrelay_site.services import api_key_create
+    from tests.conftest import make_client
+
+    settings.MEMORYRELAY_RATE_LIMIT_PATH = str(tmp_path / "ratelimit.sqlite3")
+    limited = make_client(api_key_create(user=account, rate_limit_per_minute=7)[1])
+    first = limited.get("/v1/quota").json()
+    assert (first["used"], first["limit"], first["remaining"]) == (1, 7, 6)
+    limited.get("/v1/agents")
+    second = limited.get("/v1/quota").json()
+    assert (second["used"], second["remaining"]) == (3, 4)
+    assert second["resetAt"] == first["resetAt"] or second["resetAt"] > first["resetAt"]
+    assert second["resetAt"].endswith("Z") and second["window_seconds"] == 60
+    unlimited = make_client(api_key_create(user=account, rate_limit_per_minute=0)[1])
+    body = unlimited.get("/v1/quota").json()
+    assert (body["used"], body["limit"], body["remaining"]) == (None, None, None)
+
+
+def test_quota_needs_a_key(anon, db):
+    assert_error(anon.get("/v1/quota"), 401, "unauthorized")
