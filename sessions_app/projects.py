@@ -96,16 +96,21 @@ def project_delete(*, project: Project, at: datetime | None = None) -> Project:
     return row
 
 
-@transaction.atomic
 def project_restore(*, project: Project) -> Project:
-    """Undoes a soft delete; refused while a live project uses the slug."""
-    row = Project.objects.select_for_update().get(pk=project.pk)
-    if row.deleted_at is None:
-        return row
-    if Project.objects.for_account(row.account_id).by_slug(row.slug).exists():
-        raise Conflict("A live project already uses this slug", field="slug")
-    row.mark_restored()
-    row.save(update_fields=["deleted_at", "live_slug", "updated_at"])
+    """Undoes a soft delete; refused while a live project uses the slug (also one
+    registered while this runs: the unique constraint decides)."""
+    taken = Conflict("A live project already uses this slug", field="slug")
+    try:
+        with transaction.atomic():
+            row = Project.objects.select_for_update().get(pk=project.pk)
+            if row.deleted_at is None:
+                return row
+            if Project.objects.for_account(row.account_id).by_slug(row.slug).exists():
+                raise taken
+            row.mark_restored()
+            row.save(update_fields=["deleted_at", "live_slug", "updated_at"])
+    except IntegrityError:
+        raise taken from None
     return row
 
 

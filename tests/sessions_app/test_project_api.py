@@ -463,3 +463,17 @@ def test_memories_are_listed_and_searched_by_project_label(client, agent):
 def test_a_slug_with_a_nul_is_a_404(client):
     assert_error(client.get("/v1/projects/a%00b"), 404, "not_found")
     assert_error(client.get("/v1/projects/a%00b/related"), 404, "not_found")
+
+
+def test_a_restore_racing_a_registration_of_its_slug_is_refused_by_the_constraint(
+        account, monkeypatch):
+    """The check-then-write window, forced: the check misses the live project."""
+    from sessions_app.models import ProjectQuerySet
+
+    first = projects.project_create(account=account, slug="web", name="Web")
+    projects.project_delete(project=first)
+    projects.project_create(account=account, slug="web", name="Web again")
+    monkeypatch.setattr(ProjectQuerySet, "by_slug", lambda self, slug: self.none())
+    with pytest.raises(projects.Conflict):
+        projects.project_restore(project=first)
+    assert Project.objects.get(pk=first.pk).deleted_at is not None
