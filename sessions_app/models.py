@@ -36,7 +36,10 @@ class AgentQuerySet(SoftDeleteQuerySet):
         )
 
     def by_ref(self, ref: str):
-        """Agents whose UUID or name is ``ref`` (a UUID-shaped name still matches by name)."""
+        """Agents whose UUID or name is ``ref`` (a UUID-shaped name still matches by name).
+        No name holds a NUL (PostgreSQL text cannot), so such a ref matches nothing."""
+        if "\x00" in ref:
+            return self.none()
         if is_uuid(ref):
             return self.filter(Q(pk=ref) | Q(name=ref))
         return self.filter(name=ref)
