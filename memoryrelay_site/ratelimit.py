@@ -118,11 +118,24 @@ class SqliteCounter:
         db = getattr(self._local, "db", None)
         if db is None or self._local.pid != os.getpid():  # one connection per thread and process
             db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute(self.SCHEMA)
+            self._initialise(db)
             self._local.db, self._local.pid = db, os.getpid()
         return db
+
+    def _initialise(self, db: sqlite3.Connection, attempts: int = 20) -> None:
+        """WAL mode and the table. Switching to WAL takes an exclusive lock that SQLite may
+        refuse at once, without its busy wait, while another process does the same: retry
+        briefly, so processes starting together do not fail open."""
+        for attempt in range(attempts):
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=OFF")
+                db.execute(self.SCHEMA)
+                return
+            except sqlite3.OperationalError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
 
     def _prune(self, db: sqlite3.Connection) -> None:
         now = time.time()

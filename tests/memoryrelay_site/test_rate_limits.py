@@ -206,16 +206,6 @@ def test_counting_sends_no_statement_to_the_main_database(store, client, setting
     assert limited == unlimited
 
 
-def test_counting_a_request_costs_under_a_few_milliseconds(store, clock):
-    hit = ratelimit.rate_limit_store().hit
-    hit("warm-up", 10**6, 1, clock.now)
-    began = time.perf_counter()
-    for _ in range(200):
-        assert hit(f"cost-{store.kind}", 10**6, 1, clock.now).allowed
-    per_hit = (time.perf_counter() - began) / 200
-    assert per_hit < 0.005, f"{per_hit * 1000:.2f} ms per request"  # measured: ~0.05-0.2 ms
-
-
 def test_redis_windows_expire_by_themselves(redis_store, clock, client):
     import redis
 
