@@ -298,13 +298,16 @@ def _live_memories(session: Session):
 
 
 def _summary_items(session: Session) -> list[SummaryItem]:
+    # The stored embeddings (read through the reverse relation) let the summarizer tell
+    # near-duplicates by meaning; a memory without one is compared by its words.
     rows = _live_memories(session).values_list(
-        "id", "content", "created_at", "importance", "memory_type"
+        "id", "content", "created_at", "importance", "memory_type", "embedding"
     )
     return [
         SummaryItem(id=str(pk), content=content, created_at=created, importance=importance,
-                    memory_type=memory_type)
-        for pk, content, created, importance, memory_type in rows.iterator(chunk_size=2000)
+                    memory_type=memory_type, vector=vector)
+        for pk, content, created, importance, memory_type, vector
+        in rows.iterator(chunk_size=2000)
     ]
 
 

@@ -5,22 +5,30 @@ A summary is built from the session's memories themselves:
 1. Units. Each memory is a unit; a memory longer than ``LONG_UNIT`` characters is split
    into sentences, each a unit of its own (so one 50,000-character memory cannot blow the
    budget, and its best sentence can still be used).
-2. Centrality. Units become TF-IDF vectors (lower-cased unicode words, stopwords dropped);
-   a unit's centrality is its cosine similarity to the session's centroid, to which every
-   memory contributes equally (a long memory's sentences share one memory's weight): what
-   the session is mostly about scores high, a stray remark scores low.
-3. Weight. centrality × (0.5 + importance) × type weight, with types weighted
-   insight 1.2, event 1.1, task 1.1, fact 1.0, preference 0.9, entity_reference 0.7,
+2. Content. Units become TF-IDF vectors (lower-cased unicode words, stopwords dropped).
+   A unit's content score mixes its centrality (cosine similarity to the session's
+   centroid, to which every memory contributes equally) with its density (its distinct
+   words, each counting its rarity in the session, its IDF over the rarest word's; full at
+   ``DENSE_WORDS``, 10): ``0.05 + 0.3 × centrality + 0.7 × density``. A decision names
+   specific things; "ran the test suite again", said ten times, or "grabbed coffee" does
+   not.
+3. Weight. content × (0.5 + importance) × type weight, with types weighted
+   insight 1.2, task 1.15, fact 1.0, event 0.9, preference 0.9, entity_reference 0.7,
    system 0.5 (decisions and outcomes before bookkeeping).
 4. Selection. Greedily by weight (ties by time, then id), skipping near-duplicates of a
-   chosen unit (cosine >= 0.8, or the same words) and units that no longer fit the
-   character budget.
+   chosen unit and units that no longer fit the character budget, and stopping at the
+   first unit weighing less than ``KEEP_RATIO`` (half) of the best one: a summary keeps
+   what matters and stops, even when budget remains. Near-duplicates are judged by
+   meaning when the memories' embeddings are given (``SummaryItem.vector``, cosine >=
+   ``DUPLICATE_MEANING``), else by words (TF-IDF cosine >= ``DUPLICATE_SIMILARITY``, or the
+   same words); ten "ran the test suite again" notes count once.
 5. Order. The chosen units read in chronological order, each ending with punctuation,
    joined by spaces. If not even one unit fits, the best one is cut on a word boundary
    with an ellipsis.
 
-Cost is linear in the number of words plus (units × chosen units), and the budget keeps
-the chosen set small: 10,000 memories take well under a second.
+Cost is linear in the number of words plus (units considered × chosen units); selection
+stops at the weight floor and the budget, so the chosen set stays small: 10,000 memories
+take well under a second.
 """
 
 from __future__ import annotations
@@ -31,12 +39,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import numpy as np
 
 DEFAULT_BUDGET = 1000  # characters
 LONG_UNIT = 400  # memories longer than this are split into sentences
-DUPLICATE_SIMILARITY = 0.8
+DUPLICATE_SIMILARITY = 0.8  # TF-IDF cosine: the same words
+DUPLICATE_MEANING = 0.8  # embedding cosine: the same meaning
+KEEP_RATIO = 0.5  # units weighing less than this share of the best one are dropped
+DENSE_WORDS = 10  # distinct informative words at which a unit counts as fully dense
 TYPE_WEIGHTS = {
-    "insight": 1.2, "event": 1.1, "task": 1.1, "fact": 1.0, "preference": 0.9,
+    "insight": 1.2, "task": 1.15, "fact": 1.0, "event": 0.9, "preference": 0.9,
     "entity_reference": 0.7, "system": 0.5,
 }
 TERMINAL = (".", "!", "?", "…")
@@ -56,6 +70,7 @@ class SummaryItem:
     created_at: datetime
     importance: float = 0.5
     memory_type: str = "fact"
+    vector: Any = None  # the memory's stored embedding (unit length), when it has one
 
 
 @dataclass
@@ -67,6 +82,7 @@ class _Unit:
     key: str  # the words, for exact-duplicate detection
     share: float = 1.0  # 1 / number of units of its memory: each memory weighs the same
     score: float = 0.0
+    meaning: np.ndarray | None = None  # the memory's embedding, normalised
 
 
 def summarize(items: Sequence[SummaryItem], *, budget: int = DEFAULT_BUDGET) -> str:
@@ -94,12 +110,21 @@ def _units(items: Sequence[SummaryItem]) -> list[_Unit]:
         factor = (0.5 + min(1.0, max(0.0, item.importance))) * TYPE_WEIGHTS.get(
             item.memory_type, 1.0)
         pieces = [p for p in pieces if p]
+        meaning = _meaning(item.vector)
         for n, piece in enumerate(pieces):
             words = _words(piece)
             units.append(_Unit(_sentence(piece), (item.created_at, item.id, n), factor,
                                dict(Counter(words)), " ".join(words) or piece.casefold(),
-                               share=1.0 / len(pieces)))
+                               share=1.0 / len(pieces), meaning=meaning))
     return units
+
+
+def _meaning(vector) -> np.ndarray | None:
+    if vector is None:
+        return None
+    array = np.asarray(vector, dtype=np.float32).ravel()
+    norm = float(np.linalg.norm(array))
+    return array / norm if array.size and norm > 0 else None
 
 
 def _words(text: str) -> list[str]:
@@ -114,15 +139,20 @@ def _score(units: list[_Unit]) -> None:
     """Turns term counts into unit-length TF-IDF vectors and scores each unit."""
     df = Counter(term for u in units for term in u.vector)
     n = len(units)
+    idf = {t: math.log((n + 1) / (d + 1)) + 1 for t, d in df.items()}
+    rarest = max(idf.values(), default=1.0)
     centroid: Counter = Counter()
+    density = []
     for unit in units:
-        unit.vector = _normalised({t: c * (math.log((n + 1) / (df[t] + 1)) + 1)
-                                   for t, c in unit.vector.items()})
+        # Distinct words, each counting its rarity in the session (the rarest counts 1): a
+        # word every other note repeats ("again", "ran") says little.
+        density.append(min(1.0, sum(idf[t] for t in unit.vector) / rarest / DENSE_WORDS))
+        unit.vector = _normalised({t: c * idf[t] for t, c in unit.vector.items()})
         centroid.update({t: v * unit.share for t, v in unit.vector.items()})
     centre = _normalised(dict(centroid))
-    for unit in units:
+    for unit, dense in zip(units, density, strict=True):
         centrality = _cosine(unit.vector, centre) if unit.vector else 0.0
-        unit.score = (0.05 + centrality) * unit.weight_factor
+        unit.score = (0.05 + 0.3 * centrality + 0.7 * dense) * unit.weight_factor
 
 
 def _normalised(vector: dict[str, float]) -> dict[str, float]:
@@ -140,17 +170,28 @@ def _select(ranked: list[_Unit], budget: int) -> list[_Unit]:
     chosen: list[_Unit] = []
     keys: set[str] = set()
     used = -1  # no separator before the first unit
+    floor = ranked[0].score * KEEP_RATIO if ranked else 0.0
     for unit in ranked:
-        if budget - used < 2:
+        if budget - used < 2 or unit.score < floor:
             break
         if used + 1 + len(unit.text) > budget or unit.key in keys:
             continue
-        if any(_cosine(unit.vector, c.vector) >= DUPLICATE_SIMILARITY for c in chosen):
+        if any(_duplicates(unit, c) for c in chosen):
             continue
         chosen.append(unit)
         keys.add(unit.key)
         used += 1 + len(unit.text)
     return chosen
+
+
+def _duplicates(unit: _Unit, other: _Unit) -> bool:
+    """Near-duplicates by meaning when both memories have embeddings (sentences of one
+    memory share its vector, so they are compared by words), else by words."""
+    if (unit.meaning is not None and other.meaning is not None
+            and unit.order[1] != other.order[1]
+            and unit.meaning.shape == other.meaning.shape):
+        return float(unit.meaning @ other.meaning) >= DUPLICATE_MEANING
+    return _cosine(unit.vector, other.vector) >= DUPLICATE_SIMILARITY
 
 
 def _truncate(text: str, budget: int) -> str:

@@ -46,11 +46,15 @@ def test_a_tight_budget_keeps_the_central_important_memories_not_the_off_topic_o
     assert len(summary) <= 200
 
 
-def test_a_generous_budget_keeps_everything_in_chronological_order():
+def test_a_generous_budget_keeps_what_matters_in_chronological_order_and_stops():
+    # Before issue 9 a generous budget kept every memory; now the off-topic note, far
+    # below the best, is dropped even though room remains.
     summary = summarize(list(reversed(SESSION)), budget=5000)
-    positions = [summary.index(i.content.split()[0] + " " + i.content.split()[1])
-                 for i in SESSION]
+    kept = [i for i in SESSION if i.content in summary]
+    assert {"0002", "0004", "0005"} <= {i.id for i in kept} and len(kept) < len(SESSION)
+    positions = [summary.index(i.content) for i in kept]
     assert positions == sorted(positions)
+    assert "coffee" not in summary
 
 
 def test_importance_decides_between_equally_central_memories():
@@ -102,3 +106,96 @@ def test_unicode_memories_are_summarized():
 def test_the_same_memories_in_any_order_give_the_same_summary():
     assert summarize(SESSION, budget=250) == summarize(list(reversed(SESSION)), budget=250)
     assert summarize(SESSION, budget=250) == summarize(SESSION[3:] + SESSION[:3], budget=250)
+
+
+# --- summaries worth keeping (issue 9, point 4) ----------------------------------------------
+
+DECISIONS = [
+    "Decided to move the session store from Redis to PostgreSQL so restarts lose nothing.",
+    "Decided: API keys are hashed with SHA-256 and shown once at creation.",
+    "Chose pgvector HNSW over IVFFlat for the memory index; recall is better at our size.",
+    "Agreed to cap batch writes at 100 memories and answer 413 beyond the token budget.",
+    "Decision: soft deletes everywhere, purged after 30 days by a management command.",
+]
+TEST_RUNS = [
+    "Ran the test suite again, all green.", "Ran the test suite again: green.",
+    "Ran the full test suite again, everything passes.", "Ran the test suite again, still green.",
+    "Ran the test suite one more time, all green.",
+    "Ran the test suite again after the rebase, green.",
+    "Ran the test suite again; all tests pass.", "Test suite run again, all green.",
+    "Ran the test suite again, no failures.", "Ran the whole test suite again, green again.",
+]
+ROUTINE = [
+    "Grabbed coffee while CI ran.", "Took a short break while the build finished.",
+    "Waited for CI to finish.", "Checked email while the pipeline ran.",
+    "Refilled water, back at the desk.", "CI is running, getting coffee.",
+    "Lunch break while the containers rebuilt.", "Restarted the laptop after an OS update.",
+    "Closed some browser tabs to free memory.", "Stand-up meeting, nothing new to report.",
+    "Read Slack while the tests ran.", "Pulled the latest main branch.",
+    "Updated the local virtualenv.", "Re-opened the editor after it froze.",
+    "Grabbed a snack while the docker images pulled.", "Waited for the review bot to comment.",
+    "Cleared the terminal and started again.", "Rebased on main, no conflicts.",
+    "Pushed the branch to the remote.", "Switched to the other monitor setup.",
+]
+OTHER = [
+    "The migration for the session table takes about two seconds on a copy of production.",
+    "Renamed the memories_app search helper for clarity.",
+    "Looked at the health endpoint output format.",
+    "Noted that the admin list page needs a filter by agent.",
+    "Compared two JSON error body layouts.",
+]
+
+
+def forty_memory_session() -> list[SummaryItem]:
+    """Five key decisions, ten near-identical test-suite notes, twenty routine notes and
+    five ordinary ones, interleaved as a real session would have them."""
+    decisions = [item(n, text, 0.8, "insight") for n, text in enumerate(DECISIONS)]
+    rest = [item(10 + n, text, 0.5, "event") for n, text in enumerate(TEST_RUNS + ROUTINE)]
+    rest += [item(40 + n, text) for n, text in enumerate(OTHER)]
+    return sorted(decisions + rest, key=lambda i: (i.id[-1], i.id))
+
+
+def test_a_session_of_decisions_test_runs_and_routine_notes_is_summarized_by_its_decisions():
+    summary = summarize(forty_memory_session())
+    assert all(decision in summary for decision in DECISIONS)
+    assert sum(summary.count(run) for run in TEST_RUNS) <= 1
+    assert not [note for note in ROUTINE if note in summary]
+    assert len(summary) < 800  # it stops: the default budget (1,000) is not filled
+
+
+def test_units_far_below_the_best_are_dropped_even_when_budget_remains():
+    items = [item(1, "Root cause of the outage: the payment worker regenerates its "
+                     "idempotency key after every restart.", 0.9, "insight"),
+             item(2, "Coffee.", 0.1, "event")]
+    assert "Coffee" not in summarize(items, budget=5000)
+
+
+def unit(*values: float) -> list[float]:
+    return [*values, *([0.0] * (8 - len(values)))]
+
+
+def test_near_duplicates_by_meaning_count_once_when_the_memories_have_vectors():
+    # Different words, same meaning: only the vectors can tell.
+    same = [item(1, "Production deploys are frozen on Fridays after two in the afternoon.",
+                 0.9, "insight"),
+            item(2, "No shipping to prod late on the last workday of the week.", 0.9, "insight")]
+    other = item(3, "The staging database was upgraded to PostgreSQL 16 without downtime.",
+                 0.9, "insight")
+    without = summarize([*same, other], budget=5000)
+    assert all(i.content in without for i in [*same, other])
+
+    vectors = {"0001": unit(1.0, 0.1), "0002": unit(0.95, 0.3), "0003": unit(0.0, 0.0, 1.0)}
+    with_vectors = [SummaryItem(**{**i.__dict__, "vector": vectors[i.id]})
+                    for i in [*same, other]]
+    summary = summarize(with_vectors, budget=5000)
+    assert sum(i.content in summary for i in same) == 1
+    assert other.content in summary
+
+
+def test_sentences_of_one_memory_are_not_duplicates_of_each_other_by_its_vector():
+    long = " ".join(f"Finding {n}: the {word} service needs its own connection pool."
+                    for n, word in enumerate(["billing", "search", "export", "auth", "mail",
+                                              "report", "upload", "audit", "notify"]))
+    summary = summarize([SummaryItem(id="1", content=long, created_at=T0, importance=0.8,
+                                     vector=unit(1.0))], budget=5000)
+    assert summary.count("Finding") > 1
