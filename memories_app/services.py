@@ -238,9 +238,12 @@ def memory_search(
     min_importance: float | None = None,
     metadata_filter: dict | None = None,
     include_confidential: bool = False,
+    exclude_ids: list | None = None,
 ) -> list[search.Hit]:
     """Ranks the account's live memories for ``text``; filters only narrow the candidates."""
     queryset = Memory.objects.live().for_account(account).with_project_id()
+    if exclude_ids:
+        queryset = queryset.exclude(pk__in=exclude_ids)
     if agent_ref:
         queryset = queryset.filter(agent__in=Agent.objects.live().for_account(account)
                                    .by_ref(agent_ref))

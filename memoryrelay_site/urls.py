@@ -22,6 +22,7 @@ urlpatterns = [
     path("v1/", include("knowledge_app.urls")),
     path("v1/", include("memories_app.urls")),
     path("v1/", include("sessions_app.urls")),
+    path("v2/", include("memories_app.urls_v2")),
 ]
 
 handler404 = "memoryrelay_site.views.not_found"

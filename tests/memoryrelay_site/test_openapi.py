@@ -16,6 +16,8 @@ PROJECT_PATHS = ("/v1/projects",)
 # Checked by tests/memories_app/test_memory_extras.py.
 EXTRA_PATHS = ("/v1/memories/{id}/importance", "/v1/memories/maintenance",
                "/v1/agents/{id}/stats", "/v1/embed", "/v1/quota")
+# Checked by tests/memories_app/test_context_bundles.py (/v2/context and /v2/context/build).
+CONTEXT_PATHS = ("/v2/context",)
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def schema(anon, db):
 
 def served_routes() -> set[tuple[str, str]]:
     """(path, method) for every route the apps serve, in the documented spelling."""
-    return served_operations() | {("/v1/health", "get")}
+    return served_operations() | served_operations("v2/") | {("/v1/health", "get")}
 
 
 def test_the_schema_lists_exactly_the_served_routes(schema):
@@ -206,7 +208,8 @@ def test_every_response_matches_its_documented_schema(schema, client, anon, acco
         conflict = getattr(client, method)("/v1/agents/ops2", {"name": "taken"}, format="json")
         assert check(conflict, "/v1/agents/{id}", method)["code"] == 409
     documented = {(p, m) for p, ops in schema["paths"].items() for m in ops
-                  if not p.startswith(KNOWLEDGE_PATHS + PROJECT_PATHS + EXTRA_PATHS)}
+                  if not p.startswith(KNOWLEDGE_PATHS + PROJECT_PATHS + EXTRA_PATHS
+                                         + CONTEXT_PATHS)}
     assert documented == {(p, m) for p, m, _ in check.seen}
 
 

@@ -1,0 +1,12 @@
+"""Routes of ``/v2`` (the hosted service's asynchronous API), included by the root urls
+under ``v2/``."""
+
+from django.urls import re_path
+
+from .context_api import ContextBundleView
+
+urlpatterns = [
+    # context bundles: the MCP server's context_build, OpenClaw's buildContextV2
+    re_path(r"^context/build/?$", ContextBundleView.as_view(), name="context-build"),
+    re_path(r"^context/?$", ContextBundleView.as_view(), name="context"),
+]
