@@ -1,4 +1,5 @@
-"""The extractive summarizer, directly (no database)."""
+"""The extractive summarizer, directly (no database), and a session summarized through the API
+with its stored embeddings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sessions_app.summarizer import SummaryItem, summarize
+from tests.conftest import requires_model
 
 T0 = datetime(2026, 3, 17, 10, 0, tzinfo=UTC)
 
@@ -199,3 +201,24 @@ def test_sentences_of_one_memory_are_not_duplicates_of_each_other_by_its_vector(
     summary = summarize([SummaryItem(id="1", content=long, created_at=T0, importance=0.8,
                                      vector=unit(1.0))], budget=5000)
     assert summary.count("Finding") > 1
+
+
+@requires_model
+def test_a_session_summary_counts_paraphrases_once_by_their_stored_embeddings(client):
+    # The two say the same with different words (all-MiniLM-L6-v2 cosine 0.87, their words'
+    # only 0.23): the summary of the session takes the stored vectors into account.
+    same = ["The staging database was upgraded to PostgreSQL 16.",
+            "Staging now runs Postgres version 16 after the upgrade."]
+    other = "The nightly backup now runs at 03:00 UTC and keeps thirty days of archives."
+    without_vectors = summarize([item(n, text) for n, text in enumerate([*same, other])],
+                                budget=5000)
+    assert all(text in without_vectors for text in [*same, other])
+    session = client.post("/v1/sessions", {"agent_id": "ops"}, format="json").json()["id"]
+    for content in [*same, other]:
+        response = client.post("/v1/memories", {"content": content, "agent_id": "ops",
+                                                "session_id": session, "importance": 0.8},
+                               format="json")
+        assert response.status_code == 201, response.content
+    summary = client.post(f"/v1/sessions/{session}/summarize").json()["summary"]
+    assert sum(text in summary for text in same) == 1
+    assert other in summary
