@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from memories_app.embeddings import get_provider
+
 
 def record(client, **body):
     body = {"title": "Use PostgreSQL", "rationale": "We need JSONB and pgvector.", **body}
@@ -43,3 +45,18 @@ def adopt(client, pattern: dict, slug: str):
                            format="json")
     assert response.status_code == 200, response.content
     return response.json()
+
+
+@pytest.fixture
+def embed_calls(monkeypatch):
+    """The texts given to the embedding provider, call by call."""
+    provider = get_provider()
+    calls = []
+    real = provider.embed
+
+    def counting(texts):
+        calls.append(list(texts))
+        return real(texts)
+
+    monkeypatch.setattr(provider, "embed", counting)
+    return calls

@@ -4,14 +4,16 @@ import tempfile
 
 from django.core.management.base import BaseCommand, CommandError
 
-from memories_app.backup import account_export
+from knowledge_app.backup import account_export
+from knowledge_app.backup.kinds import KINDS
 from memoryrelay_site.errors import ServiceError
 
 
 class Command(BaseCommand):
     help = (
         "Write one account (--account USERNAME) or all of them, with their agents, sessions, "
-        "memories and embeddings, as JSON Lines to FILE (-o; default: standard output). "
+        "projects and their relationships, memories, decisions, patterns and adoptions, and "
+        "embeddings, as JSON Lines to FILE (-o; default: standard output). "
         "Restore with `manage.py import FILE`. API keys and passwords are not included."
     )
 
@@ -38,10 +40,9 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(exc.message) from None
         counts = report.counts
-        self.stderr.write(
-            f"Exported {counts['account']} accounts, {counts['agent']} agents, "
-            f"{counts['session']} sessions, {counts['memory']} memories"
-            + ("" if output == "-" else f" to {output}") + ".")
+        rows = ", ".join(f"{counts[name]} {kind.plural}" for name, kind in KINDS.items())
+        self.stderr.write(f"Exported {counts['account']} accounts, {rows}"
+                          + ("" if output == "-" else f" to {output}") + ".")
 
     def _to_file(self, path, **kwargs):
         """Written beside the target and renamed at the end: a cut-off export never takes

@@ -4,7 +4,8 @@ import tempfile
 
 from django.core.management.base import BaseCommand, CommandError
 
-from memories_app.backup import backup_import
+from knowledge_app.backup import backup_import
+from knowledge_app.backup.kinds import KINDS
 from memories_app.embeddings import get_provider
 from memoryrelay_site.errors import ServiceError
 
@@ -14,7 +15,8 @@ class Command(BaseCommand):
         "Restore a file written by `manage.py export` (- reads standard input). Every line "
         "is checked first; then all of it is written in one transaction, or nothing. Rows "
         "are matched by id (importing twice changes nothing) and accounts by username. "
-        "Memories embedded by another model than this server's are re-embedded."
+        "Memories, decisions and patterns embedded by another model than this server's are "
+        "re-embedded. Reads format versions 1 and 2."
     )
 
     def add_arguments(self, parser):
@@ -22,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true",
                             help="check the whole file, write nothing")
         parser.add_argument("--no-reembed", action="store_true",
-                            help="leave memories of another model for `manage.py reembed`")
+                            help="leave vectors of another model for `manage.py reembed`")
         parser.add_argument("--progress-every", type=int, default=10_000, metavar="LINES")
 
     def handle(self, *args, file, dry_run, no_reembed, progress_every, **options):
@@ -48,9 +50,9 @@ class Command(BaseCommand):
         return spool
 
     def _summary(self, report) -> str:
-        kinds = ("account", "agent", "session", "memory")
+        kinds = ["account", *KINDS]
         if report.dry_run:
-            found = ", ".join(f"{report.counts[k]} {_plural(k)}" for k in kinds)
+            found = ", ".join(f"{report.counts.get(k, 0)} {_plural(k)}" for k in kinds)
             return f"Checked {report.lines} lines: {found}. Nothing was written (dry run)."
         done = ", ".join(f"{_plural(k)} {report.created[k]} created / {report.updated[k]} "
                          + ("matched by username" if k == "account" else "updated")
@@ -60,7 +62,7 @@ class Command(BaseCommand):
                  f"by another model than this server's {get_provider().name}), "
                  f"{report.vectors_missing} missing in the file."]
         if report.reembedded or report.reembed_failed:
-            lines.append(f"Re-embedded {report.reembedded} memories; "
+            lines.append(f"Re-embedded {report.reembedded} memories, decisions and patterns; "
                          f"{report.reembed_failed} failed (run `manage.py reembed`).")
         elif report.vectors_dropped or report.vectors_missing:
             lines.append("Run `manage.py reembed` to embed them for semantic search.")
@@ -68,4 +70,4 @@ class Command(BaseCommand):
 
 
 def _plural(kind: str) -> str:
-    return "memories" if kind == "memory" else f"{kind}s"
+    return "accounts" if kind == "account" else KINDS[kind].plural

@@ -17,12 +17,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from knowledge_app.backup import ImportRefused, account_export, backup_import
+from knowledge_app.backup.kinds import KINDS
 from memories_app import vectors
-from memories_app.backup import ImportRefused, account_export, backup_import
 from memories_app.embeddings import DIMENSION, get_provider
 from memories_app.models import Memory
 from memories_app.services import memory_create, memory_delete
-from sessions_app.models import Agent, Session
+from sessions_app.models import Agent
 from sessions_app.services import agent_delete, session_create, session_end
 
 User = get_user_model()
@@ -54,17 +55,14 @@ def data(account, other_account):
 def snapshot() -> dict[str, list[dict]]:
     """Every row of every kind, by id, with the account named and vectors as bytes."""
     rows = {}
-    for name, model in (("agent", Agent), ("session", Session), ("memory", Memory)):
+    for name, kind in KINDS.items():
         rows[name] = [
-            {**row, "embedding": None if row.get("embedding") is None
-             else row["embedding"].astype("<f4").tobytes()}
-            for row in model.objects.order_by("pk").values(
-                *[f.attname for f in model._meta.concrete_fields if f.name != "account"],
+            {**row, **({} if "embedding" not in row else {"embedding": None if row[
+                "embedding"] is None else row["embedding"].astype("<f4").tobytes()})}
+            for row in kind.model._base_manager.order_by("pk").values(
+                *[f.attname for f in kind.model._meta.concrete_fields if f.name != "account"],
                 "account__username")
         ]
-        for row in rows[name]:
-            if name != "memory":
-                row.pop("embedding")
     return rows
 
 
@@ -80,6 +78,11 @@ def run_import(text: str, **kwargs):
 
 def wipe() -> None:
     User.objects.all().delete()  # cascades to keys, agents, sessions and memories
+
+
+def by_kind(**counts) -> dict[str, int]:
+    """A count for every kind of the file: zero unless given."""
+    return {**dict.fromkeys(["account", *KINDS], 0), **counts}
 
 
 def records(text: str) -> list[dict]:
@@ -145,7 +148,7 @@ def test_export_then_import_into_an_empty_server_gives_back_every_row_exactly(da
     wipe()
     report = run_import(text)
     assert snapshot() == before  # ids, content, metadata, timestamps, deletions, vectors
-    assert report.created == {"account": 2, "agent": 3, "session": 1, "memory": 5}
+    assert report.created == by_kind(account=2, agent=3, session=1, memory=5)
     assert report.vectors_kept == 4 and report.vectors_dropped == 0
     assert set(User.objects.values_list("username", flat=True)) == {"alice", "mallory"}
     assert not User.objects.get(username="alice").has_usable_password()
@@ -153,10 +156,10 @@ def test_export_then_import_into_an_empty_server_gives_back_every_row_exactly(da
 
 def test_each_line_has_a_kind_and_timestamps_keep_their_microseconds(data):
     items = records(export())
-    assert items[0]["kind"] == "header" and items[0]["version"] == 1
+    assert items[0]["kind"] == "header" and items[0]["version"] == 2
     assert items[0]["embedding_model"] == get_provider().name
-    assert items[-1] == {"kind": "end", "counts": {"account": 2, "agent": 3, "session": 1,
-                                                    "memory": 5}}
+    assert items[-1] == {"kind": "end", "counts": by_kind(account=2, agent=3, session=1,
+                                                           memory=5)}
     memory = next(i for i in items if i["kind"] == "memory" and i["embedding"])
     assert len(base64.b64decode(memory["embedding"])) == 4 * DIMENSION
     stored = Memory.objects.get(pk=memory["id"]).created_at
@@ -172,8 +175,8 @@ def test_importing_the_same_file_twice_updates_and_never_duplicates(data):
     once = snapshot()
     again = run_import(text)
     assert snapshot() == once
-    assert again.created == {"account": 0, "agent": 0, "session": 0, "memory": 0}
-    assert again.updated == {"account": 2, "agent": 3, "session": 1, "memory": 5}
+    assert again.created == by_kind()
+    assert again.updated == by_kind(account=2, agent=3, session=1, memory=5)
 
 
 def test_importing_over_the_live_server_restores_edits_and_deletions(data, account):
@@ -312,11 +315,11 @@ def test_a_live_agent_name_taken_by_another_agent_on_this_server_is_refused(data
 
 
 def test_a_database_refusal_during_the_writes_rolls_everything_back(data, monkeypatch):
-    from memories_app import backup
+    from knowledge_app.backup import importer
 
     text = export()
     wipe()
-    real = backup._upsert
+    real = importer._upsert
 
     def fail_on_memories(model, objs):
         if model is Memory:
@@ -324,27 +327,13 @@ def test_a_database_refusal_during_the_writes_rolls_everything_back(data, monkey
             raise IntegrityError("boom")
         real(model, objs)
 
-    monkeypatch.setattr(backup, "_upsert", fail_on_memories)
+    monkeypatch.setattr(importer, "_upsert", fail_on_memories)
     with pytest.raises(ImportRefused, match="nothing was imported"):
         run_import(text)
     assert not User.objects.exists() and not Agent.objects.exists()
 
 
 # --- embeddings: same model keeps, another model re-embeds ----------------------------------
-
-
-@pytest.fixture
-def embed_calls(monkeypatch):
-    provider = get_provider()
-    calls = []
-    real = provider.embed
-
-    def counting(texts):
-        calls.append(list(texts))
-        return real(texts)
-
-    monkeypatch.setattr(provider, "embed", counting)
-    return calls
 
 
 def test_an_import_into_a_server_with_the_same_model_embeds_nothing(data, embed_calls):
@@ -422,7 +411,8 @@ def test_the_commands_round_trip_through_a_file_and_standard_input(tmp_path, mon
     path = tmp_path / "backup.jsonl"
     err = io.StringIO()
     call_command("export", "--account", "carol", "-o", str(path), stderr=err)
-    assert "Exported 1 accounts, 1 agents, 0 sessions, 1 memories" in err.getvalue()
+    assert ("Exported 1 accounts, 1 agents, 0 sessions, 0 projects, 0 project relationships, "
+            "1 memories, 0 decisions" in err.getvalue())
     wipe()
     out = io.StringIO()
     call_command("import", str(path), "--dry-run", stdout=out)
@@ -454,7 +444,7 @@ def test_import_reports_progress_and_a_refused_file_is_a_command_error(tmp_path,
 # --- a file from another database ------------------------------------------------------------
 
 
-def foreign_file() -> str:
+def foreign_file(version: int = 2) -> str:
     """An export as another server (SQLite or PostgreSQL) writes it, built by hand."""
     rng = np.random.default_rng(7)
     vector = rng.standard_normal(DIMENSION).astype("<f4")
@@ -463,7 +453,7 @@ def foreign_file() -> str:
     at = "2025-03-17T10:00:00.123456+00:00"
     later = "2025-03-17T11:30:00.000001+00:00"
     return lines_of([
-        {"kind": "header", "format": "memoryrelay-export", "version": 1,
+        {"kind": "header", "format": "memoryrelay-export", "version": version,
          "exported_at": later, "embedding_model": get_provider().name,
          "embedding_dimension": DIMENSION, "embedding_encoding": "base64-float32-le",
          "account": None},
@@ -483,7 +473,8 @@ def foreign_file() -> str:
          "visibility": "confidential", "importance": 0.123456789, "tier": "cold",
          "embedding": base64.b64encode(vector.tobytes()).decode(),
          "embedding_model": get_provider().name, "created_at": later, "updated_at": later},
-        {"kind": "end", "counts": {"account": 1, "agent": 1, "session": 1, "memory": 1}},
+        {"kind": "end", "counts": {**(by_kind() if version > 1 else {}), "account": 1,
+                                   "agent": 1, "session": 1, "memory": 1}},
     ])
 
 
@@ -496,3 +487,15 @@ def test_a_file_from_another_database_imports_and_exports_back_line_for_line(db)
     for got, want in zip(again[1:], expected[1:], strict=True):  # all but exported_at
         assert {k: v for k, v in got.items() if got.get(k) != want.get(k)} == {
             k: v for k, v in want.items() if got.get(k) != want.get(k)}
+
+
+def test_a_version_1_file_still_imports_and_holds_only_its_four_kinds(db):
+    text = foreign_file(version=1)
+    report = run_import(text)
+    assert report.version == 1 and report.created == by_kind(account=1, agent=1, session=1,
+                                                             memory=1)
+    assert Memory.objects.get().content.startswith("Caf\u00e9")
+    items = records(text)
+    items.insert(-1, {"kind": "project", "id": str(uuid.uuid4()), "account": "dana"})
+    with pytest.raises(ImportRefused, match=f"line {len(items) - 1}: unknown kind 'project'"):
+        run_import(lines_of(items))

@@ -1,0 +1,105 @@
+"""Export: every kind of every account (or one), streamed page by page from one snapshot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO
+
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from memories_app.embeddings import DIMENSION, get_provider
+from memoryrelay_site.errors import Invalid
+
+from .codec import ACCOUNT_FIELDS, dump, dump_account, fields_of, key
+from .kinds import KINDS
+
+FORMAT, VERSION, ENCODING = "memoryrelay-export", 2, "base64-float32-le"
+READS = (1, 2)  # the versions import reads (1: accounts, agents, sessions, memories)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportReport:
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def account_export(*, out: IO[str], account: str | None = None, chunk_size: int = 1000,
+                   progress: Progress | None = None, progress_every: int = 10_000
+                   ) -> ExportReport:
+    """Writes one account (a username) or all of them to ``out`` as JSON Lines."""
+    users = get_user_model().objects.order_by("username")
+    if account is not None:
+        users = users.filter(username=account)
+        if not users.exists():
+            raise Invalid(f"No account named {account!r}", field="account")
+    counts = dict.fromkeys(["account", *KINDS], 0)
+    write(out, {"kind": "header", "format": FORMAT, "version": VERSION,
+                "exported_at": timezone.now().isoformat(timespec="microseconds"),
+                "embedding_model": get_provider().name, "embedding_dimension": DIMENSION,
+                "embedding_encoding": ENCODING, "account": account})
+    with _snapshot():
+        for user in users.iterator(chunk_size=chunk_size):
+            write(out, {"kind": "account",
+                        **{name: dump_account(user, name) for name in ACCOUNT_FIELDS}})
+            counts["account"] += 1
+            for name, kind in KINDS.items():
+                for record in _rows(kind.model, user, chunk_size):
+                    write(out, {"kind": name, **record})
+                    counts[name] += 1
+                    if progress and counts[name] % progress_every == 0:
+                        progress(f"exported {counts[name]:,} {name} lines")
+    write(out, {"kind": "end", "counts": counts})
+    return ExportReport(counts=counts)
+
+
+def write(out: IO[str], record: dict) -> None:
+    out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def _rows(model, user, chunk_size: int) -> Iterator[dict]:
+    """The account's rows oldest first, one query per page, keyed on (created_at, id)."""
+    fields = fields_of(model)
+    names = [f.attname for f in fields]
+    at, pk = names.index("created_at"), names.index("id")
+    rows = model._base_manager.filter(account=user).order_by("created_at", "id")
+    rows = rows.values_list(*names)
+    last = None
+    while True:
+        page = rows if last is None else rows.filter(
+            Q(created_at__gt=last[at]) | Q(created_at=last[at], id__gt=last[pk]),
+            created_at__gte=last[at])
+        batch = list(page[:chunk_size])
+        for row in batch:
+            yield {key(f): (user.username if f.name == "account" else dump(f, value))
+                   for f, value in zip(fields, row, strict=True)}
+        if len(batch) < chunk_size:
+            return
+        last = batch[-1]
+
+
+@contextmanager
+def _snapshot():
+    """One consistent read snapshot for the whole export, without a write lock: a memory
+    never names a session written after the sessions were read."""
+    if connection.in_atomic_block:
+        yield
+    elif connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+    else:  # SQLite: a deferred transaction reads one WAL snapshot and blocks no writer
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("COMMIT")

@@ -1,0 +1,166 @@
+"""Import: the whole file checked first, then written in one transaction, or nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import IO
+
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, connection, transaction
+from django.db.models.constants import OnConflict
+
+from knowledge_app.services import knowledge_reembed
+from memories_app.embeddings import get_provider
+from memories_app.services import memories_reembed
+
+from .codec import ImportRefused
+from .export import Progress
+from .kinds import KINDS
+from .reader import ImportReport, Line, Reader, describe
+
+CHUNK = 500
+
+
+def backup_import(*, file: IO[bytes], dry_run: bool = False, reembed: bool = True,
+                  progress: Progress | None = None, progress_every: int = 10_000
+                  ) -> ImportReport:
+    """Imports a file written by :func:`account_export`: checks every line first, then
+    writes everything in one transaction, or nothing. ``file`` must be seekable."""
+    report = ImportReport(dry_run=dry_run)
+    for chunk in _chunks(file, report, progress, progress_every, "checked"):
+        _check_chunk(chunk)
+    if dry_run:
+        return report
+    file.seek(0)
+    writer = _Writer(report)
+    try:
+        with transaction.atomic():
+            for chunk in _chunks(file, ImportReport(), progress, progress_every, "imported"):
+                writer.write(chunk)
+            writer.link_forward()
+    except DatabaseError as exc:
+        where = f"lines {writer.where[0]}-{writer.where[1]}: " if writer.where else ""
+        raise ImportRefused(f"{where}the database refused a row ({exc}); nothing was "
+                            "imported") from None
+    if reembed and report.vectors_dropped + report.vectors_missing and get_provider().available:
+        _reembed(report)
+    return report
+
+
+def _reembed(report: ImportReport) -> None:
+    """Embeds, after the commit and outside any lock, what the import stored without a
+    vector (made by another model, or missing in the file)."""
+    memories, knowledge = memories_reembed(), knowledge_reembed()
+    failed = memories.failed + knowledge.failed
+    report.reembedded = memories.stale + knowledge.decisions + knowledge.patterns - failed
+    report.reembed_failed = failed
+
+
+def _chunks(file, report: ImportReport, progress, every: int, verb: str
+            ) -> Iterator[list[Line]]:
+    """Validated lines, grouped in runs of one kind of at most ``CHUNK``."""
+    chunk: list[Line] = []
+    for line in Reader(report).lines(file):
+        if chunk and (line.kind != chunk[0].kind or len(chunk) >= CHUNK):
+            yield chunk
+            chunk = []
+        chunk.append(line)
+        if progress and line.number % every == 0:
+            progress(f"{verb} {line.number:,} lines")
+    if chunk:
+        yield chunk
+
+
+def _check_chunk(chunk: list[Line]) -> None:
+    """What only the database can tell: ids owned by another account, and unique values
+    (a live name, external id, slug, edge or adoption) taken by other rows of the account."""
+    if chunk[0].kind == "account":
+        return
+    spec = KINDS[chunk[0].kind]
+    rows = spec.model._base_manager
+    by_id = {line.obj.id: line for line in chunk}
+    for pk, owner in rows.filter(pk__in=by_id).values_list("pk", "account__username"):
+        line = by_id[pk]
+        if owner != line.account:
+            raise ImportRefused(f"{spec.name} {pk} belongs to another account on this server",
+                                line=line.number)
+    for line in chunk if spec.unique else []:
+        values = tuple(getattr(line.obj, name) for name in spec.unique)
+        if None in values or getattr(line.obj, "deleted_at", None) is not None:
+            continue
+        live = {"deleted_at__isnull": True} if spec.soft_deleted else {}
+        taken = (rows.filter(account__username=line.account, **live,
+                             **dict(zip(spec.unique, values, strict=True)))
+                 .exclude(pk=line.obj.id).values_list("pk", flat=True).first())
+        if taken:
+            raise ImportRefused(f"{describe(spec.unique, values)} is taken by the live "
+                                f"{spec.name} {taken} of {line.account!r} on this server",
+                                line=line.number)
+
+
+class _Writer:
+    """Upserts validated chunks by id, keeping every field as it was, ``updated_at``
+    included (a raw insert, as ``loaddata`` does). Links that may point forward are
+    written once every row is in."""
+
+    def __init__(self, report: ImportReport):
+        self.report = report
+        self.user_ids: dict[str, int] = {}
+        self.forward: list[tuple[str, uuid.UUID, str, uuid.UUID, int]] = []
+        self.where: tuple[int, int] | None = None
+
+    def write(self, chunk: list[Line]) -> None:
+        self.where = (chunk[0].number, chunk[-1].number)
+        if chunk[0].kind == "account":
+            for line in chunk:
+                self._account(line.record)
+            return
+        spec = KINDS[chunk[0].kind]
+        objs = {}
+        for line in chunk:  # a row listed twice: the later line wins
+            line.obj.account_id = self.user_ids[line.account]
+            for name in spec.forward:
+                ref = getattr(line.obj, name)
+                if ref is not None:
+                    self.forward.append((spec.name, line.obj.id, name, ref, line.number))
+                setattr(line.obj, name, None)
+            objs[line.obj.id] = line.obj
+        existing = set(spec.model._base_manager.filter(pk__in=objs)
+                       .values_list("pk", flat=True))
+        _upsert(spec.model, list(objs.values()))
+        self.report.updated[spec.name] += len(existing)
+        self.report.created[spec.name] += len(objs) - len(existing)
+
+    def link_forward(self) -> None:
+        """Sets the links held back (``superseded_by``), ``CHUNK`` rows per query."""
+        for start in range(0, len(self.forward), CHUNK):
+            batch = self.forward[start:start + CHUNK]
+            self.where = (batch[0][4], batch[-1][4])
+            for kind, name in {(kind, name) for kind, _, name, _, _ in batch}:
+                model = KINDS[kind].model
+                rows = [model(id=pk, **{name: ref})
+                        for k, pk, n, ref, _ in batch if (k, n) == (kind, name)]
+                model._base_manager.bulk_update(rows, [name.removesuffix("_id")])
+
+    def _account(self, record: dict) -> None:
+        users = get_user_model()
+        user = users.objects.filter(username=record["username"]).first()
+        if user is None:
+            user = users(**record)
+            user.set_unusable_password()
+            user.save()
+            self.report.created["account"] += 1
+        else:
+            self.report.updated["account"] += 1  # matched by username, left as it is
+        self.user_ids[user.username] = user.pk
+
+
+def _upsert(model, objs: list) -> None:
+    fields = [f for f in model._meta.concrete_fields]
+    update = [f for f in fields if not f.primary_key]
+    size = max(1, connection.ops.bulk_batch_size(fields, objs) or len(objs))
+    for start in range(0, len(objs), size):
+        model._base_manager._insert(
+            objs[start:start + size], fields=fields, raw=True, on_conflict=OnConflict.UPDATE,
+            update_fields=update, unique_fields=[model._meta.pk])

@@ -1,0 +1,98 @@
+"""The kinds of row a backup holds, in file order, and what the import checks for each.
+
+Adding a model to the backup is one entry here: its links (checked against the rows listed
+before it), the fields unique among live rows, and the database's check constraints as
+plain rules (so a bad line names its number instead of failing the transaction)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.db import models
+
+from knowledge_app.models import Decision, DecisionStatus, Pattern, PatternAdoption
+from memories_app.models import Memory
+from sessions_app.models import (
+    SLUG_PATTERN,
+    Agent,
+    Project,
+    ProjectRelationship,
+    Session,
+    SessionStatus,
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    model: type[models.Model]
+    plural: str
+    # (field, kind): the id of a row of that kind and of the same account, listed before.
+    links: tuple[tuple[str, str], ...] = ()
+    # Links that may also name a row listed after (written once every row is in).
+    forward: tuple[str, ...] = ()
+    # Fields whose values are unique among the account's live rows.
+    unique: tuple[str, ...] = ()
+    since: int = 1  # the format version that brought it
+
+    @property
+    def soft_deleted(self) -> bool:
+        return any(f.name == "deleted_at" for f in self.model._meta.concrete_fields)
+
+    @property
+    def embedded(self) -> bool:
+        return any(f.name == "embedding" for f in self.model._meta.concrete_fields)
+
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    Kind("agent", Agent, "agents", unique=("name",)),
+    Kind("session", Session, "sessions", links=(("agent_id", "agent"),),
+         unique=("external_id",)),
+    Kind("project", Project, "projects", unique=("slug",), since=2),
+    Kind("project_relationship", ProjectRelationship, "project relationships",
+         links=(("source_id", "project"), ("target_id", "project")),
+         unique=("source_id", "target_id", "relationship_type"), since=2),
+    Kind("memory", Memory, "memories", links=(("agent_id", "agent"), ("session_id", "session"))),
+    Kind("decision", Decision, "decisions",
+         links=(("agent_id", "agent"), ("session_id", "session"),
+                ("superseded_by_id", "decision")),
+         forward=("superseded_by_id",), since=2),
+    Kind("pattern", Pattern, "patterns", links=(("source_project_id", "project"),), since=2),
+    Kind("pattern_adoption", PatternAdoption, "pattern adoptions",
+         links=(("pattern_id", "pattern"), ("project_id", "project")),
+         unique=("pattern_id", "project_id"), since=2),
+)}
+# Kinds other rows link to: their ids (and accounts) are kept while a file is read.
+TARGETS = {target for kind in KINDS.values() for _, target in kind.links}
+
+
+def kinds_of(version: int) -> list[str]:
+    return [name for name, kind in KINDS.items() if kind.since <= version]
+
+
+def derive(kind: str, obj) -> None:
+    """Sets the fields the file leaves out because they follow from the others."""
+    if kind == "project":
+        obj.live_slug = obj.slug if obj.deleted_at is None else None
+
+
+def rule_broken(kind: str, obj) -> str | None:
+    """The check constraints of the models, tested here so a bad line names its number."""
+    if kind == "memory" and not 0.0 <= obj.importance <= 1.0:
+        return "importance must be between 0 and 1"
+    if kind == "session":
+        if (obj.status == SessionStatus.ENDED) != (obj.ended_at is not None):
+            return "an ended session needs ended_at, an active one must not have it"
+        if obj.ended_at is not None and obj.ended_at < obj.started_at:
+            return "ended_at is before started_at"
+    if kind == "project" and not re.fullmatch(SLUG_PATTERN, obj.slug):
+        return "slug must be lowercase letters, digits and hyphens"
+    if kind == "project_relationship" and obj.source_id == obj.target_id:
+        return "a project cannot be related to itself"
+    if kind == "decision" and obj.superseded_by_id is not None:
+        if obj.status != DecisionStatus.SUPERSEDED:
+            return "a decision with superseded_by must have the status superseded"
+        if obj.superseded_by_id == obj.id:
+            return "a decision cannot supersede itself"
+    return None

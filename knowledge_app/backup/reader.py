@@ -1,0 +1,246 @@
+"""Reading a file: each line parsed and checked on its own and against the lines before it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+
+from memories_app.embeddings import DIMENSION, get_provider
+
+from .codec import ACCOUNT_FIELDS, ImportRefused, fields_of, holds_nul, key, load
+from .export import ENCODING, FORMAT, READS
+from .kinds import KINDS, TARGETS, derive, kinds_of, rule_broken
+
+
+def _by_kind() -> dict[str, int]:
+    return dict.fromkeys(["account", *KINDS], 0)
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    version: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # lines of each kind
+    exported_with: str = ""
+    created: dict[str, int] = field(default_factory=_by_kind)
+    updated: dict[str, int] = field(default_factory=_by_kind)
+    vectors_kept: int = 0
+    vectors_dropped: int = 0  # made by another model: stored without, then re-embedded
+    vectors_missing: int = 0  # none in the file (the provider was down when written)
+    reembedded: int = 0
+    reembed_failed: int = 0
+    dry_run: bool = False
+
+
+@dataclass
+class Line:
+    number: int
+    kind: str
+    record: dict
+    obj: Any = None
+    account: str = ""
+
+
+class Reader:
+    def __init__(self, report: ImportReport):
+        self.report = report
+        self.accounts: set[str] = set()
+        self.owners: dict[str, dict[uuid.UUID, str]] = {kind: {} for kind in TARGETS}
+        self.later: dict[uuid.UUID, tuple[int, str, str, str]] = {}  # (line, account, link)
+        self.named: set[tuple] = set()  # ids named by a one-to-one forward link
+        self.live_values: set[tuple] = set()  # (kind, account, unique values)
+        self.kinds: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.provider = get_provider()
+
+    def lines(self, file) -> Iterator[Line]:
+        number, ended = 0, False
+        for number, raw in enumerate(file, 1):
+            record = self._parse(raw, number)
+            kind = record.get("kind")
+            if ended:
+                raise ImportRefused("nothing may follow the end line", line=number)
+            if number == 1:
+                self._header(record, number)
+            elif kind == "end":
+                self._links_to_later_lines()
+                self._end(record, number)
+                ended = True
+            elif kind == "account":
+                yield Line(number, kind, self._account(record, number))
+            elif kind in self.kinds:
+                yield self._row(kind, record, number)
+            else:
+                raise ImportRefused(f"unknown kind {kind!r}", line=number)
+        self.report.lines, self.report.counts = number, self.counts
+        if not number:
+            raise ImportRefused("the file is empty")
+        if not ended:
+            raise ImportRefused(
+                f"the file ends at line {number} without its end line (cut short?)")
+
+    def _parse(self, raw: bytes, number: int) -> dict:
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise ImportRefused(f"not valid JSON ({exc})", line=number) from None
+        if not isinstance(record, dict):
+            raise ImportRefused("each line must be a JSON object", line=number)
+        text = json.dumps(record, ensure_ascii=False)
+        try:  # what neither database can store: a lone surrogate, a NUL
+            text.encode()
+        except UnicodeEncodeError:
+            raise ImportRefused("a string holds a lone surrogate (not Unicode text)",
+                                line=number) from None
+        if "\\u0000" in text and holds_nul(record):
+            raise ImportRefused("a NUL character cannot be stored", line=number)
+        return record
+
+    def _header(self, record: dict, number: int) -> None:
+        if record.get("kind") != "header" or record.get("format") != FORMAT:
+            raise ImportRefused(f"not a {FORMAT} file (no header line)", line=number)
+        version = record.get("version")
+        if version not in READS or isinstance(version, bool):
+            raise ImportRefused(f"format version {version!r} is not supported (this server "
+                                f"reads versions {', '.join(map(str, READS))})", line=number)
+        if record.get("embedding_encoding") != ENCODING:
+            raise ImportRefused("unknown embedding_encoding", line=number)
+        self.kinds = kinds_of(version)
+        self.counts = dict.fromkeys(["account", *self.kinds], 0)
+        self.report.version = version
+        self.report.exported_with = str(record.get("embedding_model", ""))
+
+    def _end(self, record: dict, number: int) -> None:
+        if record.get("counts") != self.counts:
+            raise ImportRefused(f"the end line counts {record.get('counts')} but the file "
+                                f"holds {self.counts} (cut short or edited?)", line=number)
+
+    def _account(self, record: dict, number: int) -> dict:
+        unknown = set(record) - {"kind", *ACCOUNT_FIELDS}
+        username = record.get("username")
+        if unknown or not isinstance(username, str) or not username:
+            raise ImportRefused("an account line needs a username and only "
+                                f"{', '.join(ACCOUNT_FIELDS)}", line=number)
+        if username in self.accounts:
+            raise ImportRefused(f"account {username!r} appears twice", line=number)
+        users, values = get_user_model(), {}
+        for name in ACCOUNT_FIELDS:
+            if name in record:
+                try:
+                    values[name] = load(users._meta.get_field(name), record[name])
+                except ValueError as exc:
+                    raise ImportRefused(f"{name} {exc}", line=number) from None
+        try:
+            users(**values).clean_fields(exclude=["password"])
+        except ValidationError as exc:
+            name, messages = next(iter(exc.message_dict.items()))
+            raise ImportRefused(f"{name}: {messages[0]}", line=number) from None
+        self.accounts.add(username)
+        self.counts["account"] += 1
+        return values
+
+    def _row(self, kind: str, record: dict, number: int) -> Line:
+        model = KINDS[kind].model
+        fields = {key(f): f for f in fields_of(model)}
+        unknown = set(record) - set(fields) - {"kind"}
+        if unknown:
+            raise ImportRefused(f"unknown field {sorted(unknown)[0]!r}", line=number)
+        account = record.get("account")
+        if account not in self.accounts:
+            raise ImportRefused(f"account {account!r} has no account line before it",
+                                line=number)
+        values = {}
+        for name, f in fields.items():
+            required = name in ("id", "created_at") or not (f.null or f.has_default())
+            if name == "account" or (name not in record and not required):
+                continue
+            if name not in record:
+                raise ImportRefused(f"{name} is missing", line=number)
+            try:
+                values[f.attname] = load(f, record[name])
+            except ValueError as exc:
+                raise ImportRefused(f"{name} {exc}", line=number) from None
+        line = Line(number, kind, record, model(**values), account)
+        derive(kind, line.obj)
+        self._check_fields(line)
+        self._check_links(line)
+        self._check_unique(line)
+        if KINDS[kind].embedded:
+            self._vector(line.obj)
+        self.counts[kind] += 1
+        return line
+
+    def _check_fields(self, line: Line) -> None:
+        obj, number = line.obj, line.number
+        links = [f.name for f in obj._meta.concrete_fields if f.is_relation]
+        try:
+            obj.clean_fields(exclude=[*links, "embedding", "id"])
+        except ValidationError as exc:
+            name, messages = next(iter(exc.message_dict.items()))
+            raise ImportRefused(f"{name}: {messages[0]}", line=number) from None
+        problem = rule_broken(line.kind, obj)
+        if problem:
+            raise ImportRefused(problem, line=number)
+
+    def _check_links(self, line: Line) -> None:
+        obj, kind, number, account = line.obj, line.kind, line.number, line.account
+        spec = KINDS[kind]
+        for name, target in spec.links:
+            ref = getattr(obj, name)
+            if ref is None or self.owners[target].get(ref) == account:
+                pass
+            elif name in spec.forward and ref not in self.owners[target]:
+                self.later[ref] = (number, account, name, target)  # checked at the end
+            else:
+                raise ImportRefused(f"{name} {ref} is not a {target} of account {account!r} "
+                                    "listed before this line", line=number)
+            if ref is not None and name in spec.forward:  # a one-to-one link
+                if (kind, name, ref) in self.named:
+                    raise ImportRefused(f"{name} {ref} is named by another {kind} too",
+                                        line=number)
+                self.named.add((kind, name, ref))
+        if kind in self.owners:
+            if obj.id in self.owners[kind]:
+                raise ImportRefused(f"{kind} {obj.id} appears twice", line=number)
+            self.owners[kind][obj.id] = account
+
+    def _links_to_later_lines(self) -> None:
+        """Forward links (a decision superseded by a later one) name a row of the file."""
+        for ref, (number, account, name, target) in self.later.items():
+            if self.owners[target].get(ref) != account:
+                raise ImportRefused(f"{name} {ref} is not a {target} of account {account!r} "
+                                    "in this file", line=number)
+
+    def _check_unique(self, line: Line) -> None:
+        spec, obj = KINDS[line.kind], line.obj
+        values = tuple(getattr(obj, name) for name in spec.unique)
+        if not values or None in values or getattr(obj, "deleted_at", None) is not None:
+            return
+        if (line.kind, line.account, values) in self.live_values:
+            raise ImportRefused(f"two live {spec.plural} of {line.account!r} have "
+                                f"{describe(spec.unique, values)}", line=line.number)
+        self.live_values.add((line.kind, line.account, values))
+
+    def _vector(self, row) -> None:
+        """Keeps a vector only when this server embeds with the model that made it."""
+        if row.embedding is None:
+            row.embedding_model, row.embedding_dimension = "", None
+            self.report.vectors_missing += 1
+        elif self.provider.available and row.embedding_model != self.provider.name:
+            row.embedding, row.embedding_model, row.embedding_dimension = None, "", None
+            self.report.vectors_dropped += 1
+        else:
+            row.embedding_dimension = DIMENSION
+            self.report.vectors_kept += 1
+
+
+def describe(names: tuple[str, ...], values: tuple) -> str:
+    if len(names) == 1:
+        return f"the {names[0]} {values[0]!r}"
+    return "the same " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True))

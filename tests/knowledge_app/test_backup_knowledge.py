@@ -1,0 +1,291 @@
+"""Backups keep projects, their relationships, decisions (with their supersede chains),
+patterns and adoptions: a restore loses nothing a user stored."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from knowledge_app.backup import ImportRefused
+from knowledge_app.models import Decision, DecisionStatus, Pattern, PatternAdoption
+from knowledge_app.services import (
+    decision_delete,
+    decision_record,
+    decision_supersede,
+    pattern_adopt,
+    pattern_create,
+    pattern_delete,
+)
+from memories_app.embeddings import get_provider
+from sessions_app.models import Project, ProjectRelationship
+from sessions_app.projects import (
+    project_create,
+    project_delete,
+    project_relate,
+    relationship_delete,
+)
+from sessions_app.services import session_create
+
+from .test_backup import (
+    by_kind,
+    corrupt,
+    edit,
+    export,
+    lines_of,
+    records,
+    run_import,
+    snapshot,
+    wipe,
+)
+
+User = get_user_model()
+
+
+@pytest.fixture
+def knowledge(account, other_account):
+    """Live and deleted projects (one slug registered twice), relationships, a chain of
+    three decisions, patterns adopted by two projects, and another account's rows."""
+    north = project_create(account=account, slug="northrelay", name="NorthRelay",
+                           stack={"lang": "python"}, metadata={"team": "core"})
+    gateway = project_create(account=account, slug="api-gateway", name="Gateway")
+    old = project_create(account=account, slug="legacy", name="Legacy v1")
+    project_relate(project=old, target_slug="northrelay", relationship_type="forked_from")
+    project_delete(project=old)
+    legacy = project_create(account=account, slug="legacy", name="Legacy v2")
+    project_relate(project=gateway, target_slug="northrelay", relationship_type="depends_on")
+    edge, _ = project_relate(project=legacy, target_slug="api-gateway",
+                             relationship_type="api_consumer")
+    relationship_delete(relationship=edge)
+    session = session_create(account=account, agent_ref="planner", project="northrelay")
+    first = decision_record(account=account, title="Use SQLite", rationale="Simple to run",
+                            agent_ref="planner", session_id=session.id,
+                            project_slug="northrelay", tags=["database"])
+    second = decision_supersede(account=account, decision=first, title="Use PostgreSQL",
+                                rationale="pgvector and JSONB")
+    decision_supersede(account=account, decision=second, title="Use PostgreSQL 16",
+                       rationale="The HNSW index needs it", status="experimental")
+    decision_delete(decision=decision_record(account=account, title="Drop tests",
+                                             rationale="Never"))
+    errors = pattern_create(account=account, title="Errors follow RFC 7807",
+                            description="problem+json everywhere", scope="project",
+                            source_project="northrelay", tags=["api"])
+    for slug in ("northrelay", "api-gateway", "legacy"):
+        pattern_adopt(account=account, pattern=errors, project_slug=slug)
+    pattern_create(account=account, title="Keyset pagination", description="No offsets")
+    gone = pattern_create(account=account, title="Offsets", description="Slow")
+    pattern_adopt(account=account, pattern=gone, project_slug="api-gateway")
+    pattern_delete(pattern=gone)
+    project_create(account=other_account, slug="northrelay", name="Mallory's NorthRelay")
+    decision_record(account=other_account, title="Mallory decides", rationale="Because")
+    return {"north": north, "legacy": legacy, "old": old, "errors": errors, "first": first,
+            "second": second}
+
+
+COUNTS = {"account": 2, "agent": 1, "session": 1, "project": 5, "project_relationship": 3,
+          "decision": 5, "pattern": 3, "pattern_adoption": 4}
+
+
+def adoption_counts() -> dict[str, int]:
+    return dict(Pattern.objects.with_adoption_count().values_list("title", "adoption_count"))
+
+
+def test_projects_relationships_decisions_patterns_and_adoptions_come_back_exactly(knowledge):
+    before, counts = snapshot(), adoption_counts()
+    text = export()
+    wipe()
+    assert not Project.objects.exists() and not Decision.objects.exists()
+    report = run_import(text)
+    assert snapshot() == before  # every field, ids, timestamps, deletions and vectors
+    assert report.created == by_kind(**COUNTS)
+    assert adoption_counts() == counts == {"Errors follow RFC 7807": 3, "Keyset pagination": 0,
+                                           "Offsets": 1}
+
+
+def test_a_restored_project_is_found_by_its_slug_only_while_live(knowledge):
+    text = export()
+    wipe()
+    run_import(text)
+    account = User.objects.get(username="alice")  # created again by the import
+    legacy = Project.objects.for_account(account).by_slug("legacy").get()
+    assert legacy.pk == knowledge["legacy"].pk and legacy.live_slug == "legacy"
+    old = Project.objects.get(pk=knowledge["old"].pk)
+    assert old.deleted_at is not None and old.live_slug is None
+    assert all("live_slug" not in item for item in records(text))  # derived, not stored
+    north = Project.objects.for_account(account).with_memory_count().get(slug="northrelay")
+    assert [r.relationship_type for r in ProjectRelationship.objects.visible()
+            .filter(target=north)] == ["depends_on"]
+
+
+def test_a_chain_of_superseded_decisions_is_restored_link_for_link(knowledge):
+    text = export()
+    items = records(text)
+    line_of = {i.get("id"): n for n, i in enumerate(items, 1)}
+    superseded = [i for i in items if i["kind"] == "decision" and i["superseded_by_id"]]
+    assert len(superseded) == 2  # each names a decision listed after it
+    assert all(line_of[i["superseded_by_id"]] > line_of[i["id"]] for i in superseded)
+    wipe()
+    run_import(text)
+    first = Decision.objects.get(pk=knowledge["first"].pk)
+    second, third = first.superseded_by, first.superseded_by.superseded_by
+    assert (first.status, second.status) == (DecisionStatus.SUPERSEDED,) * 2
+    assert second.pk == knowledge["second"].pk and third.superseded_by is None
+    assert third.title == "Use PostgreSQL 16" and third.supersedes == second
+
+
+def test_a_supersede_link_to_a_decision_written_in_a_later_chunk_holds(knowledge,
+                                                                       monkeypatch):
+    from knowledge_app.backup import importer
+
+    before = snapshot()
+    text = export()
+    wipe()
+    monkeypatch.setattr(importer, "CHUNK", 1)
+    run_import(text)
+    assert snapshot() == before
+
+
+def test_importing_the_knowledge_twice_updates_and_never_duplicates(knowledge):
+    text = export()
+    wipe()
+    run_import(text)
+    once, counts = snapshot(), adoption_counts()
+    again = run_import(text)
+    assert snapshot() == once and adoption_counts() == counts
+    assert again.created == by_kind() and again.updated == by_kind(**COUNTS)
+
+
+def test_importing_over_the_live_server_brings_back_a_deleted_project_and_decision(
+        knowledge, account):
+    text = export()
+    project_delete(project=knowledge["north"])
+    Decision.objects.filter(pk=knowledge["first"].pk).update(superseded_by=None,
+                                                            status="reverted")
+    run_import(text)
+    assert Project.objects.for_account(account).by_slug("northrelay").get().live_slug == (
+        "northrelay")
+    first = Decision.objects.get(pk=knowledge["first"].pk)
+    assert first.superseded_by_id == knowledge["second"].pk and first.status == "superseded"
+
+
+# --- refusing a bad file ---------------------------------------------------------------------
+
+
+def nth(items: list[dict], kind: str, n: int = 0, account: str = "alice") -> int:
+    """The line number of the n-th line of that kind of that account."""
+    numbers = [k for k, i in enumerate(items, 1)
+               if i["kind"] == kind and i.get("account") == account]
+    return numbers[n]
+
+
+def first_id(items, kind, account="alice", n=0):
+    return items[nth(items, kind, n, account) - 1]["id"]
+
+
+BAD = {
+    "a supersede link to no decision": (
+        "decision", 0, lambda items: edit(superseded_by_id=str(uuid.uuid4())),
+        "is not a decision of account 'alice' in this file"),
+    "a supersede link to another account's decision": (
+        "decision", 0, lambda items: edit(superseded_by_id=first_id(items, "decision",
+                                                                    "mallory")),
+        "superseded_by_id"),
+    "a superseded_by on an active decision": (
+        "decision", 0, lambda items: edit(status="active"), "must have the status superseded"),
+    "two decisions superseded by one": (
+        "decision", 3, lambda items: edit(superseded_by_id=items[nth(
+            items, "decision", 0) - 1]["superseded_by_id"], status="superseded"),
+        "is named by another decision too"),
+    "a decision superseding itself": (
+        "decision", 3, lambda items: edit(superseded_by_id=first_id(items, "decision", n=3),
+                                          status="superseded"), "cannot supersede itself"),
+    "a bad decision status": ("decision", 2, lambda items: edit(status="maybe"), "status"),
+    "a project slug that is no slug": (
+        "project", 0, lambda items: edit(slug="Not A Slug"), "slug must be lowercase"),
+    "two live projects with one slug": (
+        "project", 1, lambda items: edit(slug="northrelay"),
+        "two live projects of 'alice' have the slug 'northrelay'"),
+    "a derived live_slug": ("project", 0, lambda items: edit(live_slug="x"),
+                            "unknown field 'live_slug'"),
+    "a relationship to an unknown project": (
+        "project_relationship", 0, lambda items: edit(target_id=str(uuid.uuid4())),
+        "target_id"),
+    "a relationship to itself": (
+        "project_relationship", 1, lambda items: edit(
+            target_id=items[nth(items, "project_relationship", 1) - 1]["source_id"]),
+        "cannot be related to itself"),
+    "a bad relationship type": ("project_relationship", 1,
+                                lambda items: edit(relationship_type="likes"),
+                                "relationship_type"),
+    "a pattern of an unknown source project": (
+        "pattern", 0, lambda items: edit(source_project_id=str(uuid.uuid4())),
+        "source_project_id"),
+    "a bad pattern scope": ("pattern", 0, lambda items: edit(scope="galaxy"), "scope"),
+    "an adoption of another account's project": (
+        "pattern_adoption", 0, lambda items: edit(project_id=first_id(items, "project",
+                                                                      "mallory")),
+        "project_id"),
+    "a pattern adopted twice by one project": (
+        "pattern_adoption", 1, lambda items: edit(
+            project_id=items[nth(items, "pattern_adoption", 0) - 1]["project_id"]),
+        "two live pattern adoptions of 'alice' have the same pattern_id"),
+    "a short decision vector": ("decision", 0, lambda items: edit(embedding="AAAA"),
+                                "384 finite"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_a_bad_knowledge_line_is_refused_with_its_number_and_nothing_is_imported(
+        knowledge, case):
+    kind, n, change, message = BAD[case]
+    items = records(export())
+    number = nth(items, kind, n)
+    bad = corrupt(lines_of(items), number, change(items))
+    wipe()
+    with pytest.raises(ImportRefused) as refused:
+        run_import(bad)
+    assert refused.value.message.startswith(f"line {number}: "), refused.value.message
+    assert message in refused.value.message
+    assert not User.objects.exists() and not Project.objects.exists()
+    assert not Decision.objects.exists() and not PatternAdoption.objects.exists()
+
+
+def test_a_live_slug_taken_by_another_live_project_on_this_server_is_refused(knowledge,
+                                                                             account):
+    text = export(account="alice")
+    project_delete(project=knowledge["legacy"])
+    newcomer = project_create(account=account, slug="legacy", name="Legacy v3")
+    number = next(n for n, i in enumerate(records(text), 1)
+                  if i.get("id") == str(knowledge["legacy"].pk))
+    with pytest.raises(ImportRefused, match=f"line {number}: the slug 'legacy' is taken by "
+                                            f"the live project {newcomer.pk}"):
+        run_import(text)
+    assert Project.objects.get(pk=knowledge["legacy"].pk).deleted_at is not None
+
+
+# --- vectors ---------------------------------------------------------------------------------
+
+
+def test_decisions_and_patterns_of_the_same_model_keep_their_vectors(knowledge, embed_calls):
+    text = export()
+    wipe()
+    embed_calls.clear()
+    report = run_import(text)
+    assert embed_calls == [] and report.vectors_kept == 5 + 3 and report.reembedded == 0
+
+
+def test_decisions_and_patterns_of_another_model_are_re_embedded_after_the_import(
+        knowledge, embed_calls):
+    items = records(export())
+    for item in items:
+        if item["kind"] in ("decision", "pattern"):
+            item["embedding_model"] = "openai:text-embedding-3-small"
+    wipe()
+    embed_calls.clear()
+    report = run_import(lines_of(items))
+    live = [*Decision.objects.live(), *Pattern.objects.live()]
+    assert report.vectors_dropped == 8 and report.reembedded == len(live) == 4 + 2
+    assert all(row.embedding_model == get_provider().name and row.embedding is not None
+               for row in live)
+    assert Decision.objects.filter(deleted_at__isnull=False, embedding__isnull=True).exists()
