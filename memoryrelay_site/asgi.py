@@ -71,7 +71,11 @@ async def _read_body(headers, receive, limit: int) -> bytes | object | None:
 
 
 def _replay(body: bytes, receive):
-    """A ``receive`` that gives the body read already, then the client's own events."""
+    """A ``receive`` that gives the body read already, then the client's own events.
+
+    Past an over-large body the client may still be sending: those chunks are dropped, so
+    Django, which listens for a disconnect while the view runs and takes any other message
+    for a protocol error (a 500), only ever sees the disconnect."""
     pending = True
 
     async def replay():
@@ -79,7 +83,10 @@ def _replay(body: bytes, receive):
         if pending:
             pending = False
             return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
 
     return replay
 

@@ -387,3 +387,34 @@ def test_an_operator_can_still_give_blas_more_threads(tmp_path):
     env = {**server_env(tmp_path), "OPENBLAS_NUM_THREADS": "2"}
     command = [sys.executable, "-c", "import memoryrelay_site.asgi; " + BLAS_PROBE]
     assert blas_threads(command, env) == [2]
+
+
+def test_chunks_still_arriving_after_an_over_large_body_never_reach_django():
+    """Django takes any message but a disconnect after the body for a protocol error (a
+    500): the rest of an over-large body, still arriving while the view runs, is dropped."""
+    from memoryrelay_site.asgi import RequestGate
+
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(await receive())  # the body Django is given
+        seen.append(await receive())  # what Django's disconnect listener gets next
+        await send({"type": "http.response.start", "status": 413, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    incoming = [{"type": "http.request", "body": b"x" * 600, "more_body": True},
+                {"type": "http.request", "body": b"x" * 600, "more_body": True},
+                {"type": "http.request", "body": b"x" * 600, "more_body": False},
+                {"type": "http.disconnect"}]
+
+    async def receive():
+        return incoming.pop(0)
+
+    async def send(message):
+        pass
+
+    gate = RequestGate(app, threads=1, max_body_bytes=1000)
+    scope = {"type": "http", "headers": [(b"transfer-encoding", b"chunked")]}
+    asyncio.run(gate(scope, receive, send))
+    assert seen[0] == {"type": "http.request", "body": b"", "more_body": False}
+    assert seen[1] == {"type": "http.disconnect"}
