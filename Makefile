@@ -24,9 +24,12 @@ venv: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 
+# The web server and, beside it, one task worker (it stops with make: Ctrl-C stops both).
+# With several machines, run the worker on its own: `manage.py task_worker`.
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_local_key --port $(PORT)
+	$(BIN)/python manage.py task_worker --stop-with $$PPID &
 	$(BIN)/gunicorn memoryrelay_site.asgi:application --bind $(HOST):$(PORT) \
 		--worker-class memoryrelay_site.server.Worker --workers $(WORKERS) \
 		--env MEMORYRELAY_WORKER_THREADS=$(THREADS) --access-logfile - --graceful-timeout 10

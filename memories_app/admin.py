@@ -2,20 +2,23 @@ from django.contrib import admin
 
 from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
 
-from . import services
+from . import services, tasks
 from .models import Memory
 
 
 @admin.register(Memory)
 class MemoryAdmin(SoftDeleteAdmin):
     list_display = ["short_content", "agent", "session", "memory_type", "tier", "importance",
-                    "visibility", "created_at", "is_deleted"]
-    list_filter = ["memory_type", "tier", "visibility", DeletedFilter, "agent"]
+                    "visibility", "status", "created_at", "is_deleted"]
+    # status: asynchronous writes (POST /v2/memories); "failed" lists those whose task gave
+    # up, with its error, and the action below queues them again.
+    list_filter = ["status", "memory_type", "tier", "visibility", DeletedFilter, "agent"]
     list_select_related = ["agent", "session"]
     search_fields = ["content"]
     raw_id_fields = ["agent", "session"]
     readonly_fields = ["id", "account", "embedding_model", "created_at", "updated_at",
-                       "deleted_at"]
+                       "deleted_at", "status", "status_error", "status_attempts",
+                       "status_changed_at"]
     fields = ["id", "account", "agent", "session", "project", "content", "metadata",
               "memory_type", "importance", "tier", "visibility", *readonly_fields[2:]]
     actions = [
@@ -23,6 +26,8 @@ class MemoryAdmin(SoftDeleteAdmin):
                        "Restored"),
         service_action(lambda m: services.memory_delete(memory=m), "Soft-delete selected",
                        "Deleted"),
+        service_action(lambda m: tasks.memory_embed_retry(memory_ids=[m.pk]),
+                       "Retry failed writes", "Queued again (those failed)"),
     ]
 
     def get_queryset(self, request):

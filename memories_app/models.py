@@ -44,6 +44,19 @@ def tier_for(importance: float) -> str:
     return Tier.COLD
 
 
+class WriteStatus(models.TextChoices):
+    """Where an asynchronous write (POST /v2/memories) stands; every other write is
+    ``ready`` at once."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+UNFINISHED = (WriteStatus.PENDING, WriteStatus.PROCESSING)
+
+
 class MemoryQuerySet(SoftDeleteQuerySet):
     def without_vectors(self):
         """Reads that never need the embedding skip the widest column."""
@@ -93,6 +106,18 @@ class Memory(SoftDeleteModel):
     # Last returned by a read or a search, to the hour (see tiering.py); null until then.
     # (Nullable without a default, so adding it never rebuilds the SQLite table.)
     last_accessed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The asynchronous write (memories_app/tasks.py): its state, the last error, the
+    # attempts made, when the state last changed (a stale claim is handed out again), the
+    # dedup threshold asked for (null: no dedup), the memory it duplicated (it is then
+    # deleted) and where to report.
+    status = models.CharField(max_length=12, choices=WriteStatus.choices,
+                              default=WriteStatus.READY, editable=False)
+    status_error = models.TextField(blank=True, default="", editable=False)
+    status_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    dedup_threshold = models.FloatField(null=True, blank=True, editable=False)
+    duplicate_of = models.UUIDField(null=True, blank=True, editable=False)
+    webhook_url = models.URLField(max_length=2000, blank=True, default="", editable=False)
 
     objects = MemoryQuerySet.as_manager()
 
@@ -119,6 +144,8 @@ class Memory(SoftDeleteModel):
             models.Index(fields=["session", "created_at"], name="memory_session_created"),
             models.Index(fields=["agent", "created_at"], name="memory_agent_created"),
             models.Index(fields=["account", "project"], name="memory_account_project"),
+            models.Index(fields=["status_changed_at"], name="memory_unfinished",
+                         condition=Q(status__in=UNFINISHED)),
         ]
 
     def __str__(self) -> str:

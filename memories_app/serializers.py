@@ -260,3 +260,41 @@ class EmbedOutput(serializers.Serializer):
     embedding = serializers.ListField(child=serializers.FloatField())
     model = serializers.CharField()
     dimension = serializers.IntegerField()
+
+
+# --- /v2: asynchronous writes ---------------------------------------------------------------
+
+
+class MemoryAsyncInput(MemoryCreateInput):
+    """The body of POST /v1/memories, plus where to report the outcome."""
+
+    webhook_url = serializers.URLField(max_length=2000, required=False, allow_null=True,
+                                       allow_blank=True)
+
+
+class MemoryAsyncOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    job_id = serializers.CharField(allow_null=True)
+    estimated_completion_seconds = serializers.IntegerField()
+
+
+class MemoryStatusOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["pending", "processing", "ready", "failed"])
+    created_at = UnixTimestampField()
+    updated_at = UnixTimestampField()
+    error = serializers.CharField(required=False)
+    duplicate_of = serializers.UUIDField(
+        required=False, help_text="deduplicate: the memory this one duplicated (it was "
+        "then deleted, as POST /v1/memories stores nothing in that case)")
+
+    def to_representation(self, memory):
+        body = {"id": str(memory.pk), "status": memory.status,
+                "created_at": int(memory.created_at.timestamp()),
+                "updated_at": int(memory.updated_at.timestamp())}
+        if memory.status == "failed" or memory.status_error:
+            body["error"] = memory.status_error
+        if memory.duplicate_of is not None:
+            body["duplicate_of"] = str(memory.duplicate_of)
+        return body

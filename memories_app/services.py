@@ -26,7 +26,7 @@ from sessions_app.services import agent_hold, agent_resolve, locked_live, sessio
 
 from . import search, vectors
 from .embeddings import embed_or_none, get_provider
-from .models import Memory, tier_for
+from .models import Memory, WriteStatus, tier_for
 
 CHARS_PER_TOKEN = 4
 UPDATABLE = ("content", "metadata", "importance", "tier", "memory_type", "visibility")
@@ -67,8 +67,12 @@ def memory_create(
     deduplicate: bool = False,
     dedup_threshold: float = 0.95,
     vector: np.ndarray | None = None,
+    pending: bool = False,
+    webhook_url: str = "",
 ) -> Memory:
     """Stores a memory with its embedding; ``session_id`` attaches it to a live session.
+    ``pending`` (POST /v2/memories) stores it at once, unembedded, status ``pending``: a
+    task (memories_app.tasks) embeds it and deduplicates it when asked.
 
     With ``deduplicate``, a live memory of the same agent at least ``dedup_threshold``
     similar is returned instead (``is_duplicate`` set) and nothing is stored. The agent or
@@ -77,7 +81,7 @@ def memory_create(
     if project_id:
         project = _project_label(account, project, project_id)
     agent = agent_resolve(account=account, ref=agent_ref)
-    if vector is None:
+    if vector is None and not pending:
         vector = _embedding_of(content)
     importance = 0.5 if importance is None else importance
     at = timezone.now()
@@ -88,7 +92,7 @@ def memory_create(
         if session is not None:
             session = session_hold(session=session, missing=_session_gone())
         duplicate = (_duplicate_of(account, agent, content, vector, dedup_threshold)
-                     if deduplicate else None)
+                     if deduplicate and not pending else None)
         if duplicate is not None:
             duplicate.is_duplicate = True
             return duplicate
@@ -98,7 +102,14 @@ def memory_create(
             content=content, metadata=metadata or {}, memory_type=memory_type or "fact",
             importance=importance, tier=tier or tier_for(importance),
             visibility=visibility or "private", created_at=at, **_vector_fields(vector),
+            **(_pending_fields(at, dedup_threshold if deduplicate else None, webhook_url)
+               if pending else {}),
         )
+
+
+def _pending_fields(at, dedup_threshold: float | None, webhook_url: str) -> dict:
+    return {"status": WriteStatus.PENDING, "status_changed_at": at,
+            "dedup_threshold": dedup_threshold, "webhook_url": webhook_url}
 
 
 def _project_label(account, project: str | None, project_id: str) -> str:
@@ -128,10 +139,14 @@ def _vector_fields(vector: np.ndarray | None) -> dict:
             "embedding_dimension": int(vector.shape[0])}
 
 
-def _duplicate_of(account, agent, content: str, vector, threshold: float) -> Memory | None:
+def _duplicate_of(account, agent, content: str, vector, threshold: float,
+                  exclude=None) -> Memory | None:
     """The agent's live memory nearest ``content`` if at least ``threshold`` similar; with
-    no embeddings, the one with the same text (case and spacing aside)."""
+    no embeddings, the one with the same text (case and spacing aside). ``exclude``: the
+    memory being deduplicated itself (an asynchronous write is stored first)."""
     mine = Memory.objects.live().for_account(account).filter(agent=agent)
+    if exclude is not None:
+        mine = mine.exclude(pk=exclude)
     if vector is not None:
         found = vectors.nearest(mine, vector, 1)
         if found and found[0][1] >= threshold:

@@ -51,6 +51,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_tasks",
+    "django_tasks_db",
+    "django_rq",
     "memoryrelay_site",
     "sessions_app",
     "memories_app",
@@ -269,3 +272,28 @@ MEMORYRELAY_EMBEDDINGS_MODEL = os.environ.get("MEMORYRELAY_EMBEDDINGS_MODEL", "a
 MEMORYRELAY_EMBEDDINGS_API_KEY = os.environ.get("MEMORYRELAY_EMBEDDINGS_API_KEY", "")
 MEMORYRELAY_EMBEDDINGS_TIMEOUT = float(os.environ.get("MEMORYRELAY_EMBEDDINGS_TIMEOUT", "10"))
 MEMORYRELAY_EMBEDDINGS_DIMENSIONS = env_int("MEMORYRELAY_EMBEDDINGS_DIMENSIONS", 0) or None
+
+# --- Task queue (memoryrelay_site/tasks.py; issue 9): Django's Tasks API (the django-tasks
+# backport). "database" (default): tasks are rows of the project's own database and
+# `manage.py task_worker` runs them, no other service. "rq": tasks go to Redis (REDIS_URL)
+# and any number of `manage.py task_worker` processes, on any machines, run them.
+MEMORYRELAY_TASK_BACKEND = os.environ.get("MEMORYRELAY_TASK_BACKEND", "database")
+MEMORYRELAY_TASK_QUEUE = os.environ.get("MEMORYRELAY_TASK_QUEUE", "default")
+# Attempts of a task before it ends failed; the delay before attempt n+1 is
+# MEMORYRELAY_TASK_BACKOFF * 2**(n-1) seconds (capped at 5 minutes).
+MEMORYRELAY_TASK_MAX_ATTEMPTS = env_int("MEMORYRELAY_TASK_MAX_ATTEMPTS", 5)
+MEMORYRELAY_TASK_BACKOFF = float(os.environ.get("MEMORYRELAY_TASK_BACKOFF", "2"))
+# Work claimed by a worker and unfinished after this many seconds (the worker was killed)
+# is handed out again.
+MEMORYRELAY_TASK_LEASE_SECONDS = float(os.environ.get("MEMORYRELAY_TASK_LEASE_SECONDS", "300"))
+# Tasks are declared on "default" and enqueued on MEMORYRELAY_TASK_QUEUE.
+_TASK_QUEUES = sorted({"default", MEMORYRELAY_TASK_QUEUE})
+TASKS = {
+    "default": {
+        "BACKEND": ("django_tasks_rq.RQBackend" if MEMORYRELAY_TASK_BACKEND == "rq"
+                    else "django_tasks_db.DatabaseBackend"),
+        "QUEUES": _TASK_QUEUES,
+    },
+}
+RQ_QUEUES = {name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600,
+                    "SOCKET_TIMEOUT": 5, "SOCKET_CONNECT_TIMEOUT": 2} for name in _TASK_QUEUES}

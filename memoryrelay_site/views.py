@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from . import ratelimit
 from .errors import NotFound, error_json_response, exception_response
 from .serializers import is_uuid
+from .tasks import task_queue_state
 
 STARTED_AT = time.time()
 
@@ -46,12 +47,22 @@ class HealthView(APIView):
                     "timestamp": serializers.IntegerField(),
                     "uptime_seconds": serializers.IntegerField(),
                     "services": serializers.DictField(child=serializers.CharField()),
+                    "task_queue": inline_serializer("TaskQueueHealth", {
+                        "status": serializers.CharField(),
+                        "backend": serializers.CharField(),
+                        "pending": serializers.IntegerField(allow_null=True),
+                        "oldest_pending_age_seconds": serializers.IntegerField(
+                            allow_null=True),
+                    }),
                 },
             )
         },
     )
     def get(self, request):
         database = database_state(settings.MEMORYRELAY_HEALTH_TIMEOUT)
+        # The task queue (memoryrelay_site.tasks): "up"/"down" among the services, and its
+        # backlog beside them. Its database backend is down with the database.
+        queue = task_queue_state(database_down=database == "down")
         body = {
             "status": _STATUS_OF[database],
             "version": settings.VERSION,
@@ -59,7 +70,8 @@ class HealthView(APIView):
             "environment": settings.ENVIRONMENT,
             "timestamp": int(timezone.now().timestamp()),
             "uptime_seconds": int(time.time() - STARTED_AT),
-            "services": self.services(database),
+            "services": {**self.services(database), "task_queue": queue["status"]},
+            "task_queue": queue,
         }
         return Response(body, status=503 if database == "down" else 200)
 

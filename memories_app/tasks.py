@@ -1,0 +1,113 @@
+"""The memories app's tasks (memoryrelay_site.tasks: the queue and its rules).
+
+``memory_embed`` finishes an asynchronous write (POST /v2/memories): it embeds the memory
+and, when asked, deduplicates it. It is idempotent: it claims the memory only while the
+memory is ``pending`` or ``processing`` and live, so a second delivery, a retry of a
+finished write or a run after the memory was deleted does nothing. A failed attempt puts
+the memory back to ``pending`` and enqueues itself again after a backoff; the last allowed
+attempt leaves it ``failed`` with the error. A worker killed mid-task leaves the memory
+``processing``: ``memory_embeds_sweep`` (run by every worker) hands it out again once its
+claim is older than the lease."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django_tasks import task
+
+from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
+
+from .embeddings import EmbeddingError, get_provider
+from .models import UNFINISHED, Memory, WriteStatus
+from .services import _duplicate_of, _vector_fields
+
+logger = logging.getLogger("memoryrelay.tasks")
+
+# Rough figure for the 202 body: one embedding, plus the queue's poll interval.
+ESTIMATED_SECONDS = 1
+
+
+@task()
+def memory_embed(memory_id: str) -> str:
+    now = timezone.now()
+    claimed = Memory.objects.live().filter(pk=memory_id, status__in=UNFINISHED).update(
+        status=WriteStatus.PROCESSING, status_changed_at=now,
+        status_attempts=F("status_attempts") + 1,
+    )
+    if not claimed:
+        return "skipped"
+    memory = Memory.objects.without_vectors().select_related("agent").get(pk=memory_id)
+    try:
+        return _embed(memory)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried
+        return _failed(memory, exc)
+
+
+def _embed(memory: Memory) -> str:
+    provider = get_provider()
+    vector = provider.embed([memory.content])[0] if provider.available else None
+    duplicate = None
+    if memory.dedup_threshold is not None:
+        duplicate = _duplicate_of(memory.account, memory.agent, memory.content, vector,
+                                  memory.dedup_threshold, exclude=memory.pk)
+    fields = {**_vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
+              "status_changed_at": timezone.now()}
+    if duplicate is not None:
+        fields.update(duplicate_of=duplicate.pk, deleted_at=timezone.now())
+    with transaction.atomic():
+        done = Memory.objects.filter(
+            pk=memory.pk, status=WriteStatus.PROCESSING, deleted_at__isnull=True
+        ).update(**fields)
+    return "ready" if done else "skipped"
+
+
+def _failed(memory: Memory, exc: Exception) -> str:
+    error = (str(exc) or type(exc).__name__)[:2000]
+    if not isinstance(exc, EmbeddingError):
+        logger.exception("memory_embed %s failed", memory.pk)
+    attempts = memory.status_attempts
+    last = attempts >= settings.MEMORYRELAY_TASK_MAX_ATTEMPTS
+    Memory.objects.filter(pk=memory.pk, status=WriteStatus.PROCESSING).update(
+        status=WriteStatus.FAILED if last else WriteStatus.PENDING,
+        status_error=error, status_changed_at=timezone.now(),
+    )
+    if last:
+        return "failed"
+    task_enqueue(memory_embed, str(memory.pk), delay=retry_delay(attempts))
+    return "retrying"
+
+
+def memory_embed_retry(*, memory_ids) -> int:
+    """Failed writes start over (the admin's retry): attempts reset, status ``pending``."""
+    ids = list(Memory.objects.live().filter(pk__in=list(memory_ids), status=WriteStatus.FAILED)
+               .values_list("pk", flat=True))
+    Memory.objects.filter(pk__in=ids, status=WriteStatus.FAILED).update(
+        status=WriteStatus.PENDING, status_attempts=0, status_changed_at=timezone.now())
+    for pk in ids:
+        task_enqueue(memory_embed, str(pk))
+    return len(ids)
+
+
+def memory_embeds_sweep(cutoff: datetime) -> int:
+    """Unfinished writes untouched since ``cutoff`` (their worker died, or their task was
+    never queued) are queued again: each taken by one sweeper, by a conditional update."""
+    stale = (Memory.objects.live()
+             .filter(status__in=UNFINISHED, status_changed_at__lt=cutoff)
+             .values_list("pk", "status_changed_at")[:1000])
+    handed = 0
+    for pk, changed_at in list(stale):
+        taken = Memory.objects.filter(
+            pk=pk, status__in=UNFINISHED, status_changed_at=changed_at
+        ).update(status=WriteStatus.PENDING, status_changed_at=timezone.now())
+        if taken:
+            task_enqueue(memory_embed, str(pk))
+            handed += 1
+    return handed
+
+
+register_sweeper(memory_embeds_sweep)

@@ -1,0 +1,67 @@
+"""``/v2`` memory endpoints: asynchronous writes (POST /v2/memories) and their status.
+Tenancy, rate limits and validation are those of POST /v1/memories; the embedding (and the
+dedup, when asked) is done by a task (memories_app.tasks)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db.models import Q
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from memoryrelay_site.errors import NotFound
+from memoryrelay_site.serializers import is_uuid
+from memoryrelay_site.tasks import task_enqueue
+from sessions_app.views import validated
+
+from . import services
+from .models import Memory
+from .serializers import MemoryAsyncInput, MemoryAsyncOutput, MemoryStatusOutput
+from .tasks import ESTIMATED_SECONDS, memory_embed
+
+logger = logging.getLogger("memoryrelay.tasks")
+
+
+class MemoryAsyncView(APIView):
+    @extend_schema(request=MemoryAsyncInput, responses={202: OpenApiResponse(
+        MemoryAsyncOutput, description="Stored, not yet embedded: it reads at once through "
+        "GET /v1/memories/{id} and is searchable by meaning once its status is ready")})
+    def post(self, request):
+        data = validated(MemoryAsyncInput, request.data)
+        memory = services.memory_create(
+            account=request.user, agent_ref=data["agent_id"], content=data["content"],
+            session_id=data.get("session_id"), project=data.get("project"),
+            project_id=data.get("project_id"),
+            metadata=data.get("metadata"), memory_type=data.get("memory_type"),
+            importance=data.get("importance"), tier=data.get("tier"),
+            visibility=data.get("visibility"), deduplicate=data["deduplicate"],
+            dedup_threshold=data["dedup_threshold"],
+            pending=True, webhook_url=data.get("webhook_url") or "",
+        )
+        try:
+            job_id = task_enqueue(memory_embed, str(memory.pk))
+        except Exception:  # noqa: BLE001 - the queue is down: the sweep queues it later
+            logger.exception("could not enqueue memory %s", memory.pk)
+            job_id = None
+        return Response(MemoryAsyncOutput({
+            "id": memory.pk, "status": memory.status, "job_id": job_id,
+            "estimated_completion_seconds": ESTIMATED_SECONDS,
+        }).data, status=202)
+
+
+class MemoryStatusView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.UUID,
+                                                OpenApiParameter.PATH)],
+                   responses=MemoryStatusOutput)
+    def get(self, request, memory_id: str):
+        memory = None
+        if is_uuid(memory_id):
+            memory = (Memory.objects.for_account(request.user).without_vectors()
+                      .filter(Q(deleted_at__isnull=True) | Q(duplicate_of__isnull=False),
+                              pk=memory_id).first())
+        if memory is None:
+            raise NotFound("Memory not found")
+        return Response(MemoryStatusOutput(memory).data)

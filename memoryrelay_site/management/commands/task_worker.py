@@ -1,0 +1,111 @@
+"""``manage.py task_worker``: runs the queued tasks of the configured backend
+(MEMORYRELAY_TASK_BACKEND) until stopped (Ctrl-C or SIGTERM: the task under way finishes
+first), or until none is left with ``--burst``. Start as many as you like, on any machines
+that reach the database (``database``) or Redis (``rq``).
+
+Each worker also sweeps, at start and then every half lease: work claimed by a worker that
+died is handed out again (memoryrelay_site.tasks)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections, connections
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from memoryrelay_site import tasks
+
+logger = logging.getLogger("memoryrelay.tasks")
+
+
+class Command(BaseCommand):
+    help = "Run queued tasks (the embedded database queue, or RQ workers with Redis)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--burst", action="store_true",
+                            help="Run what is queued, then exit.")
+        parser.add_argument("--interval", type=float, default=0.5,
+                            help="Seconds between polls of an empty database queue.")
+        parser.add_argument("--stop-with", type=int, default=None, metavar="PID",
+                            help="Stop when process PID exits (`make run` passes its own).")
+
+    def handle(self, *, burst, interval, stop_with, verbosity, **options):
+        logging.getLogger("memoryrelay.tasks").setLevel(logging.INFO)
+        lease = settings.MEMORYRELAY_TASK_LEASE_SECONDS
+        worker_id = f"{os.uname().nodename[:20]}-{os.getpid()}-{get_random_string(8)}"
+        self.stdout.write(f"task worker {worker_id}: backend {tasks.backend_name()}, "
+                          f"queue {settings.MEMORYRELAY_TASK_QUEUE}")
+        self.stdout.flush()
+        _sweep(lease)
+        if not burst:
+            threading.Thread(target=_sweep_forever, args=(lease,), daemon=True).start()
+        if stop_with:
+            threading.Thread(target=_exit_with, args=(stop_with,), daemon=True).start()
+        if tasks.backend_name() == "rq":
+            self._run_rq(burst=burst, worker_id=worker_id)
+        else:
+            self._run_database(burst=burst, interval=interval, worker_id=worker_id)
+
+    def _run_database(self, *, burst, interval, worker_id):
+        from django_tasks_db.management.commands.db_worker import Worker
+
+        worker = Worker(
+            queue_names=[settings.MEMORYRELAY_TASK_QUEUE], interval=interval, batch=burst,
+            backend_name="default", startup_delay=False, max_tasks=None,
+            worker_id=worker_id[:64], excluded_queue_names=[],
+        )
+        worker.configure_signals()
+        worker.run()
+
+    def _run_rq(self, *, burst, worker_id):
+        import django_rq
+        from django_tasks_rq import Job
+
+        worker = django_rq.get_worker(settings.MEMORYRELAY_TASK_QUEUE, name=worker_id,
+                                      job_class=Job)
+        worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+
+
+def _sweep(lease: float) -> None:
+    """Hands out again what dead workers left: the apps' unfinished work and, on the
+    database backend, task rows still marked running past the lease."""
+    try:
+        if tasks.backend_name() == "database":
+            from django_tasks_db.compat import TaskResultStatus
+            from django_tasks_db.models import DBTaskResult
+
+            cutoff = timezone.now() - timedelta(seconds=lease)
+            DBTaskResult.objects.filter(
+                status=TaskResultStatus.RUNNING, started_at__lt=cutoff
+            ).update(status=TaskResultStatus.READY)
+        tasks.tasks_sweep(lease_seconds=lease)
+    except Exception:  # noqa: BLE001 - the next round tries again
+        logger.exception("task sweep failed")
+    finally:
+        close_old_connections()
+
+
+def _sweep_forever(lease: float) -> None:
+    period = max(min(lease / 2, 60.0), 0.5)
+    while True:
+        time.sleep(period)
+        _sweep(lease)
+        connections.close_all()
+
+
+def _exit_with(pid: int) -> None:
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            pass
+        time.sleep(1)

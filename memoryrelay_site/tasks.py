@@ -1,0 +1,109 @@
+"""The task queue: Django's Tasks API (the ``django-tasks`` backport on Django 5.2) on one of
+two backends, chosen by settings alone (MEMORYRELAY_TASK_BACKEND):
+
+- ``database`` (default): tasks are rows of the project's own database (``django-tasks-db``),
+  run by ``manage.py task_worker``; `make run` starts one beside the web server.
+- ``rq``: tasks are RQ jobs in Redis (REDIS_URL, ``django-tasks-rq``), run by any number of
+  ``manage.py task_worker`` processes on any machines.
+
+Neither backend retries or survives a killed worker by itself, so the rules live here and in
+the state each task keeps on its own rows: a task is idempotent (it re-reads that state and
+does nothing twice), a failed attempt is enqueued again after ``retry_delay`` until
+MEMORYRELAY_TASK_MAX_ATTEMPTS, and work left claimed longer than
+MEMORYRELAY_TASK_LEASE_SECONDS (its worker died) is handed out again by the sweepers that
+apps register with ``register_sweeper`` and every worker runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+logger = logging.getLogger("memoryrelay.tasks")
+
+_sweepers: list[Callable[[datetime], int]] = []
+
+
+def register_sweeper(sweeper: Callable[[datetime], int]) -> None:
+    """``sweeper(cutoff)`` re-enqueues the app's work claimed or queued before ``cutoff`` and
+    not finished, and returns how many it handed out again."""
+    if sweeper not in _sweepers:
+        _sweepers.append(sweeper)
+
+
+def tasks_sweep(*, lease_seconds: float | None = None) -> int:
+    lease = settings.MEMORYRELAY_TASK_LEASE_SECONDS if lease_seconds is None else lease_seconds
+    cutoff = timezone.now() - timedelta(seconds=lease)
+    total = 0
+    for sweeper in list(_sweepers):
+        try:
+            total += sweeper(cutoff)
+        except Exception:  # noqa: BLE001 - a sweep retries on the next round
+            logger.exception("task sweep failed")
+    if total:
+        logger.warning("handed out %d unfinished task(s) again", total)
+    return total
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): exponential, capped."""
+    return min(settings.MEMORYRELAY_TASK_BACKOFF * 2 ** max(attempt - 1, 0), 300.0)
+
+
+def task_enqueue(task, *args, delay: float = 0, **kwargs) -> str:
+    """Enqueues ``task`` (a django_tasks task) after ``delay`` seconds; returns its job id."""
+    options = {"queue_name": settings.MEMORYRELAY_TASK_QUEUE}
+    if delay > 0:
+        options["run_after"] = timezone.now() + timedelta(seconds=delay)
+    task = task.using(**options)
+    return str(task.enqueue(*args, **kwargs).id)
+
+
+def backend_name() -> str:
+    return "rq" if settings.MEMORYRELAY_TASK_BACKEND == "rq" else "database"
+
+
+def task_queue_state(*, database_down: bool = False) -> dict:
+    """``{"status": "up"|"down", "backend", "pending", "oldest_pending_age_seconds"}``:
+    tasks waiting to run (deferred retries not yet due excluded) and how long the oldest has
+    waited; ``down`` when the queue's store cannot be read."""
+    state = {"status": "down", "backend": backend_name(), "pending": None,
+             "oldest_pending_age_seconds": None}
+    if database_down and state["backend"] == "database":
+        return state
+    try:
+        pending, oldest = (_rq_pending() if state["backend"] == "rq" else _db_pending())
+    except Exception:  # noqa: BLE001 - any failure to answer is "down"
+        return state
+    age = None if oldest is None else max(int((timezone.now() - oldest).total_seconds()), 0)
+    state.update(status="up", pending=pending, oldest_pending_age_seconds=age)
+    return state
+
+
+def _db_pending() -> tuple[int, datetime | None]:
+    from django.db.models import Count, Min
+    from django_tasks_db.models import DBTaskResult
+
+    ready = DBTaskResult.objects.ready()
+    found = ready.aggregate(n=Count("id"), oldest=Min("enqueued_at"))
+    return found["n"], found["oldest"]
+
+
+def _rq_pending() -> tuple[int, datetime | None]:
+    import django_rq
+    from rq.job import Job
+
+    queue = django_rq.get_queue(settings.MEMORYRELAY_TASK_QUEUE)
+    queue.connection.ping()
+    count = queue.count
+    oldest = None
+    first = queue.get_job_ids(0, 1)
+    if first:
+        job = Job.fetch(first[0], connection=queue.connection)
+        oldest = job.enqueued_at
+        if oldest is not None and timezone.is_naive(oldest):
+            oldest = oldest.replace(tzinfo=UTC)
+    return count, oldest

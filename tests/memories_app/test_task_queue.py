@@ -1,0 +1,288 @@
+"""The task queue itself (memoryrelay_site.tasks, manage.py task_worker): a worker killed
+mid-task loses nothing, stale claims are handed out again, health reports the queue, failed
+writes are listed and retried in the admin; on both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from memories_app.models import Memory
+from memoryrelay_site.tasks import task_queue_state, tasks_sweep
+from tests.memories_app.test_openai_provider import bag_of_words
+from tests.taskqueue import REDIS, redis_or_skip
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db
+
+
+def post(client, content: str) -> str:
+    response = client.post("/v2/memories", {"agent_id": "a", "content": content}, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()["id"]
+
+
+# --- a worker killed mid-task -------------------------------------------------------------
+
+
+class HangingEmbeddings(BaseHTTPRequestHandler):
+    """An OpenAI-compatible embedding endpoint that holds its first request until released
+    (the worker is killed meanwhile), then answers."""
+
+    arrived = threading.Event()
+    release = threading.Event()
+    calls = 0
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls += 1
+        if type(self).calls == 1:
+            type(self).arrived.set()
+            type(self).release.wait(30)
+        raw = json.dumps({"data": [{"index": i, "embedding": bag_of_words(t)}
+                                   for i, t in enumerate(body["input"])],
+                          "model": body["model"]}).encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def _manage(env, *args, timeout=60) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _worker(env, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "manage.py", "task_worker", "--interval", "0.1"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL to a worker and its children (an RQ worker runs each job in a forked child
+    of a session of its own), as when its machine dies."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    todo, found = [pid], []
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    for each in found:
+        try:
+            os.kill(each, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _row(db: Path, memory_id: str):
+    with sqlite3.connect(db, timeout=10) as conn:
+        return conn.execute(
+            "SELECT status, status_attempts, embedding IS NOT NULL FROM memories_app_memory "
+            "WHERE id = ?", (memory_id.replace("-", ""),)).fetchone()
+
+
+def _wait(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("backend", ["database", "rq"])
+def test_a_worker_killed_mid_task_loses_nothing_the_task_runs_again(backend, tmp_path):
+    if backend == "rq":
+        redis_client = redis_or_skip()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HangingEmbeddings)
+    HangingEmbeddings.calls = 0
+    HangingEmbeddings.arrived.clear()
+    HangingEmbeddings.release.clear()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    queue = f"kill-test-{os.getpid()}-{backend}"
+    db = tmp_path / "db.sqlite3"
+    env = {**os.environ, "DATABASE_URL": "", "MEMORYRELAY_SQLITE_PATH": str(db),
+           "MEMORYRELAY_EMBEDDINGS": "openai",
+           "MEMORYRELAY_EMBEDDINGS_URL": f"http://127.0.0.1:{server.server_address[1]}",
+           "MEMORYRELAY_TASK_BACKEND": backend, "MEMORYRELAY_TASK_QUEUE": queue,
+           "MEMORYRELAY_TASK_LEASE_SECONDS": "1", "REDIS_URL": REDIS}
+    log = tmp_path / "worker.log"
+    workers = []
+    try:
+        _manage(env, "migrate", "--noinput", timeout=120)
+        memory_id = _manage(env, "shell", "-c", (
+            "from django.contrib.auth import get_user_model\n"
+            "from memoryrelay_site.tasks import task_enqueue\n"
+            "from memories_app.services import memory_create\n"
+            "from memories_app.tasks import memory_embed\n"
+            "user = get_user_model().objects.create(username='u')\n"
+            "m = memory_create(account=user, agent_ref='a', content='killed mid task',"
+            " pending=True)\n"
+            "task_enqueue(memory_embed, str(m.pk))\n"
+            "print(m.pk)\n")).strip().splitlines()[-1]
+        workers.append(_worker(env, log))
+        assert HangingEmbeddings.arrived.wait(60), log.read_text()
+        assert _row(db, memory_id)[:2] == ("processing", 1)
+        _kill_tree(workers[0].pid)  # mid-task: no chance to clean up
+        workers[0].wait(10)
+        HangingEmbeddings.release.set()
+        time.sleep(1.2)  # past the lease
+        assert _row(db, memory_id)[0] == "processing"  # left behind by the dead worker
+        workers.append(_worker(env, log))
+        status = _wait(lambda: _row(db, memory_id)[0] == "ready" and _row(db, memory_id),
+                       60, "the memory to be ready")
+        assert status == ("ready", 2, 1)
+    finally:
+        HangingEmbeddings.release.set()
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+        server.shutdown()
+        server.server_close()
+        if backend == "rq":
+            leftover = list(redis_client.scan_iter(match=f"*{queue}*"))
+            if leftover:
+                redis_client.delete(*leftover)
+
+
+def test_ctrl_c_stops_a_worker_cleanly(tmp_path):
+    env = {**os.environ, "DATABASE_URL": "", "MEMORYRELAY_SQLITE_PATH": str(tmp_path / "db"),
+           "MEMORYRELAY_EMBEDDINGS": "none"}
+    _manage(env, "migrate", "--noinput", timeout=120)
+    log = tmp_path / "worker.log"
+    worker = _worker(env, log)
+    try:
+        _wait(lambda: "task worker" in log.read_text(), 30, "the worker to start")
+        os.killpg(worker.pid, signal.SIGINT)
+        assert worker.wait(15) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
+# --- stale claims, health, admin ----------------------------------------------------------
+
+
+def test_a_stale_claim_is_handed_out_again_and_then_completes(client, task_queue):
+    memory_id = post(client, "claimed by a worker that died")
+    task_queue.run()
+    stale = timezone.now() - timedelta(minutes=10)
+    Memory.objects.filter(pk=memory_id).update(status="processing", status_changed_at=stale)
+    assert tasks_sweep(lease_seconds=60) == 1
+    assert tasks_sweep(lease_seconds=60) == 0  # taken once
+    task_queue.run()
+    assert Memory.objects.get(pk=memory_id).status == "ready"
+
+
+def test_a_fresh_claim_is_left_to_its_worker(client, task_queue):
+    memory_id = post(client, "being embedded right now")
+    Memory.objects.filter(pk=memory_id).update(status="processing",
+                                               status_changed_at=timezone.now())
+    assert tasks_sweep(lease_seconds=60) == 0
+
+
+def test_health_reports_the_queue_its_backlog_and_the_age_of_the_oldest_task(
+        client, anon, task_queue):
+    empty = anon.get("/v1/health").json()
+    assert empty["services"]["task_queue"] == "up"
+    assert empty["task_queue"]["pending"] == 0
+    assert empty["task_queue"]["oldest_pending_age_seconds"] is None
+    post(client, "one")
+    post(client, "two")
+    time.sleep(1.1)
+    body = anon.get("/v1/health").json()
+    assert body["task_queue"]["status"] == "up"
+    assert body["task_queue"]["backend"] == task_queue.backend
+    assert body["task_queue"]["pending"] == 2
+    assert body["task_queue"]["oldest_pending_age_seconds"] >= 1
+    task_queue.run()
+    assert anon.get("/v1/health").json()["task_queue"]["pending"] == 0
+
+
+def test_health_reports_the_queue_down_when_redis_does_not_answer(anon, settings):
+    from tests.taskqueue import use_backend
+
+    use_backend(settings, "rq", url="redis://127.0.0.1:1/0")
+    response = anon.get("/v1/health")
+    assert response.status_code == 200  # the API itself still answers
+    assert response.json()["services"]["task_queue"] == "down"
+    assert task_queue_state()["status"] == "down"
+
+
+def test_failed_writes_are_listed_and_retried_in_the_admin(client, task_queue, settings,
+                                                          monkeypatch):
+    from memories_app import embeddings
+
+    settings.MEMORYRELAY_TASK_BACKOFF, settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 0, 1
+    provider = embeddings.get_provider()
+    real = type(provider).embed
+
+    def down(self, texts):
+        raise embeddings.EmbeddingError("provider down (test)")
+
+    monkeypatch.setattr(type(provider), "embed", down)
+    memory_id = post(client, "fails, then retried by hand")
+    task_queue.run()
+    assert Memory.objects.get(pk=memory_id).status == "failed"
+    staff = get_user_model().objects.create_superuser("admin", "a@example.com", "pw")
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(staff)
+    listed = browser.get("/admin/memories_app/memory/?status__exact=failed")
+    assert listed.status_code == 200 and "fails, then retried by hand" in listed.text
+    detail = browser.get(f"/admin/memories_app/memory/{memory_id}/change/")
+    assert "provider down (test)" in detail.text
+    monkeypatch.setattr(type(provider), "embed", real)
+    done = browser.post("/admin/memories_app/memory/", {
+        "action": "retry_failed_writes", "_selected_action": [memory_id]})
+    assert done.status_code == 302
+    assert Memory.objects.get(pk=memory_id).status == "pending"
+    task_queue.run()
+    assert Memory.objects.get(pk=memory_id).status == "ready"
+
+
+def test_make_run_starts_a_worker_beside_the_web_server_that_stops_with_it():
+    dry = subprocess.run(["make", "-n", "-s", "run"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    lines = dry.splitlines()
+    worker = next(i for i, line in enumerate(lines) if "manage.py task_worker" in line)
+    web = next(i for i, line in enumerate(lines) if "/gunicorn " in line)
+    assert worker < web and lines[worker].rstrip().endswith("&")
+    assert "--stop-with $PPID" in lines[worker]
