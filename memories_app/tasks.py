@@ -25,6 +25,7 @@ from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
 from .embeddings import EmbeddingError, get_provider
 from .models import UNFINISHED, Memory, WriteStatus
 from .services import _duplicate_of, _vector_fields
+from .webhooks import webhook_deliver
 
 logger = logging.getLogger("memoryrelay.tasks")
 
@@ -63,7 +64,16 @@ def _embed(memory: Memory) -> str:
         done = Memory.objects.filter(
             pk=memory.pk, status=WriteStatus.PROCESSING, deleted_at__isnull=True
         ).update(**fields)
-    return "ready" if done else "skipped"
+    if not done:
+        return "skipped"
+    _notify(memory)
+    return "ready"
+
+
+def _notify(memory: Memory) -> None:
+    """The outcome goes to the memory's webhook_url, by a task of its own (retried apart)."""
+    if memory.webhook_url:
+        task_enqueue(webhook_deliver, str(memory.pk))
 
 
 def _failed(memory: Memory, exc: Exception) -> str:
@@ -77,6 +87,7 @@ def _failed(memory: Memory, exc: Exception) -> str:
         status_error=error, status_changed_at=timezone.now(),
     )
     if last:
+        _notify(memory)
         return "failed"
     task_enqueue(memory_embed, str(memory.pk), delay=retry_delay(attempts))
     return "retrying"

@@ -21,6 +21,7 @@ from . import services
 from .models import Memory
 from .serializers import MemoryAsyncInput, MemoryAsyncOutput, MemoryStatusOutput
 from .tasks import ESTIMATED_SECONDS, memory_embed
+from .webhooks import webhook_url_check
 
 logger = logging.getLogger("memoryrelay.tasks")
 
@@ -31,6 +32,8 @@ class MemoryAsyncView(APIView):
         "GET /v1/memories/{id} and is searchable by meaning once its status is ready")})
     def post(self, request):
         data = validated(MemoryAsyncInput, request.data)
+        if data.get("webhook_url"):
+            webhook_url_check(data["webhook_url"])
         memory = services.memory_create(
             account=request.user, agent_ref=data["agent_id"], content=data["content"],
             session_id=data.get("session_id"), project=data.get("project"),

@@ -295,5 +295,11 @@ TASKS = {
         "QUEUES": _TASK_QUEUES,
     },
 }
+# Webhooks of asynchronous writes (memories_app/webhooks.py): seconds a receiver has to
+# answer; MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL=1 also allows http and loopback, private and
+# link-local addresses (local setups, tests).
+MEMORYRELAY_WEBHOOK_TIMEOUT = float(os.environ.get("MEMORYRELAY_WEBHOOK_TIMEOUT", "5"))
+MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = os.environ.get("MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL", "") in (
+    "1", "true", "yes")
 RQ_QUEUES = {name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600,
                     "SOCKET_TIMEOUT": 5, "SOCKET_CONNECT_TIMEOUT": 2} for name in _TASK_QUEUES}
