@@ -408,9 +408,11 @@ def _stale(model, provider_name: str):
             .without_vectors())
 
 
-def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False) -> KnowledgeReembedReport:
+def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False,
+                      progress=None) -> KnowledgeReembedReport:
     """Embeds, batch by batch, the live decisions and patterns whose vector is missing (a
-    write while the provider was down) or was made by another model."""
+    write while the provider was down) or was made by another model. ``progress`` as in
+    memories_reembed, called once per kind with its label."""
     provider = get_provider()
     texts = {Decision: lambda d: decision_text(d.title, d.rationale),
              Pattern: lambda p: pattern_text(p.title, p.description)}
@@ -418,6 +420,8 @@ def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False) -> Knowled
     for model, text_of in texts.items():
         stale = _stale(model, provider.name)
         counts[model] = stale.count()
+        step = (progress(counts[model], model._meta.verbose_name_plural)
+                if progress is not None and not dry_run else None)
         after = None
         while not dry_run:
             page = stale.filter(pk__gt=after) if after is not None else stale
@@ -426,6 +430,8 @@ def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False) -> Knowled
                 break
             after = batch[-1].pk
             matrix = embed_or_none([text_of(row) for row in batch])
+            if step is not None:
+                step(len(batch))
             if matrix is None:
                 failed += len(batch)
                 continue

@@ -323,11 +323,15 @@ class ReembedReport:
     failed: int
 
 
-def memories_reembed(*, batch_size: int = 64, dry_run: bool = False) -> ReembedReport:
-    """Embeds, batch by batch, the live memories whose vector is missing or stale."""
+def memories_reembed(*, batch_size: int = 64, dry_run: bool = False,
+                     progress=None) -> ReembedReport:
+    """Embeds, batch by batch, the live memories whose vector is missing or stale.
+    ``progress(total)`` is called once with the count (it returns the per-batch callback,
+    called with each batch's size; memoryrelay_site.progress)."""
     provider = get_provider()
     stale = Memory.objects.stale_embeddings(provider.name).without_vectors()
     total = stale.count()
+    step = progress(total) if progress is not None and not dry_run else None
     failed, after = 0, None
     while not dry_run:
         page = stale.filter(pk__gt=after) if after is not None else stale
@@ -336,6 +340,8 @@ def memories_reembed(*, batch_size: int = 64, dry_run: bool = False) -> ReembedR
             break
         after = batch[-1].pk
         matrix = embed_or_none([m.content for m in batch])
+        if step is not None:
+            step(len(batch))
         if matrix is None:
             failed += len(batch)
             continue

@@ -379,9 +379,10 @@ class StaleReport:
 
 def sessions_end_stale(
     *, idle_hours: float, summarize_them: bool = False, dry_run: bool = False,
-    now: datetime | None = None,
+    now: datetime | None = None, progress=None,
 ) -> StaleReport:
-    """Ends active sessions whose newest memory (or start) is older than ``idle_hours``."""
+    """Ends active sessions whose newest memory (or start) is older than ``idle_hours``.
+    ``progress(total)`` returns the callback called after each session ended."""
     now = now or timezone.now()
     stale = list(
         Session.objects.live().filter(status=SessionStatus.ACTIVE).with_last_activity()
@@ -390,9 +391,12 @@ def sessions_end_stale(
     )
     summarized = sum(1 for s in stale if summarize_them and _live_memories(s).exists())
     if not dry_run:
+        step = progress(len(stale)) if progress is not None else None
         for session in stale:
             try:
                 session_end(session=session, auto_summarize=summarize_them, at=now)
             except NotFound:  # deleted since it was listed
-                continue
+                pass
+            if step is not None:
+                step(1)
     return StaleReport(ended=len(stale), summarized=summarized)

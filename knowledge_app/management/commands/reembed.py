@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from knowledge_app.services import knowledge_reembed
 from memories_app.embeddings import get_provider
 from memories_app.services import memories_reembed
+from memoryrelay_site.progress import Progress
 
 
 class Command(BaseCommand):
@@ -24,8 +25,13 @@ class Command(BaseCommand):
             raise CommandError("no embedding provider is configured (MEMORYRELAY_EMBEDDINGS)")
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        report = memories_reembed(batch_size=batch_size, dry_run=dry_run)
-        knowledge = knowledge_reembed(batch_size=batch_size, dry_run=dry_run)
+        # Progress (count, rate, time left) on stderr, every few seconds and at the end.
+        def progress(total, label="memories"):
+            return Progress(self.stderr.write, f"re-embedding {label}", total)
+
+        report = memories_reembed(batch_size=batch_size, dry_run=dry_run, progress=progress)
+        knowledge = knowledge_reembed(batch_size=batch_size, dry_run=dry_run,
+                                      progress=progress)
         verb = "Would re-embed" if dry_run else "Re-embedded"
         failed = report.failed + knowledge.failed
         self.stdout.write(f"{verb} {report.stale} memories, {knowledge.decisions} decisions, "

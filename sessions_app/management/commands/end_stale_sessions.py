@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from memoryrelay_site.progress import Progress
 from sessions_app.services import sessions_end_stale
 
 
@@ -18,8 +19,11 @@ class Command(BaseCommand):
     def handle(self, *args, idle_hours: float, summarize: bool, dry_run: bool, **options):
         if not idle_hours > 0:
             raise CommandError("--idle-hours must be more than 0")
-        report = sessions_end_stale(idle_hours=idle_hours, summarize_them=summarize,
-                                    dry_run=dry_run)
+        # Progress (count, rate, time left) on stderr, every few seconds and at the end.
+        label = "ending and summarizing sessions" if summarize else "ending sessions"
+        report = sessions_end_stale(
+            idle_hours=idle_hours, summarize_them=summarize, dry_run=dry_run,
+            progress=lambda total: Progress(self.stderr.write, label, total))
         verb = "Would end" if dry_run else "Ended"
         line = f"{verb} {report.ended} sessions idle for more than {idle_hours:g} hours"
         if summarize:
