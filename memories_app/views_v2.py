@@ -5,7 +5,9 @@ dedup, when asked) is done by a task (memories_app.tasks)."""
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
+from django.db import transaction
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,7 +16,7 @@ from rest_framework.views import APIView
 
 from memoryrelay_site.errors import NotFound
 from memoryrelay_site.serializers import is_uuid
-from memoryrelay_site.tasks import task_enqueue
+from memoryrelay_site.tasks import backend_name, task_enqueue
 from sessions_app.views import validated
 
 from . import services
@@ -34,21 +36,26 @@ class MemoryAsyncView(APIView):
         data = validated(MemoryAsyncInput, request.data)
         if data.get("webhook_url"):
             webhook_url_check(data["webhook_url"])
-        memory = services.memory_create(
-            account=request.user, agent_ref=data["agent_id"], content=data["content"],
-            session_id=data.get("session_id"), project=data.get("project"),
-            project_id=data.get("project_id"),
-            metadata=data.get("metadata"), memory_type=data.get("memory_type"),
-            importance=data.get("importance"), tier=data.get("tier"),
-            visibility=data.get("visibility"), deduplicate=data["deduplicate"],
-            dedup_threshold=data["dedup_threshold"],
-            pending=True, webhook_url=data.get("webhook_url") or "",
-        )
-        try:
-            job_id = task_enqueue(memory_embed, str(memory.pk))
-        except Exception:  # noqa: BLE001 - the queue is down: the sweep queues it later
-            logger.exception("could not enqueue memory %s", memory.pk)
-            job_id = None
+        # On the database queue the memory and its task commit together (one commit);
+        # on RQ the task is queued once the memory is committed.
+        in_database = backend_name() == "database"
+        with transaction.atomic() if in_database else nullcontext():
+            memory = services.memory_create(
+                account=request.user, agent_ref=data["agent_id"], content=data["content"],
+                session_id=data.get("session_id"), project=data.get("project"),
+                project_id=data.get("project_id"),
+                metadata=data.get("metadata"), memory_type=data.get("memory_type"),
+                importance=data.get("importance"), tier=data.get("tier"),
+                visibility=data.get("visibility"), deduplicate=data["deduplicate"],
+                dedup_threshold=data["dedup_threshold"],
+                pending=True, webhook_url=data.get("webhook_url") or "",
+            )
+            job_id = task_enqueue(memory_embed, str(memory.pk)) if in_database else None
+        if not in_database:
+            try:
+                job_id = task_enqueue(memory_embed, str(memory.pk))
+            except Exception:  # noqa: BLE001 - Redis is down: the sweep queues it later
+                logger.exception("could not enqueue memory %s", memory.pk)
         return Response(MemoryAsyncOutput({
             "id": memory.pk, "status": memory.status, "job_id": job_id,
             "estimated_completion_seconds": ESTIMATED_SECONDS,

@@ -194,3 +194,24 @@ def test_every_answer_matches_the_documented_schema(client, anon, task_queue):
     check(post(client, content=""), "/v2/memories", "post")
     check(client.get(f"/v2/memories/{uuid.uuid4()}/status"), path, "get")
     check(anon.get(f"/v2/memories/{uuid.uuid4()}/status"), path, "get")
+
+
+def test_on_the_database_queue_the_memory_and_its_task_commit_together(client, monkeypatch):
+    from memories_app import views_v2
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("queue table unavailable (test)")
+
+    monkeypatch.setattr(views_v2, "task_enqueue", broken)
+    client.raise_request_exception = False
+    assert_error(post(client, content="all or nothing"), 500, "internal_error")
+    assert not Memory.objects.filter(content="all or nothing").exists()
+
+
+def test_with_redis_down_the_write_is_kept_and_the_sweep_queues_it_later(client, settings):
+    from tests.taskqueue import use_backend
+
+    use_backend(settings, "rq", url="redis://127.0.0.1:1/0")
+    response = post(client, content="stored while Redis is down")
+    assert response.status_code == 202 and response.json()["job_id"] is None
+    assert Memory.objects.get(pk=response.json()["id"]).status == "pending"
