@@ -122,48 +122,43 @@ def _wait(predicate, seconds: float, what: str):
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("backend", ["database", "rq"])
-def test_a_worker_killed_mid_task_loses_nothing_the_task_runs_again(backend, tmp_path):
-    if backend == "rq":
-        redis_client = redis_or_skip()
+@pytest.fixture
+def hanging_embeddings():
     server = ThreadingHTTPServer(("127.0.0.1", 0), HangingEmbeddings)
     HangingEmbeddings.calls = 0
     HangingEmbeddings.arrived.clear()
     HangingEmbeddings.release.clear()
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    queue = f"kill-test-{os.getpid()}-{backend}"
-    db = tmp_path / "db.sqlite3"
-    env = {**os.environ, "DATABASE_URL": "", "MEMORYRELAY_SQLITE_PATH": str(db),
-           "MEMORYRELAY_EMBEDDINGS": "openai",
-           "MEMORYRELAY_EMBEDDINGS_URL": f"http://127.0.0.1:{server.server_address[1]}",
-           "MEMORYRELAY_TASK_BACKEND": backend, "MEMORYRELAY_TASK_QUEUE": queue,
-           "MEMORYRELAY_TASK_LEASE_SECONDS": "1", "REDIS_URL": REDIS}
-    log = tmp_path / "worker.log"
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    HangingEmbeddings.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def _worker_env(backend: str, url: str, **extra) -> dict:
+    return {**os.environ, "MEMORYRELAY_EMBEDDINGS": "openai", "MEMORYRELAY_EMBEDDINGS_URL": url,
+            "MEMORYRELAY_TASK_BACKEND": backend,
+            "MEMORYRELAY_TASK_QUEUE": f"kill-test-{os.getpid()}-{backend}",
+            "MEMORYRELAY_TASK_LEASE_SECONDS": "1", "REDIS_URL": REDIS, **extra}
+
+
+def _kill_mid_task_then_restart(env: dict, memory_id: str, read, log: Path) -> None:
+    """Starts a worker, SIGKILLs it while it embeds, starts another: the memory ends
+    ready, on its second attempt. ``read(memory_id)``: (status, attempts, has vector)."""
     workers = []
+    client = redis_or_skip() if env["MEMORYRELAY_TASK_BACKEND"] == "rq" else None
     try:
-        _manage(env, "migrate", "--noinput", timeout=120)
-        memory_id = _manage(env, "shell", "-c", (
-            "from django.contrib.auth import get_user_model\n"
-            "from memoryrelay_site.tasks import task_enqueue\n"
-            "from memories_app.services import memory_create\n"
-            "from memories_app.tasks import memory_embed\n"
-            "user = get_user_model().objects.create(username='u')\n"
-            "m = memory_create(account=user, agent_ref='a', content='killed mid task',"
-            " pending=True)\n"
-            "task_enqueue(memory_embed, str(m.pk))\n"
-            "print(m.pk)\n")).strip().splitlines()[-1]
         workers.append(_worker(env, log))
         assert HangingEmbeddings.arrived.wait(60), log.read_text()
-        assert _row(db, memory_id)[:2] == ("processing", 1)
+        assert tuple(read(memory_id))[:2] == ("processing", 1)
         _kill_tree(workers[0].pid)  # mid-task: no chance to clean up
         workers[0].wait(10)
         HangingEmbeddings.release.set()
         time.sleep(1.2)  # past the lease
-        assert _row(db, memory_id)[0] == "processing"  # left behind by the dead worker
+        assert read(memory_id)[0] == "processing"  # left behind by the dead worker
         workers.append(_worker(env, log))
-        status = _wait(lambda: _row(db, memory_id)[0] == "ready" and _row(db, memory_id),
-                       60, "the memory to be ready")
-        assert status == ("ready", 2, 1)
+        _wait(lambda: read(memory_id)[0] == "ready", 60, "the memory to be ready")
+        assert tuple(read(memory_id)) == ("ready", 2, True)
     finally:
         HangingEmbeddings.release.set()
         for worker in workers:
@@ -173,12 +168,70 @@ def test_a_worker_killed_mid_task_loses_nothing_the_task_runs_again(backend, tmp
                     worker.wait(15)
                 except subprocess.TimeoutExpired:
                     os.killpg(worker.pid, signal.SIGKILL)
-        server.shutdown()
-        server.server_close()
-        if backend == "rq":
-            leftover = list(redis_client.scan_iter(match=f"*{queue}*"))
+        if client is not None:
+            leftover = list(client.scan_iter(match=f"*{env['MEMORYRELAY_TASK_QUEUE']}*"))
             if leftover:
-                redis_client.delete(*leftover)
+                client.delete(*leftover)
+
+
+@pytest.mark.parametrize("backend", ["database", "rq"])
+def test_a_worker_killed_mid_task_loses_nothing_the_task_runs_again(backend, tmp_path,
+                                                                    hanging_embeddings):
+    """On SQLite (a file of its own, so worker processes share it)."""
+    if backend == "rq":
+        redis_or_skip()
+    db = tmp_path / "db.sqlite3"
+    env = _worker_env(backend, hanging_embeddings, DATABASE_URL="",
+                      MEMORYRELAY_SQLITE_PATH=str(db))
+    _manage(env, "migrate", "--noinput", timeout=120)
+    memory_id = _manage(env, "shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        "from memoryrelay_site.tasks import task_enqueue\n"
+        "from memories_app.services import memory_create\n"
+        "from memories_app.tasks import memory_embed\n"
+        "user = get_user_model().objects.create(username='u')\n"
+        "m = memory_create(account=user, agent_ref='a', content='killed mid task',"
+        " pending=True)\n"
+        "task_enqueue(memory_embed, str(m.pk))\n"
+        "print(m.pk)\n")).strip().splitlines()[-1]
+
+    def read(memory_id):
+        status, attempts, vector = _row(db, memory_id)
+        return status, attempts, bool(vector)
+
+    _kill_mid_task_then_restart(env, memory_id, read, tmp_path / "worker.log")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", ["database", "rq"])
+def test_on_postgresql_a_worker_killed_mid_task_loses_nothing(backend, tmp_path, settings,
+                                                             hanging_embeddings, account):
+    """The workers run on this test's PostgreSQL database."""
+    from django.db import connection
+
+    from memories_app.services import memory_create
+    from memories_app.tasks import memory_embed
+    from memoryrelay_site.tasks import task_enqueue
+    from tests.taskqueue import use_backend
+
+    if backend == "rq":
+        redis_or_skip()
+    env = _worker_env(backend, hanging_embeddings)
+    db = connection.settings_dict
+    env["DATABASE_URL"] = (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:"
+                           f"{db['PORT'] or 5432}/{db['NAME']}")
+    use_backend(settings, backend, queue=env["MEMORYRELAY_TASK_QUEUE"])
+    memory = memory_create(account=account, agent_ref="a", content="killed mid task",
+                           pending=True)
+    task_enqueue(memory_embed, str(memory.pk))
+
+    def read(memory_id):
+        status, attempts, vector = Memory.objects.filter(pk=memory_id).values_list(
+            "status", "status_attempts", "embedding_model").get()
+        return status, attempts, bool(vector)
+
+    _kill_mid_task_then_restart(env, str(memory.pk), read, tmp_path / "worker.log")
 
 
 def test_ctrl_c_stops_a_worker_cleanly(tmp_path):
