@@ -67,9 +67,12 @@ class Command(BaseCommand):
     def _run_rq(self, *, burst, worker_id):
         import django_rq
         from django_tasks_rq import Job
+        from rq import SimpleWorker
 
+        # SimpleWorker runs each job in this process (RQ's default Worker forks one child
+        # per job, which would load the embedding model again for every memory).
         worker = django_rq.get_worker(settings.MEMORYRELAY_TASK_QUEUE, name=worker_id,
-                                      job_class=Job)
+                                      job_class=Job, worker_class=SimpleWorker)
         worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
 
 
