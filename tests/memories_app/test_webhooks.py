@@ -8,6 +8,7 @@ import hmac
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 
@@ -25,10 +26,13 @@ pytestmark = pytest.mark.django_db
 class Receiver(BaseHTTPRequestHandler):
     received: list = []
     failures = 0
+    slow_first = 0.0
 
     def do_POST(self):  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.headers, body))  # names in any case
+        if len(type(self).received) == 1 and type(self).slow_first:
+            time.sleep(type(self).slow_first)
         status = 500 if len(type(self).received) <= type(self).failures else 204
         self.send_response(status)
         self.send_header("Content-Length", "0")
@@ -42,7 +46,7 @@ class Receiver(BaseHTTPRequestHandler):
 def receiver(settings):
     settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = True
     settings.MEMORYRELAY_TASK_BACKOFF = 0
-    Receiver.received, Receiver.failures = [], 0
+    Receiver.received, Receiver.failures, Receiver.slow_first = [], 0, 0.0
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook"
@@ -90,6 +94,17 @@ def test_a_failing_receiver_is_retried_until_it_answers(client, receiver, task_q
     task_queue.run()
     assert len(Receiver.received) == 3
     assert len({body for _, body in Receiver.received}) == 1  # the same event each time
+
+
+def test_a_receiver_slower_than_the_timeout_gets_the_event_again(client, receiver,
+                                                                  task_queue, settings):
+    settings.MEMORYRELAY_WEBHOOK_TIMEOUT = 0.3
+    Receiver.slow_first = 3.0
+    started = time.monotonic()
+    post(client, content="slow receiver", webhook_url=receiver)
+    task_queue.run()
+    assert len(Receiver.received) == 2
+    assert time.monotonic() - started < 2.5  # the first call was cut short, not waited on
 
 
 def test_a_receiver_that_keeps_failing_is_given_up_after_the_attempts(client, receiver,
