@@ -19,10 +19,18 @@ from django.utils import timezone
 
 from memories_app import search
 from memories_app.embeddings import embed_or_none, get_provider
+from memories_app.services import embedding_of, vector_fields
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
-from sessions_app.models import Project, ProjectRelationship, Session
+from sessions_app.models import Project, ProjectRelationship
 from sessions_app.projects import project_find, project_get
-from sessions_app.services import agent_hold, agent_resolve, locked_live, session_hold
+from sessions_app.services import (
+    agent_hold,
+    agent_resolve,
+    locked_live,
+    session_for_write,
+    session_gone,
+    session_hold,
+)
 
 from .models import Decision, DecisionStatus, Pattern, PatternAdoption
 
@@ -30,29 +38,6 @@ CHECK_MODE = "hybrid"
 
 
 # --- shared -------------------------------------------------------------------------------
-
-
-def embedding_fields(text: str, vector: np.ndarray | None = None) -> dict:
-    """The embedding columns for ``text`` (None when the provider is missing or failing:
-    the row is stored, keyword-searchable). Called before any transaction opens."""
-    if vector is None:
-        matrix = embed_or_none([text])
-        vector = matrix[0] if matrix is not None else None
-    if vector is None:
-        return {"embedding": None, "embedding_model": "", "embedding_dimension": None}
-    return {"embedding": vector, "embedding_model": get_provider().name,
-            "embedding_dimension": int(vector.shape[0])}
-
-
-def _session_gone() -> Invalid:
-    return Invalid("Session not found", field="session_id")
-
-
-def _live_session(account, session_id) -> Session:
-    session = Session.objects.live().for_account(account).filter(pk=session_id).first()
-    if session is None:
-        raise _session_gone()
-    return session
 
 
 def _write_changes(row, given: dict[str, Any], embedded: dict | None, text_fields) -> Any:
@@ -107,9 +92,9 @@ def decision_record(
     """Records a decision (``active`` unless ``experimental``). ``agent_ref`` (a UUID or a
     name, created on first use) and ``session_id`` (a live session of the account, else a
     422) are optional; without ``project_slug`` the session's project labels it."""
-    session = _live_session(account, session_id) if session_id else None
+    session = session_for_write(account=account, session_id=session_id) if session_id else None
     agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
-    embedded = embedding_fields(decision_text(title, rationale))
+    embedded = vector_fields(embedding_of(decision_text(title, rationale)))
     with transaction.atomic():
         return _insert_decision(
             account=account, agent=agent, session=session, title=title, rationale=rationale,
@@ -126,7 +111,7 @@ def _insert_decision(*, account, agent, session, embedded: dict, status, tags, m
     if agent is not None:
         agent_hold(agent=agent, at=at)
     if session is not None:
-        session = session_hold(session=session, missing=_session_gone())
+        session = session_hold(session=session, missing=session_gone())
     return Decision.objects.create(
         account=account, agent=agent, session=session, status=status or DecisionStatus.ACTIVE,
         tags=tags or [], metadata=metadata or {}, created_at=at, **fields, **embedded,
@@ -151,9 +136,9 @@ def decision_supersede(
     holding the old row's lock: of two concurrent supersedes one wins and the other is a
     409, as is superseding a superseded decision. The new decision keeps the old one's
     project, tags and agent unless given."""
-    session = _live_session(account, session_id) if session_id else None
+    session = session_for_write(account=account, session_id=session_id) if session_id else None
     agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
-    embedded = embedding_fields(decision_text(title, rationale))
+    embedded = vector_fields(embedding_of(decision_text(title, rationale)))
     with transaction.atomic():
         old = locked_live(Decision, decision.pk,
                           NotFound("Decision not found"))
@@ -187,7 +172,7 @@ def decision_update(*, decision: Decision, changes: dict[str, Any]) -> Decision:
     if {"title", "rationale"} & set(given):
         text = decision_text(given.get("title", decision.title),
                              given.get("rationale", decision.rationale))
-        embedded = embedding_fields(text)
+        embedded = vector_fields(embedding_of(text))
     with transaction.atomic():
         row = locked_live(Decision, decision.pk,
                           NotFound("Decision not found"))
@@ -265,7 +250,7 @@ def pattern_create(
 ) -> Pattern:
     """Stores a pattern (``global`` unless ``project`` scope). ``source_project`` is a slug,
     kept as given; it also links the project registered with it, if any."""
-    embedded = embedding_fields(pattern_text(title, description))
+    embedded = vector_fields(embedding_of(pattern_text(title, description)))
     source = project_find(account=account, slug=source_project) if source_project else None
     pattern = Pattern.objects.create(
         account=account, title=title, description=description, scope=scope or "global",
@@ -325,9 +310,9 @@ def pattern_update(*, pattern: Pattern, changes: dict[str, Any]) -> Pattern:
     given = {k: v for k, v in changes.items() if k in PATTERN_UPDATABLE and v is not None}
     embedded = None
     if {"title", "description"} & set(given):
-        embedded = embedding_fields(pattern_text(given.get("title", pattern.title),
-                                                 given.get("description",
-                                                           pattern.description)))
+        text = pattern_text(given.get("title", pattern.title),
+                            given.get("description", pattern.description))
+        embedded = vector_fields(embedding_of(text))
     with transaction.atomic():
         row = locked_live(Pattern, pattern.pk, NotFound("Pattern not found"))
         return _write_changes(row, given, embedded, ("title", "description"))
@@ -436,7 +421,7 @@ def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False,
                 failed += len(batch)
                 continue
             for row, vector in zip(batch, matrix, strict=True):
-                for name, value in embedding_fields("", vector).items():
+                for name, value in vector_fields(vector).items():
                     setattr(row, name, value)
             model.objects.bulk_update(batch, ["embedding", "embedding_model",
                                               "embedding_dimension"])

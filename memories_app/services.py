@@ -22,7 +22,14 @@ from django.utils import timezone
 from memoryrelay_site.errors import Invalid, NotFound, ServiceError
 from memoryrelay_site.serializers import is_uuid
 from sessions_app.models import Agent, Project, ProjectRelationship, Session
-from sessions_app.services import agent_hold, agent_resolve, locked_live, session_hold
+from sessions_app.services import (
+    agent_hold,
+    agent_resolve,
+    locked_live,
+    session_for_write,
+    session_gone,
+    session_hold,
+)
 
 from . import search, vectors
 from .embeddings import embed_or_none, get_provider
@@ -38,17 +45,6 @@ def memory_get(*, account, memory_id) -> Memory:
     if memory is None:
         raise NotFound("Memory not found")
     return memory
-
-
-def _session_gone() -> Invalid:
-    return Invalid("Session not found", field="session_id")
-
-
-def _session_for_write(account, session_id) -> Session:
-    session = Session.objects.live().for_account(account).filter(pk=session_id).first()
-    if session is None:
-        raise _session_gone()
-    return session
 
 
 def memory_create(
@@ -77,12 +73,12 @@ def memory_create(
     With ``deduplicate``, a live memory of the same agent at least ``dedup_threshold``
     similar is returned instead (``is_duplicate`` set) and nothing is stored. The agent or
     session deleted before the write commits refuses it (NotFound, Invalid)."""
-    session = _session_for_write(account, session_id) if session_id else None
+    session = session_for_write(account=account, session_id=session_id) if session_id else None
     if project_id:
         project = _project_label(account, project, project_id)
     agent = agent_resolve(account=account, ref=agent_ref)
     if vector is None and not pending:
-        vector = _embedding_of(content)
+        vector = embedding_of(content)
     importance = 0.5 if importance is None else importance
     at = timezone.now()
     with transaction.atomic():
@@ -90,7 +86,7 @@ def memory_create(
         # its row, so two deduplicating copies cannot both slip in.
         agent_hold(agent=agent, at=at)
         if session is not None:
-            session = session_hold(session=session, missing=_session_gone())
+            session = session_hold(session=session, missing=session_gone())
         duplicate = (_duplicate_of(account, agent, content, vector, dedup_threshold)
                      if deduplicate and not pending else None)
         if duplicate is not None:
@@ -101,7 +97,7 @@ def memory_create(
             project=project if project is not None else getattr(session, "project", None),
             content=content, metadata=metadata or {}, memory_type=memory_type or "fact",
             importance=importance, tier=tier or tier_for(importance),
-            visibility=visibility or "private", created_at=at, **_vector_fields(vector),
+            visibility=visibility or "private", created_at=at, **vector_fields(vector),
             **(_pending_fields(at, dedup_threshold if deduplicate else None, webhook_url)
                if pending else {}),
         )
@@ -127,12 +123,16 @@ def _project_label(account, project: str | None, project_id: str) -> str:
     return label
 
 
-def _embedding_of(content: str) -> np.ndarray | None:
-    vectors_ = embed_or_none([content])
-    return vectors_[0] if vectors_ is not None else None
+def embedding_of(text: str) -> np.ndarray | None:
+    """The embedding of ``text``, or None when the provider is missing or failing (the row
+    is stored, keyword-searchable, and ``reembed`` fills it in). Called before any
+    transaction opens."""
+    matrix = embed_or_none([text])
+    return matrix[0] if matrix is not None else None
 
 
-def _vector_fields(vector: np.ndarray | None) -> dict:
+def vector_fields(vector: np.ndarray | None) -> dict:
+    """The embedding columns of a memory, decision or pattern for ``vector``."""
     if vector is None:
         return {"embedding": None, "embedding_model": "", "embedding_dimension": None}
     return {"embedding": vector, "embedding_model": get_provider().name,
@@ -171,13 +171,13 @@ def memory_update(*, memory: Memory, changes: dict[str, Any]) -> Memory:
     content = given.get("content")
     embedded = None
     if content is not None and content != memory.content:
-        embedded = _vector_fields(_embedding_of(content))
+        embedded = vector_fields(embedding_of(content))
     while True:  # at most twice: once more only if the content changed under us
         with transaction.atomic():
             row = locked_live(Memory, memory.pk, NotFound("Memory not found"))
             if content in (None, row.content) or embedded is not None:
                 return _write_changes(row, given, embedded)
-        embedded = _vector_fields(_embedding_of(content))
+        embedded = vector_fields(embedding_of(content))
 
 
 def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None) -> Memory:
@@ -346,7 +346,7 @@ def memories_reembed(*, batch_size: int = 64, dry_run: bool = False,
             failed += len(batch)
             continue
         for memory, vector in zip(batch, matrix, strict=True):
-            for field, value in _vector_fields(vector).items():
+            for field, value in vector_fields(vector).items():
                 setattr(memory, field, value)
         Memory.objects.bulk_update(batch, ["embedding", "embedding_model", "embedding_dimension"])
     return ReembedReport(stale=total, failed=failed)

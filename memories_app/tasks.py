@@ -24,7 +24,7 @@ from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
 
 from .embeddings import EmbeddingError, get_provider
 from .models import UNFINISHED, Memory, WriteStatus
-from .services import _duplicate_of, _vector_fields
+from .services import _duplicate_of, vector_fields
 from .webhooks import webhook_deliver
 
 logger = logging.getLogger("memoryrelay.tasks")
@@ -56,7 +56,7 @@ def _embed(memory: Memory) -> str:
     if memory.dedup_threshold is not None:
         duplicate = _duplicate_of(memory.account, memory.agent, memory.content, vector,
                                   memory.dedup_threshold, exclude=memory.pk)
-    fields = {**_vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
+    fields = {**vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
               "status_changed_at": timezone.now()}
     if duplicate is not None:
         fields.update(duplicate_of=duplicate.pk, deleted_at=timezone.now())

@@ -234,6 +234,21 @@ def _locked(session: Session) -> Session:
     return locked_live(Session, session.pk, NotFound("Session not found"))
 
 
+def session_gone() -> Invalid:
+    """The answer to a write naming a session the account cannot see, or one deleted
+    before the write commits: a 422 on ``session_id``."""
+    return Invalid("Session not found", field="session_id")
+
+
+def session_for_write(*, account, session_id) -> Session:
+    """The account's live session a write adds to (checked again under its lock by
+    :func:`session_hold` inside the write's transaction)."""
+    session = Session.objects.live().for_account(account).filter(pk=session_id).first()
+    if session is None:
+        raise session_gone()
+    return session
+
+
 def session_hold(*, session: Session, missing: ServiceError | None = None) -> Session:
     """Inside a write that adds rows to ``session``: its live row, held until commit, so a
     concurrent :func:`session_delete` waits for the write (and cascades over it) or has

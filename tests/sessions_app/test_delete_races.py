@@ -87,15 +87,15 @@ def test_ending_or_summarizing_a_session_read_before_its_delete_is_a_404(session
 def test_a_write_into_a_session_deleted_after_it_was_checked_is_refused(account, session,
                                                                        monkeypatch):
     """The liveness check before the write passes; the delete lands before the write."""
-    real = memory_services._session_for_write
+    real = memory_services.session_for_write
 
-    def check_then_delete(acct, session_id):
-        found = real(acct, session_id)
+    def check_then_delete(*, account, session_id):
+        found = real(account=account, session_id=session_id)
         services.session_delete(session=Session.objects.get(pk=session_id),
                                 cascade_memories=True)
         return found
 
-    monkeypatch.setattr(memory_services, "_session_for_write", check_then_delete)
+    monkeypatch.setattr(memory_services, "session_for_write", check_then_delete)
     with pytest.raises(Invalid):
         memory_services.memory_create(account=account, agent_ref="writer", content="late",
                                       session_id=session.id)
