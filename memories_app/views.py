@@ -74,15 +74,7 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
     })
     def create(self, request):
         data = validated(MemoryCreateInput, request.data)
-        memory = services.memory_create(
-            account=request.user, agent_ref=data["agent_id"], content=data["content"],
-            session_id=data.get("session_id"), project=data.get("project"),
-            project_id=data.get("project_id"),
-            metadata=data.get("metadata"), memory_type=data.get("memory_type"),
-            importance=data.get("importance"), tier=data.get("tier"),
-            visibility=data.get("visibility"), deduplicate=data["deduplicate"],
-            dedup_threshold=data["dedup_threshold"],
-        )
+        memory = services.memory_create(account=request.user, **memory_create_arguments(data))
         duplicate = getattr(memory, "is_duplicate", False)
         return Response(MemorySerializer(memory).data, status=200 if duplicate else 201)
 
@@ -186,10 +178,15 @@ def _batch_item(raw, default_agent: str | None) -> dict | ServiceError:
     agent = data.get("agent_id") or default_agent
     if not agent:
         return Invalid("agent_id: This field is required.", field="agent_id")
+    return memory_create_arguments({**data, "agent_id": agent})
+
+
+def memory_create_arguments(data: dict) -> dict:
+    """A validated memory-create body (v1, v2 or a batch item) as memory_create arguments."""
     return {
-        "agent_ref": agent, "content": data["content"], "session_id": data.get("session_id"),
-        "project": data.get("project"), "project_id": data.get("project_id"),
-        "metadata": data.get("metadata"),
+        "agent_ref": data["agent_id"], "content": data["content"],
+        "session_id": data.get("session_id"), "project": data.get("project"),
+        "project_id": data.get("project_id"), "metadata": data.get("metadata"),
         "memory_type": data.get("memory_type"), "importance": data.get("importance"),
         "tier": data.get("tier"), "visibility": data.get("visibility"),
         "deduplicate": data["deduplicate"], "dedup_threshold": data["dedup_threshold"],

@@ -23,6 +23,7 @@ from . import services
 from .models import Memory
 from .serializers import MemoryAsyncInput, MemoryAsyncOutput, MemoryStatusOutput
 from .tasks import ESTIMATED_SECONDS, memory_embed
+from .views import memory_create_arguments
 from .webhooks import webhook_url_check
 
 logger = logging.getLogger("memoryrelay.tasks")
@@ -41,13 +42,7 @@ class MemoryAsyncView(APIView):
         in_database = backend_name() == "database"
         with transaction.atomic() if in_database else nullcontext():
             memory = services.memory_create(
-                account=request.user, agent_ref=data["agent_id"], content=data["content"],
-                session_id=data.get("session_id"), project=data.get("project"),
-                project_id=data.get("project_id"),
-                metadata=data.get("metadata"), memory_type=data.get("memory_type"),
-                importance=data.get("importance"), tier=data.get("tier"),
-                visibility=data.get("visibility"), deduplicate=data["deduplicate"],
-                dedup_threshold=data["dedup_threshold"],
+                account=request.user, **memory_create_arguments(data),
                 pending=True, webhook_url=data.get("webhook_url") or "",
             )
             job_id = task_enqueue(memory_embed, str(memory.pk)) if in_database else None
