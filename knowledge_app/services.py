@@ -40,6 +40,24 @@ CHECK_MODE = "hybrid"
 # --- shared -------------------------------------------------------------------------------
 
 
+def _soft_delete(model, pk, missing: NotFound, at: datetime | None):
+    """Soft-deletes the live row under its lock; one deleted meanwhile is ``missing``."""
+    with transaction.atomic():
+        row = locked_live(model, pk, missing)
+        row.deleted_at = at or timezone.now()
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
+
+
+@transaction.atomic
+def _restore(model, pk):
+    row = model.objects.without_vectors().select_for_update().get(pk=pk)
+    if row.deleted_at is not None:
+        row.deleted_at = None
+        row.save(update_fields=["deleted_at", "updated_at"])
+    return row
+
+
 def _write_changes(row, given: dict[str, Any], embedded: dict | None, text_fields) -> Any:
     changed = {f: v for f, v in given.items() if getattr(row, f) != v}
     if embedded is not None and any(f in changed for f in text_fields):
@@ -182,22 +200,11 @@ def decision_update(*, decision: Decision, changes: dict[str, Any]) -> Decision:
 def decision_delete(*, decision: Decision, at: datetime | None = None) -> Decision:
     """Soft-deletes the live decision under its row lock; one deleted meanwhile is a
     NotFound."""
-    at = at or timezone.now()
-    with transaction.atomic():
-        row = locked_live(Decision, decision.pk,
-                          NotFound("Decision not found"))
-        row.deleted_at = at
-        row.save(update_fields=["deleted_at", "updated_at"])
-    return row
+    return _soft_delete(Decision, decision.pk, NotFound("Decision not found"), at)
 
 
-@transaction.atomic
 def decision_restore(*, decision: Decision) -> Decision:
-    row = Decision.objects.without_vectors().select_for_update().get(pk=decision.pk)
-    if row.deleted_at is not None:
-        row.deleted_at = None
-        row.save(update_fields=["deleted_at", "updated_at"])
-    return row
+    return _restore(Decision, decision.pk)
 
 
 def decision_check(
@@ -283,21 +290,11 @@ def pattern_adopt(*, account, pattern: Pattern, project_slug: str) -> Pattern:
 def pattern_delete(*, pattern: Pattern, at: datetime | None = None) -> Pattern:
     """Soft-deletes the live pattern under its row lock (its adoptions stay, for a
     restore)."""
-    at = at or timezone.now()
-    with transaction.atomic():
-        row = locked_live(Pattern, pattern.pk, NotFound("Pattern not found"))
-        row.deleted_at = at
-        row.save(update_fields=["deleted_at", "updated_at"])
-    return row
+    return _soft_delete(Pattern, pattern.pk, NotFound("Pattern not found"), at)
 
 
-@transaction.atomic
 def pattern_restore(*, pattern: Pattern) -> Pattern:
-    row = Pattern.objects.without_vectors().select_for_update().get(pk=pattern.pk)
-    if row.deleted_at is not None:
-        row.deleted_at = None
-        row.save(update_fields=["deleted_at", "updated_at"])
-    return row
+    return _restore(Pattern, pattern.pk)
 
 
 PATTERN_UPDATABLE = ("title", "description", "scope", "category", "tags", "example_code",
