@@ -8,13 +8,12 @@ its agent and session until it commits."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
@@ -276,18 +275,11 @@ def memory_search(
         queryset = queryset.alias(**{f"_meta{n}": KeyTransform(key, "metadata")}).filter(
             **{f"_meta{n}": value})
     try:
-        with _read_snapshot():
+        with search.read_snapshot():
             return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
                                                      min_score=min_score))
     except search.SearchUnavailable as exc:
         raise Invalid(str(exc), field="search_mode") from None
-
-
-def _read_snapshot():
-    """PostgreSQL: one read transaction, so the vector search's ``SET LOCAL`` tuning covers
-    its query (a read takes no lock there). SQLite: none, so a read never takes the write
-    lock."""
-    return transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
 
 
 @dataclass(frozen=True)
