@@ -43,6 +43,13 @@ class Command(BaseCommand):
         self.stdout.write(f"task worker {worker_id}: backend {tasks.backend_name()}, "
                           f"queue {settings.MEMORYRELAY_TASK_QUEUE}")
         self.stdout.flush()
+        try:
+            self._work(burst=burst, interval=interval, stop_with=stop_with, lease=lease,
+                       worker_id=worker_id)
+        except KeyboardInterrupt:  # Ctrl-C before the backend's own handlers were in place
+            self.stdout.write("task worker stopped")
+
+    def _work(self, *, burst, interval, stop_with, lease, worker_id):
         _sweep(lease)
         if not burst:
             threading.Thread(target=_sweep_forever, args=(lease,), daemon=True).start()
