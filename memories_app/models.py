@@ -118,6 +118,9 @@ class Memory(SoftDeleteModel):
     dedup_threshold = models.FloatField(null=True, blank=True, editable=False)
     duplicate_of = models.UUIDField(null=True, blank=True, editable=False)
     webhook_url = models.URLField(max_length=2000, blank=True, default="", editable=False)
+    # The write's ``auto_extract_entities`` (null: the server default), kept until an
+    # asynchronous write is ready and its entities are extracted (signals.memories_written).
+    extract_entities = models.BooleanField(null=True, blank=True, editable=False)
 
     objects = MemoryQuerySet.as_manager()
 
