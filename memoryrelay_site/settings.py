@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "memoryrelay_site",
     "sessions_app",
     "memories_app",
+    "entities_app",
     "knowledge_app",
 ]
 

@@ -20,6 +20,8 @@ urlpatterns = [
     # first: its literal routes under projects/ (impact-analysis, shared-patterns, {slug}/
     # context) must win over the projects app's projects/{slug}.
     path("v1/", include("knowledge_app.urls")),
+    # Before the memories app: its literal routes under memories/ win over memories/{id}.
+    path("v1/", include("entities_app.urls")),
     path("v1/", include("memories_app.urls")),
     path("v1/", include("sessions_app.urls")),
     path("v2/", include("memories_app.urls_v2")),

@@ -1,4 +1,5 @@
-"""Imports point one way: memoryrelay_site ← sessions_app ← memories_app ← knowledge_app.
+"""Imports point one way: memoryrelay_site ← sessions_app ← memories_app ← entities_app ←
+knowledge_app.
 A lower package never imports a higher one (it reaches higher models only through reverse
 relations, and the root urls include each app's urls by name)."""
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-LAYERS = ["memoryrelay_site", "sessions_app", "memories_app", "knowledge_app"]
+LAYERS = ["memoryrelay_site", "sessions_app", "memories_app", "entities_app",
+          "knowledge_app"]
 
 
 def imported_packages(path: Path) -> set[str]:
