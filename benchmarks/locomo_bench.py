@@ -1,0 +1,337 @@
+"""LoCoMo retrieval through a live server: does search find the turn that answers a question?
+
+    .venv/bin/python benchmarks/locomo_bench.py --data locomo10.json \\
+        --url http://127.0.0.1:8000 --key "$MEMORYRELAY_API_KEY" [--conversations 5-9]
+
+LoCoMo (Maharana et al., ACL 2024) is ten long two-person conversations (19 to 32 sessions,
+about 5,900 turns in all) with about 1,500 questions whose answering turns are labelled
+(``evidence``: dia_ids such as ``D3:7``). ``--data`` takes ``locomo10.json`` (a list of
+samples, each ``{"sample_id", "conversation": {...}, "qa": [...]}``), a single conversation
+as a flat object, a directory of them, or the ``locomo10.zip`` that holds them.
+
+Each conversation goes into its own agent (``<prefix>-<sample>-<format>``) through
+``POST /v1/memories/batch``, one memory per turn, its dia_id in ``metadata``; an agent that
+already holds every turn is reused (use another ``--agent-prefix`` after changing the
+server's ingestion). Then every question of categories 1 to 4 (category 5, adversarial,
+has no answer in the conversation) is asked through ``POST /v1/memories/search`` within its
+agent, ``limit`` 10, in each mode. A question counts as found at k when one of its evidence
+turns is among the first k hits. The script prints recall@1/5/10 and MRR (over the first
+10) per mode and per category, with client-side latency (HTTP, auth, the query's
+embedding, ranking, JSON) at p50 and p95. It asserts nothing.
+
+Memory formats (``--format``):
+
+* ``turn`` (default): ``[8 May, 2023] Caroline: text``, the session's date, the speaker and
+  what was said, with a shared photo's caption as ``[photo: ...]``: each turn is a
+  self-contained fact with who and when, the way an agent would store it;
+* ``bare``: the turn's text alone (no date, speaker or photo): to measure what they add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MODES = ("hybrid", "keyword", "semantic")
+KS = (1, 5, 10)
+LIMIT = 10
+BATCH = 100  # the batch endpoint's most items per call
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+FORMATS = ("turn", "bare")
+_DIA = re.compile(r"D:?(\d+):(\d+)")
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    dia_id: str
+    content: str
+
+
+@dataclass
+class Question:
+    text: str
+    category: int
+    evidence: set[str]
+
+
+@dataclass
+class Conversation:
+    sample_id: str
+    turns: list[Turn]
+    questions: list[Question]
+    unanswerable: int = 0  # questions of categories 1-4 whose evidence names no turn
+
+
+def dia_ids(evidence) -> set[str]:
+    """The dia_ids an evidence list names, normalized: the data has ``D8:6; D9:17``,
+    ``D:11:26`` and ``D30:05`` beside the usual ``D3:7``."""
+    found = set()
+    for item in evidence or []:
+        for session, turn in _DIA.findall(str(item)):
+            found.add(f"D{int(session)}:{int(turn)}")
+    return found
+
+
+def session_date(when: str) -> str:
+    """``1:56 pm on 8 May, 2023`` -> ``8 May, 2023``."""
+    return when.split(" on ", 1)[-1].strip()
+
+
+def turn_content(turn: dict, date: str, fmt: str) -> str:
+    text = " ".join(str(turn.get("text", "")).split())
+    if fmt == "bare":
+        return text or "(photo)"
+    caption = turn.get("blip_caption")
+    photo = f" [photo: {caption}]" if caption else ""
+    return f"[{date}] {turn.get('speaker', '?')}: {text}{photo}"
+
+
+def conversation_of(sample: dict, name: str, fmt: str) -> Conversation:
+    conv = sample.get("conversation", sample)
+    sessions = sorted((int(m.group(1)), key) for key in conv
+                      if (m := re.fullmatch(r"session_(\d+)", key)) and isinstance(conv[key], list))
+    turns = []
+    for _, key in sessions:
+        date = session_date(str(conv.get(f"{key}_date_time", "")))
+        for turn in conv[key]:
+            dia = dia_ids([turn.get("dia_id")])
+            if dia:
+                turns.append(Turn(dia.pop(), turn_content(turn, date, fmt)))
+    known = {t.dia_id for t in turns}
+    questions, unanswerable = [], 0
+    for qa in sample.get("qa", []):
+        category = int(qa.get("category", 0))
+        if category not in CATEGORIES:
+            continue
+        evidence = dia_ids(qa.get("evidence")) & known
+        if not evidence:
+            unanswerable += 1
+            continue
+        questions.append(Question(str(qa["question"]), category, evidence))
+    return Conversation(str(sample.get("sample_id", name)), turns, questions, unanswerable)
+
+
+def _number(name: str) -> tuple:
+    digits = re.findall(r"\d+", Path(name).stem)
+    return (int(digits[-1]) if digits else 0, name)
+
+
+def load(path: Path, fmt: str = "turn") -> list[Conversation]:
+    """The conversations in ``path`` (see the module's docstring), in LoCoMo's order."""
+    if path.is_dir():
+        blobs = [(p.name, p.read_text()) for p in sorted(path.glob("*.json"), key=lambda p:
+                                                       _number(p.name))]
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = sorted((n for n in archive.namelist() if n.endswith(".json")), key=_number)
+            blobs = [(n, archive.read(n).decode()) for n in names]
+    else:
+        blobs = [(path.name, path.read_text())]
+    conversations = []
+    for name, blob in blobs:
+        data = json.loads(blob)
+        samples = data if isinstance(data, list) else [data]
+        for n, sample in enumerate(samples):
+            label = f"conv-{_number(name)[0]}" if len(samples) == 1 else f"conv-{n}"
+            conversations.append(conversation_of(sample, label, fmt))
+    return conversations
+
+
+def pick(conversations: list, spec: str | None) -> list:
+    """``0-4``, ``5-9``, ``0,3,7`` (positions in the data) or None for all of them."""
+    if not spec:
+        return conversations
+    chosen: list[int] = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        chosen.extend(range(int(low), int(high or low) + 1))
+    return [conversations[i] for i in chosen]
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class HttpClient:
+    """One keep-alive connection to the server; ``post``/``get`` answer (status, json)."""
+
+    def __init__(self, url: str, key: str, timeout: float = 120):
+        parts = urlsplit(url)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self.connection = cls(parts.hostname, parts.port, timeout=timeout)
+        self.base = parts.path.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def request(self, method: str, path: str, body=None):
+        payload = json.dumps(body) if body is not None else None
+        for attempt in (1, 2):  # a keep-alive connection the server closed: reconnect once
+            try:
+                self.connection.request(method, self.base + path, body=payload,
+                                        headers=self.headers)
+                response = self.connection.getresponse()
+                return response.status, json.loads(response.read() or b"null")
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def post(self, path: str, body):
+        return self.request("POST", path, body)
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+
+def _ok(status, body, what: str):
+    if status >= 300:
+        raise RuntimeError(f"{what}: HTTP {status}: {json.dumps(body)[:500]}")
+    return body
+
+
+def agent_name(prefix: str, conversation: Conversation, fmt: str) -> str:
+    return f"{prefix}-{conversation.sample_id}-{fmt}"
+
+
+def ingest(client, conversation: Conversation, agent: str, log=print) -> float:
+    """Stores every turn as a memory of ``agent`` (skipped when it already holds them all);
+    returns the seconds it took."""
+    status, body = client.get(f"/v1/agents/{agent}/stats")
+    held = (body or {}).get("data", {}).get("total_memories", 0) if status == 200 else 0
+    if held == len(conversation.turns):
+        log(f"  {agent}: {held} memories already stored, reused")
+        return 0.0
+    if held:
+        raise RuntimeError(f"{agent} holds {held} memories, not {len(conversation.turns)}: "
+                           "use another --agent-prefix")
+    start = time.perf_counter()
+    for first in range(0, len(conversation.turns), BATCH):
+        items = [{"content": t.content, "metadata": {"dia_id": t.dia_id}}
+                 for t in conversation.turns[first:first + BATCH]]
+        body = _ok(*client.post("/v1/memories/batch", {"agent_id": agent, "memories": items}),
+                   "batch")
+        if body["failed"]:
+            raise RuntimeError(f"batch: {body['failed']} items failed: {body['results'][:3]}")
+    seconds = time.perf_counter() - start
+    log(f"  {agent}: {len(conversation.turns)} memories stored in {seconds:.1f} s")
+    return seconds
+
+
+@dataclass
+class Tally:
+    ranks: list = field(default_factory=list)  # (category, rank or None)
+    latencies: list = field(default_factory=list)  # ms
+
+    def recall(self, k: int, category: int | None = None) -> float:
+        rows = [r for c, r in self.ranks if category in (None, c)]
+        return sum(1 for r in rows if r is not None and r <= k) / len(rows) if rows else 0.0
+
+    def mrr(self, category: int | None = None) -> float:
+        rows = [r for c, r in self.ranks if category in (None, c)]
+        return sum(1 / r for r in rows if r is not None) / len(rows) if rows else 0.0
+
+    def quantile(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    def summary(self) -> dict:
+        out = {f"r@{k}": round(self.recall(k), 4) for k in KS}
+        out["mrr"] = round(self.mrr(), 4)
+        out["p50_ms"], out["p95_ms"] = round(self.quantile(0.5), 1), round(self.quantile(0.95), 1)
+        out["questions"] = len(self.ranks)
+        out["categories"] = {c: {**{f"r@{k}": round(self.recall(k, c), 4) for k in KS},
+                                 "mrr": round(self.mrr(c), 4),
+                                 "questions": sum(1 for x, _ in self.ranks if x == c)}
+                             for c in CATEGORIES}
+        return out
+
+
+def ask(client, conversations, agents, modes, limit: int = LIMIT) -> dict[str, Tally]:
+    tallies = {mode: Tally() for mode in modes}
+    for conversation, agent in zip(conversations, agents, strict=True):
+        for question in conversation.questions:
+            for mode in modes:
+                body = {"query": question.text, "agent_id": agent, "limit": limit,
+                        "search_mode": mode}
+                start = time.perf_counter()
+                found = _ok(*client.post("/v1/memories/search", body), "search")
+                tallies[mode].latencies.append((time.perf_counter() - start) * 1000)
+                ids = [(hit["memory"].get("metadata") or {}).get("dia_id")
+                       for hit in found["data"]]
+                rank = next((n for n, d in enumerate(ids, 1) if d in question.evidence), None)
+                tallies[mode].ranks.append((question.category, rank))
+    return tallies
+
+
+def report(tallies: dict[str, Tally], out=print) -> None:
+    out(f"{'mode':<10}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR':>7}{'p50 ms':>9}{'p95 ms':>9}")
+    for mode, tally in tallies.items():
+        s = tally.summary()
+        out(f"{mode:<10}{s['r@1']:>7.3f}{s['r@5']:>7.3f}{s['r@10']:>7.3f}{s['mrr']:>7.3f}"
+            f"{s['p50_ms']:>9.0f}{s['p95_ms']:>9.0f}")
+    out("")
+    out(f"{'mode':<10}{'category':<16}{'n':>5}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR':>7}")
+    for mode, tally in tallies.items():
+        for category, name in CATEGORIES.items():
+            n = sum(1 for c, _ in tally.ranks if c == category)
+            if n:
+                out(f"{mode:<10}{f'{category} {name}':<16}{n:>5}{tally.recall(1, category):>7.3f}"
+                    f"{tally.recall(5, category):>7.3f}{tally.recall(10, category):>7.3f}"
+                    f"{tally.mrr(category):>7.3f}")
+
+
+def run(client, path: Path, *, conversations: str | None = None, modes=MODES,
+        fmt: str = "turn", prefix: str = "locomo", out=print) -> dict[str, Tally]:
+    chosen = pick(load(path, fmt), conversations)
+    questions = sum(len(c.questions) for c in chosen)
+    turns = sum(len(c.turns) for c in chosen)
+    skipped = sum(c.unanswerable for c in chosen)
+    out(f"{len(chosen)} conversations ({', '.join(c.sample_id for c in chosen)}): {turns} turns, "
+        f"{questions} questions of categories 1-4 ({skipped} left out: no evidence turn named)")
+    agents = [agent_name(prefix, c, fmt) for c in chosen]
+    for conversation, agent in zip(chosen, agents, strict=True):
+        ingest(client, conversation, agent, log=out)
+    tallies = ask(client, chosen, agents, modes)
+    report(tallies, out=out)
+    return tallies
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="locomo10.json, locomo10.zip, a directory or one conversation")
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--key", default=os.environ.get("MEMORYRELAY_API_KEY"),
+                        help="an API key of the server (default: $MEMORYRELAY_API_KEY)")
+    parser.add_argument("--conversations", default=None, metavar="SPEC",
+                        help="positions in the data: 0-4, 5-9, 0,3 (default: all)")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--format", choices=FORMATS, default="turn")
+    parser.add_argument("--agent-prefix", default="locomo")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if not args.key:
+        parser.error("--key or MEMORYRELAY_API_KEY is needed")
+    modes = [m for m in args.modes.split(",") if m]
+    tallies = run(HttpClient(args.url, args.key), args.data, conversations=args.conversations,
+                  modes=modes, fmt=args.format, prefix=args.agent_prefix)
+    if args.json:
+        args.json.write_text(json.dumps({m: t.summary() for m, t in tallies.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
