@@ -9,6 +9,7 @@ from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from memories_app.linked_entities import with_entities
 from memoryrelay_site.views import AccountViewSet
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
@@ -187,6 +188,7 @@ class ProjectKnowledgeViewSet(AccountViewSet):
         _, affected = projects.project_impact(account=request.user, slug=data["project"],
                                               change=data["change_description"],
                                               threshold=data["threshold"])
+        with_entities(hit.item for a in affected for hit in a.memories)
         rows = [{
             "project": a.project, "depth": a.depth, "relationship_types": a.via,
             "decisions": [{"decision": h.item, "score": score(h.score)} for h in a.decisions],

@@ -3,24 +3,43 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from memoryrelay_site.serializers import (
     MetadataField,
     PayloadTooLarge,
+    ReusedFields,
     StrictCharField,
     UnixTimestampField,
 )
 from sessions_app.models import Project
 
 from .embeddings import get_provider
+from .linked_entities import entities_of, with_entities
 from .models import Memory, MemoryType, Tier, Visibility
 
 CONTENT_MAX = 50_000
 
 
+class MemoryEntitySerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="The entity's type")
+    value = serializers.CharField(help_text="The entity's name")
+    confidence = serializers.FloatField(help_text="The link's relevance, 0-1")
+
+
+class MemoryListSerializer(serializers.ListSerializer):
+    """A page of memories reads the entities of all of them in one query."""
+
+    def to_representation(self, data):
+        rows = data.all() if hasattr(data, "all") else data
+        return super().to_representation(with_entities(list(rows)))
+
+
 class MemorySerializer(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
+    entities = serializers.SerializerMethodField(
+        help_text="The live entities linked to the memory, highest relevance first")
     agent_id = serializers.UUIDField(read_only=True)
     session_id = serializers.UUIDField(read_only=True, allow_null=True)
     project_id = serializers.SerializerMethodField(
@@ -39,9 +58,14 @@ class MemorySerializer(serializers.ModelSerializer):
             "created_at", "updated_at",
         ]
         read_only_fields = fields
+        list_serializer_class = MemoryListSerializer
 
     def get_object(self, obj) -> str:
         return "memory"
+
+    @extend_schema_field(MemoryEntitySerializer(many=True))
+    def get_entities(self, obj) -> list[dict]:
+        return entities_of(obj)
 
     def get_project_id(self, obj) -> str | None:
         if not obj.project:
@@ -70,7 +94,7 @@ class ContentField(StrictCharField):
         return value
 
 
-class MemoryFieldsInput(serializers.Serializer):
+class MemoryFieldsInput(ReusedFields, serializers.Serializer):
     """Fields shared by create and update; ``null`` everywhere means "not given"."""
 
     metadata = MetadataField()
@@ -145,6 +169,9 @@ class SearchInput(serializers.Serializer):
     tier = serializers.ChoiceField(choices=Tier.choices, required=False, allow_null=True)
     min_importance = score_field()
     include_confidential = serializers.BooleanField(required=False, default=False)
+    entity = StrictCharField(
+        max_length=255, required=False, allow_null=True, allow_blank=True,
+        help_text="Only memories linked to this entity: its id, or its name in any spelling")
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -272,7 +299,7 @@ class MemoryAsyncInput(MemoryCreateInput):
                                        allow_blank=True)
 
 
-class MemoryAsyncOutput(serializers.Serializer):
+class MemoryAsyncOutput(ReusedFields, serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
     job_id = serializers.CharField(allow_null=True)

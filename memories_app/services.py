@@ -32,6 +32,7 @@ from sessions_app.services import (
 
 from . import search, vectors
 from .embeddings import embed_or_none, get_provider
+from .linked_entities import memories_mentioning
 from .models import Memory, WriteStatus, tier_for
 
 CHARS_PER_TOKEN = 4
@@ -253,11 +254,15 @@ def memory_search(
     metadata_filter: dict | None = None,
     include_confidential: bool = False,
     exclude_ids: list | None = None,
+    entity: str | None = None,
 ) -> list[search.Hit]:
-    """Ranks the account's live memories for ``text``; filters only narrow the candidates."""
+    """Ranks the account's live memories for ``text``; filters only narrow the candidates
+    (``entity``: linked to that entity, by id or by name in any spelling)."""
     queryset = Memory.objects.live().for_account(account).with_project_id()
     if exclude_ids:
         queryset = queryset.exclude(pk__in=exclude_ids)
+    if entity:
+        queryset = memories_mentioning(queryset, ref=entity)
     if agent_ref:
         queryset = queryset.filter(agent__in=Agent.objects.live().for_account(account)
                                    .by_ref(agent_ref))

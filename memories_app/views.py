@@ -24,6 +24,7 @@ from sessions_app.views import validated
 from . import services, tiering
 from .embeddings import get_provider, text_embed
 from .filtersets import MemoryFilterSet
+from .linked_entities import with_entities
 from .models import Memory
 from .serializers import (
     BatchInput,
@@ -115,7 +116,9 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
             min_importance=data.get("min_importance"),
             metadata_filter=data.get("metadata_filter"),
             include_confidential=data["include_confidential"],
+            entity=data.get("entity") or None,
         )
+        with_entities(h.memory for h in hits)
         body = {"object": "search_results", "query": data["query"], "search_mode": mode,
                 "data": [{"memory": h.memory, "score": round(h.score, 6)} for h in hits]}
         body = SearchOutput(body).data

@@ -191,8 +191,11 @@ class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
             used += len(row.content.encode()) + len(json.dumps(row.metadata))
             if page and used > budget:
                 break
-            page.append(self.memory_serializer_class(row).data)
-        return page, offset + len(page) < session.memory_count
+            page.append(row)
+        # Serialized as one list, so that what the serializer reads for every memory (their
+        # entities) is read once for the page.
+        body = list(self.memory_serializer_class(page, many=True).data)
+        return body, offset + len(page) < session.memory_count
 
     @extend_schema(parameters=[CASCADE], responses={200: SessionDeletedOutput})
     def destroy(self, request, pk=None):
