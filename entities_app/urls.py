@@ -1,12 +1,21 @@
 """Routes of the entities app, included by the root urls under ``v1/`` before the memories
 app, so that its literal paths under ``memories/`` win over ``memories/{id}``."""
 
+from django.urls import re_path
+
 from memoryrelay_site.routers import Router
 
 from .views import EntityViewSet
+from .views_graph import EntityNeighborhoodView, EntityRelationshipsView
 
 router = Router()
 # entities/links (a literal route) comes before entities/{id}.
 router.register("entities", EntityViewSet, basename="entity")
 
-urlpatterns = router.urls
+urlpatterns = [
+    re_path(r"^entities/(?P<pk>[^/\x00]+)/relationships/?$", EntityRelationshipsView.as_view(),
+            name="entity-relationships"),
+    re_path(r"^entities/(?P<pk>[^/\x00]+)/neighborhood/?$", EntityNeighborhoodView.as_view(),
+            name="entity-neighborhood"),
+    *router.urls,
+]

@@ -1,0 +1,265 @@
+"""The entity graph: which live entities are mentioned together in live memories.
+
+Two entities co-occur when both are linked to one live memory; the weight of the pair is the
+number of live memories they share. The weights live in ``entities_app_cooccurrence``, one
+row per ordered pair, kept exact by database triggers on every write of links and memories
+(migration 0002 says how), so a read never aggregates links: an entity's strongest
+neighbours are one range of the index (source_id, weight DESC, target_id).
+
+Reads keep only live entities of the account (a soft-deleted entity keeps its rows, hidden
+here until it is restored) and break ties by the neighbour's id, so answers are the same on
+SQLite and PostgreSQL. Each read is a fixed number of queries, whatever the graph's size:
+:func:`entity_relationships` two, :func:`entity_neighborhood` one per hop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.utils.dateparse import parse_datetime
+
+from memories_app.models import Memory
+
+from .models import Entity, EntityLink
+
+COOCCURRENCE = "entities_app_cooccurrence"
+SNIPPET_CHARS = 200
+MAX_DEPTH = 3
+DEFAULT_NEIGHBORS = 10
+MAX_NEIGHBORS = 50
+
+
+@dataclass(frozen=True)
+class Node:
+    id: uuid.UUID
+    name: str
+    entity_type: str
+    depth: int
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: uuid.UUID
+    target: uuid.UUID
+    weight: int
+
+
+@dataclass
+class Neighborhood:
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SharedMemory:
+    id: uuid.UUID
+    content: str  # the first SNIPPET_CHARS characters, "…" when cut
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Relationship:
+    entity: Node  # depth 1
+    shared_memory_count: int
+    latest_shared_memory: SharedMemory | None
+
+
+@dataclass(frozen=True)
+class RelationshipPage:
+    rows: list[Relationship]
+    total_count: int
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+
+def _tables() -> dict[str, str]:
+    quote = connection.ops.quote_name
+    return {"cooc": quote(COOCCURRENCE), "entity": quote(Entity._meta.db_table),
+            "link": quote(EntityLink._meta.db_table), "memory": quote(Memory._meta.db_table)}
+
+
+def _uuid_param(value):
+    return Entity._meta.pk.get_db_prep_value(value, connection)
+
+
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _datetime(value) -> datetime:
+    if isinstance(value, str):  # SQLite hands back text
+        value = parse_datetime(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _in_list(values: list) -> tuple[str, list]:
+    """``= ANY(%s)`` with one array on PostgreSQL, ``IN (%s, …)`` on SQLite."""
+    params = [_uuid_param(v) for v in values]
+    if connection.vendor == "postgresql":
+        return "= ANY(%s)", [params]
+    return f"IN ({', '.join(['%s'] * len(params))})", params
+
+
+# The top ``k`` live neighbours of each source, strongest first, ties by id. PostgreSQL reads
+# only those rows of the index per source (LATERAL ... LIMIT); SQLite, which has no LATERAL,
+# ranks each source's rows with a window: the same rows in the same order.
+HOP_POSTGRES = """
+    SELECT f.source_id, n.target_id, n.weight, n.name, n.entity_type
+      FROM unnest(%s::uuid[]) AS f(source_id)
+     CROSS JOIN LATERAL (
+        SELECT c.target_id, c.weight, e.name, e.entity_type
+          FROM {cooc} c JOIN {entity} e ON e.id = c.target_id
+         WHERE c.source_id = f.source_id AND e.deleted_at IS NULL AND e.account_id = %s
+         ORDER BY c.weight DESC, c.target_id
+         LIMIT %s) n"""
+HOP_WINDOW = """
+    SELECT source_id, target_id, weight, name, entity_type FROM (
+        SELECT c.source_id, c.target_id, c.weight, e.name, e.entity_type,
+               ROW_NUMBER() OVER (PARTITION BY c.source_id
+                                  ORDER BY c.weight DESC, c.target_id) AS rank
+          FROM {cooc} c JOIN {entity} e ON e.id = c.target_id
+         WHERE c.source_id {sources} AND e.deleted_at IS NULL AND e.account_id = %s
+    ) ranked WHERE rank <= %s"""
+
+
+def top_neighbors(*, account_id: int, sources: list, k: int,
+                  portable: bool = False) -> dict[uuid.UUID, list[tuple]]:
+    """{source id: [(neighbour id, weight, name, entity_type), …]}: each source's ``k``
+    strongest live neighbours, strongest first, ties by id. One query. ``portable`` runs the
+    window form on PostgreSQL too (tests compare the two)."""
+    if not sources:
+        return {}
+    if connection.vendor == "postgresql" and not portable:
+        sql = HOP_POSTGRES.format(**_tables())
+        params = [[_uuid_param(s) for s in sources], account_id, k]
+    else:
+        where, source_params = _in_list(sources)
+        sql = HOP_WINDOW.format(sources=where, **_tables())
+        params = [*source_params, account_id, k]
+    found: dict[uuid.UUID, list[tuple]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for source, target, weight, name, entity_type in cursor.fetchall():
+            found.setdefault(_uuid(source), []).append((_uuid(target), int(weight), name,
+                                                        entity_type))
+    for rows in found.values():
+        rows.sort(key=lambda row: (-row[1], row[0].hex))
+    return found
+
+
+def entity_neighborhood(*, entity: Entity, depth: int, max_neighbors: int) -> Neighborhood:
+    """The entity and the live entities up to ``depth`` hops from it: breadth first, each
+    node reached before the last hop adds its ``max_neighbors`` strongest neighbours (ties by
+    id). Nodes carry the hop they were first reached at (the entity itself: 0), in the order
+    reached; an edge joins each expanded node to each of those neighbours, once per pair,
+    weighted by the memories the two share. One query per hop."""
+    graph = Neighborhood(nodes=[Node(entity.pk, entity.name, entity.entity_type, 0)])
+    seen, pairs, frontier = {entity.pk}, set(), [entity.pk]
+    for hop in range(1, depth + 1):
+        found = top_neighbors(account_id=entity.account_id, sources=frontier, k=max_neighbors)
+        reached = []
+        for source in frontier:
+            for target, weight, name, entity_type in found.get(source, []):
+                if frozenset((source, target)) not in pairs:
+                    pairs.add(frozenset((source, target)))
+                    graph.edges.append(Edge(source, target, weight))
+                if target not in seen:
+                    seen.add(target)
+                    reached.append(target)
+                    graph.nodes.append(Node(target, name, entity_type, hop))
+        if not reached:
+            break
+        frontier = reached
+    return graph
+
+
+RELATIONSHIPS = """
+    SELECT c.target_id, e.name, e.entity_type, c.weight, COUNT(*) OVER () AS total
+      FROM {cooc} c JOIN {entity} e ON e.id = c.target_id
+     WHERE c.source_id = %s AND e.deleted_at IS NULL AND e.account_id = %s
+     ORDER BY c.weight DESC, c.target_id
+     LIMIT %s OFFSET %s"""
+# The newest live memory (ties by id) the entity shares with each of the page's entities.
+LATEST_SHARED = """
+    SELECT s.target_id, m.id, SUBSTR(m.content, 1, %s), m.created_at FROM (
+        SELECT b.entity_id AS target_id, a.memory_id,
+               ROW_NUMBER() OVER (PARTITION BY b.entity_id
+                                  ORDER BY shared.created_at DESC, shared.id DESC) AS rank
+          FROM {link} a
+          JOIN {link} b ON b.memory_id = a.memory_id
+          JOIN {memory} shared ON shared.id = a.memory_id AND shared.deleted_at IS NULL
+         WHERE a.entity_id = %s AND b.entity_id {targets}
+    ) s JOIN {memory} m ON m.id = s.memory_id
+     WHERE s.rank = 1"""
+COUNT_RELATIONSHIPS = """
+    SELECT COUNT(*) FROM {cooc} c JOIN {entity} e ON e.id = c.target_id
+     WHERE c.source_id = %s AND e.deleted_at IS NULL AND e.account_id = %s"""
+
+
+def entity_relationships(*, entity: Entity, limit: int, offset: int) -> RelationshipPage:
+    """The live entities that share live memories with ``entity``, most shared first (ties
+    by id), each with the count and the newest shared memory. Two queries (a third only for
+    a page past the end, to count)."""
+    tables, me = _tables(), _uuid_param(entity.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(RELATIONSHIPS.format(**tables), [me, entity.account_id, limit, offset])
+        page = cursor.fetchall()
+        if not page:
+            total = 0
+            if offset:
+                cursor.execute(COUNT_RELATIONSHIPS.format(**tables), [me, entity.account_id])
+                total = cursor.fetchone()[0]
+            return RelationshipPage(rows=[], total_count=total)
+        targets, target_params = _in_list([row[0] for row in page])
+        cursor.execute(LATEST_SHARED.format(targets=targets, **tables),
+                       [SNIPPET_CHARS + 1, me, *target_params])
+        latest = {_uuid(target): SharedMemory(_uuid(pk), _snippet(text), _datetime(at))
+                  for target, pk, text, at in cursor.fetchall()}
+    rows = [Relationship(entity=Node(_uuid(target), name, entity_type, 1),
+                         shared_memory_count=int(weight),
+                         latest_shared_memory=latest.get(_uuid(target)))
+            for target, name, entity_type, weight, _ in page]
+    return RelationshipPage(rows=rows, total_count=int(page[0][4]))
+
+
+def _snippet(text: str) -> str:
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
+
+
+# --- counts and upkeep ------------------------------------------------------------------------
+
+
+REBUILD = """
+    INSERT INTO {cooc} (account_id, source_id, target_id, weight)
+    SELECT MIN(a.account_id), a.entity_id, b.entity_id, COUNT(*)
+      FROM {link} a JOIN {link} b ON b.memory_id = a.memory_id AND b.id <> a.id
+      JOIN {memory} m ON m.id = a.memory_id AND m.deleted_at IS NULL
+     {where}
+     GROUP BY a.entity_id, b.entity_id"""
+
+
+def cooccurrence_rebuild(*, account_id: int | None = None) -> int:
+    """Recomputes the co-occurrence rows (of one account, or all) from the links; returns
+    how many there are. The triggers keep them exact; this is for a bulk load made with
+    triggers disabled, and for checking them."""
+    tables = _tables()
+    where, params = ("WHERE a.account_id = %s", [account_id]) if account_id else ("", [])
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {tables['cooc']} " + (
+            "WHERE account_id = %s" if account_id else ""), params)
+        cursor.execute(REBUILD.format(where=where, **tables), params)
+        return cursor.rowcount
+
+
+def cooccurrence_rows(*, account_id: int | None = None) -> dict[tuple, int]:
+    """{(source id, target id): weight} as stored (tests compare it with a rebuild)."""
+    tables = _tables()
+    where, params = ("WHERE account_id = %s", [account_id]) if account_id else ("", [])
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT source_id, target_id, weight FROM {tables['cooc']} {where}",
+                       params)
+        return {(_uuid(s), _uuid(t)): int(w) for s, t, w in cursor.fetchall()}
