@@ -5,3 +5,11 @@ class EntitiesAppConfig(AppConfig):
     name = "entities_app"
     verbose_name = "Entities"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from memories_app.signals import memories_written
+
+        from . import pipeline, tasks  # noqa: F401  (tasks: registers the extraction sweeper)
+
+        memories_written.connect(pipeline.on_memories_written,
+                                 dispatch_uid="entities_app.extract_written_memories")

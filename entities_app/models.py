@@ -144,3 +144,5 @@ class EntityLink(models.Model):
     def __str__(self) -> str:
         return f"{self.entity_id} {self.relationship} {self.memory_id}"
 
+
+from .models_extraction import MemoryExtraction  # noqa: E402, F401  (registered with the app)

@@ -6,6 +6,7 @@ from django.urls import re_path
 from memoryrelay_site.routers import Router
 
 from .views import EntityViewSet
+from .views_extraction import BackfillEntitiesView, ExtractEntitiesView, ExtractionStatusView
 from .views_graph import EntityNeighborhoodView, EntityRelationshipsView
 
 router = Router()
@@ -13,6 +14,12 @@ router = Router()
 router.register("entities", EntityViewSet, basename="entity")
 
 urlpatterns = [
+    re_path(r"^memories/backfill-entities/?$", BackfillEntitiesView.as_view(),
+            name="memory-backfill-entities"),
+    re_path(r"^memories/(?P<pk>[^/\x00]+)/extract-entities/?$", ExtractEntitiesView.as_view(),
+            name="memory-extract-entities"),
+    re_path(r"^memories/(?P<pk>[^/\x00]+)/extraction-status/?$",
+            ExtractionStatusView.as_view(), name="memory-extraction-status"),
     re_path(r"^entities/(?P<pk>[^/\x00]+)/relationships/?$", EntityRelationshipsView.as_view(),
             name="entity-relationships"),
     re_path(r"^entities/(?P<pk>[^/\x00]+)/neighborhood/?$", EntityNeighborhoodView.as_view(),

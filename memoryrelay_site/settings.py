@@ -287,6 +287,11 @@ MEMORYRELAY_TASK_BACKOFF = float(os.environ.get("MEMORYRELAY_TASK_BACKOFF", "2")
 # Work claimed by a worker and unfinished after this many seconds (the worker was killed)
 # is handed out again.
 MEMORYRELAY_TASK_LEASE_SECONDS = float(os.environ.get("MEMORYRELAY_TASK_LEASE_SECONDS", "300"))
+# Entity extraction (entities_app/pipeline.py): run after a write commits, by a task, for
+# writes whose auto_extract_entities is true, or null while this is on.
+MEMORYRELAY_AUTO_EXTRACT_ENTITIES = env_bool("MEMORYRELAY_AUTO_EXTRACT_ENTITIES", True)
+# The extractor (entities_app/extraction): "rules" (default) or "rules+zeroshot".
+MEMORYRELAY_ENTITY_EXTRACTOR = os.environ.get("MEMORYRELAY_ENTITY_EXTRACTOR", "rules")
 # Tasks are declared on "default" and enqueued on MEMORYRELAY_TASK_QUEUE.
 _TASK_QUEUES = sorted({"default", MEMORYRELAY_TASK_QUEUE})
 TASKS = {

@@ -21,7 +21,10 @@ CONTEXT_PATHS = ("/v2/context",)
 # Checked by tests/memories_app/test_async_writes.py (/v2/memories and its status).
 ASYNC_PATHS = ("/v2/memories",)
 # Checked by tests/entities_app/test_entities_openapi.py.
-ENTITY_PATHS = ("/v1/entities",)
+ENTITY_PATHS = ("/v1/entities",
+                # Checked by tests/entities_app/test_extraction_openapi.py.
+                "/v1/memories/{id}/extract-entities", "/v1/memories/{id}/extraction-status",
+                "/v1/memories/backfill-entities")
 
 
 @pytest.fixture

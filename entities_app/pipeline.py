@@ -1,0 +1,231 @@
+"""Entity extraction of memories: asking for it, and applying what an extractor found.
+
+``extraction_request`` marks memories ``pending`` (a MemoryExtraction row each, its
+generation bumped) and, once that commits, enqueues one ``memory_extract_entities`` task
+each (entities_app/tasks.py). The task runs ``extraction_apply``: the extractor reads the
+content outside any transaction; then, in one short transaction, each mention finds the
+account's entity by entity_key and type (or creates it: the partial unique constraint
+settles a race) and the memory's extracted links are replaced by the new ones (manual
+links are never touched, and a manual link to an entity found again stays as it is)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from memories_app.models import Memory
+from memoryrelay_site.tasks import task_enqueue
+
+from .extraction import get_extractor
+from .extraction.base import Mention
+from .models import EntityLink, LinkSource
+from .models_extraction import ExtractionStatus, MemoryExtraction
+from .names import KEY_MAX, entity_key
+from .services import entity_get_or_create
+
+
+def auto_extract(extract: bool | None) -> bool:
+    """Whether a write's ``auto_extract_entities`` asks for extraction (None: the server's
+    MEMORYRELAY_AUTO_EXTRACT_ENTITIES)."""
+    return settings.MEMORYRELAY_AUTO_EXTRACT_ENTITIES if extract is None else bool(extract)
+
+
+def extractor():
+    return get_extractor(settings.MEMORYRELAY_ENTITY_EXTRACTOR)
+
+
+def extraction_request(*, memory_ids: Iterable) -> int:
+    """Marks the live memories ``memory_ids`` pending and enqueues their extraction after
+    commit; returns how many were queued. Asking again re-extracts (the newest request
+    wins; a run in progress finishes without overwriting it)."""
+    ids = list(Memory.objects.live().filter(pk__in=list(memory_ids)).values_list("pk", flat=True))
+    return _request(ids)
+
+
+def _request(ids: list) -> int:
+    if not ids:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        MemoryExtraction.objects.bulk_create(
+            [MemoryExtraction(memory_id=pk, created_at=now, updated_at=now) for pk in ids],
+            ignore_conflicts=True)
+        MemoryExtraction.objects.filter(memory_id__in=ids).update(
+            status=ExtractionStatus.PENDING, attempts=0, error="", updated_at=now,
+            generation=F("generation") + 1)
+        transaction.on_commit(lambda: _enqueue(ids))
+    return len(ids)
+
+
+def _enqueue(ids) -> None:
+    from .tasks import memory_extract_entities
+
+    for pk in ids:
+        task_enqueue(memory_extract_entities, str(pk))
+
+
+@dataclass(frozen=True)
+class Claim:
+    memory_id: str
+    generation: int
+    attempts: int
+
+
+def extraction_claim(*, memory_id) -> Claim | None:
+    """Takes a pending extraction (``processing``, one more attempt); None when there is
+    none to take (done already, taken by another run, or the memory is gone)."""
+    now = timezone.now()
+    taken = MemoryExtraction.objects.filter(
+        memory_id=memory_id, status=ExtractionStatus.PENDING,
+        memory__deleted_at__isnull=True,
+    ).update(status=ExtractionStatus.PROCESSING, attempts=F("attempts") + 1, updated_at=now)
+    if not taken:
+        return None
+    row = MemoryExtraction.objects.only("generation", "attempts").get(memory_id=memory_id)
+    return Claim(str(memory_id), row.generation, row.attempts)
+
+
+def extraction_apply(*, claim: Claim) -> int | None:
+    """Extracts the memory's entities and links them; returns how many entities are
+    linked, or None when the claim was overtaken (a newer request, or the memory deleted)."""
+    memory = Memory.objects.live().only("id", "account_id", "content").filter(
+        pk=claim.memory_id).first()
+    if memory is None:
+        return None
+    tool = extractor()
+    mentions = _best_per_entity(tool.extract(memory.content))
+    with transaction.atomic():
+        current = (MemoryExtraction.objects.select_for_update()
+                   .filter(memory_id=memory.pk, generation=claim.generation,
+                           status=ExtractionStatus.PROCESSING).first())
+        if current is None:
+            return None
+        linked = _replace_links(memory, mentions)
+        MemoryExtraction.objects.filter(pk=current.pk).update(
+            status=ExtractionStatus.DONE, method=tool.method, model=tool.model or "",
+            error="", entity_count=linked, updated_at=timezone.now())
+    return linked
+
+
+def extraction_failed(*, claim: Claim, error: str, final: bool) -> bool:
+    """Records a failed attempt: back to ``pending`` (to be retried) or, on the last
+    attempt, ``failed`` with the error. False when the claim was overtaken meanwhile."""
+    return bool(MemoryExtraction.objects.filter(
+        memory_id=claim.memory_id, generation=claim.generation,
+        status=ExtractionStatus.PROCESSING,
+    ).update(status=ExtractionStatus.FAILED if final else ExtractionStatus.PENDING,
+             error=error[:2000], updated_at=timezone.now()))
+
+
+def _best_per_entity(mentions: list[Mention]) -> list[Mention]:
+    best: dict[tuple[str, str], Mention] = {}
+    for m in mentions:
+        key = (entity_key(m.name)[:KEY_MAX], m.entity_type)
+        if key[0] and (key not in best or m.confidence > best[key].confidence):
+            best[key] = m
+    return list(best.values())
+
+
+def _replace_links(memory: Memory, mentions: list[Mention]) -> int:
+    """The memory's extracted links become exactly ``mentions``' entities; manual links
+    stay. Runs inside the caller's transaction."""
+    scores: dict = {}
+    # In key order, so two runs creating the same new entities wait on each other instead
+    # of deadlocking on the unique index.
+    for m in sorted(mentions, key=lambda m: (entity_key(m.name), m.entity_type)):
+        entity, _ = entity_get_or_create(account=memory.account, name=m.name[:255],
+                                         entity_type=m.entity_type)
+        scores[entity.pk] = max(scores.get(entity.pk, 0.0), round(float(m.confidence), 4))
+    links = EntityLink.objects.filter(memory=memory)
+    links.filter(source=LinkSource.EXTRACTED).exclude(entity_id__in=list(scores)).delete()
+    existing = {link.entity_id: link for link in links.select_for_update()}
+    EntityLink.objects.bulk_create(
+        [EntityLink(account_id=memory.account_id, entity_id=pk, memory=memory,
+                    relevance_score=score, source=LinkSource.EXTRACTED)
+         for pk, score in scores.items() if pk not in existing],
+        ignore_conflicts=True)
+    for pk, score in scores.items():
+        link = existing.get(pk)
+        if (link is not None and link.source == LinkSource.EXTRACTED
+                and link.relevance_score != score):
+            EntityLink.objects.filter(pk=link.pk).update(relevance_score=score)
+    return len(scores)
+
+
+def backfill_candidates(*, account=None, agent_ref: str | None = None, redo: bool = False):
+    """Ids of the live memories to (re-)extract, oldest first: those extraction was never
+    asked for (every live one with ``redo``), of ``account`` (every account when None),
+    of its agent ``agent_ref`` (UUID or name) when given."""
+    rows = Memory.objects.live().order_by("created_at", "id")
+    if account is not None:
+        rows = rows.for_account(account)
+    if agent_ref:
+        from sessions_app.models import Agent
+
+        agents = Agent.objects.live().by_ref(agent_ref)
+        rows = rows.filter(agent__in=agents if account is None else agents.for_account(account))
+    if not redo:
+        rows = rows.filter(extraction__isnull=True)
+    return rows.values_list("pk", flat=True)
+
+
+def entities_backfill(*, account=None, agent_ref: str | None = None, limit: int | None = None,
+                      redo: bool = False, in_process: bool = False, batch: int = 200,
+                      progress=None) -> int:
+    """Queues extraction of the memories ``backfill_candidates`` names, at most ``limit``
+    (or, ``in_process``, extracts them here, one after another); ``progress(n)`` after each
+    batch. Returns how many were queued (or extracted)."""
+    ids = list(backfill_candidates(account=account, agent_ref=agent_ref, redo=redo)[:limit]
+               if limit else backfill_candidates(account=account, agent_ref=agent_ref,
+                                                 redo=redo))
+    done = 0
+    for start in range(0, len(ids), batch):
+        chunk = ids[start:start + batch]
+        if in_process:
+            done += extraction_run_now(memory_ids=chunk)
+        else:
+            done += extraction_request(memory_ids=chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return done
+
+
+def extraction_run_now(*, memory_ids) -> int:
+    """Extracts the memories here and now (no queue): what a worker would do for each."""
+    ids = list(Memory.objects.live().filter(pk__in=list(memory_ids)).values_list("pk", flat=True))
+    now = timezone.now()
+    MemoryExtraction.objects.bulk_create(
+        [MemoryExtraction(memory_id=pk, created_at=now, updated_at=now) for pk in ids],
+        ignore_conflicts=True)
+    MemoryExtraction.objects.filter(memory_id__in=ids).update(
+        status=ExtractionStatus.PENDING, attempts=0, error="", updated_at=now,
+        generation=F("generation") + 1)
+    done = 0
+    for pk in ids:
+        claim = extraction_claim(memory_id=pk)
+        if claim is not None and extraction_apply(claim=claim) is not None:
+            done += 1
+    return done
+
+
+def extraction_of(*, memory: Memory) -> MemoryExtraction | None:
+    return MemoryExtraction.objects.filter(memory=memory).first()
+
+
+def extraction_entity_count(*, memory: Memory) -> int:
+    return (EntityLink.objects.filter(memory=memory, entity__deleted_at__isnull=True)
+            .count())
+
+
+
+def on_memories_written(sender=None, *, memory_ids, extract=None, reason="create",
+                        **kwargs) -> None:
+    """memories_app.signals.memories_written: queue extraction of the written memories
+    when the write asked for it (or left it to MEMORYRELAY_AUTO_EXTRACT_ENTITIES)."""
+    if auto_extract(extract):
+        _request(list(memory_ids))  # just committed: no need to look them up again
