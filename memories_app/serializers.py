@@ -9,7 +9,6 @@ from rest_framework import serializers
 from memoryrelay_site.serializers import (
     MetadataField,
     PayloadTooLarge,
-    ReusedFields,
     StrictCharField,
     UnixTimestampField,
 )
@@ -94,7 +93,7 @@ class ContentField(StrictCharField):
         return value
 
 
-class MemoryFieldsInput(ReusedFields, serializers.Serializer):
+class MemoryFieldsInput(serializers.Serializer):
     """Fields shared by create and update; ``null`` everywhere means "not given"."""
 
     metadata = MetadataField()
@@ -299,7 +298,7 @@ class MemoryAsyncInput(MemoryCreateInput):
                                        allow_blank=True)
 
 
-class MemoryAsyncOutput(ReusedFields, serializers.Serializer):
+class MemoryAsyncOutput(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
     job_id = serializers.CharField(allow_null=True)
