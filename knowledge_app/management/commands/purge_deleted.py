@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from entities_app.services import entities_purge_deleted
 from knowledge_app.services import knowledge_purge_deleted
 from memories_app.services import purge_deleted
 
@@ -14,11 +15,11 @@ def days(value: str) -> int:
 
 class Command(BaseCommand):
     """Lives in the highest app, which may import every app's purge service: decisions and
-    patterns first, then memories, sessions and agents."""
+    patterns first, then entities (with their links), then memories, sessions and agents."""
 
     help = (
-        "Remove for good the decisions, patterns, memories, sessions, agents, projects and "
-        "project relationships "
+        "Remove for good the decisions, patterns, entities (with their links to memories), "
+        "memories, sessions, agents, projects and project relationships "
         "soft-deleted more than "
         "--older-than-days ago (default: MEMORYRELAY_RETENTION_DAYS). Live rows are never "
         "touched; memories kept from a purged session stay, without the link."
@@ -36,12 +37,14 @@ class Command(BaseCommand):
             raise CommandError(
                 "--older-than-days must be a whole number of days, 0 or more") from None
         knowledge = knowledge_purge_deleted(older_than_days=retention, dry_run=dry_run)
+        entities = entities_purge_deleted(older_than_days=retention, dry_run=dry_run)
         report = purge_deleted(older_than_days=retention, dry_run=dry_run)
         verb = "Would purge" if dry_run else "Purged"
         self.stdout.write(
             f"{verb} {report.memories} memories, {report.sessions} sessions, "
             f"{report.agents} agents, {knowledge.decisions} decisions, "
             f"{knowledge.patterns} patterns, {report.projects} projects, "
-            f"{report.project_relationships} project relationships "
+            f"{report.project_relationships} project relationships, {entities.entities} "
+            f"entities ({entities.links} links) "
             f"deleted more than {retention} days ago."
         )

@@ -1,0 +1,108 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
+from memoryrelay_site.errors import ServiceError
+
+from . import services
+from .models import Entity, EntityLink
+from .names import entity_key
+
+
+class EntityLinkInline(admin.TabularInline):
+    """The memories that mention the entity (links are made through the API or by
+    extraction; merging moves them)."""
+
+    model = EntityLink
+    fields = ["memory", "memory_content", "relationship", "relevance_score", "source",
+              "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-relevance_score", "id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("memory").defer(
+            "memory__embedding")
+
+    @admin.display(description="content")
+    def memory_content(self, link) -> str:
+        content = link.memory.content
+        gone = " (deleted)" if link.memory.deleted_at else ""
+        return content[:120] + ("…" if len(content) > 120 else "") + gone
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class EntityForm(forms.ModelForm):
+    class Meta:
+        model = Entity
+        fields = ["name", "entity_type", "metadata"]
+
+    def clean(self):
+        """A name and type another live entity of the account has (by key) is refused here,
+        as the API's 409 does (the service still settles races)."""
+        data = super().clean()
+        name, kind = data.get("name"), data.get("entity_type")
+        if name and kind and self.instance.deleted_at is None:
+            taken = (Entity.objects.live().filter(account=self.instance.account_id,
+                                                  key=entity_key(name), entity_type=kind)
+                     .exclude(pk=self.instance.pk).first())
+            if taken is not None:
+                raise forms.ValidationError(
+                    f"{taken.name!r} ({kind}) already exists: merge the two instead")
+        return data
+
+
+def merge_selected(model_admin, request, queryset):
+    """Merges the selected entities of one account into the one with the most links (the
+    oldest among equals): see entities_app.services.entities_merge."""
+    selected = list(queryset)
+    try:
+        kept = services.entities_merge(entities=selected)
+    except ServiceError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return
+    model_admin.message_user(
+        request, f"Merged {len(selected) - 1} into {kept} (kept: the most links, then the "
+        "oldest); the others are deleted.", messages.SUCCESS)
+
+
+merge_selected.short_description = "Merge selected entities"
+
+
+@admin.register(Entity)
+class EntityAdmin(SoftDeleteAdmin):
+    form = EntityForm
+    list_display = ["name", "entity_type", "account", "link_count", "created_at", "is_deleted"]
+    list_filter = ["entity_type", DeletedFilter]
+    list_select_related = ["account"]
+    search_fields = ["name", "key"]
+    readonly_fields = ["id", "account", "key", "created_at", "updated_at", "deleted_at"]
+    fields = ["id", "account", "name", "key", "entity_type", "metadata", *readonly_fields[3:]]
+    inlines = [EntityLinkInline]
+    actions = [
+        merge_selected,
+        service_action(lambda e: services.entity_restore(entity=e), "Restore selected",
+                       "Restored"),
+        service_action(lambda e: services.entity_delete(entity=e), "Soft-delete selected",
+                       "Deleted"),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            link_count=Count("links", filter=Q(links__memory__deleted_at__isnull=True)))
+
+    @admin.display(description="memories", ordering="link_count")
+    def link_count(self, obj) -> int:
+        return obj.link_count
+
+    def has_add_permission(self, request):
+        return False  # agents create entities through the API
+
+    def save_model(self, request, obj, form, change):
+        """Manual edits go through the update service."""
+        changed = {f: getattr(obj, f) for f in form.changed_data}
+        services.entity_update(entity=Entity.objects.get(pk=obj.pk), changes=changed)

@@ -1,0 +1,202 @@
+"""The entity admin (its memories, edits, merge action), the merge service, and the purge
+of deleted entities with their links."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from entities_app import services
+from entities_app.models import Entity, EntityLink
+from memoryrelay_site.errors import Invalid
+from tests.sessions_app.test_admin import act, texts
+
+
+def new_memory(account, agent, content):
+    from memories_app.services import memory_create
+
+    return memory_create(account=account, agent_ref=agent.name, content=content)
+
+
+def make(account, name, entity_type="organization", **fields):
+    return Entity.objects.create(account=account, name=name, entity_type=entity_type, **fields)
+
+
+def tie(entity, memory, score=1.0):
+    return EntityLink.objects.create(account=entity.account, entity=entity, memory=memory,
+                                     relevance_score=score)
+
+
+@pytest.fixture
+def memories(account, agent):
+    return [new_memory(account, agent, f"Acme memory {i}") for i in range(4)]
+
+
+# --- merge --------------------------------------------------------------------------------
+
+
+def test_merge_keeps_the_entity_with_most_links_and_moves_the_others(account, memories):
+    old = make(account, "Acme Corporation", created_at=timezone.now() - timedelta(days=3))
+    busy = make(account, "ACME Labs", "concept")
+    spare = make(account, "Acme Widgets", "product")
+    tie(old, memories[0], 0.5)
+    tie(busy, memories[0], 0.8)  # same memory: the higher relevance stays
+    tie(busy, memories[1], 0.3)
+    tie(busy, memories[2])
+    tie(spare, memories[1], 0.9)  # same memory again, higher
+    tie(spare, memories[3], 0.4)
+    kept = services.entities_merge(entities=[old, spare, busy])
+    assert kept.pk == busy.pk  # 3 links, against 1 and 2
+    links = {(lk.memory_id, lk.entity_id, lk.relevance_score)
+             for lk in EntityLink.objects.all()}
+    assert links == {(memories[0].pk, busy.pk, 0.8), (memories[1].pk, busy.pk, 0.9),
+                     (memories[2].pk, busy.pk, 1.0), (memories[3].pk, busy.pk, 0.4)}
+    assert set(Entity.objects.live().values_list("pk", flat=True)) == {busy.pk}
+    assert Entity.objects.get(pk=old.pk).deleted_at is not None
+    assert Entity.objects.get(pk=spare.pk).deleted_at is not None
+    counted = Entity.objects.live().with_counts().get()
+    assert counted.memory_count == 4 and counted.relationship_count == 0
+
+
+def test_merge_keeps_the_oldest_among_equal_link_counts(account, memories):
+    newer = make(account, "Acme")
+    older = make(account, "ACME GmbH", "other", created_at=timezone.now() - timedelta(days=1))
+    tie(newer, memories[0])
+    tie(older, memories[1])
+    assert services.entities_merge(entities=[newer, older]).pk == older.pk
+    assert set(EntityLink.objects.values_list("entity_id", flat=True)) == {older.pk}
+
+
+def test_merge_refuses_other_accounts_deleted_rows_and_single_entities(
+        account, other_account, memories):
+    mine, theirs = make(account, "Acme"), make(other_account, "Acme")
+    with pytest.raises(Invalid):
+        services.entities_merge(entities=[mine, theirs])
+    with pytest.raises(Invalid):
+        services.entities_merge(entities=[mine])
+    gone = make(account, "Gone")
+    services.entity_delete(entity=gone)
+    with pytest.raises(Invalid):
+        services.entities_merge(entities=[mine, gone])
+    assert Entity.objects.live().count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_links_racing_a_merge_end_on_the_kept_entity_or_are_refused(account, api_key, agent):
+    from tests.conftest import make_client
+    from tests.sessions_app.test_concurrency import run_together
+
+    memories = [new_memory(account, agent, f"m{i}") for i in range(6)]
+    kept_side = make(account, "Acme")
+    merged_side = make(account, "ACME Labs", "concept")
+    for memory in memories[:3]:
+        tie(kept_side, memory)
+
+    def call(i):
+        if i == 0:
+            return services.entities_merge(entities=[kept_side, merged_side]).pk
+        response = make_client(api_key).post(
+            "/v1/entities/links", {"entity_id": str(merged_side.pk),
+                                   "memory_id": str(memories[i].pk)}, format="json")
+        return response.status_code
+
+    results = run_together(6, call)
+    assert results[0] == kept_side.pk
+    assert set(results[1:]) <= {201, 422}
+    # A link that landed before the merge moved to the kept entity (one to a memory it had
+    # already collapsed into its link); one after it was refused (the entity is gone): none
+    # is left on the merged-away entity.
+    assert not EntityLink.objects.filter(entity=merged_side).exists()
+    linked = {memories[i].pk for i in range(3)} | {
+        memories[i].pk for i in range(1, 6) if results[i] == 201}
+    assert set(EntityLink.objects.values_list("memory_id", flat=True)) == linked
+    assert set(EntityLink.objects.values_list("entity_id", flat=True)) == {kept_side.pk}
+
+
+# --- admin --------------------------------------------------------------------------------
+
+
+def test_the_entity_page_lists_its_memories(admin_client, account, memories):
+    acme = make(account, "Acme")
+    tie(acme, memories[0], 0.7)
+    page = admin_client.get(reverse("admin:entities_app_entity_change", args=[acme.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Acme memory 0" in html and "0.7" in html and "Acme memory 1" not in html
+    listing = admin_client.get(reverse("admin:entities_app_entity_changelist")).content
+    assert b"Acme" in listing
+
+
+def test_the_merge_action_merges_the_selection(admin_client, account, memories):
+    acme, labs = make(account, "Acme"), make(account, "Acme Labs", "concept")
+    tie(acme, memories[0])
+    tie(labs, memories[0], 0.2)
+    tie(labs, memories[1])
+    response = act(admin_client, "entities_app_entity", "merge_selected", [acme, labs])
+    assert any("Merged 1 into Acme Labs" in t for t in texts(response))
+    assert list(Entity.objects.live()) == [labs]
+    assert EntityLink.objects.get(memory=memories[0]).relevance_score == 1.0
+    refused = act(admin_client, "entities_app_entity", "merge_selected", [labs])
+    assert any("at least two" in t for t in texts(refused))
+
+
+def test_admin_edits_go_through_the_service_and_refuse_a_taken_name(admin_client, account):
+    acme, globex = make(account, "Acme"), make(account, "Globex")
+    url = reverse("admin:entities_app_entity_change", args=[globex.pk])
+    taken = admin_client.post(url, {"name": "ACME Inc.", "entity_type": "organization",
+                                    "metadata": "{}", "links-TOTAL_FORMS": "0",
+                                    "links-INITIAL_FORMS": "0"})
+    assert taken.status_code == 200 and b"already exists" in taken.content
+    assert Entity.objects.get(pk=globex.pk).name == "Globex"
+    done = admin_client.post(url, {"name": "Globex Corp", "entity_type": "organization",
+                                   "metadata": '{"k": 1}', "links-TOTAL_FORMS": "0",
+                                   "links-INITIAL_FORMS": "0"})
+    assert done.status_code == 302
+    globex.refresh_from_db()
+    assert (globex.name, globex.key, globex.metadata) == ("Globex Corp", "globex", {"k": 1})
+    assert acme.name == "Acme"
+
+
+def test_delete_and_restore_actions(admin_client, account):
+    acme = make(account, "Acme")
+    act(admin_client, "entities_app_entity", "soft-delete_selected", [acme])
+    assert Entity.objects.get(pk=acme.pk).deleted_at is not None
+    act(admin_client, "entities_app_entity", "restore_selected", [acme])
+    assert Entity.objects.get(pk=acme.pk).deleted_at is None
+
+
+# --- purge --------------------------------------------------------------------------------
+
+
+def test_purge_removes_entities_deleted_past_retention_with_their_links(account, memories):
+    old, recent, live = make(account, "Old"), make(account, "Recent"), make(account, "Live")
+    for entity in (old, recent, live):
+        tie(entity, memories[0])
+    Entity.objects.filter(pk=old.pk).update(deleted_at=timezone.now() - timedelta(days=40))
+    Entity.objects.filter(pk=recent.pk).update(deleted_at=timezone.now() - timedelta(days=5))
+    out = StringIO()
+    call_command("purge_deleted", "--older-than-days", "30", "--dry-run", stdout=out)
+    assert "1 entities (1 links)" in out.getvalue()
+    assert Entity.objects.count() == 3 and EntityLink.objects.count() == 3
+    call_command("purge_deleted", "--older-than-days", "30", stdout=out)
+    assert set(Entity.objects.values_list("name", flat=True)) == {"Recent", "Live"}
+    assert set(EntityLink.objects.values_list("entity__name", flat=True)) == {"Recent", "Live"}
+
+
+def test_purging_a_memory_takes_its_links(account, memories):
+    from memories_app.models import Memory
+
+    acme = make(account, "Acme")
+    tie(acme, memories[0])
+    tie(acme, memories[1])
+    Memory.objects.filter(pk=memories[0].pk).update(
+        deleted_at=timezone.now() - timedelta(days=40))
+    call_command("purge_deleted", "--older-than-days", "30", stdout=StringIO())
+    assert list(EntityLink.objects.values_list("memory_id", flat=True)) == [memories[1].pk]
+    assert Entity.objects.live().count() == 1
