@@ -29,8 +29,8 @@ class MemoryExtraction(models.Model):
     error = models.TextField(blank=True, default="")
     entity_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
-    # Bumped by every request: a run finishes only the request it claimed, so a content
-    # update during a run leaves the row pending for the run queued after it.
+    # A fresh tag at every request: a run finishes only the request it claimed, so a
+    # content update during a run leaves the row pending for the run queued after it.
     generation = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)

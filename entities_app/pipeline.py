@@ -10,6 +10,7 @@ links are never touched, and a manual link to an entity found again stays as it 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from memories_app.models import Memory
-from memoryrelay_site.tasks import task_enqueue
+from memoryrelay_site.tasks import backend_name, task_enqueue
 
 from .extraction import get_extractor
 from .extraction.base import Mention
@@ -48,18 +49,29 @@ def extraction_request(*, memory_ids: Iterable) -> int:
 
 
 def _request(ids: list) -> int:
+    """One upsert marks them pending under a new generation. On the database queue their
+    tasks commit with it (one commit); on RQ they are queued once it commits (a task run
+    before the commit would find nothing pending; the sweep catches a lost enqueue)."""
     if not ids:
         return 0
     now = timezone.now()
+    rows = [MemoryExtraction(memory_id=pk, status=ExtractionStatus.PENDING, attempts=0,
+                             error="", generation=_generation(), created_at=now,
+                             updated_at=now) for pk in ids]
     with transaction.atomic():
         MemoryExtraction.objects.bulk_create(
-            [MemoryExtraction(memory_id=pk, created_at=now, updated_at=now) for pk in ids],
-            ignore_conflicts=True)
-        MemoryExtraction.objects.filter(memory_id__in=ids).update(
-            status=ExtractionStatus.PENDING, attempts=0, error="", updated_at=now,
-            generation=F("generation") + 1)
-        transaction.on_commit(lambda: _enqueue(ids))
+            rows, update_conflicts=True, unique_fields=["memory"],
+            update_fields=["status", "attempts", "error", "generation", "updated_at"])
+        if backend_name() == "database":
+            _enqueue(ids)
+        else:
+            transaction.on_commit(lambda: _enqueue(ids))
     return len(ids)
+
+
+def _generation() -> int:
+    """A fresh tag for a request: a run finishes only if the row still carries its tag."""
+    return secrets.randbelow(2**31 - 1) + 1
 
 
 def _enqueue(ids) -> None:
@@ -200,11 +212,10 @@ def extraction_run_now(*, memory_ids) -> int:
     ids = list(Memory.objects.live().filter(pk__in=list(memory_ids)).values_list("pk", flat=True))
     now = timezone.now()
     MemoryExtraction.objects.bulk_create(
-        [MemoryExtraction(memory_id=pk, created_at=now, updated_at=now) for pk in ids],
-        ignore_conflicts=True)
-    MemoryExtraction.objects.filter(memory_id__in=ids).update(
-        status=ExtractionStatus.PENDING, attempts=0, error="", updated_at=now,
-        generation=F("generation") + 1)
+        [MemoryExtraction(memory_id=pk, generation=_generation(), created_at=now, updated_at=now)
+         for pk in ids],
+        update_conflicts=True, unique_fields=["memory"],
+        update_fields=["status", "attempts", "error", "generation", "updated_at"])
     done = 0
     for pk in ids:
         claim = extraction_claim(memory_id=pk)
@@ -226,6 +237,12 @@ def extraction_entity_count(*, memory: Memory) -> int:
 def on_memories_written(sender=None, *, memory_ids, extract=None, reason="create",
                         **kwargs) -> None:
     """memories_app.signals.memories_written: queue extraction of the written memories
-    when the write asked for it (or left it to MEMORYRELAY_AUTO_EXTRACT_ENTITIES)."""
-    if auto_extract(extract):
+    when the write asked for it (or left it to MEMORYRELAY_AUTO_EXTRACT_ENTITIES). A
+    content update re-extracts the memories extracted before (their links would be stale),
+    and leaves alone those never processed (written with auto_extract_entities false)."""
+    if reason == "update":
+        if extract is not False:
+            _request(list(MemoryExtraction.objects.filter(memory_id__in=list(memory_ids))
+                          .values_list("memory_id", flat=True)))
+    elif auto_extract(extract):
         _request(list(memory_ids))  # just committed: no need to look them up again

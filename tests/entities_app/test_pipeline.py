@@ -299,3 +299,19 @@ def test_the_backfill_command_refuses_an_unknown_account(db):
 
     with pytest.raises(CommandError, match="no account named"):
         call_command("backfill_entities", "--account", "nobody")
+
+
+def test_an_update_leaves_a_memory_written_without_extraction_alone(client, task_queue):  # noqa: F811
+    memory_id = write(client, auto_extract_entities=False)
+    client.patch(f"/v1/memories/{memory_id}", {"content": "Tom Becker owns Kafka now."},
+                 format="json")
+    task_queue.run()
+    assert status(client, memory_id)["status"] == "not_started" and linked(memory_id) == {}
+
+
+def test_a_memory_deleted_before_its_task_runs_is_left_alone(client, task_queue):  # noqa: F811
+    memory_id = write(client)
+    client.delete(f"/v1/memories/{memory_id}")
+    task_queue.run()
+    assert MemoryExtraction.objects.get(memory_id=memory_id).status == "pending"
+    assert linked(memory_id) == {} and Entity.objects.count() == 0
