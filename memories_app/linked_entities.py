@@ -44,6 +44,17 @@ def with_entities(memories: Iterable[Memory]) -> list[Memory]:
     return rows
 
 
+def mark_unlinked(memories: Iterable[Memory]) -> None:
+    """Memories just inserted have no links yet: their entities read as ``[]`` without a
+    query (a write's answer costs no read of links)."""
+    links = _link_model()
+    if links is None:
+        return
+    for memory in memories:
+        memory.__dict__.setdefault("_prefetched_objects_cache", {})[RELATION] = (
+            links.objects.none())
+
+
 def entities_of(memory: Memory) -> list[dict]:
     """``[{type, value, confidence}]`` of the memory's live entities (read now unless a
     page read them already)."""

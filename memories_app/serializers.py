@@ -9,6 +9,7 @@ from rest_framework import serializers
 from memoryrelay_site.serializers import (
     MetadataField,
     PayloadTooLarge,
+    ReusedFields,
     StrictCharField,
     UnixTimestampField,
 )
@@ -93,7 +94,7 @@ class ContentField(StrictCharField):
         return value
 
 
-class MemoryFieldsInput(serializers.Serializer):
+class MemoryFieldsInput(ReusedFields, serializers.Serializer):
     """Fields shared by create and update; ``null`` everywhere means "not given"."""
 
     metadata = MetadataField()
@@ -126,6 +127,10 @@ class MemoryCreateInput(MemoryFieldsInput):
     dedup_threshold = serializers.FloatField(
         min_value=0.5, max_value=1.0, required=False, default=0.95
     )
+    auto_extract_entities = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Find the people, organisations, technologies ... the memory mentions and "
+        "link them as entities, after the write (null: the server's default)")
 
 
 class MemoryUpdateInput(MemoryFieldsInput):
@@ -298,7 +303,7 @@ class MemoryAsyncInput(MemoryCreateInput):
                                        allow_blank=True)
 
 
-class MemoryAsyncOutput(serializers.Serializer):
+class MemoryAsyncOutput(ReusedFields, serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
     job_id = serializers.CharField(allow_null=True)

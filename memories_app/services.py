@@ -8,6 +8,7 @@ its agent and session until it commits."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,18 +23,18 @@ from memoryrelay_site.errors import Invalid, NotFound, ServiceError
 from memoryrelay_site.serializers import is_uuid
 from sessions_app.models import Agent, Project, ProjectRelationship, Session
 from sessions_app.services import (
-    agent_hold,
-    agent_resolve,
+    agent_ref_checked,
+    agents_for_write,
     locked_live,
-    session_for_write,
     session_gone,
-    session_hold,
+    sessions_for_write,
 )
 
 from . import search, vectors
 from .embeddings import embed_or_none, get_provider
-from .linked_entities import memories_mentioning
+from .linked_entities import mark_unlinked, memories_mentioning
 from .models import Memory, WriteStatus, tier_for
+from .signals import announce_written
 
 CHARS_PER_TOKEN = 4
 UPDATABLE = ("content", "metadata", "importance", "tier", "memory_type", "visibility")
@@ -62,45 +63,121 @@ def memory_create(
     visibility: str | None = None,
     deduplicate: bool = False,
     dedup_threshold: float = 0.95,
+    extract: bool | None = None,
     vector: np.ndarray | None = None,
     pending: bool = False,
     webhook_url: str = "",
+    then: Callable[[Memory], None] | None = None,
 ) -> Memory:
     """Stores a memory with its embedding; ``session_id`` attaches it to a live session.
     ``pending`` (POST /v2/memories) stores it at once, unembedded, status ``pending``: a
-    task (memories_app.tasks) embeds it and deduplicates it when asked.
+    task (memories_app.tasks) embeds it and deduplicates it when asked. ``then`` runs in
+    the write's transaction once the row is inserted (the database queue's task row commits
+    with the memory). ``extract`` is the write's ``auto_extract_entities``
+    (``signals.memories_written``).
 
     With ``deduplicate``, a live memory of the same agent at least ``dedup_threshold``
-    similar is returned instead (``is_duplicate`` set) and nothing is stored. The agent or
-    session deleted before the write commits refuses it (NotFound, Invalid)."""
-    session = session_for_write(account=account, session_id=session_id) if session_id else None
-    if project_id:
-        project = _project_label(account, project, project_id)
-    agent = agent_resolve(account=account, ref=agent_ref)
+    similar is returned instead (``is_duplicate`` set) and nothing is stored. A session
+    deleted before the write commits refuses it (Invalid on session_id)."""
+    write = _Write(agent_ref=agent_ref_checked(agent_ref), content=content,
+                   session_id=str(session_id) if session_id else None,
+                   project=_project_label(account, project, project_id) if project_id
+                   else project,
+                   metadata=metadata, memory_type=memory_type, importance=importance,
+                   tier=tier, visibility=visibility,
+                   dedup_threshold=dedup_threshold if deduplicate else None, extract=extract,
+                   pending=pending, webhook_url=webhook_url)
     if vector is None and not pending:
         vector = embedding_of(content)
-    importance = 0.5 if importance is None else importance
-    at = timezone.now()
+    write.vector = vector
     with transaction.atomic():
-        # Agent, then session: the lock order of every write. One agent's writes queue on
-        # its row, so two deduplicating copies cannot both slip in.
-        agent_hold(agent=agent, at=at)
-        if session is not None:
-            session = session_hold(session=session, missing=session_gone())
-        duplicate = (_duplicate_of(account, agent, content, vector, dedup_threshold)
-                     if deduplicate and not pending else None)
-        if duplicate is not None:
-            duplicate.is_duplicate = True
-            return duplicate
-        return Memory.objects.create(
+        stored = _store(account, [write])[0]
+        if isinstance(stored, ServiceError):
+            raise stored
+        if then is not None and not getattr(stored, "is_duplicate", False):
+            then(stored)
+    return stored
+
+
+@dataclass
+class _Write:
+    """One memory to store, its arguments checked (:func:`_store`)."""
+
+    agent_ref: str
+    content: str
+    session_id: str | None = None
+    project: str | None = None
+    metadata: dict | None = None
+    memory_type: str | None = None
+    importance: float | None = None
+    tier: str | None = None
+    visibility: str | None = None
+    dedup_threshold: float | None = None  # None: no dedup
+    extract: bool | None = None
+    pending: bool = False
+    webhook_url: str = ""
+    vector: np.ndarray | None = None
+
+
+def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
+    """Inside a write transaction: stores ``writes`` in order, each answered by its memory
+    (a duplicate's original with ``is_duplicate`` set) or by the error that refused it alone.
+
+    The statements do not grow with the items: one SELECT ... FOR NO KEY UPDATE holds the
+    agents (and at most one UPDATE marks them active, see ``agents_for_write``), one holds
+    the sessions, and the rows go in one INSERT. Only a deduplicating write needs its
+    own query, after the rows before it are inserted, so it sees them as it did when each
+    item was a write of its own. Locks are taken agent first, then session."""
+    at = timezone.now()
+    agents = agents_for_write(account=account, refs=[w.agent_ref for w in writes], at=at)
+    sessions = sessions_for_write(account=account,
+                                  session_ids=[w.session_id for w in writes if w.session_id])
+    answers: list[Memory | ServiceError] = []
+    rows: list[Memory] = []
+    for write in writes:
+        agent = agents[write.agent_ref]
+        session = sessions.get(write.session_id) if write.session_id else None
+        if write.session_id and session is None:
+            answers.append(session_gone())
+            continue
+        if write.dedup_threshold is not None and not write.pending:
+            Memory.objects.bulk_create(rows)
+            rows = []
+            duplicate = _duplicate_of(account, agent, write.content, write.vector,
+                                      write.dedup_threshold)
+            if duplicate is not None:
+                duplicate.is_duplicate = True
+                answers.append(duplicate)
+                continue
+        importance = 0.5 if write.importance is None else write.importance
+        memory = Memory(
             account=account, agent=agent, session=session,
-            project=project if project is not None else getattr(session, "project", None),
-            content=content, metadata=metadata or {}, memory_type=memory_type or "fact",
-            importance=importance, tier=tier or tier_for(importance),
-            visibility=visibility or "private", created_at=at, **vector_fields(vector),
-            **(_pending_fields(at, dedup_threshold if deduplicate else None, webhook_url)
-               if pending else {}),
+            project=write.project if write.project is not None
+            else getattr(session, "project", None),
+            content=write.content, metadata=write.metadata or {},
+            memory_type=write.memory_type or "fact", importance=importance,
+            tier=write.tier or tier_for(importance), visibility=write.visibility or "private",
+            created_at=at, updated_at=at, extract_entities=write.extract,
+            **vector_fields(write.vector),
+            **(_pending_fields(at, write.dedup_threshold, write.webhook_url)
+               if write.pending else {}),
         )
+        rows.append(memory)
+        answers.append(memory)
+    Memory.objects.bulk_create(rows)
+    mark_unlinked(a for a in answers if isinstance(a, Memory)
+                  and not getattr(a, "is_duplicate", False))
+    _announce(account, [a for a in answers if isinstance(a, Memory)
+                        and not getattr(a, "is_duplicate", False) and a.status == "ready"])
+    return answers
+
+
+def _announce(account, memories: list[Memory]) -> None:
+    """memories_written for stored memories, one signal per ``extract`` value."""
+    for extract in (True, False, None):
+        ids = [m.pk for m in memories if m.extract_entities is extract]
+        announce_written(account_id=account.pk, memory_ids=ids, extract=extract,
+                         reason="create")
 
 
 def _pending_fields(at, dedup_threshold: float | None, webhook_url: str) -> dict:
@@ -187,6 +264,9 @@ def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None) ->
     for field, value in changed.items():
         setattr(row, field, value)
     row.save(update_fields=[*changed, "updated_at"])
+    if "content" in changed:
+        announce_written(account_id=row.account_id, memory_ids=[row.pk], extract=None,
+                         reason="update")
     return row
 
 
@@ -222,21 +302,44 @@ class BatchOutcome:
 def memories_batch_create(*, account, items: list[dict | ServiceError]) -> list[BatchOutcome]:
     """Stores many memories, embedding them in one call. ``items`` holds the keyword
     arguments of :func:`memory_create` for each item, or the error that rejected it; a
-    bad item fails alone and the others are stored."""
-    valid = [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
-    matrix = embed_or_none([item["content"] for _, item in valid])
+    bad item fails alone and the others are stored, in one transaction (:func:`_store`:
+    the agents resolved and held once, the rows inserted together)."""
     outcomes = {i: BatchOutcome(i, "failed", error=e.message, error_code=e.type)
                 for i, e in enumerate(items) if isinstance(e, ServiceError)}
-    for position, (i, item) in enumerate(valid):
-        vector = matrix[position] if matrix is not None else None
+    writes: list[tuple[int, _Write]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, ServiceError):
+            continue
         try:
-            memory = memory_create(account=account, vector=vector, **item)
+            writes.append((i, _batch_write(account, item)))
         except ServiceError as exc:
             outcomes[i] = BatchOutcome(i, "failed", error=exc.message, error_code=exc.type)
-            continue
-        duplicate = getattr(memory, "is_duplicate", False)
-        outcomes[i] = BatchOutcome(i, "skipped" if duplicate else "success", memory=memory)
+    matrix = embed_or_none([write.content for _, write in writes])
+    for position, (_, write) in enumerate(writes):
+        write.vector = matrix[position] if matrix is not None else None
+    with transaction.atomic():
+        answers = _store(account, [write for _, write in writes]) if writes else []
+    for (i, _), answer in zip(writes, answers, strict=True):
+        if isinstance(answer, ServiceError):
+            outcomes[i] = BatchOutcome(i, "failed", error=answer.message,
+                                       error_code=answer.type)
+        else:
+            duplicate = getattr(answer, "is_duplicate", False)
+            outcomes[i] = BatchOutcome(i, "skipped" if duplicate else "success", memory=answer)
     return [outcomes[i] for i in range(len(items))]
+
+
+def _batch_write(account, item: dict) -> _Write:
+    project = item.get("project")
+    if item.get("project_id"):
+        project = _project_label(account, project, item["project_id"])
+    return _Write(agent_ref=agent_ref_checked(item["agent_ref"]), content=item["content"],
+                  session_id=str(item["session_id"]) if item.get("session_id") else None,
+                  project=project, metadata=item.get("metadata"),
+                  memory_type=item.get("memory_type"), importance=item.get("importance"),
+                  tier=item.get("tier"), visibility=item.get("visibility"),
+                  dedup_threshold=item.get("dedup_threshold") if item.get("deduplicate")
+                  else None, extract=item.get("extract"))
 
 
 def memory_search(

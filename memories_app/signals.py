@@ -3,7 +3,7 @@ this app imports none of them).
 
 ``memories_written`` is sent once the memories are committed and searchable by meaning:
 at once for ``POST /v1/memories`` and each batch, when an asynchronous write is ``ready``,
-and when an update changes a memory's content. Keyword arguments: ``account``,
+and when an update changes a memory's content. Keyword arguments: ``account_id``,
 ``memory_ids`` (strings), ``extract`` (the write's ``auto_extract_entities``: True, False or
 None for the server default) and ``reason`` (``"create"``, ``"ready"`` or ``"update"``).
 A receiver must be quick (enqueue a task, never do the work): it runs in the request."""
@@ -20,7 +20,7 @@ logger = logging.getLogger("memoryrelay.signals")
 memories_written = Signal()
 
 
-def announce_written(*, account, memory_ids, extract: bool | None, reason: str) -> None:
+def announce_written(*, account_id, memory_ids, extract: bool | None, reason: str) -> None:
     """Sends ``memories_written`` when the current transaction commits (at once outside
     one). A receiver's failure is logged and never fails the write that already committed."""
     ids = [str(pk) for pk in memory_ids]
@@ -29,7 +29,7 @@ def announce_written(*, account, memory_ids, extract: bool | None, reason: str) 
 
     def send() -> None:
         for receiver, result in memories_written.send_robust(
-                sender=None, account=account, memory_ids=ids, extract=extract, reason=reason):
+                sender=None, account_id=account_id, memory_ids=ids, extract=extract, reason=reason):
             if isinstance(result, Exception):
                 logger.error("memories_written receiver %s failed: %r", receiver, result)
 

@@ -25,6 +25,7 @@ from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
 from .embeddings import EmbeddingError, get_provider
 from .models import UNFINISHED, Memory, WriteStatus
 from .services import _duplicate_of, vector_fields
+from .signals import announce_written
 from .webhooks import webhook_deliver
 
 logger = logging.getLogger("memoryrelay.tasks")
@@ -66,6 +67,9 @@ def _embed(memory: Memory) -> str:
         ).update(**fields)
     if not done:
         return "skipped"
+    if duplicate is None:
+        announce_written(account_id=memory.account_id, memory_ids=[memory.pk],
+                         extract=memory.extract_entities, reason="ready")
     _notify(memory)
     return "ready"
 

@@ -193,6 +193,7 @@ def memory_create_arguments(data: dict) -> dict:
         "memory_type": data.get("memory_type"), "importance": data.get("importance"),
         "tier": data.get("tier"), "visibility": data.get("visibility"),
         "deduplicate": data["deduplicate"], "dedup_threshold": data["dedup_threshold"],
+        "extract": data.get("auto_extract_entities"),
     }
 
 

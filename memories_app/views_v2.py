@@ -5,9 +5,7 @@ dedup, when asked) is done by a task (memories_app.tasks)."""
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 
-from django.db import transaction
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -40,15 +38,19 @@ class MemoryAsyncView(APIView):
         # On the database queue the memory and its task commit together (one commit);
         # on RQ the task is queued once the memory is committed.
         in_database = backend_name() == "database"
-        with transaction.atomic() if in_database else nullcontext():
-            memory = services.memory_create(
-                account=request.user, **memory_create_arguments(data),
-                pending=True, webhook_url=data.get("webhook_url") or "",
-            )
-            job_id = task_enqueue(memory_embed, str(memory.pk)) if in_database else None
+        job_id = None
+
+        def enqueue(memory) -> None:
+            nonlocal job_id
+            job_id = task_enqueue(memory_embed, str(memory.pk))
+
+        memory = services.memory_create(
+            account=request.user, **memory_create_arguments(data), pending=True,
+            webhook_url=data.get("webhook_url") or "", then=enqueue if in_database else None,
+        )
         if not in_database:
             try:
-                job_id = task_enqueue(memory_embed, str(memory.pk))
+                enqueue(memory)
             except Exception:  # noqa: BLE001 - Redis is down: the sweep queues it later
                 logger.exception("could not enqueue memory %s", memory.pk)
         return Response(MemoryAsyncOutput({

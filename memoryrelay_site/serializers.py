@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, datetime
 
@@ -23,6 +24,35 @@ class PayloadTooLarge(ServiceError):
 
     status = 413
     type = "payload_too_large"
+
+
+_reused = threading.local()
+
+
+class ReusedFields:
+    """A serializer mixin that builds its fields once per class and thread instead of once per
+    instance. DRF deep-copies every declared field (and a ModelSerializer introspects its
+    model) for each serializer it creates: most of the time spent validating a small body or
+    writing one object. Bound fields keep no request state but their parent, which each new
+    instance takes over; one set per thread, since two threads validate at once. (A class must
+    not be nested in itself for this: no serializer here is.)"""
+
+    @property
+    def fields(self):
+        fields = self.__dict__.get("_reused_fields")
+        if fields is not None:
+            return fields
+        per_thread = _reused.__dict__.setdefault("fields", {})
+        fields = per_thread.get(type(self))
+        if fields is None:
+            fields = serializers.Serializer.fields.func(self)
+            per_thread[type(self)] = fields
+        else:
+            fields.serializer = self
+            for field in fields.values():
+                field.parent = self
+        self.__dict__["_reused_fields"] = fields
+        return fields
 
 
 class StrictCharField(serializers.CharField):

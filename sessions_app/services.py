@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
+from memoryrelay_site.serializers import is_uuid
 
 from .models import Agent, Session, SessionStatus
 from .summarizer import SummaryItem, summarize
@@ -69,18 +70,34 @@ def _find_agent(account, ref: str, queryset=None) -> Agent | None:
     return matches[0] if matches else None
 
 
-def agent_resolve(*, account, ref: str, field: str = "agent_id") -> Agent:
-    """The agent named by ``ref``; a name not seen before creates the agent (first write)."""
+def agent_ref_checked(ref: str, field: str = "agent_id") -> str:
+    """``ref`` stripped, or a 422 on ``field`` when it cannot name an agent."""
     ref = ref.strip()
     if not ref:
         raise Invalid("agent_id must not be blank", field=field)
     if len(ref) > 255:
         raise Invalid("agent_id must be at most 255 characters", field=field)
+    return ref
+
+
+def agent_resolve(*, account, ref: str, field: str = "agent_id") -> Agent:
+    """The agent named by ``ref``; a name not seen before creates the agent (first write)."""
+    ref = agent_ref_checked(ref, field)
     agent = _find_agent(account, ref)
     if agent is not None:
         return agent
+    _refuse_a_gone_agent(account, ref)
     agent, _ = agent_get_or_create(account=account, name=ref)
     return agent
+
+
+def _refuse_a_gone_agent(account, ref: str) -> None:
+    """A ref that matched no live agent creates one named ``ref``, unless it is the UUID of
+    the account's deleted agent (the write was meant for that agent: NotFound) or cannot be
+    stored as a name."""
+    if "\x00" in ref or (is_uuid(ref) and Agent.objects.for_account(account)
+                         .filter(pk=ref).exists()):
+        raise NotFound("Agent not found")
 
 
 def agent_get_or_create(
@@ -132,6 +149,64 @@ def agent_delete(*, agent: Agent, at: datetime | None = None) -> Agent:
     return row
 
 
+# An agent's last_active_at is kept to this resolution: a write moves it only when it is
+# older, so most writes of a busy agent do not update the agent row.
+ACTIVITY_RESOLUTION = timedelta(seconds=60)
+
+
+def agents_for_write(*, account, refs, at: datetime) -> dict[str, Agent]:
+    """Inside a write transaction: the live agents named by ``refs`` (checked refs: UUIDs or
+    names), each held until commit, keyed by ref. A name not seen before creates its agent.
+
+    One SELECT ... FOR NO KEY UPDATE takes every known agent: a concurrent
+    :func:`agent_delete` (FOR UPDATE) waits for the write and then deletes what it added,
+    or committed first and the agent is not found live (a name then creates a new agent,
+    as a write after the delete would). Writers of one agent queue on its row. On SQLite
+    the write transaction holds the database's write lock, which serializes the same way.
+    ``last_active_at`` moves forward when older than ACTIVITY_RESOLUTION (one UPDATE for
+    all of them); a known agent active within it costs this write nothing more."""
+    refs = list(dict.fromkeys(refs))
+    query = Q()
+    for ref in refs:
+        query |= Q(pk=ref) | Q(name=ref) if is_uuid(ref) else Q(name=ref)
+    found = list(Agent.objects.select_for_update(no_key=True).live().for_account(account)
+                 .filter(query).order_by("pk")) if refs else []
+    agents: dict[str, Agent] = {}
+    for ref in refs:
+        # A UUID wins over a name that happens to look like one.
+        matches = sorted((a for a in found if str(a.pk) == ref.lower() or a.name == ref),
+                         key=lambda agent: str(agent.pk) != ref.lower())
+        if matches:
+            agents[ref] = matches[0]
+        else:
+            _refuse_a_gone_agent(account, ref)
+            agents[ref] = _agent_create_held(account, ref)
+    stale = {a.pk: a for a in agents.values()
+             if a.last_active_at is None or at - a.last_active_at >= ACTIVITY_RESOLUTION}
+    if stale:
+        Agent.objects.filter(pk__in=list(stale)).update(last_active_at=at)
+        for agent in stale.values():
+            agent.last_active_at = at
+    return agents
+
+
+def _agent_for_write(account, ref: str | None) -> Agent | None:
+    if ref is None:
+        return None
+    return agents_for_write(account=account, refs=[ref], at=timezone.now())[ref]
+
+
+def _agent_create_held(account, name: str) -> Agent:
+    """Inside a write transaction: a new agent named ``name`` (uncommitted, so held), or
+    the live one a concurrent write created first, held."""
+    try:
+        with transaction.atomic():
+            return Agent.objects.create(account=account, name=name)
+    except IntegrityError:
+        return Agent.objects.select_for_update(no_key=True).live().for_account(account).get(
+            name=name)
+
+
 def agent_hold(*, agent: Agent, at: datetime | None = None) -> None:
     """Inside a write that adds rows to ``agent``: marks it active and holds its live row
     until commit (an UPDATE, which a concurrent :func:`agent_delete` waits for and which sees
@@ -164,11 +239,10 @@ def session_create(
     title: str | None = None,
     metadata: dict | None = None,
 ) -> Session:
-    agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
+    ref = agent_ref_checked(agent_ref) if agent_ref else None
     try:
         with transaction.atomic():
-            if agent is not None:
-                agent_hold(agent=agent)
+            agent = _agent_for_write(account, ref)
             session = Session.objects.create(
                 account=account, agent=agent, external_id=external_id, project=project,
                 title=title, metadata=metadata or {},
@@ -200,11 +274,10 @@ def session_get_or_create(
     existing = _live_by_external_id(account, external_id)
     if existing is not None:
         return existing, False
-    agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
+    ref = agent_ref_checked(agent_ref) if agent_ref else None
     try:
         with transaction.atomic():
-            if agent is not None:
-                agent_hold(agent=agent)
+            agent = _agent_for_write(account, ref)
             Session.objects.create(
                 account=account, agent=agent, external_id=external_id, project=project,
                 title=title, metadata=metadata or {},
@@ -249,6 +322,18 @@ def session_for_write(*, account, session_id) -> Session:
     return session
 
 
+def sessions_for_write(*, account, session_ids) -> dict[str, Session]:
+    """Inside a write transaction (after the agents): the account's live sessions among
+    ``session_ids``, each held until commit (one SELECT ... FOR NO KEY UPDATE, in id order),
+    keyed by id as a string. An id missing from the answer names a session the account
+    cannot see or one deleted first: the write into it is refused (:func:`session_gone`)."""
+    ids = sorted({str(pk) for pk in session_ids})
+    if not ids:
+        return {}
+    return {str(s.pk): s for s in Session.objects.select_for_update(no_key=True).live()
+            .for_account(account).filter(pk__in=ids).order_by("pk")}
+
+
 def session_hold(*, session: Session, missing: ServiceError | None = None) -> Session:
     """Inside a write that adds rows to ``session``: its live row, held until commit, so a
     concurrent :func:`session_delete` waits for the write (and cascades over it) or has
@@ -274,7 +359,7 @@ def session_end(
     """
     if summary is None and auto_summarize:
         items = _summary_items(session)
-        summary = _summary_text(items) if items else None
+        summary = _summary_text(items, session=session) if items else None
     with transaction.atomic():
         row = _locked(session)
         row.mark_ended(at or timezone.now())
@@ -296,16 +381,20 @@ class SummaryResult:
 
 def session_summarize(*, session: Session, budget: int | None = None) -> SummaryResult:
     """Builds an extractive summary from the session's live memories (outside any
-    transaction), then stores it in a short one."""
+    transaction; at most MEMORYRELAY_SUMMARY_MAX_MEMORIES of the newest), then stores it
+    in a short one."""
     items = _summary_items(session)
     if not items:
         raise Invalid("Session has no memories to summarize", field="session_id")
-    summary = _summary_text(items, budget)
+    summary = _summary_text(items, budget, session)
+    count = len(items)
+    if count >= settings.MEMORYRELAY_SUMMARY_MAX_MEMORIES:  # memory_count stays exact
+        count = _live_memories(session).count()
     with transaction.atomic():
         row = _locked(session)
         row.summary = summary
         row.save(update_fields=["summary", "updated_at"])
-    return SummaryResult(row, summary, len(items), row.updated_at)
+    return SummaryResult(row, summary, count, row.updated_at)
 
 
 def _live_memories(session: Session):
@@ -313,21 +402,30 @@ def _live_memories(session: Session):
 
 
 def _summary_items(session: Session) -> list[SummaryItem]:
-    # The stored embeddings (read through the reverse relation) let the summarizer tell
-    # near-duplicates by meaning; a memory without one is compared by its words.
-    rows = _live_memories(session).values_list(
-        "id", "content", "created_at", "importance", "memory_type", "embedding"
-    )
+    """The newest MEMORYRELAY_SUMMARY_MAX_MEMORIES live memories of the session (an index
+    range, however large the session), the columns the summarizer reads, streamed; not
+    their vectors (see _summary_text)."""
+    rows = (_live_memories(session).order_by("-created_at", "-id")
+            .values_list("id", "content", "created_at", "importance", "memory_type")
+            [:settings.MEMORYRELAY_SUMMARY_MAX_MEMORIES])
     return [
         SummaryItem(id=str(pk), content=content, created_at=created, importance=importance,
-                    memory_type=memory_type, vector=vector)
-        for pk, content, created, importance, memory_type, vector
-        in rows.iterator(chunk_size=2000)
+                    memory_type=memory_type)
+        for pk, content, created, importance, memory_type in rows.iterator(chunk_size=2000)
     ]
 
 
-def _summary_text(items: list[SummaryItem], budget: int | None = None) -> str:
-    return summarize(items, budget=budget or settings.MEMORYRELAY_SUMMARY_BUDGET)
+def _summary_text(items: list[SummaryItem], budget: int | None = None,
+                  session: Session | None = None) -> str:
+    # The stored embeddings (read through the reverse relation) let the summarizer tell
+    # near-duplicates by meaning; it asks only for those of the units it may keep, a few
+    # hundred at a time. A memory without one is compared by its words.
+    def vectors(ids: list[str]) -> dict:
+        return {str(pk): vector for pk, vector in
+                session.memories.filter(pk__in=ids).values_list("id", "embedding")}
+
+    return summarize(items, budget=budget or settings.MEMORYRELAY_SUMMARY_BUDGET,
+                     vectors=vectors if session is not None else None)
 
 
 def _refreshed(session: Session) -> Session:

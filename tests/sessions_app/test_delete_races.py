@@ -84,49 +84,64 @@ def test_ending_or_summarizing_a_session_read_before_its_delete_is_a_404(session
     assert (stored.status, stored.summary) == ("active", None)
 
 
-def test_a_write_into_a_session_deleted_after_it_was_checked_is_refused(account, session,
-                                                                       monkeypatch):
-    """The liveness check before the write passes; the delete lands before the write."""
-    real = memory_services.session_for_write
+def test_a_write_into_a_session_deleted_after_the_request_was_checked_is_refused(
+        account, session, monkeypatch):
+    """The request's checks pass; the delete lands before the write's transaction."""
+    real = memory_services.embedding_of
 
-    def check_then_delete(*, account, session_id):
-        found = real(account=account, session_id=session_id)
-        services.session_delete(session=Session.objects.get(pk=session_id),
+    def embed_then_delete(text):
+        services.session_delete(session=Session.objects.get(pk=session.pk),
                                 cascade_memories=True)
-        return found
+        return real(text)
 
-    monkeypatch.setattr(memory_services, "session_for_write", check_then_delete)
-    with pytest.raises(Invalid):
+    monkeypatch.setattr(memory_services, "embedding_of", embed_then_delete)
+    with pytest.raises(Invalid) as refused:
         memory_services.memory_create(account=account, agent_ref="writer", content="late",
                                       session_id=session.id)
+    assert refused.value.field == "session_id"
     assert not Memory.objects.live().filter(session=session).exists()
 
 
-def test_a_write_for_an_agent_deleted_after_it_was_resolved_is_refused(account, agent,
-                                                                      monkeypatch):
-    real = memory_services.agent_resolve
+def _embedding_then_agent_delete(monkeypatch, agent):
+    real = memory_services.embedding_of
 
-    def resolve_then_delete(**kwargs):
-        found = real(**kwargs)
-        services.agent_delete(agent=Agent.objects.get(pk=found.pk))
-        return found
+    def embed_then_delete(text):
+        services.agent_delete(agent=Agent.objects.get(pk=agent.pk))
+        return real(text)
 
-    monkeypatch.setattr(memory_services, "agent_resolve", resolve_then_delete)
+    monkeypatch.setattr(memory_services, "embedding_of", embed_then_delete)
+
+
+def test_a_write_for_an_agent_deleted_after_the_request_was_checked_is_refused(
+        account, agent, monkeypatch):
+    """Named by its UUID, the deleted agent is a 404; nothing lands under it."""
+    _embedding_then_agent_delete(monkeypatch, agent)
     with pytest.raises(NotFound):
-        memory_services.memory_create(account=account, agent_ref=agent.name, content="late")
+        memory_services.memory_create(account=account, agent_ref=str(agent.pk), content="late")
+    assert not Memory.objects.live().filter(agent=agent).exists()
+    assert not Agent.objects.filter(name=str(agent.pk)).exists()
+
+
+def test_a_write_by_name_after_its_agent_was_deleted_goes_to_a_new_agent(account, agent,
+                                                                         monkeypatch):
+    """Named by its name, the write lands after the delete, as a later write would: under
+    a new agent of that name, never under the deleted one."""
+    _embedding_then_agent_delete(monkeypatch, agent)
+    memory = memory_services.memory_create(account=account, agent_ref=agent.name,
+                                           content="late")
+    assert memory.agent_id != agent.pk and memory.agent.name == agent.name
     assert not Memory.objects.live().filter(agent=agent).exists()
 
 
-def test_a_session_for_an_agent_deleted_after_it_was_resolved_is_refused(account, agent,
-                                                                        monkeypatch):
-    real = services.agent_resolve
+def test_a_session_for_an_agent_deleted_before_its_write_is_refused(account, agent,
+                                                                   monkeypatch):
+    real = services.agent_ref_checked
 
-    def resolve_then_delete(**kwargs):
-        found = real(**kwargs)
-        services.agent_delete(agent=Agent.objects.get(pk=found.pk))
-        return found
+    def check_then_delete(ref, field="agent_id"):
+        services.agent_delete(agent=Agent.objects.get(pk=agent.pk))
+        return real(ref, field)
 
-    monkeypatch.setattr(services, "agent_resolve", resolve_then_delete)
+    monkeypatch.setattr(services, "agent_ref_checked", check_then_delete)
     with pytest.raises(NotFound):
         services.session_create(account=account, agent_ref=str(agent.pk))
     assert not Session.objects.live().filter(agent=agent).exists()
