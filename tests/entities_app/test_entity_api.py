@@ -465,3 +465,33 @@ def test_a_link_racing_a_memory_delete_never_outlives_it_unseen(account, api_key
     assert EntityLink.objects.count() == codes[0::2].count(201)
     body = make_client(api_key).get(f"/v1/entities/{entity['id']}").json()
     assert body["memory_count"] == 0
+
+
+# --- hostile input ------------------------------------------------------------------------
+
+
+def test_hostile_query_parameters_are_answered_without_a_crash(client, entity, memory):
+    from tests.memoryrelay_site.test_hostile_inputs import HOSTILE_PARAMS, failure
+
+    failures = []
+    for path, names in {"/v1/entities": ["entity_type", "type", "agent_id", "q", "limit",
+                                         "offset", "cursor"],
+                        "/v1/memories": ["entity"]}.items():
+        for name in names:
+            for value in HOSTILE_PARAMS:
+                response = client.get(f"{path}?{name}={value}")
+                if response.status_code >= 400:
+                    failures.append(failure(response, f"{path}?{name}={value[:20]}"))
+    assert not list(filter(None, failures)), failures
+
+
+@pytest.mark.parametrize("raw", ['{"name": "a\\u0000b", "type": "person"}',
+                                 '{"name": "\\udfff", "type": "person"}',
+                                 '{"name": "ok", "type": "person", "metadata": {"\\udfff": 1}}',
+                                 '[1, 2]', '"just a string"', '{"name": {"a": 1}}'])
+def test_hostile_create_bodies_are_a_4xx(client, raw):
+    response = client.generic("POST", "/v1/entities", raw.encode("utf-8", "surrogatepass"),
+                              content_type="application/json")
+    assert 400 <= response.status_code < 500
+    assert_error(response, response.status_code, response.json()["type"])
+    assert not Entity.objects.exists()
