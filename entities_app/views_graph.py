@@ -98,9 +98,10 @@ def _query(name, description, **schema):
 
 class EntityGraphView(APIView):
     def entity(self, request, pk) -> Entity:
-        if not is_uuid(pk):
+        entity = graph.entity_get(account=request.user, entity_id=pk) if is_uuid(pk) else None
+        if entity is None:
             raise services.entity_not_found()
-        return services.entity_get(account=request.user, entity_id=pk)
+        return entity
 
 
 class EntityRelationshipsView(EntityGraphView):

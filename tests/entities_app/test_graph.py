@@ -166,6 +166,7 @@ def test_depth_1_is_the_entity_and_its_neighbours(client, hand_graph):
                                                                        10)
     assert body["entity"]["id"] == str(eid("A")) and body["entity"]["object"] == "entity"
     assert body["entity"]["relationship_count"] == 4
+    assert body["entity"] == client.get(f"/v1/entities/{eid('A')}").json()
     assert nodes(body) == [("A", 0), ("B", 1), ("C", 1), ("D", 1), ("E", 1)]
     assert body["nodes"][1] == {"id": str(eid("B")), "name": "B", "entity_type": "concept",
                                 "depth": 1}
@@ -227,6 +228,9 @@ def test_deleting_and_restoring_a_memory_moves_the_weights(client, hand_graph):
     m1 = Memory.objects.get(pk=hand_graph["memories"]["m1"].pk)
     client.delete(f"/v1/memories/{m1.pk}")
     assert edges(neighborhood(client))[:2] == [("A", "B", 2), ("A", "C", 1)]
+    for name in "ABCH":  # the counts read from the table are the entity API's
+        assert neighborhood(client, name)["entity"] == client.get(
+            f"/v1/entities/{eid(name)}").json()
     Memory.objects.filter(pk=m1.pk).update(deleted_at=None)
     assert edges(neighborhood(client))[:2] == [("A", "B", 3), ("A", "C", 2)]
 
@@ -327,6 +331,25 @@ def test_every_write_path_keeps_the_weights_exact(account, agent, hand_graph):
     EntityLink.objects.filter(memory=m["m2"]).update(memory=fresh)
     assert graph.cooccurrence_rows()[(eid("A"), eid("X"))] == 1
     assert_exact()
+
+
+def test_the_triggers_survive_every_later_migration(db):
+    """A migration that rebuilds the links' or memories' table (SQLite does that to alter a
+    column) drops its triggers with it: such a migration must create them again (0002)."""
+    if connection.vendor == "postgresql":
+        sql = ("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+               "AND tgname LIKE 'entities_app_cooccurrence%%'")
+        expected = {"link_insert", "link_delete", "link_update", "link_truncate",
+                    "memory_update", "memory_delete", "memory_truncate"}
+    else:
+        sql = ("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+               "AND name LIKE 'entities_app_cooccurrence%%'")
+        expected = {"link_insert", "link_delete", "link_update", "memory_gone", "memory_back",
+                    "memory_delete"}
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        found = {name.removeprefix("entities_app_cooccurrence_") for (name,) in cursor}
+    assert found == expected
 
 
 def test_the_weights_are_exact_after_many_random_writes(account, agent):
