@@ -35,7 +35,9 @@ def kinds(sqls: list[str]) -> list[str]:
     for sql in sqls:
         verb = sql.split()[0].upper()
         after = ' FROM "' if verb == "SELECT" else '"'
-        out.append(f"{verb} {sql.split(after, 1)[1].split(chr(34))[0]}")
+        parts = sql.split(after, 1)
+        out.append(f"{verb} {parts[1].split(chr(34))[0]}" if len(parts) == 2
+                   else " ".join(sql.split()[:2]))
     return out
 
 
