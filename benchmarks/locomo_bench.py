@@ -46,7 +46,7 @@ KS = (1, 5, 10)
 LIMIT = 10
 BATCH = 100  # the batch endpoint's most items per call
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-FORMATS = ("turn", "bare")
+FORMATS = ("turn", "bare", "prev", "window")
 _DIA = re.compile(r"D:?(\d+):(\d+)")
 
 
@@ -89,13 +89,22 @@ def session_date(when: str) -> str:
     return when.split(" on ", 1)[-1].strip()
 
 
-def turn_content(turn: dict, date: str, fmt: str) -> str:
+def said(turn: dict) -> str:
     text = " ".join(str(turn.get("text", "")).split())
-    if fmt == "bare":
-        return text or "(photo)"
     caption = turn.get("blip_caption")
     photo = f" [photo: {caption}]" if caption else ""
-    return f"[{date}] {turn.get('speaker', '?')}: {text}{photo}"
+    return f"{turn.get('speaker', '?')}: {text}{photo}"
+
+
+def turn_content(turn: dict, date: str, fmt: str, before=None, after=None) -> str:
+    if fmt == "bare":
+        return " ".join(str(turn.get("text", "")).split()) or "(photo)"
+    if fmt == "prev" and before:
+        return f"[{date}] {said(turn)} (after {said(before)})"
+    if fmt == "window":
+        context = " | ".join(said(t) for t in (before, after) if t)
+        return f"[{date}] {said(turn)}" + (f" (between {context})" if context else "")
+    return f"[{date}] {said(turn)}"
 
 
 def conversation_of(sample: dict, name: str, fmt: str) -> Conversation:
@@ -105,10 +114,13 @@ def conversation_of(sample: dict, name: str, fmt: str) -> Conversation:
     turns = []
     for _, key in sessions:
         date = session_date(str(conv.get(f"{key}_date_time", "")))
-        for turn in conv[key]:
+        said_here = conv[key]
+        for n, turn in enumerate(said_here):
             dia = dia_ids([turn.get("dia_id")])
             if dia:
-                turns.append(Turn(dia.pop(), turn_content(turn, date, fmt)))
+                before = said_here[n - 1] if n else None
+                after = said_here[n + 1] if n + 1 < len(said_here) else None
+                turns.append(Turn(dia.pop(), turn_content(turn, date, fmt, before, after)))
     known = {t.dia_id for t in turns}
     questions, unanswerable = [], 0
     for qa in sample.get("qa", []):
@@ -216,13 +228,18 @@ def ingest(client, conversation: Conversation, agent: str, log=print) -> float:
         raise RuntimeError(f"{agent} holds {held} memories, not {len(conversation.turns)}: "
                            "use another --agent-prefix")
     start = time.perf_counter()
-    for first in range(0, len(conversation.turns), BATCH):
+    first, size = 0, BATCH
+    while first < len(conversation.turns):
         items = [{"content": t.content, "metadata": {"dia_id": t.dia_id}}
-                 for t in conversation.turns[first:first + BATCH]]
-        body = _ok(*client.post("/v1/memories/batch", {"agent_id": agent, "memories": items}),
-                   "batch")
+                 for t in conversation.turns[first:first + size]]
+        status, body = client.post("/v1/memories/batch", {"agent_id": agent, "memories": items})
+        if status == 413 and size > 1:  # over the batch's embedding budget: send fewer
+            size = max(1, size // 2)
+            continue
+        _ok(status, body, "batch")
         if body["failed"]:
             raise RuntimeError(f"batch: {body['failed']} items failed: {body['results'][:3]}")
+        first += len(items)
     seconds = time.perf_counter() - start
     log(f"  {agent}: {len(conversation.turns)} memories stored in {seconds:.1f} s")
     return seconds

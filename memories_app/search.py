@@ -4,10 +4,12 @@ Every mode scores a memory in [0, 1] with one meaning, "how well this memory ans
 query", so a ``min_score`` cutoff means the same in every mode:
 
 * semantic: the cosine similarity of the query's and the memory's embeddings, floored at 0;
-* keyword: the square of the share of the query's information the memory contains (the
-  IDF-weighted fraction of query terms, words, ids and error codes, that it matches in
-  the full-text index): matching every term scores 1, matching half of them only 0.25,
-  since a partial word overlap is weak evidence (measured: benchmarks/retrieval_eval.py);
+* keyword: the share of the query's information the memory contains (the IDF-weighted
+  fraction of query terms, words, ids and error codes, that it matches in the full-text
+  index), squared when it is weak evidence (a partial match of a query of three terms or
+  fewer, or one word in common with a longer question: matching half of them scores
+  0.25), as is when a memory matches two or more words of a longer question (half scores
+  0.5): see :func:`coverage_power`;
 * hybrid: the probabilistic OR of both, ``1 - (1 - semantic) * (1 - keyword)``: a memory
   found only by an exact token still scores high, one found only by meaning keeps its
   cosine, and one found by both ranks above either.
@@ -34,6 +36,7 @@ from .embeddings import EmbeddingError, get_provider
 MODES = ("hybrid", "semantic", "keyword")
 TERM_MATCH_CAP = 1000  # matches read per query term (any 1,000); also the IDF scale
 MAX_TERMS = 12
+SHORT_QUERY_TERMS = 3  # a partial match of this many informative terms or fewer is squared
 _TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
 STOPWORDS = frozenset(
     "a an and are as at be but by did do does for from had has have how i if in into is it "
@@ -140,20 +143,34 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
                matches.items()}
     total = sum(weights.values())
     scores: dict = {}
+    matched: dict = {}  # how many of the terms each memory matches
     for term, ids in matches.items():
         for pk in ids:
             scores[pk] = scores.get(pk, 0.0) + weights[term] / total
+            matched[pk] = matched.get(pk, 0) + 1
     if len(terms) > 1 and any(len(ids) == TERM_MATCH_CAP for ids in matches.values()):
         # A common term's list stops at the cap, so a memory matching every term could be
         # missing from it: ask the index for those directly (they score 1).
         for pk in vectors.keyword_ids(queryset, terms, query.pool):
-            scores[pk] = 1.0
+            scores[pk], matched[pk] = 1.0, len(terms)
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]
     for row, cosine in vectors.score(queryset, missing, vector):
         hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
     for pk, hit in hits.items():
-        hit.keyword = min(1.0, scores.get(pk, 0.0)) ** 2
+        power = coverage_power(len(terms), matched.get(pk, 0))
+        hit.keyword = min(1.0, scores.get(pk, 0.0)) ** power
+
+
+def coverage_power(terms: int, matched: int) -> int:
+    """The keyword score is the matched share of the query's information to this power.
+    A partial match of a short query, or a single word in common with a longer one, is
+    weak evidence ("relational database choice" against a memory on database names):
+    squared. Two or more words of a longer question are how the memory that answers it
+    usually matches ("When did Caroline go to the support group?" / "[8 May] Caroline: I
+    went to a LGBTQ support group yesterday"): its share counts as is. Measured with
+    benchmarks/retrieval_eval.py, knowledge_eval.py and locomo_bench.py."""
+    return 2 if terms <= SHORT_QUERY_TERMS or matched < 2 else 1
 
 
 def _fuse(hit: Hit, mode: str) -> float:

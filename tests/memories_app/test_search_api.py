@@ -332,3 +332,19 @@ def test_search_query_count_does_not_grow_with_hits_or_memories(client, max_quer
     assert count(limit=20) == few
     with max_queries(8):  # key, neighbours (+2 SET LOCAL on PG), 3 terms, keyword-only hits
         search(client, "retry counter deploy", limit=20)
+
+
+def test_a_longer_questions_partial_match_counts_as_is_and_a_single_word_is_squared(client):
+    answer = client.post("/v1/memories", {"content": "Caroline went to a support group.",
+                                          "agent_id": "a"}, format="json").json()["id"]
+    aside = client.post("/v1/memories", {"content": "Tuesday meeting notes.",
+                                         "agent_id": "a"}, format="json").json()["id"]
+    # Six informative terms, each in at most one memory, so every term weighs the same.
+    body = search(client, "When did Caroline go to the LGBTQ support group meeting?",
+                  search_mode="keyword")
+    scores = {hit["memory"]["id"]: hit["score"] for hit in body["data"]}
+    assert scores[answer] == pytest.approx(3 / 6, abs=1e-6)  # three of six terms: the share as is
+    assert scores[aside] == pytest.approx((1 / 6) ** 2, abs=1e-6)  # one word in common: squared
+    short = search(client, "support group schedule", search_mode="keyword")
+    # a short query's partial match: squared
+    assert short["data"][0]["score"] == pytest.approx((2 / 3) ** 2, abs=1e-6)
