@@ -276,9 +276,11 @@ class Tally:
         return out
 
 
-def ask(client, conversations, agents, modes, limit: int = LIMIT) -> dict[str, Tally]:
-    tallies = {mode: Tally() for mode in modes}
+def ask(client, conversations, agents, modes, limit: int = LIMIT) -> list[dict[str, Tally]]:
+    """One {mode: Tally} per conversation."""
+    every = []
     for conversation, agent in zip(conversations, agents, strict=True):
+        tallies = {mode: Tally() for mode in modes}
         for question in conversation.questions:
             for mode in modes:
                 body = {"query": question.text, "agent_id": agent, "limit": limit,
@@ -290,15 +292,31 @@ def ask(client, conversations, agents, modes, limit: int = LIMIT) -> dict[str, T
                        for hit in found["data"]]
                 rank = next((n for n, d in enumerate(ids, 1) if d in question.evidence), None)
                 tallies[mode].ranks.append((question.category, rank))
-    return tallies
+        every.append(tallies)
+    return every
 
 
-def report(tallies: dict[str, Tally], out=print) -> None:
-    out(f"{'mode':<10}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR':>7}{'p50 ms':>9}{'p95 ms':>9}")
-    for mode, tally in tallies.items():
-        s = tally.summary()
-        out(f"{mode:<10}{s['r@1']:>7.3f}{s['r@5']:>7.3f}{s['r@10']:>7.3f}{s['mrr']:>7.3f}"
-            f"{s['p50_ms']:>9.0f}{s['p95_ms']:>9.0f}")
+def merged(per_conversation: list[dict[str, Tally]]) -> dict[str, Tally]:
+    out: dict[str, Tally] = {}
+    for tallies in per_conversation:
+        for mode, tally in tallies.items():
+            into = out.setdefault(mode, Tally())
+            into.ranks += tally.ranks
+            into.latencies += tally.latencies
+    return out
+
+
+def report(tallies: dict[str, Tally], out=print, groups: dict | None = None) -> None:
+    """The table per mode (and, for each of ``groups``, {label: {mode: Tally}}, its own
+    rows), then per mode and category."""
+    out(f"{'mode':<10}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR':>7}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'questions':>11}")
+    for label, rows in {"": tallies, **(groups or {})}.items():
+        for mode, tally in rows.items():
+            s = tally.summary()
+            name = f"{mode} {label}".strip()
+            out(f"{name:<10}{s['r@1']:>7.3f}{s['r@5']:>7.3f}{s['r@10']:>7.3f}{s['mrr']:>7.3f}"
+                f"{s['p50_ms']:>9.0f}{s['p95_ms']:>9.0f}{s['questions']:>11}")
     out("")
     out(f"{'mode':<10}{'category':<16}{'n':>5}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR':>7}")
     for mode, tally in tallies.items():
@@ -311,8 +329,12 @@ def report(tallies: dict[str, Tally], out=print) -> None:
 
 
 def run(client, path: Path, *, conversations: str | None = None, modes=MODES,
-        fmt: str = "turn", prefix: str = "locomo", out=print) -> dict[str, Tally]:
-    chosen = pick(load(path, fmt), conversations)
+        fmt: str = "turn", prefix: str = "locomo", out=print,
+        groups: list[str] = ()) -> dict[str, Tally]:
+    """Stores, asks and reports; ``groups``: conversation specs (positions within the data,
+    e.g. ``0-4``) whose figures are printed apart as well."""
+    everything = load(path, fmt)
+    chosen = pick(everything, conversations)
     questions = sum(len(c.questions) for c in chosen)
     turns = sum(len(c.turns) for c in chosen)
     skipped = sum(c.unanswerable for c in chosen)
@@ -321,8 +343,14 @@ def run(client, path: Path, *, conversations: str | None = None, modes=MODES,
     agents = [agent_name(prefix, c, fmt) for c in chosen]
     for conversation, agent in zip(chosen, agents, strict=True):
         ingest(client, conversation, agent, log=out)
-    tallies = ask(client, chosen, agents, modes)
-    report(tallies, out=out)
+    per_conversation = ask(client, chosen, agents, modes)
+    tallies = merged(per_conversation)
+    apart = {}
+    for spec in groups:
+        wanted = {id(c) for c in pick(everything, spec)}
+        apart[spec] = merged([t for c, t in zip(chosen, per_conversation, strict=True)
+                              if id(c) in wanted])
+    report(tallies, out=out, groups=apart)
     return tallies
 
 
@@ -338,13 +366,16 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--format", choices=FORMATS, default="turn")
     parser.add_argument("--agent-prefix", default="locomo")
+    parser.add_argument("--groups", default="", metavar="SPECS",
+                        help="conversation subsets reported apart too, e.g. '0-4;5-9'")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if not args.key:
         parser.error("--key or MEMORYRELAY_API_KEY is needed")
     modes = [m for m in args.modes.split(",") if m]
     tallies = run(HttpClient(args.url, args.key), args.data, conversations=args.conversations,
-                  modes=modes, fmt=args.format, prefix=args.agent_prefix)
+                  modes=modes, fmt=args.format, prefix=args.agent_prefix,
+                  groups=[g for g in args.groups.split(";") if g])
     if args.json:
         args.json.write_text(json.dumps({m: t.summary() for m, t in tallies.items()}, indent=1))
     return 0

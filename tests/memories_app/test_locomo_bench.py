@@ -74,7 +74,7 @@ def data(tmp_path):
 
 def test_the_bench_stores_turns_asks_questions_and_reports_every_mode(client, data):
     lines = []
-    tallies = locomo_bench.run(ApiClient(client), data, out=lines.append)
+    tallies = locomo_bench.run(ApiClient(client), data, out=lines.append, groups=["0"])
     assert lines[0].startswith("1 conversations (conv-1): 5 turns, 4 questions")
     assert "(1 left out: no evidence turn named)" in lines[0]
     contents = dict(Memory.objects.values_list("metadata__dia_id", "content"))
@@ -89,6 +89,7 @@ def test_the_bench_stores_turns_asks_questions_and_reports_every_mode(client, da
     assert keyword[0] == (4, 1) and keyword[1] == (1, 1)  # "cello" / "Lisbon" at the top
     assert tallies["hybrid"].summary()["categories"][4]["questions"] == 1
     assert any(line.startswith("hybrid ") for line in lines)
+    assert any(line.startswith("keyword 0 ") and line.endswith(" 4") for line in lines)
     assert any("2 temporal" in line for line in lines)
 
 
