@@ -40,6 +40,13 @@ def extractor():
     return get_extractor(settings.MEMORYRELAY_ENTITY_EXTRACTOR)
 
 
+def run_extractor(tool, text: str) -> tuple[list[Mention], str, str]:
+    """(mentions, method, model): of the extractor that answered (an LLM may fall back)."""
+    if hasattr(tool, "run"):
+        return tool.run(text)
+    return tool.extract(text), tool.method, tool.model
+
+
 def extraction_request(*, memory_ids: Iterable) -> int:
     """Marks the live memories ``memory_ids`` pending and enqueues their extraction after
     commit; returns how many were queued. Asking again re-extracts (the newest request
@@ -120,8 +127,8 @@ def extraction_apply(*, claim: Claim) -> int | None:
         pk=claim.memory_id).first()
     if memory is None:
         return None
-    tool = extractor()
-    mentions = _best_per_entity(tool.extract(memory.content))
+    mentions, method, model = run_extractor(extractor(), memory.content)
+    mentions = _best_per_entity(mentions)
     with transaction.atomic():
         current = (MemoryExtraction.objects.select_for_update()
                    .filter(memory_id=memory.pk, generation=claim.generation,
@@ -130,7 +137,7 @@ def extraction_apply(*, claim: Claim) -> int | None:
             return None
         linked = _replace_links(memory, mentions)
         MemoryExtraction.objects.filter(pk=current.pk).update(
-            status=ExtractionStatus.DONE, method=tool.method, model=tool.model or "",
+            status=ExtractionStatus.DONE, method=method, model=model or "",
             error="", entity_count=linked, updated_at=timezone.now())
     return linked
 

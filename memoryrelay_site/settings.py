@@ -191,6 +191,9 @@ MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4)
 
 # --- Product settings.
 MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000)
+# A session's summary reads at most this many of its newest live memories (bounded time
+# and memory whatever the session's size; about 0.5 s and 40 MB at the default).
+MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 20000)
 MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100
 MEMORYRELAY_INCLUDE_MEMORIES_MAX = 1000
 # A session detail stops embedding memories once their content and metadata pass this many
@@ -290,8 +293,15 @@ MEMORYRELAY_TASK_LEASE_SECONDS = float(os.environ.get("MEMORYRELAY_TASK_LEASE_SE
 # Entity extraction (entities_app/pipeline.py): run after a write commits, by a task, for
 # writes whose auto_extract_entities is true, or null while this is on.
 MEMORYRELAY_AUTO_EXTRACT_ENTITIES = env_bool("MEMORYRELAY_AUTO_EXTRACT_ENTITIES", True)
-# The extractor (entities_app/extraction): "rules" (default) or "rules+zeroshot".
+# The extractor (entities_app/extraction): "rules" (default), "rules+zeroshot" or "llm"
+# (an OpenAI-compatible chat endpoint at MEMORYRELAY_EXTRACTION_LLM_URL; the rules answer
+# whenever it fails).
 MEMORYRELAY_ENTITY_EXTRACTOR = os.environ.get("MEMORYRELAY_ENTITY_EXTRACTOR", "rules")
+MEMORYRELAY_EXTRACTION_LLM_URL = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_URL", "")
+MEMORYRELAY_EXTRACTION_LLM_MODEL = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_MODEL", "")
+MEMORYRELAY_EXTRACTION_LLM_API_KEY = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_API_KEY", "")
+MEMORYRELAY_EXTRACTION_LLM_TIMEOUT = float(
+    os.environ.get("MEMORYRELAY_EXTRACTION_LLM_TIMEOUT", "20"))
 # Tasks are declared on "default" and enqueued on MEMORYRELAY_TASK_QUEUE.
 _TASK_QUEUES = sorted({"default", MEMORYRELAY_TASK_QUEUE})
 TASKS = {

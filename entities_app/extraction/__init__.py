@@ -8,6 +8,8 @@ Extractors (each with ``method``, ``model`` and ``extract(text)``):
   all-MiniLM-L6-v2 (``zeroshot.py``). Without the model installed it is ``rules`` alone.
 - ``rules``: the rules alone.
 - ``spacy``: spaCy's small English pipeline, for comparison only (not a dependency).
+- ``llm``: an OpenAI-compatible chat endpoint (MEMORYRELAY_EXTRACTION_LLM_URL, ``_MODEL``,
+  ``_API_KEY``, ``_TIMEOUT``), falling back to ``rules`` when it fails (``llm.py``).
 
 benchmarks/entity_extraction_eval.py measures them on the labelled memories."""
 
@@ -20,7 +22,7 @@ from .base import Mention
 __all__ = ["DEFAULT", "EXTRACTORS", "Mention", "available", "extract", "get_extractor"]
 
 DEFAULT = "rules"
-EXTRACTORS = ("rules", "rules+zeroshot", "spacy")
+EXTRACTORS = ("rules", "rules+zeroshot", "spacy", "llm")
 
 _lock = threading.Lock()
 _built: dict[str, object] = {}
@@ -31,6 +33,11 @@ def available(name: str) -> bool:
         from .spacy_ner import spacy_installed
 
         return spacy_installed()
+    if name == "llm":
+        from django.conf import settings
+
+        return settings.configured and bool(
+            getattr(settings, "MEMORYRELAY_EXTRACTION_LLM_URL", ""))
     return name in EXTRACTORS
 
 
@@ -44,6 +51,19 @@ def get_extractor(name: str = DEFAULT):
         return _built[name]
 
 
+def get_extractor_unlocked(name: str):
+    """``get_extractor`` for use while building another (the lock is held)."""
+    if name not in _built:
+        _built[name] = _build(name)
+    return _built[name]
+
+
+def reset() -> None:
+    """Forgets the built extractors (settings changed, as in tests)."""
+    with _lock:
+        _built.clear()
+
+
 def _build(name: str):
     from .rules import RuleExtractor
 
@@ -53,6 +73,16 @@ def _build(name: str):
         return SpacyExtractor()
     if name == "rules":
         return RuleExtractor()
+    if name == "llm":
+        from django.conf import settings
+
+        from .llm import LLMExtractor
+
+        return LLMExtractor(url=settings.MEMORYRELAY_EXTRACTION_LLM_URL,
+                            model=settings.MEMORYRELAY_EXTRACTION_LLM_MODEL,
+                            api_key=settings.MEMORYRELAY_EXTRACTION_LLM_API_KEY,
+                            timeout=settings.MEMORYRELAY_EXTRACTION_LLM_TIMEOUT,
+                            fallback=get_extractor_unlocked("rules"))
     from .zeroshot import ZeroShotTyper, encoder_or_none
 
     encoder = encoder_or_none()
