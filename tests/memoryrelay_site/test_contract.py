@@ -140,8 +140,8 @@ def test_a_wrong_method_is_a_405_in_the_error_body(client, session):
     assert_error(client.get(f"/v1/sessions/{session.id}/end"), 405, "method_not_allowed")
 
 
-@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v2/icm/capabilities", "/v1/entities",
-                                  "/favicon.ico"])
+@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v2/icm/capabilities",
+                                  "/v1/entities/links/extra", "/favicon.ico"])
 def test_an_unknown_route_is_a_404_in_the_error_body(client, path):
     assert_error(client.get(path), 404, "not_found")
 
