@@ -6,8 +6,9 @@
 
 1. Latency, in one run, side by side, through the whole Django stack in this process
    (middleware, API-key authentication, throttle): POST /v2/memories (one insert, one task
-   row), a bare Django+DRF endpoint doing the same key lookup and one insert, and
-   POST /v1/memories (embeds in the request). Interleaved, so load changes hit all three.
+   row) against a bare Django+DRF endpoint doing the same key lookup and one insert, and
+   POST /v1/memories (embeds in the request) against a bare endpoint doing the key lookup,
+   the embedding and one insert. Interleaved, so load changes hit all four.
 2. Drain: --count memories written through the async path, then 1 and then 2
    `manage.py task_worker` processes started, timed until every one is ``ready``.
 
@@ -52,6 +53,7 @@ def bare_urls():
     from rest_framework.views import APIView
 
     from memories_app.models import Memory
+    from memories_app.services import embedding_of, vector_fields
     from sessions_app.models import Agent
 
     class Bare(APIView):
@@ -63,7 +65,19 @@ def bare_urls():
                                            content=request.data["content"])
             return Response({"id": str(memory.pk)}, status=201)
 
-    return [path("bare/memories", Bare.as_view()), path("", include("memoryrelay_site.urls"))]
+    class BareEmbedded(Bare):
+        """The floor of POST /v1/memories: the same, with the embedding it computes."""
+
+        def post(self, request):
+            agent = Agent.objects.filter(account=request.user, name="bench").first()
+            memory = Memory.objects.create(account=request.user, agent=agent,
+                                           content=request.data["content"],
+                                           **vector_fields(embedding_of(request.data["content"])))
+            return Response({"id": str(memory.pk)}, status=201)
+
+    return [path("bare/memories", Bare.as_view()),
+            path("bare/embedded", BareEmbedded.as_view()),
+            path("", include("memoryrelay_site.urls"))]
 
 
 def latency(requests: int) -> None:
@@ -81,7 +95,7 @@ def latency(requests: int) -> None:
     urls.urlpatterns = bare_urls()
     client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
     cases = {"POST /v2/memories": "/v2/memories", "bare DRF insert": "/bare/memories",
-             "POST /v1/memories": "/v1/memories"}
+             "POST /v1/memories": "/v1/memories", "bare embed + insert": "/bare/embedded"}
     times: dict[str, list[float]] = {name: [] for name in cases}
     with override_settings(ROOT_URLCONF=urls):
         for n in range(requests + 20):
@@ -93,12 +107,18 @@ def latency(requests: int) -> None:
                 assert response.status_code in (201, 202), response.content
                 if n >= 20:  # warm-up excluded
                     times[name].append(elapsed * 1000)
-    bare = statistics.median(times["bare DRF insert"])
+    floors = {"POST /v2/memories": "bare DRF insert", "POST /v1/memories": "bare embed + insert"}
     print(f"latency, {requests} requests each, in-process (ms):")
     for name, values in times.items():
         p50 = statistics.median(values)
         p95 = statistics.quantiles(values, n=20)[-1]
-        print(f"  {name:<20} p50 {p50:6.2f}  p95 {p95:6.2f}  ({p50 / bare:.2f}x bare)")
+        floor = floors.get(name)
+        ratio = ""
+        if floor:
+            base = times[floor]
+            ratio = (f"  ({p50 / statistics.median(base):.2f}x p50, "
+                     f"{p95 / statistics.quantiles(base, n=20)[-1]:.2f}x p95 of {floor})")
+        print(f"  {name:<20} p50 {p50:6.2f}  p95 {p95:6.2f}{ratio}")
 
 
 def drain(count: int, workers: int) -> float:
