@@ -42,7 +42,8 @@ STOPWORDS = frozenset(
     "a an and are as at be but by did do does for from had has have how i if in into is it "
     "its me my no not of on or our so than that the their them then there these they this "
     "to was we were what when where which who why will with you your about after again all "
-    "any can could should would been being over under up down out just also very".split()
+    "any can could should would been being over under up down out just also very "
+    "he she him his her hers himself herself".split()  # as in PostgreSQL's english list
 )
 
 

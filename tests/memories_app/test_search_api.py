@@ -348,3 +348,14 @@ def test_a_longer_questions_partial_match_counts_as_is_and_a_single_word_is_squa
     short = search(client, "support group schedule", search_mode="keyword")
     # a short query's partial match: squared
     assert short["data"][0]["score"] == pytest.approx((2 / 3) ** 2, abs=1e-6)
+
+
+def test_pronouns_are_not_query_terms_on_either_database(client):
+    from memories_app.search import query_terms
+
+    # PostgreSQL's english configuration drops them from the index; SQLite's FTS5 keeps
+    # them, where "his" would match half of a conversation.
+    assert query_terms("What did his sister tell her about him?") == ["sister", "tell"]
+    client.post("/v1/memories", {"content": "He lost his keys.", "agent_id": "a"},
+                format="json")
+    assert found(search(client, "his her", search_mode="keyword")) == []
