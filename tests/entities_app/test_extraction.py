@@ -21,7 +21,7 @@ def found(text: str, extractor=None) -> set[tuple[str, str]]:
     return {(m.name, m.entity_type) for m in (extractor or get_extractor()).extract(text)}
 
 
-@pytest.mark.parametrize("split", ["all", "test", "blind"])
+@pytest.mark.parametrize("split", ["all", "test", "blind", "final"])
 def test_the_default_extractor_keeps_precision_on_people_organisations_and_technologies(split):
     records = evaluation.load()
     if split != "all":
@@ -37,7 +37,7 @@ def test_the_default_extractor_keeps_precision_on_people_organisations_and_techn
 def test_the_labelled_set_is_large_and_consistent():
     records = evaluation.load()
     assert len(records) >= 150
-    assert {r["split"] for r in records} == {"tune", "test", "blind"}
+    assert {r["split"] for r in records} == {"tune", "test", "blind", "final"}
     for record in records:
         for entity in record["entities"]:
             assert record["text"][entity["start"]:entity["end"]] == entity["name"]
