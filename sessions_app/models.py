@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models import Count, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -70,6 +71,19 @@ class Agent(SoftDeleteModel):
             ),
         ]
         indexes = [models.Index(fields=["account", "created_at"], name="agent_account_created")]
+
+    def entity_count(self) -> int:
+        """Live entities linked to the agent's live memories, read through the reverse
+        relations the apps above declare (Agent.memories, Memory.entity_links); 0 where no
+        app links entities."""
+        memory_model = self.memories.model
+        try:
+            links = memory_model._meta.get_field("entity_links").related_model
+        except FieldDoesNotExist:
+            return 0
+        return (links.objects.filter(memory__agent=self, memory__deleted_at__isnull=True,
+                                     entity__deleted_at__isnull=True)
+                .values("entity_id").distinct().count())
 
     def __str__(self) -> str:
         return self.name

@@ -50,7 +50,8 @@ class AgentStatsOutput(serializers.Serializer):
     name = serializers.CharField()
     memory_count = serializers.IntegerField()
     session_count = serializers.IntegerField()
-    entity_count = serializers.IntegerField(help_text="Entities are not extracted yet: 0")
+    entity_count = serializers.IntegerField(
+        help_text="Live entities linked to the agent's live memories")
     last_updated = IsoDateTimeField(allow_null=True, help_text="The agent's last write")
     data = AgentStatsData(help_text="The same counts as OpenClaw reads them")
 

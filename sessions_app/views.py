@@ -96,7 +96,7 @@ class AgentViewSet(mixins.ListModelMixin, AccountViewSet):
         return Response(AgentStatsOutput({
             "object": "agent_stats", "agent_id": agent.id, "name": agent.name,
             "memory_count": agent.memory_count, "session_count": agent.session_count,
-            "entity_count": 0, "last_updated": last,
+            "entity_count": agent.entity_count(), "last_updated": last,
             "data": {"total_memories": agent.memory_count, "last_updated": last},
         }).data)
 
