@@ -8,7 +8,8 @@
    (middleware, API-key authentication, embedding in the request), side by side in one
    run, interleaved so load changes hit both: ``auto_extract_entities: false`` against
    ``true`` (the write then also marks the memory pending and enqueues a task after
-   commit; the extraction itself runs in a worker, after the response).
+   commit; the extraction itself runs in a worker, after the response); then the same for
+   POST /v1/memories/batch of 50 items.
 2. Worker side: the queued extractions run here one after another, as a worker would,
    timed (memories per second), and the extractor alone (ms per memory).
 
@@ -92,6 +93,31 @@ def latency(requests: int) -> list[str]:
     return queued
 
 
+def batch_latency(rounds: int, size: int = 50) -> list[str]:
+    """POST /v1/memories/batch of ``size`` items, extraction off and on, interleaved."""
+    client = _client()
+    times: dict[bool, list[float]] = {False: [], True: []}
+    queued: list[str] = []
+    for n in range(rounds + 2):
+        for flag in (False, True):
+            items = [{"agent_id": "bench", "auto_extract_entities": flag,
+                      "content": TEXTS[i % len(TEXTS)].format(n=f"{n}-{i}")}
+                     for i in range(size)]
+            started = time.perf_counter()
+            response = client.post("/v1/memories/batch", {"memories": items},
+                                    content_type="application/json")
+            elapsed = time.perf_counter() - started
+            assert response.status_code in (200, 201), response.content
+            if flag:
+                queued += [r["id"] for r in response.json()["results"]]
+            if n >= 2:
+                times[flag].append(elapsed * 1000)
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(f"POST /v1/memories/batch of {size}, {rounds} each, interleaved (ms): "
+          f"off p50 {off:.1f}, on p50 {on:.1f} ({on / off:.3f}x off)")
+    return queued
+
+
 def drain(memory_ids: list[str]) -> None:
     from entities_app.extraction import get_extractor
     from entities_app.models import EntityLink, MemoryExtraction
@@ -118,6 +144,7 @@ def drain(memory_ids: list[str]) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--batches", type=int, default=10)
     args = parser.parse_args(argv)
     configure()
     from django.conf import settings
@@ -126,6 +153,7 @@ def main(argv=None) -> None:
     print(f"database {connection.vendor}, task backend {settings.MEMORYRELAY_TASK_BACKEND}, "
           f"embeddings {settings.MEMORYRELAY_EMBEDDINGS}; shared 2-core machine, noisy")
     queued = latency(args.requests)
+    batch_latency(args.batches)
     drain(queued)
 
 
