@@ -428,3 +428,23 @@ def test_two_links_to_one_memory_written_at_once_both_count(account, agent):
         thread.join(10)
     assert errors == []
     assert graph.cooccurrence_rows() == {(a.pk, b.pk): 1, (b.pk, a.pk): 1}
+
+
+def test_the_rebuild_command_checks_and_repairs_the_table(hand_graph):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("entity_graph_rebuild", "--check", stdout=out)
+    assert out.getvalue().startswith("0 of 22 co-occurring pairs differ")
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {graph.COOCCURRENCE} SET weight = 99")
+    with pytest.raises(CommandError, match="not exact"):
+        call_command("entity_graph_rebuild", "--check", stdout=StringIO())
+    out = StringIO()
+    call_command("entity_graph_rebuild", "--account", "alice", stdout=out)
+    assert "(22 were off)" in out.getvalue()  # A-X and B-X too: X may be restored
+    call_command("entity_graph_rebuild", "--check", "--account", "alice", stdout=StringIO())
+    with pytest.raises(CommandError, match="no account"):
+        call_command("entity_graph_rebuild", "--account", "nobody")
