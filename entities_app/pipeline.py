@@ -1,12 +1,13 @@
 """Entity extraction of memories: asking for it, and applying what an extractor found.
 
-``extraction_request`` marks memories ``pending`` (a MemoryExtraction row each, its
-generation bumped) and, once that commits, enqueues one ``memory_extract_entities`` task
-each (entities_app/tasks.py). The task runs ``extraction_apply``: the extractor reads the
-content outside any transaction; then, in one short transaction, each mention finds the
-account's entity by entity_key and type (or creates it: the partial unique constraint
-settles a race) and the memory's extracted links are replaced by the new ones (manual
-links are never touched, and a manual link to an entity found again stays as it is)."""
+``extraction_request`` marks memories ``pending`` (one MemoryExtraction row each, tagged
+with a fresh generation) and enqueues one ``memory_extract_entities`` task each
+(entities_app/tasks.py): in the same commit on the database queue, after it on RQ. The task
+runs ``extraction_apply``: the extractor reads the content outside any transaction; then,
+in one short transaction, each mention finds the account's entity by entity_key and type
+(or creates it: the partial unique constraint settles a race) and the memory's extracted
+links are replaced by the new ones (manual links are never touched, and a manual link to an
+entity found again stays as it is)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ def run_extractor(tool, text: str) -> tuple[list[Mention], str, str]:
 
 
 def extraction_request(*, memory_ids: Iterable) -> int:
-    """Marks the live memories ``memory_ids`` pending and enqueues their extraction after
-    commit; returns how many were queued. Asking again re-extracts (the newest request
+    """Marks the live memories ``memory_ids`` pending and enqueues their extraction;
+    returns how many were queued. Asking again re-extracts (the newest request
     wins; a run in progress finishes without overwriting it)."""
     ids = list(Memory.objects.live().filter(pk__in=list(memory_ids)).values_list("pk", flat=True))
     return _request(ids)

@@ -315,3 +315,15 @@ def test_a_memory_deleted_before_its_task_runs_is_left_alone(client, task_queue)
     task_queue.run()
     assert MemoryExtraction.objects.get(memory_id=memory_id).status == "pending"
     assert linked(memory_id) == {} and Entity.objects.count() == 0
+
+
+def test_extracted_entities_join_the_graph(client, task_queue):  # noqa: F811
+    write(client, "Maria Lopez from Acme Corp moved the ledger to pgvector.")
+    write(client, "Acme Corp renewed; Maria Lopez signed.")
+    task_queue.run()
+    acme = Entity.objects.get(key="acme")
+    response = client.get(f"/v1/entities/{acme.pk}/relationships")
+    assert response.status_code == 200, response.content
+    shared = {row["entity"]["name"]: row["shared_memory_count"]
+              for row in response.json()["data"]}
+    assert shared["Maria Lopez"] == 2 and shared["pgvector"] == 1
