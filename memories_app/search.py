@@ -34,7 +34,9 @@ from . import vectors
 from .embeddings import EmbeddingError, get_provider
 
 MODES = ("hybrid", "semantic", "keyword")
-TERM_MATCH_CAP = 1000  # matches read per query term (any 1,000); also the IDF scale
+# Matches read per query term (any 200); also the IDF scale. It bounds a term's cost: at
+# 1M memories each match read is a heap page (benchmarks/scale_bench.py); 1,000 before.
+TERM_MATCH_CAP = 200
 MAX_TERMS = 12
 SHORT_QUERY_TERMS = 3  # a partial match of this many informative terms or fewer is squared
 _TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
@@ -139,7 +141,11 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     terms = query_terms(query.text)
     if not terms:
         return
-    matches = {term: vectors.keyword_ids(queryset, [term], TERM_MATCH_CAP) for term in terms}
+    # One statement: each term's capped matches and, for several terms, the memories
+    # matching them all (used below only when a term's list stopped at the cap).
+    lookups = [([term], TERM_MATCH_CAP) for term in terms]
+    found = vectors.keyword_lookups(queryset, lookups + [(terms, query.pool)] * (len(terms) > 1))
+    matches = dict(zip(terms, found, strict=False))
     weights = {term: math.log(1 + TERM_MATCH_CAP / max(1, len(ids))) for term, ids in
                matches.items()}
     total = sum(weights.values())
@@ -152,7 +158,7 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     if len(terms) > 1 and any(len(ids) == TERM_MATCH_CAP for ids in matches.values()):
         # A common term's list stops at the cap, so a memory matching every term could be
         # missing from it: ask the index for those directly (they score 1).
-        for pk in vectors.keyword_ids(queryset, terms, query.pool):
+        for pk in found[-1]:
             scores[pk], matched[pk] = 1.0, len(terms)
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]

@@ -197,9 +197,9 @@ def test_the_query_count_does_not_grow_with_the_number_of_memories(client, accou
     many, got_many = count(0)
     assert got_few == 3 and got_many == 20
     # The key; the vector search (SQLite: the vectors, then the rows; PostgreSQL: two SET
-    # LOCAL tunings, then one nearest-neighbour query); one keyword query per query term
-    # (3); the bundle's vectors for the summary.
-    assert few == many == (8 if connection.vendor == "postgresql" else 7)
+    # LOCAL tunings, then one nearest-neighbour query); one keyword statement for all the
+    # query's terms; the bundle's vectors for the summary.
+    assert few == many == (6 if connection.vendor == "postgresql" else 5)
 
 
 # --- compat: what the clients send and read ----------------------------------------------------
