@@ -1,18 +1,20 @@
 """Export and import: one account or all, as JSON Lines, streamed both ways.
 
-Format version 2, one JSON object per line, each with a ``kind``::
+Format version 3, one JSON object per line, each with a ``kind``::
 
-    {"kind": "header", "format": "memoryrelay-export", "version": 2, "exported_at": "…",
+    {"kind": "header", "format": "memoryrelay-export", "version": 3, "exported_at": "…",
      "embedding_model": "all-MiniLM-L6-v2", "embedding_dimension": 384,
      "embedding_encoding": "base64-float32-le", "account": "alice" or null for all}
     {"kind": "account", "username": "alice", "email": "…", …}
     then, for that account, one line per row, every field, links as ids, in this order:
-    agent, session, project, project_relationship, memory, decision, pattern,
+    agent, session, project, project_relationship, entity, memory, decision, pattern,
     pattern_adoption (see ``kinds.KINDS``); memories, decisions and patterns carry
-    "embedding_model" and "embedding" (base64 of 384 float32)
+    "embedding_model" and "embedding" (base64 of 384 float32); a memory carries its links
+    to entities in "entity_links" (see ``links``)
     {"kind": "end", "counts": {"account": 1, "agent": 2, "session": 5, "memory": 120, …}}
 
-Version 1 (accounts, agents, sessions and memories only) is still read. Each account's
+Versions 1 (accounts, agents, sessions and memories only) and 2 (no entities) are still
+read. Each account's
 lines come together, parents before children; only a decision's ``superseded_by`` may name
 a decision listed after it. Ids, timestamps (ISO 8601 with microseconds) and soft-deleted
 rows are kept. API keys and passwords are not: a backup file must not authenticate anyone.

@@ -16,9 +16,10 @@ from memories_app.embeddings import DIMENSION
 from memories_app.vectors import VectorField
 from memoryrelay_site.errors import Invalid
 
-# Not in the file: computed on import (the vector's width, a project's live slug); read
-# tracking (a restored memory counts as used when it was last written).
-DERIVED = {"embedding_dimension", "last_accessed_at", "live_slug"}
+# Not in the file: computed on import (the vector's width, a project's live slug, an
+# entity's name key); read tracking (a restored memory counts as used when it was last
+# written).
+DERIVED = {"embedding_dimension", "last_accessed_at", "live_slug", "key"}
 # Also not in the file, by model: the state of a memory's asynchronous write (POST
 # /v2/memories) belongs to the server that took it; an imported memory is written as any
 # other (``reembed`` fills a missing vector). A session's ``status`` is kept.

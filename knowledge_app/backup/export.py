@@ -14,13 +14,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 from memories_app.embeddings import DIMENSION, get_provider
+from memories_app.models import Memory
 from memoryrelay_site.errors import Invalid
 
 from .codec import ACCOUNT_FIELDS, dump, dump_account, fields_of, key
 from .kinds import KINDS
+from .links import FIELD, links_by_memory
 
-FORMAT, VERSION, ENCODING = "memoryrelay-export", 2, "base64-float32-le"
-READS = (1, 2)  # the versions import reads (1: accounts, agents, sessions, memories)
+FORMAT, VERSION, ENCODING = "memoryrelay-export", 3, "base64-float32-le"
+# The versions import reads (1: accounts, agents, sessions, memories; 2: projects,
+# decisions, patterns; 3: entities, and each memory's links to them).
+READS = (1, 2, 3)
 Progress = Callable[[str], None]
 
 
@@ -75,9 +79,13 @@ def _rows(model, user, chunk_size: int) -> Iterator[dict]:
             Q(created_at__gt=last[at]) | Q(created_at=last[at], id__gt=last[pk]),
             created_at__gte=last[at])
         batch = list(page[:chunk_size])
+        links = links_by_memory([row[pk] for row in batch]) if model is Memory else None
         for row in batch:
-            yield {key(f): (user.username if f.name == "account" else dump(f, value))
-                   for f, value in zip(fields, row, strict=True)}
+            record = {key(f): (user.username if f.name == "account" else dump(f, value))
+                      for f, value in zip(fields, row, strict=True)}
+            if links is not None:
+                record[FIELD] = links.get(record["id"], [])
+            yield record
         if len(batch) < chunk_size:
             return
         last = batch[-1]

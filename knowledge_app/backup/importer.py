@@ -17,6 +17,7 @@ from memories_app.services import memories_reembed
 from .codec import ImportRefused
 from .export import Progress
 from .kinds import KINDS
+from .links import links_write
 from .reader import ImportReport, Line, Reader, describe
 
 CHUNK = 500
@@ -129,6 +130,8 @@ class _Writer:
         existing = set(spec.model._base_manager.filter(pk__in=objs)
                        .values_list("pk", flat=True))
         _upsert(spec.model, list(objs.values()))
+        links_write([(line.obj.id, line.account, line.links) for line in chunk if line.links],
+                    self.user_ids)
         self.report.updated[spec.name] += len(existing)
         self.report.created[spec.name] += len(objs) - len(existing)
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from django.db import models
 
+from entities_app.models import Entity
+from entities_app.names import entity_key
 from knowledge_app.models import Decision, DecisionStatus, Pattern, PatternAdoption
 from memories_app.models import Memory
 from sessions_app.models import (
@@ -53,6 +55,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("project_relationship", ProjectRelationship, "project relationships",
          links=(("source_id", "project"), ("target_id", "project")),
          unique=("source_id", "target_id", "relationship_type"), since=2),
+    # Before memories: each memory line lists its links to them (links.py).
+    Kind("entity", Entity, "entities", unique=("key", "entity_type"), since=3),
     Kind("memory", Memory, "memories", links=(("agent_id", "agent"), ("session_id", "session"))),
     Kind("decision", Decision, "decisions",
          links=(("agent_id", "agent"), ("session_id", "session"),
@@ -63,8 +67,9 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
          links=(("pattern_id", "pattern"), ("project_id", "project")),
          unique=("pattern_id", "project_id"), since=2),
 )}
-# Kinds other rows link to: their ids (and accounts) are kept while a file is read.
-TARGETS = {target for kind in KINDS.values() for _, target in kind.links}
+# Kinds other rows link to: their ids (and accounts) are kept while a file is read (entities:
+# a memory line's entity_links name them).
+TARGETS = {target for kind in KINDS.values() for _, target in kind.links} | {"entity"}
 
 
 def kinds_of(version: int) -> list[str]:
@@ -75,6 +80,8 @@ def derive(kind: str, obj) -> None:
     """Sets the fields the file leaves out because they follow from the others."""
     if kind == "project":
         obj.live_slug = obj.slug if obj.deleted_at is None else None
+    if kind == "entity":  # this server's key of the name (the file's may be older)
+        obj.key = entity_key(obj.name)
 
 
 def rule_broken(kind: str, obj) -> str | None:

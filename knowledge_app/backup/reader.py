@@ -16,6 +16,7 @@ from memories_app.embeddings import DIMENSION, get_provider
 from .codec import ACCOUNT_FIELDS, ImportRefused, fields_of, holds_nul, key, load
 from .export import ENCODING, FORMAT, READS
 from .kinds import KINDS, TARGETS, derive, kinds_of, rule_broken
+from .links import FIELD, links_read
 
 
 def _by_kind() -> dict[str, int]:
@@ -45,6 +46,7 @@ class Line:
     record: dict
     obj: Any = None
     account: str = ""
+    links: list | None = None  # a memory's links to entities (links.py)
 
 
 class Reader:
@@ -146,6 +148,10 @@ class Reader:
         return values
 
     def _row(self, kind: str, record: dict, number: int) -> Line:
+        links = None
+        if kind == "memory" and FIELD in record and self.report.version >= 3:
+            record = dict(record)
+            links = record.pop(FIELD)
         model = KINDS[kind].model
         fields = {key(f): f for f in fields_of(model)}
         unknown = set(record) - set(fields) - {"kind"}
@@ -173,6 +179,9 @@ class Reader:
         self._check_unique(line)
         if KINDS[kind].embedded:
             self._vector(line.obj)
+        if links is not None:
+            line.links = links_read(links, number=number, account=account,
+                                    entities=self.owners["entity"])
         self.counts[kind] += 1
         return line
 

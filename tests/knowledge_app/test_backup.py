@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from knowledge_app.backup import ImportRefused, account_export, backup_import
-from knowledge_app.backup.kinds import KINDS
+from knowledge_app.backup.kinds import KINDS, kinds_of
 from memories_app import vectors
 from memories_app.embeddings import DIMENSION, get_provider
 from memories_app.models import Memory
@@ -156,7 +156,7 @@ def test_export_then_import_into_an_empty_server_gives_back_every_row_exactly(da
 
 def test_each_line_has_a_kind_and_timestamps_keep_their_microseconds(data):
     items = records(export())
-    assert items[0]["kind"] == "header" and items[0]["version"] == 2
+    assert items[0]["kind"] == "header" and items[0]["version"] == 3
     assert items[0]["embedding_model"] == get_provider().name
     assert items[-1] == {"kind": "end", "counts": by_kind(account=2, agent=3, session=1,
                                                            memory=5)}
@@ -412,7 +412,7 @@ def test_the_commands_round_trip_through_a_file_and_standard_input(tmp_path, mon
     err = io.StringIO()
     call_command("export", "--account", "carol", "-o", str(path), stderr=err)
     assert ("Exported 1 accounts, 1 agents, 0 sessions, 0 projects, 0 project relationships, "
-            "1 memories, 0 decisions" in err.getvalue())
+            "0 entities, 1 memories, 0 decisions" in err.getvalue())
     wipe()
     out = io.StringIO()
     call_command("import", str(path), "--dry-run", stdout=out)
@@ -444,7 +444,7 @@ def test_import_reports_progress_and_a_refused_file_is_a_command_error(tmp_path,
 # --- a file from another database ------------------------------------------------------------
 
 
-def foreign_file(version: int = 2) -> str:
+def foreign_file(version: int = 3) -> str:
     """An export as another server (SQLite or PostgreSQL) writes it, built by hand."""
     rng = np.random.default_rng(7)
     vector = rng.standard_normal(DIMENSION).astype("<f4")
@@ -472,8 +472,9 @@ def foreign_file(version: int = 2) -> str:
          "metadata": {"deep": {"er": True}}, "entities": ["cafe"], "memory_type": "event",
          "visibility": "confidential", "importance": 0.123456789, "tier": "cold",
          "embedding": base64.b64encode(vector.tobytes()).decode(),
-         "embedding_model": get_provider().name, "created_at": later, "updated_at": later},
-        {"kind": "end", "counts": {**(by_kind() if version > 1 else {}), "account": 1,
+         "embedding_model": get_provider().name, "created_at": later, "updated_at": later,
+         **({"entity_links": []} if version >= 3 else {})},
+        {"kind": "end", "counts": {**dict.fromkeys(kinds_of(version), 0), "account": 1,
                                    "agent": 1, "session": 1, "memory": 1}},
     ])
 
