@@ -14,9 +14,8 @@ Format version 3, one JSON object per line, each with a ``kind``::
     {"kind": "end", "counts": {"account": 1, "agent": 2, "session": 5, "memory": 120, …}}
 
 Versions 1 (accounts, agents, sessions and memories only) and 2 (no entities) are still
-read. Each account's
-lines come together, parents before children; only a decision's ``superseded_by`` may name
-a decision listed after it. Ids, timestamps (ISO 8601 with microseconds) and soft-deleted
+read. Each account's lines come together, parents before children; only a decision's
+``superseded_by`` may name a decision listed after it. Ids, timestamps (ISO 8601 with microseconds) and soft-deleted
 rows are kept. API keys and passwords are not: a backup file must not authenticate anyone.
 Export reads one consistent snapshot page by page (keyset pagination), so its memory use
 does not grow with the number of rows.
