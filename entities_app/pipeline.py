@@ -93,11 +93,18 @@ def _generation() -> int:
     return secrets.randbelow(2**31 - 1) + 1
 
 
-def _enqueue(ids) -> None:
-    from .tasks import memory_extract_entities
+# Memories per task when several are queued at once (a batch write, a backfill).
+TASK_CHUNK = 50
 
-    for pk in ids:
-        task_enqueue(memory_extract_entities, str(pk))
+
+def _enqueue(ids) -> None:
+    from .tasks import memories_extract_entities, memory_extract_entities
+
+    if len(ids) == 1:
+        task_enqueue(memory_extract_entities, str(ids[0]))
+        return
+    for start in range(0, len(ids), TASK_CHUNK):
+        task_enqueue(memories_extract_entities, [str(pk) for pk in ids[start:start + TASK_CHUNK]])
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,18 @@ logger = logging.getLogger("memoryrelay.tasks")
 
 
 @task()
+def memories_extract_entities(memory_ids: list[str]) -> dict[str, int]:
+    """The extraction of several memories (a batch write queues one task, not one per
+    memory); each is claimed, retried and reported on its own, as by
+    ``memory_extract_entities``."""
+    outcomes: dict[str, int] = {}
+    for memory_id in memory_ids:
+        outcome = memory_extract_entities.call(memory_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+@task()
 def memory_extract_entities(memory_id: str) -> str:
     claim = pipeline.extraction_claim(memory_id=memory_id)
     if claim is None:

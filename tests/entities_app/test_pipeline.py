@@ -327,3 +327,13 @@ def test_extracted_entities_join_the_graph(client, task_queue):  # noqa: F811
     shared = {row["entity"]["name"]: row["shared_memory_count"]
               for row in response.json()["data"]}
     assert shared["Maria Lopez"] == 2 and shared["pgvector"] == 1
+
+
+def test_a_batch_write_queues_one_task_for_its_memories(client, task_queue):  # noqa: F811
+    response = client.post("/v1/memories/batch", {"memories": [
+        {"agent_id": "writer", "content": f"Priya moved service {i} to Redis."}
+        for i in range(3)]}, format="json")
+    assert response.status_code in (200, 201, 207), response.content
+    assert task_queue.run() == 1
+    for row in response.json()["results"]:
+        assert status(client, row["id"])["status"] == "done" and linked(row["id"])
