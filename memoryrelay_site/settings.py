@@ -192,8 +192,8 @@ MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4)
 # --- Product settings.
 MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000)
 # A session's summary reads at most this many of its newest live memories (bounded time
-# and memory whatever the session's size; about 0.5 s and 40 MB at the default).
-MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 20000)
+# and memory whatever the session's size; see benchmarks/summarize_scale_bench.py).
+MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 10000)
 MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100
 MEMORYRELAY_INCLUDE_MEMORIES_MAX = 1000
 # A session detail stops embedding memories once their content and metadata pass this many

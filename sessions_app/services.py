@@ -359,7 +359,7 @@ def session_end(
     """
     if summary is None and auto_summarize:
         items = _summary_items(session)
-        summary = _summary_text(items) if items else None
+        summary = _summary_text(items, session=session) if items else None
     with transaction.atomic():
         row = _locked(session)
         row.mark_ended(at or timezone.now())
@@ -381,16 +381,20 @@ class SummaryResult:
 
 def session_summarize(*, session: Session, budget: int | None = None) -> SummaryResult:
     """Builds an extractive summary from the session's live memories (outside any
-    transaction), then stores it in a short one."""
+    transaction; at most MEMORYRELAY_SUMMARY_MAX_MEMORIES of the newest), then stores it
+    in a short one."""
     items = _summary_items(session)
     if not items:
         raise Invalid("Session has no memories to summarize", field="session_id")
-    summary = _summary_text(items, budget)
+    summary = _summary_text(items, budget, session)
+    count = len(items)
+    if count >= settings.MEMORYRELAY_SUMMARY_MAX_MEMORIES:  # memory_count stays exact
+        count = _live_memories(session).count()
     with transaction.atomic():
         row = _locked(session)
         row.summary = summary
         row.save(update_fields=["summary", "updated_at"])
-    return SummaryResult(row, summary, len(items), row.updated_at)
+    return SummaryResult(row, summary, count, row.updated_at)
 
 
 def _live_memories(session: Session):
@@ -398,21 +402,30 @@ def _live_memories(session: Session):
 
 
 def _summary_items(session: Session) -> list[SummaryItem]:
-    # The stored embeddings (read through the reverse relation) let the summarizer tell
-    # near-duplicates by meaning; a memory without one is compared by its words.
-    rows = _live_memories(session).values_list(
-        "id", "content", "created_at", "importance", "memory_type", "embedding"
-    )
+    """The newest MEMORYRELAY_SUMMARY_MAX_MEMORIES live memories of the session (an index
+    range, however large the session), the columns the summarizer reads, streamed; not
+    their vectors (see _summary_text)."""
+    rows = (_live_memories(session).order_by("-created_at", "-id")
+            .values_list("id", "content", "created_at", "importance", "memory_type")
+            [:settings.MEMORYRELAY_SUMMARY_MAX_MEMORIES])
     return [
         SummaryItem(id=str(pk), content=content, created_at=created, importance=importance,
-                    memory_type=memory_type, vector=vector)
-        for pk, content, created, importance, memory_type, vector
-        in rows.iterator(chunk_size=2000)
+                    memory_type=memory_type)
+        for pk, content, created, importance, memory_type in rows.iterator(chunk_size=2000)
     ]
 
 
-def _summary_text(items: list[SummaryItem], budget: int | None = None) -> str:
-    return summarize(items, budget=budget or settings.MEMORYRELAY_SUMMARY_BUDGET)
+def _summary_text(items: list[SummaryItem], budget: int | None = None,
+                  session: Session | None = None) -> str:
+    # The stored embeddings (read through the reverse relation) let the summarizer tell
+    # near-duplicates by meaning; it asks only for those of the units it may keep, a few
+    # hundred at a time. A memory without one is compared by its words.
+    def vectors(ids: list[str]) -> dict:
+        return {str(pk): vector for pk, vector in
+                session.memories.filter(pk__in=ids).values_list("id", "embedding")}
+
+    return summarize(items, budget=budget or settings.MEMORYRELAY_SUMMARY_BUDGET,
+                     vectors=vectors if session is not None else None)
 
 
 def _refreshed(session: Session) -> Session:

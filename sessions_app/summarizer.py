@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,7 @@ LONG_UNIT = 400  # memories longer than this are split into sentences
 DUPLICATE_SIMILARITY = 0.8  # TF-IDF cosine: the same words
 DUPLICATE_MEANING = 0.8  # embedding cosine: the same meaning
 KEEP_RATIO = 0.5  # units weighing less than this share of the best one are dropped
+VECTOR_BLOCK = 200  # units whose vectors one ``vectors`` look-up fetches
 DENSE_WORDS = 10  # distinct informative words at which a unit counts as fully dense
 TYPE_WEIGHTS = {
     "insight": 1.2, "task": 1.15, "fact": 1.0, "event": 0.9, "preference": 0.9,
@@ -85,8 +86,14 @@ class _Unit:
     meaning: np.ndarray | None = None  # the memory's embedding, normalised
 
 
-def summarize(items: Sequence[SummaryItem], *, budget: int = DEFAULT_BUDGET) -> str:
-    """An extractive summary of ``items`` of at most ``budget`` characters."""
+def summarize(items: Sequence[SummaryItem], *, budget: int = DEFAULT_BUDGET,
+              vectors: Callable[[list[str]], dict[str, Any]] | None = None) -> str:
+    """An extractive summary of ``items`` of at most ``budget`` characters.
+
+    ``vectors``, when given, looks up the embeddings of the items whose ids it is passed
+    (``{id: vector}``, a missing one counts as none): it is asked only for the units the
+    selection reaches, best first, ``VECTOR_BLOCK`` at a time, so the caller need not read
+    every item's vector (the same summary as with ``SummaryItem.vector`` set)."""
     if budget < 1:
         raise ValueError("budget must be at least 1")
     units = _units(items)
@@ -94,7 +101,7 @@ def summarize(items: Sequence[SummaryItem], *, budget: int = DEFAULT_BUDGET) -> 
         raise ValueError("no memories to summarize")
     _score(units)
     ranked = sorted(units, key=lambda u: (-u.score, u.order))
-    chosen = _select(ranked, budget)
+    chosen = _select(ranked, budget, vectors)
     if not chosen:
         return _truncate(ranked[0].text, budget)
     return " ".join(u.text for u in sorted(chosen, key=lambda u: u.order))
@@ -141,15 +148,17 @@ def _score(units: list[_Unit]) -> None:
     n = len(units)
     idf = {t: math.log((n + 1) / (d + 1)) + 1 for t, d in df.items()}
     rarest = max(idf.values(), default=1.0)
-    centroid: Counter = Counter()
+    centroid: dict[str, float] = {}
     density = []
     for unit in units:
         # Distinct words, each counting its rarity in the session (the rarest counts 1): a
         # word every other note repeats ("again", "ran") says little.
         density.append(min(1.0, sum(idf[t] for t in unit.vector) / rarest / DENSE_WORDS))
         unit.vector = _normalised({t: c * idf[t] for t, c in unit.vector.items()})
-        centroid.update({t: v * unit.share for t, v in unit.vector.items()})
-    centre = _normalised(dict(centroid))
+        share = unit.share
+        for t, v in unit.vector.items():  # a plain loop: Counter.update is slower
+            centroid[t] = v * share + centroid.get(t, 0)
+    centre = _normalised(centroid)
     for unit, dense in zip(units, density, strict=True):
         centrality = _cosine(unit.vector, centre) if unit.vector else 0.0
         unit.score = (0.05 + 0.3 * centrality + 0.7 * dense) * unit.weight_factor
@@ -166,22 +175,39 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
     return sum(v * b.get(t, 0.0) for t, v in a.items())
 
 
-def _select(ranked: list[_Unit], budget: int) -> list[_Unit]:
+def _select(ranked: list[_Unit], budget: int,
+            vectors: Callable[[list[str]], dict[str, Any]] | None = None) -> list[_Unit]:
     chosen: list[_Unit] = []
     keys: set[str] = set()
     used = -1  # no separator before the first unit
     floor = ranked[0].score * KEEP_RATIO if ranked else 0.0
-    for unit in ranked:
+    looked_up = 0  # ranked[:looked_up] have had their vectors asked for
+    for n, unit in enumerate(ranked):
         if budget - used < 2 or unit.score < floor:
             break
         if used + 1 + len(unit.text) > budget or unit.key in keys:
             continue
+        if vectors is not None and n >= looked_up:
+            looked_up = _look_up(ranked, n, vectors)
         if any(_duplicates(unit, c) for c in chosen):
             continue
         chosen.append(unit)
         keys.add(unit.key)
         used += 1 + len(unit.text)
     return chosen
+
+
+def _look_up(ranked: list[_Unit], start: int,
+             vectors: Callable[[list[str]], dict[str, Any]]) -> int:
+    """Gives ``ranked[start:start + VECTOR_BLOCK]`` their memories' vectors (units that
+    have none yet); returns the end of the block."""
+    block = ranked[start:start + VECTOR_BLOCK]
+    wanted = list(dict.fromkeys(u.order[1] for u in block if u.meaning is None))
+    found = vectors(wanted) if wanted else {}
+    for unit in block:
+        if unit.meaning is None:
+            unit.meaning = _meaning(found.get(unit.order[1]))
+    return start + len(block)
 
 
 def _duplicates(unit: _Unit, other: _Unit) -> bool:
