@@ -92,3 +92,11 @@ def test_postgres_term_lookup_reads_the_live_per_account_text_index(account, age
     assert vectors.LIVE_TEXT_INDEX in plan, plan
     # The account and the live state are index conditions, not rows read and dropped.
     assert "Filter" not in plan and "account_id = " in plan, plan
+
+
+@pytest.mark.usefixtures("_needs_postgres")
+def test_postgres_memories_leave_room_for_hot_updates_after_reads():
+    # Marking memories read (last_accessed_at, no index on it) then writes no index entry.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'memories_app_memory'")
+        assert "fillfactor=85" in (cursor.fetchone()[0] or [])
