@@ -213,12 +213,21 @@ def entity_neighborhood(*, entity: Entity, depth: int, max_neighbors: int) -> Ne
 
 
 RELATIONSHIPS = """
-    SELECT c.target_id, e.name, e.entity_type, c.weight, COUNT(*) OVER () AS total
+    SELECT c.target_id, e.name, e.entity_type, c.weight, COUNT(*) OVER () AS total,
+           c.last_memory_id
       FROM {cooc} c JOIN {entity} e ON e.id = c.target_id
      WHERE c.source_id = %s AND e.deleted_at IS NULL AND e.account_id = %s
      ORDER BY c.weight DESC, c.target_id
      LIMIT %s OFFSET %s"""
-# The newest live memory (ties by id) the entity shares with each of the page's entities.
+# The newest memory a pair was counted from (kept in its row), when it is still live and
+# linked to both: then it is the newest they share (see migration 0005).
+STORED_LATEST = """
+    SELECT b.entity_id, m.id, SUBSTR(m.content, 1, %s), m.created_at
+      FROM {link} b
+      JOIN {link} a ON a.memory_id = b.memory_id AND a.entity_id = %s
+      JOIN {memory} m ON m.id = b.memory_id AND m.deleted_at IS NULL
+     WHERE (b.entity_id, b.memory_id) IN (VALUES {pairs})"""
+# Otherwise: the newest live memory (ties by id) the entity shares with each of those.
 LATEST_SHARED = """
     SELECT s.target_id, m.id, SUBSTR(m.content, 1, %s), m.created_at FROM (
         SELECT b.entity_id AS target_id, a.memory_id,
@@ -237,8 +246,9 @@ COUNT_RELATIONSHIPS = """
 
 def entity_relationships(*, entity: Entity, limit: int, offset: int) -> RelationshipPage:
     """The live entities that share live memories with ``entity``, most shared first (ties
-    by id), each with the count and the newest shared memory. Two queries (a third only for
-    a page past the end, to count)."""
+    by id), each with the count and the newest shared memory. Two queries (three when a
+    row's kept newest memory was deleted or unlinked since; three for a page past the end,
+    to count)."""
     tables, me = _tables(), _uuid_param(entity.pk)
     with connection.cursor() as cursor:
         cursor.execute(RELATIONSHIPS.format(**tables), [me, entity.account_id, limit, offset])
@@ -249,16 +259,30 @@ def entity_relationships(*, entity: Entity, limit: int, offset: int) -> Relation
                 cursor.execute(COUNT_RELATIONSHIPS.format(**tables), [me, entity.account_id])
                 total = cursor.fetchone()[0]
             return RelationshipPage(rows=[], total_count=total)
-        targets, target_params = _in_list([row[0] for row in page])
-        cursor.execute(LATEST_SHARED.format(targets=targets, **tables),
-                       [SNIPPET_CHARS + 1, me, *target_params])
-        latest = {_uuid(target): SharedMemory(_uuid(pk), _snippet(text), _datetime(at))
-                  for target, pk, text, at in cursor.fetchall()}
+        kept = [(row[0], row[5]) for row in page if row[5] is not None]
+        latest = {}
+        if kept:
+            cursor.execute(
+                STORED_LATEST.format(pairs=", ".join(["(%s, %s)"] * len(kept)), **tables),
+                [SNIPPET_CHARS + 1, me,
+                 *[_uuid_param(v) for pair in kept for v in pair]])
+            latest = _shared(cursor.fetchall())
+        stale = [row[0] for row in page if _uuid(row[0]) not in latest]
+        if stale:
+            targets, target_params = _in_list(stale)
+            cursor.execute(LATEST_SHARED.format(targets=targets, **tables),
+                           [SNIPPET_CHARS + 1, me, *target_params])
+            latest |= _shared(cursor.fetchall())
     rows = [Relationship(entity=Node(_uuid(target), name, entity_type, 1),
                          shared_memory_count=int(weight),
                          latest_shared_memory=latest.get(_uuid(target)))
-            for target, name, entity_type, weight, _ in page]
+            for target, name, entity_type, weight, _, _ in page]
     return RelationshipPage(rows=rows, total_count=int(page[0][4]))
+
+
+def _shared(rows) -> dict[uuid.UUID, SharedMemory]:
+    return {_uuid(target): SharedMemory(_uuid(pk), _snippet(text), _datetime(at))
+            for target, pk, text, at in rows}
 
 
 def _snippet(text: str) -> str:
@@ -269,12 +293,17 @@ def _snippet(text: str) -> str:
 
 
 REBUILD = """
-    INSERT INTO {cooc} (account_id, source_id, target_id, weight)
-    SELECT MIN(a.account_id), a.entity_id, b.entity_id, COUNT(*)
-      FROM {link} a JOIN {link} b ON b.memory_id = a.memory_id AND b.id <> a.id
-      JOIN {memory} m ON m.id = a.memory_id AND m.deleted_at IS NULL
-     {where}
-     GROUP BY a.entity_id, b.entity_id"""
+    INSERT INTO {cooc} (account_id, source_id, target_id, weight, last_memory_id, last_at)
+    SELECT account_id, source_id, target_id, weight, memory_id, at FROM (
+        SELECT a.account_id, a.entity_id AS source_id, b.entity_id AS target_id,
+               m.id AS memory_id, m.created_at AS at,
+               COUNT(*) OVER (PARTITION BY a.entity_id, b.entity_id) AS weight,
+               ROW_NUMBER() OVER (PARTITION BY a.entity_id, b.entity_id
+                                  ORDER BY m.created_at DESC, m.id DESC) AS rank
+          FROM {link} a JOIN {link} b ON b.memory_id = a.memory_id AND b.id <> a.id
+          JOIN {memory} m ON m.id = a.memory_id AND m.deleted_at IS NULL
+         {where}
+    ) ranked WHERE rank = 1"""
 
 
 def cooccurrence_rebuild(*, account_id: int | None = None) -> int:

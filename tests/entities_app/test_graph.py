@@ -150,6 +150,34 @@ def test_a_long_shared_memory_is_cut_to_a_snippet(client, account, agent, hand_g
     assert latest["latest_shared_memory"]["content"] == "x" * graph.SNIPPET_CHARS + "…"
 
 
+@pytest.mark.parametrize("gone", ["soft-deleted", "deleted", "unlinked"])
+def test_the_newest_shared_memory_gone_the_one_before_it_shows(client, account, agent,
+                                                               hand_graph, gone):
+    m = hand_graph["memories"]
+    newest = make_memory(account, agent, "newest", T0 + timedelta(days=1))
+    link_all(account, newest, [hand_graph["entities"]["A"], hand_graph["entities"]["B"]])
+    url = f"/v1/entities/{eid('A')}/relationships"
+    assert client.get(url).json()["data"][0]["latest_shared_memory"]["id"] == str(newest.id)
+    if gone == "soft-deleted":
+        client.delete(f"/v1/memories/{newest.id}")
+    elif gone == "deleted":
+        Memory.objects.filter(pk=newest.pk).delete()
+    else:
+        EntityLink.objects.filter(memory=newest, entity=hand_graph["entities"]["B"]).delete()
+    first = client.get(url).json()["data"][0]
+    assert first["shared_memory_count"] == 3
+    assert first["latest_shared_memory"]["id"] == str(m["m3"].id)
+    assert count_queries(client, url) == 5  # the stale row is looked up in the links
+
+
+def test_an_older_memory_linked_later_is_not_the_newest(client, account, agent, hand_graph):
+    older = make_memory(account, agent, "older", T0)
+    link_all(account, older, [hand_graph["entities"]["A"], hand_graph["entities"]["B"]])
+    first = client.get(f"/v1/entities/{eid('A')}/relationships").json()["data"][0]
+    assert first["shared_memory_count"] == 4
+    assert first["latest_shared_memory"]["id"] == str(hand_graph["memories"]["m3"].id)
+
+
 def test_an_entity_without_relationships_has_an_empty_list(client, account):
     lonely = make_entity(account, "A")
     body = client.get(f"/v1/entities/{lonely.pk}/relationships").json()
@@ -373,6 +401,13 @@ def test_the_weights_are_exact_after_many_random_writes(account, agent):
         else:
             Entity.objects.filter(pk=entity.pk).update(deleted_at=T0)
     assert_exact()
+    for entity in made[:8]:  # the newest shared memory, kept in the rows or looked up
+        page = graph.entity_relationships(entity=entity, limit=100, offset=0)
+        for row in page.rows:
+            shared = (Memory.objects.live().filter(entity_links__entity=entity)
+                      .filter(entity_links__entity=row.entity.id)
+                      .order_by("-created_at", "-id").first())
+            assert row.latest_shared_memory.id == shared.pk
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
