@@ -9,7 +9,8 @@
    run, interleaved so load changes hit both: ``auto_extract_entities: false`` against
    ``true`` (the write then also marks the memory pending and enqueues a task after
    commit; the extraction itself runs in a worker, after the response); then the same for
-   POST /v1/memories/batch of 50 items.
+   POST /v1/memories/batch of 50 items; then single writes through a real server (gunicorn +
+   the uvicorn worker, as `make run`), timed by an HTTP client to the response's last byte.
 2. Worker side: the queued extractions run here one after another, as a worker would,
    timed (memories per second), and the extractor alone (ms per memory).
 
@@ -55,15 +56,20 @@ def configure() -> None:
     call_command("migrate", verbosity=0)
 
 
-def _client():
+def _key() -> str:
+    """A new account's API key."""
     from django.contrib.auth import get_user_model
-    from django.test import Client
 
     from memoryrelay_site.services import api_key_create
 
     user = get_user_model().objects.create_user(username=f"bench-{uuid.uuid4().hex[:8]}")
-    _, raw = api_key_create(user=user, name="bench")
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return api_key_create(user=user, name="bench")[1]
+
+
+def _client():
+    from django.test import Client
+
+    return Client(HTTP_AUTHORIZATION=f"Bearer {_key()}")
 
 
 def latency(requests: int) -> list[str]:
@@ -118,6 +124,46 @@ def batch_latency(rounds: int, size: int = 50) -> list[str]:
     return queued
 
 
+def server_latency(requests: int) -> None:
+    """The same comparison through a real server (`make run`'s gunicorn + uvicorn worker,
+    one process), timed by an HTTP client up to the last byte of each response: what a
+    client waits for. The extraction request itself is made after the response is sent."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from load_bench import Server, request
+
+    key = _key()
+    log = Path(tempfile.mkdtemp(prefix="extraction-bench-server-")) / "server.log"
+    server = Server(["memoryrelay_site.asgi:application", "--worker-class",
+                     "memoryrelay_site.server.Worker", "--workers", "1",
+                     "--env", "MEMORYRELAY_WORKER_THREADS=4"], dict(os.environ), log)
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for n in range(requests + 20):
+            for flag in (False, True):
+                body = {"agent_id": "bench", "content": TEXTS[n % len(TEXTS)].format(n=n),
+                        "auto_extract_entities": flag}
+                started = time.perf_counter()
+                status, _ = request(server.port, "POST", "/v1/memories", body, key, conn)
+                elapsed = time.perf_counter() - started
+                assert status == 201, status
+                if n >= 20:
+                    times[flag].append(elapsed * 1000)
+    finally:
+        conn.close()
+        server.stop()
+    off = statistics.median(times[False])
+    print(f"POST /v1/memories through a real server (1 process), {requests} each, "
+          "interleaved (ms):")
+    for flag in (False, True):
+        p50 = statistics.median(times[flag])
+        p95 = statistics.quantiles(times[flag], n=20)[-1]
+        print(f"  auto_extract_entities {str(flag).lower():<6} p50 {p50:6.2f}  p95 {p95:6.2f}"
+              f"  ({p50 / off:.3f}x off)")
+
+
 def drain(memory_ids: list[str]) -> None:
     from entities_app.extraction import get_extractor
     from entities_app.models import EntityLink, MemoryExtraction
@@ -145,6 +191,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--no-server", action="store_true", help="skip the real-server part")
     args = parser.parse_args(argv)
     configure()
     from django.conf import settings
@@ -154,6 +201,8 @@ def main(argv=None) -> None:
           f"embeddings {settings.MEMORYRELAY_EMBEDDINGS}; shared 2-core machine, noisy")
     queued = latency(args.requests)
     batch_latency(args.batches)
+    if not args.no_server:
+        server_latency(args.requests)
     drain(queued)
 
 

@@ -13,3 +13,4 @@ class EntitiesAppConfig(AppConfig):
 
         memories_written.connect(pipeline.on_memories_written,
                                  dispatch_uid="entities_app.extract_written_memories")
+        pipeline.connect_request_signals()

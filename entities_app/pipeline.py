@@ -11,11 +11,14 @@ entity found again stays as it is)."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.signals import request_finished, request_started
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,6 +32,8 @@ from .models import EntityLink, LinkSource
 from .models_extraction import ExtractionStatus, MemoryExtraction
 from .names import KEY_MAX, entity_key
 from .services import entity_get_or_create
+
+logger = logging.getLogger("memoryrelay.entities")
 
 
 def auto_extract(extract: bool | None) -> bool:
@@ -260,6 +265,44 @@ def extraction_entity_count(*, memory: Memory) -> int:
 
 
 
+# Extraction asked for while a request is being served waits until its response is
+# sent: request_finished fires after the last byte (WSGI servers, and Django's ASGI
+# handler, close the response then, in the thread that ran the view). Elsewhere (tasks,
+# commands) it is asked for at once.
+_deferred = threading.local()
+
+
+def _request_started(sender=None, **kwargs) -> None:
+    _flush_deferred()  # a previous request of this thread that never finished
+    _deferred.ids = []
+
+
+def _request_finished(sender=None, **kwargs) -> None:
+    _flush_deferred()
+
+
+def _flush_deferred() -> None:
+    ids, _deferred.ids = getattr(_deferred, "ids", None), None
+    if ids:
+        try:
+            _request(ids)
+        except Exception:  # noqa: BLE001 - the write is kept; backfill_entities queues it
+            logger.exception("could not queue the extraction of %d memories", len(ids))
+
+
+def connect_request_signals() -> None:
+    request_started.connect(_request_started, dispatch_uid="entities_app.extraction_start")
+    request_finished.connect(_request_finished, dispatch_uid="entities_app.extraction_finish")
+
+
+def _ask(ids: list) -> None:
+    pending = getattr(_deferred, "ids", None)
+    if pending is None:
+        _request(ids)
+    else:
+        pending.extend(ids)
+
+
 def on_memories_written(sender=None, *, memory_ids, extract=None, reason="create",
                         **kwargs) -> None:
     """memories_app.signals.memories_written: queue extraction of the written memories
@@ -268,7 +311,7 @@ def on_memories_written(sender=None, *, memory_ids, extract=None, reason="create
     and leaves alone those never processed (written with auto_extract_entities false)."""
     if reason == "update":
         if extract is not False:
-            _request(list(MemoryExtraction.objects.filter(memory_id__in=list(memory_ids))
-                          .values_list("memory_id", flat=True)))
+            _ask(list(MemoryExtraction.objects.filter(memory_id__in=list(memory_ids))
+                      .values_list("memory_id", flat=True)))
     elif auto_extract(extract):
-        _request(list(memory_ids))  # just committed: no need to look them up again
+        _ask(list(memory_ids))  # just committed: no need to look them up again

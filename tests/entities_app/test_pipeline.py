@@ -337,3 +337,32 @@ def test_a_batch_write_queues_one_task_for_its_memories(client, task_queue):  # 
     assert task_queue.run() == 1
     for row in response.json()["results"]:
         assert status(client, row["id"])["status"] == "done" and linked(row["id"])
+
+
+def test_inside_a_request_extraction_is_asked_for_once_the_response_is_sent(client):
+    from django.core.signals import request_finished, request_started
+
+    memory_id = write(client, auto_extract_entities=False)
+    request_started.send(sender=None)
+    pipeline.on_memories_written(memory_ids=[memory_id], extract=True, reason="create")
+    assert not MemoryExtraction.objects.filter(memory_id=memory_id).exists()
+    request_finished.send(sender=None)
+    assert MemoryExtraction.objects.get(memory_id=memory_id).status == "pending"
+    # Outside a request (a task, a command) it is asked for at once.
+    other = write(client, auto_extract_entities=False)
+    pipeline.on_memories_written(memory_ids=[other], extract=True, reason="create")
+    assert MemoryExtraction.objects.filter(memory_id=other).exists()
+
+
+def test_backfill_takes_its_parameters_from_a_json_body_too(client, task_queue):  # noqa: F811
+    for n in range(3):
+        client.post("/v1/memories", {"agent_id": "writer", "content": f"Alice met Bob {n}",
+                                     "auto_extract_entities": False}, format="json")
+    response = client.post("/v1/memories/backfill-entities",
+                           {"limit": 2, "agent_id": "writer"}, format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["queued"] == 2
+    assert_error(client.post("/v1/memories/backfill-entities", {"limit": "two"},
+                             format="json"), 422, "validation_error", "limit")
+    assert_error(client.post("/v1/memories/backfill-entities", [1, 2], format="json"),
+                 422, "validation_error", "body")
