@@ -18,9 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from memories_app.services import memory_get
-from memoryrelay_site.errors import NotFound
+from memoryrelay_site.errors import Invalid, NotFound
 from memoryrelay_site.pagination import parse_int
-from memoryrelay_site.serializers import IsoDateTimeField, is_uuid
+from memoryrelay_site.serializers import IsoDateTimeField, StrictCharField, is_uuid
+from sessions_app.views import validated
 
 from . import pipeline
 
@@ -85,6 +86,17 @@ class ExtractionStatusView(APIView):
         return Response(ExtractionStatusOutput(body).data)
 
 
+class BackfillInput(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    agent_id = StrictCharField(max_length=255, required=False, allow_null=True,
+                               allow_blank=True)
+
+    def validate_limit(self, value):
+        if isinstance(self.initial_data.get("limit"), (bool, str)):
+            raise serializers.ValidationError("must be an integer")
+        return min(value, BACKFILL_MAX) if value is not None else None
+
+
 class BackfillEntitiesView(APIView):
     @extend_schema(request=None, parameters=[
         OpenApiParameter("limit", int, description=f"1-{BACKFILL_MAX} (default "
@@ -93,8 +105,15 @@ class BackfillEntitiesView(APIView):
                          "name)"),
     ], responses={202: BackfillOutput})
     def post(self, request):
-        limit = parse_int(request.query_params, "limit", BACKFILL_DEFAULT, minimum=1,
+        # The SDKs send the query string; a JSON body may carry the same two (the query
+        # wins). Reading it refuses a malformed or hostile body as every endpoint does.
+        body = request.data if request.data not in (None, "") else {}
+        if not isinstance(body, dict):
+            raise Invalid("The body must be a JSON object", field="body")
+        given = validated(BackfillInput, body) if body else {}
+        limit = parse_int(request.query_params, "limit",
+                          given.get("limit") or BACKFILL_DEFAULT, minimum=1,
                           maximum=BACKFILL_MAX)
-        agent = request.query_params.get("agent_id") or None
+        agent = request.query_params.get("agent_id") or given.get("agent_id") or None
         queued = pipeline.entities_backfill(account=request.user, agent_ref=agent, limit=limit)
         return Response({"status": "queued", "queued": queued}, status=202)
