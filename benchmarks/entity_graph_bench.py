@@ -155,11 +155,11 @@ ON_THE_FLY_HOP = """
 def _walk(center, depth: int, k: int, hop) -> dict:
     """Breadth first as entities_app.graph does, with ``hop(sources)`` giving rows."""
     nodes, edges = [{"id": str(center.pk), "name": center.name, "depth": 0}], []
-    seen, pairs, frontier = {center.pk}, set(), [center.pk]
+    seen, pairs, frontier = {str(center.pk)}, set(), [str(center.pk)]
     for level in range(1, depth + 1):
         found: dict = {}
         for source, target, weight, name, _ in hop(frontier):
-            found.setdefault(source, []).append((target, weight, name))
+            found.setdefault(str(source), []).append((str(target), weight, name))
         reached = []
         for source in frontier:
             for target, weight, name in sorted(found.get(source, []),
@@ -194,7 +194,8 @@ def bare_neighborhood(request, pk, mode):
     else:
         def hop(sources):
             with connection.cursor() as cursor:
-                cursor.execute(ON_THE_FLY_HOP, [list(sources), center.account_id, k])
+                cursor.execute(ON_THE_FLY_HOP, [[uuid.UUID(s) for s in sources],
+                                                center.account_id, k])
                 return cursor.fetchall()
     return JsonResponse(_walk(center, depth, k, hop))
 

@@ -37,7 +37,7 @@ MAX_NEIGHBORS = 50
 
 @dataclass(frozen=True)
 class Node:
-    id: uuid.UUID
+    id: str  # the canonical UUID text
     name: str
     entity_type: str
     depth: int
@@ -45,8 +45,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Edge:
-    source: uuid.UUID
-    target: uuid.UUID
+    source: str
+    target: str
     weight: int
 
 
@@ -143,7 +143,7 @@ def _in_list(values: list) -> tuple[str, list]:
 # only those rows of the index per source (LATERAL ... LIMIT); SQLite, which has no LATERAL,
 # ranks each source's rows with a window: the same rows in the same order.
 HOP_POSTGRES = """
-    SELECT f.source_id, n.target_id, n.weight, n.name, n.entity_type
+    SELECT f.source_id::text, n.target_id::text, n.weight, n.name, n.entity_type
       FROM unnest(%s::uuid[]) AS f(source_id)
      CROSS JOIN LATERAL (
         SELECT c.target_id, c.weight, e.name, e.entity_type
@@ -161,28 +161,31 @@ HOP_WINDOW = """
     ) ranked WHERE rank <= %s"""
 
 
-def top_neighbors(*, account_id: int, sources: list, k: int,
-                  portable: bool = False) -> dict[uuid.UUID, list[tuple]]:
+def top_neighbors(*, account_id: int, sources: list[str], k: int,
+                  portable: bool = False) -> dict[str, list[tuple]]:
     """{source id: [(neighbour id, weight, name, entity_type), …]}: each source's ``k``
-    strongest live neighbours, strongest first, ties by id. One query. ``portable`` runs the
-    window form on PostgreSQL too (tests compare the two)."""
+    strongest live neighbours, strongest first, ties by id; ids as canonical UUID strings
+    (a neighbourhood handles up to 100,000 rows a hop: strings, not UUID objects). One
+    query. ``portable`` runs the window form on PostgreSQL too (tests compare the two)."""
     if not sources:
         return {}
-    if connection.vendor == "postgresql" and not portable:
+    native = connection.vendor == "postgresql" and not portable
+    if native:
         sql = HOP_POSTGRES.format(**_tables())
-        params = [[_uuid_param(s) for s in sources], account_id, k]
+        params = [list(sources), account_id, k]
     else:
         where, source_params = _in_list(sources)
         sql = HOP_WINDOW.format(sources=where, **_tables())
         params = [*source_params, account_id, k]
-    found: dict[uuid.UUID, list[tuple]] = {}
+    found: dict[str, list[tuple]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for source, target, weight, name, entity_type in cursor.fetchall():
-            found.setdefault(_uuid(source), []).append((_uuid(target), int(weight), name,
-                                                        entity_type))
-    for rows in found.values():
-        rows.sort(key=lambda row: (-row[1], row[0].hex))
+        rows = cursor.fetchall()
+    text = (lambda v: v) if native else (lambda v: str(_uuid(v)))
+    for source, target, weight, name, entity_type in rows:
+        found.setdefault(text(source), []).append((text(target), weight, name, entity_type))
+    for neighbours in found.values():
+        neighbours.sort(key=lambda row: (-row[1], row[0]))  # canonical text sorts as UUIDs
     return found
 
 
@@ -192,15 +195,17 @@ def entity_neighborhood(*, entity: Entity, depth: int, max_neighbors: int) -> Ne
     id). Nodes carry the hop they were first reached at (the entity itself: 0), in the order
     reached; an edge joins each expanded node to each of those neighbours, once per pair,
     weighted by the memories the two share. One query per hop."""
-    graph = Neighborhood(nodes=[Node(entity.pk, entity.name, entity.entity_type, 0)])
-    seen, pairs, frontier = {entity.pk}, set(), [entity.pk]
+    center = str(entity.pk)
+    graph = Neighborhood(nodes=[Node(center, entity.name, entity.entity_type, 0)])
+    seen, pairs, frontier = {center}, set(), [center]
     for hop in range(1, depth + 1):
         found = top_neighbors(account_id=entity.account_id, sources=frontier, k=max_neighbors)
         reached = []
         for source in frontier:
-            for target, weight, name, entity_type in found.get(source, []):
-                if frozenset((source, target)) not in pairs:
-                    pairs.add(frozenset((source, target)))
+            for target, weight, name, entity_type in found.get(source, ()):
+                pair = (source, target) if source < target else (target, source)
+                if pair not in pairs:
+                    pairs.add(pair)
                     graph.edges.append(Edge(source, target, weight))
                 if target not in seen:
                     seen.add(target)
@@ -273,7 +278,7 @@ def entity_relationships(*, entity: Entity, limit: int, offset: int) -> Relation
             cursor.execute(LATEST_SHARED.format(targets=targets, **tables),
                            [SNIPPET_CHARS + 1, me, *target_params])
             latest |= _shared(cursor.fetchall())
-    rows = [Relationship(entity=Node(_uuid(target), name, entity_type, 1),
+    rows = [Relationship(entity=Node(str(_uuid(target)), name, entity_type, 1),
                          shared_memory_count=int(weight),
                          latest_shared_memory=latest.get(_uuid(target)))
             for target, name, entity_type, weight, _, _ in page]

@@ -157,9 +157,9 @@ class EntityNeighborhoodView(EntityGraphView):
             "entity": EntitySerializer(entity).data,
             "depth": depth,
             "max_neighbors": max_neighbors,
-            "nodes": [{"id": str(n.id), "name": n.name, "entity_type": n.entity_type,
+            "nodes": [{"id": n.id, "name": n.name, "entity_type": n.entity_type,
                        "depth": n.depth} for n in found.nodes],
-            "edges": [{"source": str(e.source), "target": str(e.target), "weight": e.weight}
+            "edges": [{"source": e.source, "target": e.target, "weight": e.weight}
                       for e in found.edges],
         })
 
@@ -168,7 +168,7 @@ def relationship_body(row: graph.Relationship) -> dict:
     latest = row.latest_shared_memory
     return {
         "object": "entity_relationship",
-        "entity": {"id": str(row.entity.id), "name": row.entity.name,
+        "entity": {"id": row.entity.id, "name": row.entity.name,
                    "entity_type": row.entity.entity_type},
         "shared_memory_count": row.shared_memory_count,
         "latest_shared_memory": latest and {
