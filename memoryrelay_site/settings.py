@@ -194,6 +194,14 @@ MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000)
 # A session's summary reads at most this many of its newest live memories (bounded time
 # and memory whatever the session's size; see benchmarks/summarize_scale_bench.py).
 MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 10000)
+# Optional LLM summaries (sessions_app/summarizer_llm.py): an OpenAI-compatible chat
+# endpoint, used when the URL and the model are set; the extractive summary is the fallback
+# on any error. `end` with auto_summarize stores the extractive one at once and a task
+# replaces it with the LLM's.
+MEMORYRELAY_SUMMARY_LLM_URL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_URL", "")
+MEMORYRELAY_SUMMARY_LLM_MODEL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_MODEL", "")
+MEMORYRELAY_SUMMARY_LLM_API_KEY = os.environ.get("MEMORYRELAY_SUMMARY_LLM_API_KEY", "")
+MEMORYRELAY_SUMMARY_LLM_TIMEOUT = float(os.environ.get("MEMORYRELAY_SUMMARY_LLM_TIMEOUT", "30"))
 MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100
 MEMORYRELAY_INCLUDE_MEMORIES_MAX = 1000
 # A session detail stops embedding memories once their content and metadata pass this many

@@ -47,7 +47,7 @@ class SessionAdmin(SoftDeleteAdmin):
     search_fields = ["title", "external_id"]
     raw_id_fields = ["agent"]
     readonly_fields = ["id", "account", "status", "started_at", "ended_at", "created_at",
-                       "updated_at", "deleted_at", "memories"]
+                       "updated_at", "deleted_at", "summary_method", "memories"]
     fields = ["id", "account", "agent", "external_id", "project", "title", "summary",
               "metadata", *readonly_fields[2:]]
     actions = [

@@ -131,6 +131,9 @@ class Session(SoftDeleteModel):
     )
     title = models.CharField(max_length=500, null=True, blank=True)
     summary = models.TextField(null=True, blank=True)
+    # How the stored summary was made: given by a client, "extractive" (summarizer.py) or
+    # "llm" (summarizer_llm.py, when configured); empty while there is none.
+    summary_method = models.CharField(max_length=16, blank=True, default="", editable=False)
     metadata = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)

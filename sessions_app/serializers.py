@@ -94,7 +94,8 @@ class SessionSerializer(serializers.ModelSerializer):
         model = Session
         fields = [
             "id", "agent_id", "external_id", "project", "status", "title", "summary",
-            "metadata", "memory_count", "started_at", "ended_at", "created_at", "updated_at",
+            "summary_method", "metadata", "memory_count", "started_at", "ended_at",
+            "created_at", "updated_at",
         ]
         read_only_fields = fields
 

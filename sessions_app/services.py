@@ -17,8 +17,11 @@ Locks are taken agent first, then session, then memories, so two of these never 
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -27,10 +30,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
+from memoryrelay_site.llm import LLMUnavailable
 from memoryrelay_site.serializers import is_uuid
+from memoryrelay_site.tasks import task_enqueue
 
 from .models import Agent, Session, SessionStatus
 from .summarizer import SummaryItem, summarize
+from .summarizer_llm import llm_summarize, summary_endpoint
+
+logger = logging.getLogger("memoryrelay.summaries")
 
 # --- Row locks ------------------------------------------------------------------------
 
@@ -357,18 +365,50 @@ def session_end(
     ``auto_summarize`` with no summary stores one generated from the memories (before the
     transaction opens: no lock is held while it is built).
     """
+    method = "provided" if summary is not None else None
     if summary is None and auto_summarize:
         items = _summary_items(session)
-        summary = _summary_text(items, session=session) if items else None
+        if items:
+            summary, method = _summary_text(items, session=session), "extractive"
     with transaction.atomic():
         row = _locked(session)
         row.mark_ended(at or timezone.now())
         if summary is not None:
-            row.summary = summary
+            row.summary, row.summary_method = summary, method
         if metadata:
             row.metadata = {**row.metadata, **metadata}
-        row.save(update_fields=["status", "ended_at", "summary", "metadata", "updated_at"])
+        row.save(update_fields=["status", "ended_at", "summary", "summary_method", "metadata",
+                                "updated_at"])
+        if method == "extractive" and summary_endpoint() is not None:
+            # The LLM's summary follows from a task: an end never waits on an LLM.
+            transaction.on_commit(partial(_summary_refine_later, row.pk, summary))
     return _refreshed(row)
+
+
+def _summary_refine_later(session_id, replaces: str) -> None:
+    from .tasks import session_summary_llm
+
+    try:
+        task_enqueue(session_summary_llm, str(session_id), summary_fingerprint(replaces))
+    except Exception:  # noqa: BLE001 - the extractive summary stays; never fails the end
+        logger.exception("could not queue the LLM summary of session %s", session_id)
+
+
+def summary_fingerprint(text: str | None) -> str:
+    return hashlib.sha256((text or "").encode()).hexdigest()
+
+
+def session_summary_replace(*, session_id, replaces: str, summary: str, method: str) -> bool:
+    """Stores ``summary`` on the live session if its summary is still the one fingerprinted
+    ``replaces`` (a summary given or generated meanwhile wins)."""
+    with transaction.atomic():
+        row = Session.objects.select_for_update().filter(
+            pk=session_id, deleted_at__isnull=True).first()
+        if row is None or summary_fingerprint(row.summary) != replaces:
+            return False
+        row.summary, row.summary_method = summary, method
+        row.save(update_fields=["summary", "summary_method", "updated_at"])
+    return True
 
 
 @dataclass(frozen=True)
@@ -386,15 +426,31 @@ def session_summarize(*, session: Session, budget: int | None = None) -> Summary
     items = _summary_items(session)
     if not items:
         raise Invalid("Session has no memories to summarize", field="session_id")
-    summary = _summary_text(items, budget, session)
+    summary, method = llm_summary_or_none(items, budget), "llm"
+    if summary is None:
+        summary, method = _summary_text(items, budget, session), "extractive"
     count = len(items)
     if count >= settings.MEMORYRELAY_SUMMARY_MAX_MEMORIES:  # memory_count stays exact
         count = _live_memories(session).count()
     with transaction.atomic():
         row = _locked(session)
-        row.summary = summary
-        row.save(update_fields=["summary", "updated_at"])
+        row.summary, row.summary_method = summary, method
+        row.save(update_fields=["summary", "summary_method", "updated_at"])
     return SummaryResult(row, summary, count, row.updated_at)
+
+
+def llm_summary_or_none(items: list[SummaryItem], budget: int | None = None) -> str | None:
+    """The configured LLM's summary of ``items``, or None (not configured, or it failed:
+    the caller makes the extractive one)."""
+    endpoint = summary_endpoint()
+    if endpoint is None:
+        return None
+    try:
+        return llm_summarize(items, budget=budget or settings.MEMORYRELAY_SUMMARY_BUDGET,
+                             endpoint=endpoint) or None
+    except LLMUnavailable as exc:
+        logger.warning("LLM summary failed, the extractive one is used: %s", exc)
+        return None
 
 
 def _live_memories(session: Session):

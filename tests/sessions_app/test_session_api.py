@@ -14,7 +14,7 @@ from tests.conftest import assert_error
 
 SESSION_FIELDS = {
     "id", "agent_id", "external_id", "project", "status", "title", "summary", "metadata",
-    "memory_count", "started_at", "ended_at", "created_at", "updated_at",
+    "memory_count", "started_at", "ended_at", "created_at", "updated_at", "summary_method",
 }
 ISO_Z = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 
