@@ -146,9 +146,9 @@ def server_latency(requests: int) -> None:
                 body = {"agent_id": "bench", "content": TEXTS[n % len(TEXTS)].format(n=n),
                         "auto_extract_entities": flag}
                 started = time.perf_counter()
-                status, _ = request(server.port, "POST", "/v1/memories", body, key, conn)
+                status, raw = request(server.port, "POST", "/v1/memories", body, key, conn)
                 elapsed = time.perf_counter() - started
-                assert status == 201, status
+                assert status == 201, (status, raw[:300], log.read_text()[-2000:])
                 if n >= 20:
                     times[flag].append(elapsed * 1000)
     finally:

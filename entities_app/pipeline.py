@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -278,16 +278,21 @@ def _request_started(sender=None, **kwargs) -> None:
 
 
 def _request_finished(sender=None, **kwargs) -> None:
-    _flush_deferred()
+    if _flush_deferred():
+        # Django's own request_finished receiver ran first and gave the request's database
+        # connection back; give back (or keep, per CONN_MAX_AGE) the one used here too.
+        close_old_connections()
 
 
-def _flush_deferred() -> None:
+def _flush_deferred() -> bool:
     ids, _deferred.ids = getattr(_deferred, "ids", None), None
-    if ids:
-        try:
-            _request(ids)
-        except Exception:  # noqa: BLE001 - the write is kept; backfill_entities queues it
-            logger.exception("could not queue the extraction of %d memories", len(ids))
+    if not ids:
+        return False
+    try:
+        _request(ids)
+    except Exception:  # noqa: BLE001 - the write is kept; backfill_entities queues it
+        logger.exception("could not queue the extraction of %d memories", len(ids))
+    return True
 
 
 def connect_request_signals() -> None:

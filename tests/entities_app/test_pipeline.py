@@ -366,3 +366,24 @@ def test_backfill_takes_its_parameters_from_a_json_body_too(client, task_queue):
                              format="json"), 422, "validation_error", "limit")
     assert_error(client.post("/v1/memories/backfill-entities", [1, 2], format="json"),
                  422, "validation_error", "body")
+
+
+@pytest.mark.postgres  # SQLite's in-memory test database is never closed
+def test_the_connection_used_after_the_response_is_given_back(client, settings):
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    memory_id = write(client, auto_extract_entities=False)
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # In a server Django's own receiver runs first and closes the request's connection (the
+    # test client moves it last): run without it, closing by hand where it would.
+    request_finished.disconnect(close_old_connections)
+    try:
+        request_started.send(sender=None)
+        pipeline.on_memories_written(memory_ids=[memory_id], extract=True, reason="create")
+        connection.close()
+        request_finished.send(sender=None)
+        assert connection.connection is None  # not left open (a server's pool would run dry)
+    finally:
+        request_finished.connect(close_old_connections)
+    assert MemoryExtraction.objects.filter(memory_id=memory_id).exists()
