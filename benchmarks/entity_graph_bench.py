@@ -97,18 +97,19 @@ def load(account, agent, memories: int, entities: int, rng: random.Random) -> No
         entity.key = entity_key(entity.name)
     order = list(range(entities))
     rng.shuffle(order)  # popularity is not creation order
-    topics = [order[t * TOPIC_SIZE:(t + 1) * TOPIC_SIZE] for t in range(TOPICS)]
-    overall, topic_of, within = Zipf(entities, 1.07, rng), Zipf(TOPICS, 1.0, rng), \
-        Zipf(TOPIC_SIZE, 1.0, rng)
+    count = max(1, min(TOPICS, entities // TOPIC_SIZE))
+    topics = [order[t * TOPIC_SIZE:(t + 1) * TOPIC_SIZE] for t in range(count)]
+    overall, topic_of, within = Zipf(entities, 1.07, rng), Zipf(count, 1.0, rng), \
+        Zipf(min(TOPIC_SIZE, entities), 1.0, rng)
     rows, links = [], []
     for i in range(memories):
         at = BASE + timedelta(seconds=i * 300)
         memory = Memory(id=uuid.UUID(int=rng.getrandbits(128), version=4), account=account,
                         agent=agent, created_at=at, updated_at=at,
                         deleted_at=at if rng.random() < 0.02 else None)
-        count = min(1 + int(rng.expovariate(1 / 1.5)), 12)
+        mentions = min(1 + int(rng.expovariate(1 / 1.5)), 12, entities)
         topic, chosen = topics[topic_of()], set()
-        while len(chosen) < count:
+        while len(chosen) < mentions:
             chosen.add(topic[within()] if rng.random() < 0.7 else order[overall()])
         memory.content = (f"Memory {i}: " + ", ".join(made[e].name for e in sorted(chosen))
                           + " came up in the weekly review.")
@@ -282,6 +283,14 @@ def centres(account, rng: random.Random, samples: int) -> tuple[list, list]:
     return hubs + middle + tail, hubs
 
 
+def triggers(connection, *, on: bool) -> None:
+    """Off for the rest of the transaction (foreign-key checks too): what is written then is
+    not counted in the co-occurrence table, so it must be removed the same way."""
+    if not on:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+
+
 def write_cost(account, agent, entities: list, rounds: int = 300) -> tuple[float, float]:
     """ms per memory to link 3 entities to it (one bulk insert, as the extraction does), with
     the triggers on and off."""
@@ -299,13 +308,13 @@ def write_cost(account, agent, entities: list, rounds: int = 300) -> tuple[float
             picked = random.Random(i).sample(entities, 3)
             started = time.perf_counter()
             with transaction.atomic():
-                if replica:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET LOCAL session_replication_role = replica")
+                triggers(connection, on=not replica)
                 EntityLink.objects.bulk_create([EntityLink(account=account, entity_id=e,
                                                            memory=memory) for e in picked])
             times.append(time.perf_counter() - started)
-            memory.delete()  # its links go too (with the triggers on: counted down)
+            with transaction.atomic():  # its links go too, counted down as they were up
+                triggers(connection, on=not replica)
+                memory.delete()
         figures.append(statistics.median(times) * 1000)
     return figures[0], figures[1]
 
