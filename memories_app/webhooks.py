@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django_tasks import task
 
 from memoryrelay_site.errors import Invalid
+from memoryrelay_site.outbound import outbound_refusal
 from memoryrelay_site.tasks import retry_delay, task_enqueue
 
 from .models import Memory, WriteStatus
@@ -68,29 +66,10 @@ def _allow_local() -> bool:
 
 
 def _check_url(url: str, *, resolve: bool) -> None:
-    parts = urlsplit(url)
-    allowed = ("https", "http") if _allow_local() else ("https",)
-    if parts.scheme not in allowed or not parts.hostname:
-        raise WebhookRefused("webhook_url must be an https URL")
-    if _allow_local():
-        return
-    host = parts.hostname
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-            raise WebhookRefused("webhook_url may not point to this machine") from None
-        if not resolve:
-            return
-        try:
-            infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise WebhookRefused(f"webhook host does not resolve: {exc}") from None
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        if not address.is_global or address.is_multicast:
-            raise WebhookRefused(
-                "webhook_url may not point to a loopback, private or link-local address")
+    refusal = outbound_refusal(url, name="webhook_url", allow_local=_allow_local(),
+                               resolve=resolve)
+    if refusal:
+        raise WebhookRefused(refusal)
 
 
 def webhook_payload(memory: Memory) -> dict:

@@ -1,0 +1,38 @@
+"""Where the server may send requests an account asked for (webhooks, an account's own LLM
+endpoint): only ``https``, and never to a host that is or resolves to a loopback, private,
+link-local or otherwise non-public address, unless the feature's setting allows local
+addresses (local setups, tests; it also allows ``http``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+
+def outbound_refusal(url: str, *, name: str, allow_local: bool, resolve: bool) -> str | None:
+    """Why ``url`` (the field ``name``) may not be called, or None. ``resolve``: look host
+    names up too (at call time); otherwise only literal addresses are checked."""
+    parts = urlsplit(url)
+    allowed = ("https", "http") if allow_local else ("https",)
+    if parts.scheme not in allowed or not parts.hostname:
+        return f"{name} must be an https URL"
+    if allow_local:
+        return None
+    host = parts.hostname
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+            return f"{name} may not point to this machine"
+        if not resolve:
+            return None
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return f"{name} host does not resolve: {exc}"
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not address.is_global or address.is_multicast:
+            return f"{name} may not point to a loopback, private or link-local address"
+    return None
