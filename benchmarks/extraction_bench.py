@@ -23,6 +23,7 @@ the machine is shared and noisy, so compare the ratio, not the milliseconds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -140,6 +141,7 @@ def server_latency(requests: int) -> None:
 
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     times: dict[bool, list[float]] = {False: [], True: []}
+    written: list[str] = []
     try:
         for n in range(requests + 20):
             for flag in (False, True):
@@ -149,6 +151,8 @@ def server_latency(requests: int) -> None:
                 status, raw = request(server.port, "POST", "/v1/memories", body, key, conn)
                 elapsed = time.perf_counter() - started
                 assert status == 201, (status, raw[:300], log.read_text()[-2000:])
+                if flag:
+                    written.append(json.loads(raw)["id"])
                 if n >= 20:
                     times[flag].append(elapsed * 1000)
     finally:
@@ -162,6 +166,10 @@ def server_latency(requests: int) -> None:
         p95 = statistics.quantiles(times[flag], n=20)[-1]
         print(f"  auto_extract_entities {str(flag).lower():<6} p50 {p50:6.2f}  p95 {p95:6.2f}"
               f"  ({p50 / off:.3f}x off)")
+    from entities_app.models import MemoryExtraction
+
+    queued = MemoryExtraction.objects.filter(memory_id__in=written).count()
+    print(f"  extraction queued by the server after its responses: {queued} of {len(written)}")
 
 
 def drain(memory_ids: list[str]) -> None:
