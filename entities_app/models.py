@@ -131,4 +131,5 @@ class EntityLink(models.Model):
         return f"{self.entity_id} {self.relationship} {self.memory_id}"
 
 
+from .models_byok import ExtractionKey  # noqa: E402, F401  (registered with the app)
 from .models_extraction import MemoryExtraction  # noqa: E402, F401  (registered with the app)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from memories_app.models import Memory
 from memoryrelay_site.tasks import backend_name, task_enqueue
 
+from .byok import account_extractor
 from .extraction import get_extractor
 from .extraction.base import Mention
 from .models import EntityLink, LinkSource
@@ -140,7 +141,9 @@ def extraction_apply(*, claim: Claim) -> int | None:
         pk=claim.memory_id).first()
     if memory is None:
         return None
-    mentions, method, model = run_extractor(extractor(), memory.content)
+    default = extractor()
+    tool = account_extractor(account_id=memory.account_id, fallback=default) or default
+    mentions, method, model = run_extractor(tool, memory.content)
     mentions = _best_per_entity(mentions)
     with transaction.atomic():
         current = (MemoryExtraction.objects.select_for_update()

@@ -6,6 +6,13 @@ from django.urls import re_path
 from memoryrelay_site.routers import Router
 
 from .views import EntityViewSet
+from .views_byok import (
+    ExtractionKeyActivateView,
+    ExtractionKeysDeactivateView,
+    ExtractionKeysView,
+    ExtractionKeyView,
+    ExtractionSettingsView,
+)
 from .views_extraction import BackfillEntitiesView, ExtractEntitiesView, ExtractionStatusView
 from .views_graph import EntityNeighborhoodView, EntityRelationshipsView
 
@@ -14,6 +21,15 @@ router = Router()
 router.register("entities", EntityViewSet, basename="entity")
 
 urlpatterns = [
+    re_path(r"^extraction/settings/?$", ExtractionSettingsView.as_view(),
+            name="extraction-settings"),
+    re_path(r"^extraction/keys/?$", ExtractionKeysView.as_view(), name="extraction-keys"),
+    re_path(r"^extraction/keys/deactivate-all/?$", ExtractionKeysDeactivateView.as_view(),
+            name="extraction-keys-deactivate-all"),
+    re_path(r"^extraction/keys/(?P<pk>[^/\x00]+)/activate/?$",
+            ExtractionKeyActivateView.as_view(), name="extraction-key-activate"),
+    re_path(r"^extraction/keys/(?P<pk>[^/\x00]+)/?$", ExtractionKeyView.as_view(),
+            name="extraction-key"),
     re_path(r"^memories/backfill-entities/?$", BackfillEntitiesView.as_view(),
             name="memory-backfill-entities"),
     re_path(r"^memories/(?P<pk>[^/\x00]+)/extract-entities/?$", ExtractEntitiesView.as_view(),

@@ -198,6 +198,15 @@ MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 1
 # endpoint, used when the URL and the model are set; the extractive summary is the fallback
 # on any error. `end` with auto_summarize stores the extractive one at once and a task
 # replaces it with the LLM's.
+# Secrets accounts give the server (their own LLM provider keys) are encrypted with this
+# Fernet key; empty: one derived from SECRET_KEY (memoryrelay_site/secrets.py).
+MEMORYRELAY_ENCRYPTION_KEY = os.environ.get("MEMORYRELAY_ENCRYPTION_KEY", "")
+# Accounts' own extraction keys (entities_app/byok.py): allowed at all; allowed to name
+# local addresses (an Ollama on this machine) and http; seconds per LLM call.
+MEMORYRELAY_BYOK_ENABLED = os.environ.get("MEMORYRELAY_BYOK_ENABLED", "1") in ("1", "true")
+MEMORYRELAY_BYOK_ALLOW_LOCAL = os.environ.get("MEMORYRELAY_BYOK_ALLOW_LOCAL", "") in (
+    "1", "true")
+MEMORYRELAY_BYOK_TIMEOUT = float(os.environ.get("MEMORYRELAY_BYOK_TIMEOUT", "20"))
 MEMORYRELAY_SUMMARY_LLM_URL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_URL", "")
 MEMORYRELAY_SUMMARY_LLM_MODEL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_MODEL", "")
 MEMORYRELAY_SUMMARY_LLM_API_KEY = os.environ.get("MEMORYRELAY_SUMMARY_LLM_API_KEY", "")

@@ -24,7 +24,9 @@ ASYNC_PATHS = ("/v2/memories",)
 ENTITY_PATHS = ("/v1/entities",
                 # Checked by tests/entities_app/test_extraction_openapi.py.
                 "/v1/memories/{id}/extract-entities", "/v1/memories/{id}/extraction-status",
-                "/v1/memories/backfill-entities")
+                "/v1/memories/backfill-entities",
+                # Checked by tests/entities_app/test_byok_openapi.py.
+                "/v1/extraction")
 
 
 @pytest.fixture

@@ -1,0 +1,168 @@
+"""An account's own extraction keys (/v1/extraction, SDK 0.4.0's ``extraction`` resource):
+stored encrypted, never answered back, one active at a time, and used by the extraction of
+that account's memories (the rules when the LLM fails)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from entities_app import pipeline
+from entities_app.models import EntityLink, ExtractionKey, MemoryExtraction
+from memoryrelay_site.secrets import secret_decrypt
+from memoryrelay_site.services import api_key_create
+from tests.conftest import assert_error, make_client
+from tests.entities_app.test_extraction_llm import answer, fake_llm  # noqa: F401
+
+SECRET = "sk-live-0123456789abcdefSECRET"
+
+
+def add_key(client, status=201, **body):
+    body = {"provider": "openai", "api_key": SECRET, "model": "gpt-4o-mini", **body}
+    response = client.post("/v1/extraction/keys", body, format="json")
+    assert response.status_code == status, response.content
+    return response.json()
+
+
+def test_a_key_is_stored_encrypted_and_never_answered_back(client, account):
+    body = add_key(client, label="main")
+    assert SECRET not in str(body)
+    assert body["masked_key"] == "sk-…CRET" and body["is_active"] is True
+    assert (body["provider"], body["model"], body["label"], body["base_url"]) == (
+        "openai", "gpt-4o-mini", "main", None)
+    assert body["created_at"].endswith("Z") and body["last_used_at"] is None
+    row = ExtractionKey.objects.get(pk=body["id"])
+    assert SECRET not in row.encrypted_key and secret_decrypt(row.encrypted_key) == SECRET
+    settings_body = client.get("/v1/extraction/settings").json()
+    assert SECRET not in str(settings_body)
+    assert settings_body["byok_active"] and settings_body["extractor"] == "byok"
+    assert settings_body["masked_api_key"] == "sk-…CRET"
+    assert settings_body["base_url"] == "https://api.openai.com/v1"
+    assert [k["id"] for k in settings_body["keys"]] == [body["id"]]
+
+
+def test_one_key_is_active_at_a_time(client):
+    first = add_key(client)
+    second = add_key(client, provider="google", model="gemini-2.0-flash")
+    assert (first["is_active"], second["is_active"]) == (True, False)
+    activated = client.post(f"/v1/extraction/keys/{second['id']}/activate").json()
+    assert activated["is_active"] is True
+    active = set(ExtractionKey.objects.filter(is_active=True).values_list("pk", flat=True))
+    assert active == {uuid.UUID(second["id"])}
+    done = client.post("/v1/extraction/keys/deactivate-all").json()
+    assert done["deactivated_count"] == 1 and done["status"] == "ok"
+    settings_body = client.get("/v1/extraction/settings").json()
+    assert settings_body["byok_configured"] and not settings_body["byok_active"]
+    assert settings_body["extractor"] == "rules"
+
+
+def test_delete_removes_the_secret_for_good(client):
+    key = add_key(client)
+    deleted = client.delete(f"/v1/extraction/keys/{key['id']}")
+    assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+    assert not ExtractionKey.objects.filter(pk=key["id"]).exists()
+    assert_error(client.delete(f"/v1/extraction/keys/{key['id']}"), 404, "not_found")
+
+
+def test_bad_keys_are_refused_naming_the_field(client, settings):
+    assert_error(client.post("/v1/extraction/keys", {"provider": "acme", "api_key": "k",
+                                                     "model": "m"}, format="json"),
+                 422, "validation_error", "provider")
+    assert_error(client.post("/v1/extraction/keys", {"provider": "openai", "api_key": "  ",
+                                                     "model": "m"}, format="json"),
+                 422, "validation_error", "api_key")
+    assert_error(client.post("/v1/extraction/keys", {"provider": "custom", "api_key": "k",
+                                                     "model": "m"}, format="json"),
+                 422, "validation_error", "base_url")
+    for url in ("http://127.0.0.1:11434/v1", "https://10.0.0.5/v1", "https://localhost/v1",
+                "http://llm.example.com/v1"):
+        assert_error(client.post("/v1/extraction/keys", {
+            "provider": "custom", "api_key": "k", "model": "m", "base_url": url},
+            format="json"), 422, "validation_error", "base_url")
+    assert_error(client.post("/v1/extraction/keys", {"provider": "ollama", "api_key": "k",
+                                                     "model": "llama3"}, format="json"),
+                 422, "validation_error", "base_url")  # its default is this machine
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
+    assert add_key(client, provider="ollama", model="llama3")["base_url"] is None
+    settings.MEMORYRELAY_BYOK_ENABLED = False
+    assert_error(client.post("/v1/extraction/keys", {"provider": "openai", "api_key": "k",
+                                                     "model": "m"}, format="json"),
+                 422, "validation_error", "provider")
+    assert ExtractionKey.objects.count() == 1
+
+
+def test_another_accounts_key_is_a_404(client, other_client):
+    key = add_key(client)
+    for method, path in (("post", f"/v1/extraction/keys/{key['id']}/activate"),
+                         ("delete", f"/v1/extraction/keys/{key['id']}"),
+                         ("post", "/v1/extraction/keys/not-a-uuid/activate")):
+        assert_error(getattr(other_client, method)(path), 404, "not_found")
+    assert other_client.get("/v1/extraction/settings").json()["keys"] == []
+    assert ExtractionKey.objects.filter(pk=key["id"], is_active=True).exists()
+
+
+def test_the_active_key_extracts_the_accounts_memories(client, account, settings,
+                                                       fake_llm):  # noqa: F811
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
+    fake_llm["answer"] = answer(("Maria Lopez", "person"), ("Acme Corp", "organization"))
+    add_key(client, provider="custom", model="tiny-local", base_url=fake_llm["url"] + "/v1")
+    memory = client.post("/v1/memories", {"agent_id": "a", "content": "Maria Lopez from "
+                                          "Acme Corp moved JIRA-4812 to pgvector.",
+                                          "auto_extract_entities": False},
+                         format="json").json()
+    assert pipeline.extraction_run_now(memory_ids=[memory["id"]]) == 1
+    run = MemoryExtraction.objects.get(memory_id=memory["id"])
+    assert (run.status, run.method, run.model) == ("done", "llm", "tiny-local")
+    path, auth, _ = fake_llm["requests"][0]
+    assert path == "/v1/chat/completions" and auth == f"Bearer {SECRET}"
+    names = set(EntityLink.objects.filter(memory_id=memory["id"])
+                .values_list("entity__name", flat=True))
+    assert names == {"Maria Lopez", "Acme Corp"}
+    assert ExtractionKey.objects.get().last_used_at is not None
+
+    fake_llm["status"] = 500  # the LLM fails: the rules answer, and say so
+    assert pipeline.extraction_run_now(memory_ids=[memory["id"]]) == 1
+    run.refresh_from_db()
+    assert run.method == "rules"
+    assert "JIRA-4812" in set(EntityLink.objects.filter(memory_id=memory["id"])
+                              .values_list("entity__name", flat=True))
+
+
+def test_an_unreadable_key_falls_back_to_the_server_extractor(client, settings):
+    add_key(client)
+    ExtractionKey.objects.update(encrypted_key="gAAAAA-not-a-token")
+    memory = client.post("/v1/memories", {"agent_id": "a", "content": "Bob joined Globex",
+                                          "auto_extract_entities": False},
+                         format="json").json()
+    pipeline.extraction_run_now(memory_ids=[memory["id"]])
+    assert MemoryExtraction.objects.get(memory_id=memory["id"]).method == "rules"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_activations_leave_one_key_active(db):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run `make test-postgres` (DATABASE_URL pointing at "
+                    "a server)")
+    user = get_user_model().objects.create(username="racer")
+    client = make_client(api_key_create(user=user, name="k")[1])
+    keys = [add_key(client, model=f"m{n}")["id"] for n in range(6)]
+    for _ in range(10):
+        barrier, answers = threading.Barrier(len(keys)), []
+
+        def activate(key_id, barrier=barrier, answers=answers):
+            racer = make_client(api_key_create(user=user, name="t")[1])
+            barrier.wait()
+            answers.append(racer.post(f"/v1/extraction/keys/{key_id}/activate").status_code)
+            connection.close()
+
+        threads = [threading.Thread(target=activate, args=(k,)) for k in keys]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(answers) <= {200, 409}
+        assert ExtractionKey.objects.filter(account=user, is_active=True).count() == 1
