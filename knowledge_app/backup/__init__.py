@@ -15,10 +15,10 @@ Format version 3, one JSON object per line, each with a ``kind``::
 
 Versions 1 (accounts, agents, sessions and memories only) and 2 (no entities) are still
 read. Each account's lines come together, parents before children; only a decision's
-``superseded_by`` may name a decision listed after it. Ids, timestamps (ISO 8601 with microseconds) and soft-deleted
-rows are kept. API keys and passwords are not: a backup file must not authenticate anyone.
-Export reads one consistent snapshot page by page (keyset pagination), so its memory use
-does not grow with the number of rows.
+``superseded_by`` may name a decision listed after it. Ids, timestamps (ISO 8601 with
+microseconds) and soft-deleted rows are kept. API keys and passwords are not: a backup file
+must not authenticate anyone. Export reads one consistent snapshot page by page (keyset
+pagination), so its memory use does not grow with the number of rows.
 
 Import validates the whole file first (each error names its line), then writes it in one
 transaction, upserting by id; the vectors of another model are dropped and re-embedded
