@@ -6,7 +6,7 @@ from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service
 from memoryrelay_site.errors import ServiceError
 
 from . import services
-from .models import Entity, EntityLink
+from .models import Entity, EntityLink, ExtractionKey
 from .names import entity_key
 
 
@@ -106,3 +106,26 @@ class EntityAdmin(SoftDeleteAdmin):
         """Manual edits go through the update service."""
         changed = {f: getattr(obj, f) for f in form.changed_data}
         services.entity_update(entity=Entity.objects.get(pk=obj.pk), changes=changed)
+
+
+@admin.register(ExtractionKey)
+class ExtractionKeyAdmin(admin.ModelAdmin):
+    """Accounts' own LLM keys: staff see which exist and can switch them off or delete them,
+    never the key (only its mask is shown; the encrypted value is not a field here)."""
+
+    list_display = ["provider", "model", "masked_key", "account", "is_active", "last_used_at",
+                    "created_at"]
+    list_filter = ["provider", "is_active"]
+    search_fields = ["account__username", "model", "label"]
+    fields = ["id", "account", "provider", "label", "model", "base_url", "masked_key",
+              "is_active", "last_validated_at", "last_used_at", "created_at", "updated_at"]
+    readonly_fields = fields
+    actions = ["deactivate"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a key is given by its account, through the API
+
+    @admin.action(description="Deactivate selected keys")
+    def deactivate(self, request, queryset):
+        count = queryset.filter(is_active=True).update(is_active=False)
+        self.message_user(request, f"Deactivated {count} key(s).", messages.SUCCESS)

@@ -1,0 +1,36 @@
+"""Staff see accounts' extraction keys masked, never the key, and can switch them off."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from entities_app.models import ExtractionKey
+
+SECRET = "sk-live-admin-visible-NEVER-0000"
+
+
+@pytest.fixture
+def staff_client(client, db):
+    from django.test import Client
+
+    staff = get_user_model().objects.create_superuser("staff", "s@example.org", "pw")
+    browser = Client()
+    browser.force_login(staff)
+    return browser
+
+
+def test_the_admin_shows_the_mask_only_and_deactivates(client, staff_client):
+    key = client.post("/v1/extraction/keys", {"provider": "openai", "api_key": SECRET,
+                                              "model": "gpt-4o-mini"}, format="json").json()
+    listing = staff_client.get("/admin/entities_app/extractionkey/")
+    page = staff_client.get(f"/admin/entities_app/extractionkey/{key['id']}/change/")
+    for response in (listing, page):
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert SECRET not in text and "sk-…0000" in text
+        assert ExtractionKey.objects.get().encrypted_key not in text
+    done = staff_client.post("/admin/entities_app/extractionkey/", {
+        "action": "deactivate", "_selected_action": [key["id"]]})
+    assert done.status_code == 302
+    assert not ExtractionKey.objects.get().is_active
