@@ -134,7 +134,7 @@ def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
                                   session_ids=[w.session_id for w in writes if w.session_id])
     answers: list[Memory | ServiceError] = []
     rows: list[Memory] = []
-    for write in writes:
+    for position, write in enumerate(writes):
         agent = agents[write.agent_ref]
         session = sessions.get(write.session_id) if write.session_id else None
         if write.session_id and session is None:
@@ -157,7 +157,10 @@ def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
             content=write.content, metadata=write.metadata or {},
             memory_type=write.memory_type or "fact", importance=importance,
             tier=write.tier or tier_for(importance), visibility=write.visibility or "private",
-            created_at=at, updated_at=at, extract_entities=write.extract,
+            # A microsecond apart: the items of a batch keep their order, as separate
+            # writes would (lists are newest first; ids break no tie between them).
+            created_at=at + timedelta(microseconds=position), updated_at=at,
+            extract_entities=write.extract,
             **vector_fields(write.vector),
             **(_pending_fields(at, write.dedup_threshold, write.webhook_url)
                if write.pending else {}),

@@ -139,6 +139,16 @@ def test_a_batch_of_many_agents_reads_and_creates_them_once_each(client, active_
     assert Agent.objects.filter(name="new-bot").count() == 1
 
 
+def test_a_batch_keeps_the_order_of_its_items(client, active_agent):
+    items = [{"agent_id": active_agent.name, "content": f"step {n} of the deploy"}
+             for n in range(30)]
+    body, _ = _batch(client, items)
+    ids = [r["id"] for r in body["results"]]
+    listed = client.get(f"/v1/memories?agent_id={active_agent.name}&limit=100").json()["data"]
+    assert [m["id"] for m in listed] == ids[::-1]  # newest first, as 30 writes would list
+    assert [m["created_at"] for m in listed] == sorted(m["created_at"] for m in listed)[::-1]
+
+
 def test_a_bad_batch_item_fails_alone_without_a_savepoint(client, active_agent, other_account):
     from sessions_app.services import session_create
 
