@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from django.db import connection
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Expression
 from django.db.models.functions import Coalesce
 from django.utils.dateparse import parse_datetime
 
@@ -79,18 +79,33 @@ class RelationshipPage:
 # --- the entity asked for --------------------------------------------------------------------
 
 
-def relationship_count():
+class RelationshipCount(Expression):
+    """The entity's row count in the co-occurrence table (live neighbours of its account),
+    as a correlated subquery on whatever alias the entity table has in the query being
+    compiled (its own name, or U0 inside another query)."""
+
+    def __init__(self):
+        super().__init__(output_field=IntegerField())
+
+    def as_sql(self, compiler, connection):
+        quote = connection.ops.quote_name
+        outer = compiler.quote_name_unless_alias(next(iter(compiler.query.alias_map)))
+        tables = _tables()
+        return (f"(SELECT COUNT(*) FROM {tables['cooc']} c JOIN {tables['entity']} t "
+                f"ON t.id = c.target_id WHERE c.source_id = {outer}.{quote('id')} "
+                f"AND t.deleted_at IS NULL AND t.account_id = {outer}.{quote('account_id')})",
+                [])
+
+    def get_group_by_cols(self):
+        return []
+
+
+def relationship_count() -> RelationshipCount:
     """``relationship_count`` as entities_app.models.EntityQuerySet.with_counts defines it
     (the other live entities of the account sharing a live memory), read from the
     co-occurrence table: an index range, where aggregating the links of an entity in tens of
-    thousands of memories takes hundreds of milliseconds. For a query on the entity table
-    itself (not aliased)."""
-    entity = connection.ops.quote_name(Entity._meta.db_table)
-    return RawSQL(
-        f"SELECT COUNT(*) FROM {connection.ops.quote_name(COOCCURRENCE)} c "
-        f"JOIN {entity} t ON t.id = c.target_id WHERE c.source_id = {entity}.id "
-        f"AND t.deleted_at IS NULL AND t.account_id = {entity}.account_id", [],
-        output_field=IntegerField())
+    thousands of memories takes hundreds of milliseconds. For querysets of entities."""
+    return RelationshipCount()
 
 
 def memory_count():

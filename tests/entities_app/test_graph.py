@@ -263,6 +263,18 @@ def test_deleting_and_restoring_a_memory_moves_the_weights(client, hand_graph):
     assert edges(neighborhood(client))[:2] == [("A", "B", 3), ("A", "C", 2)]
 
 
+def test_entity_counts_work_inside_other_queries_too(hand_graph):
+    """with_counts() reads relationship_count from the co-occurrence table: as a subquery of
+    another query (the entity table aliased) and beside joins as well."""
+    inner = Entity.objects.live().with_counts().filter(relationship_count__gte=3).values("pk")
+    assert sorted({link.entity.name for link in EntityLink.objects.filter(entity__in=inner)}) \
+        == ["A", "B"]
+    assert Memory.objects.filter(entity_links__entity__in=inner).distinct().count() == 7
+    joined = (Entity.objects.live().filter(links__memory__content__startswith="m1: ")
+              .with_counts().values_list("name", "relationship_count", "memory_count"))
+    assert sorted(joined) == [("A", 4, 5), ("B", 4, 4), ("C", 2, 2)]
+
+
 # --- documented -------------------------------------------------------------------------------
 
 
