@@ -113,6 +113,12 @@ def byok_settings(*, account) -> dict:
     }
 
 
+def active_key(*, account) -> ExtractionKey | None:
+    if not settings.MEMORYRELAY_BYOK_ENABLED:
+        return None
+    return ExtractionKey.objects.filter(account=account, is_active=True).first()
+
+
 def account_extractor(*, account_id, fallback):
     """The LLM extractor of the account's active key (``fallback`` answering when it
     fails), or None: no active key, the feature off, the key unreadable, or its URL refused

@@ -23,7 +23,7 @@ from memoryrelay_site.pagination import parse_int
 from memoryrelay_site.serializers import IsoDateTimeField, StrictCharField, is_uuid
 from sessions_app.views import validated
 
-from . import pipeline
+from . import byok, pipeline
 
 BACKFILL_DEFAULT, BACKFILL_MAX = 100, 500
 MEMORY_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
@@ -65,9 +65,13 @@ class ExtractEntitiesView(APIView):
         memory = _memory(request, pk)
         pipeline.extraction_request(memory_ids=[memory.pk])
         tool = pipeline.extractor()
+        method, model = tool.method, tool.model or tool.method
+        own = byok.active_key(account=request.user)
+        if own is not None:  # the account's own LLM (the rules if it fails)
+            method, model = "llm", own.model
         return Response({"status": "queued", "memory_id": str(memory.pk),
-                         "extraction_method": tool.method,
-                         "extraction_model": tool.model or tool.method}, status=202)
+                         "extraction_method": method, "extraction_model": model},
+                        status=202)
 
 
 class ExtractionStatusView(APIView):

@@ -114,6 +114,8 @@ def test_the_active_key_extracts_the_accounts_memories(client, account, settings
                                           "Acme Corp moved JIRA-4812 to pgvector.",
                                           "auto_extract_entities": False},
                          format="json").json()
+    queued = client.post(f"/v1/memories/{memory['id']}/extract-entities").json()
+    assert (queued["extraction_method"], queued["extraction_model"]) == ("llm", "tiny-local")
     assert pipeline.extraction_run_now(memory_ids=[memory["id"]]) == 1
     run = MemoryExtraction.objects.get(memory_id=memory["id"])
     assert (run.status, run.method, run.model) == ("done", "llm", "tiny-local")
