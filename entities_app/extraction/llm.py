@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import urllib.error
-import urllib.request
+
+from memoryrelay_site.llm import ChatEndpoint, LLMUnavailable
 
 from ..names import ENTITY_TYPES, entity_type_of
 from .base import Mention, dedupe
@@ -32,19 +32,13 @@ PROMPT = (
 FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
 
-class LLMUnavailable(Exception):
-    pass
-
-
 class LLMExtractor:
     method = "llm"
 
     def __init__(self, *, url: str, model: str, api_key: str = "", timeout: float = 20.0,
                  fallback=None):
-        base = url.rstrip("/")
-        self.url = base if base.endswith("/chat/completions") else (
-            f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions")
-        self.model, self.api_key, self.timeout = model, api_key, timeout
+        self.endpoint = ChatEndpoint(url=url, model=model, api_key=api_key, timeout=timeout)
+        self.url, self.model = self.endpoint.completions_url, model
         self.fallback = fallback
 
     def extract(self, text: str) -> list[Mention]:
@@ -63,26 +57,13 @@ class LLMExtractor:
     def _ask(self, text: str) -> list[Mention]:
         if not text.strip():
             return []
-        body = self._post({"model": self.model, "temperature": 0, "messages": [
-            {"role": "system", "content": PROMPT}, {"role": "user", "content": text}]})
+        content = self.endpoint.complete([{"role": "system", "content": PROMPT},
+                                          {"role": "user", "content": text}])
         try:
-            content = body["choices"][0]["message"]["content"]
             items = json.loads(FENCE.sub("", content.strip()))["entities"]
             return dedupe([m for m in (_mention(text, item) for item in items) if m])
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise LLMUnavailable(f"unexpected answer from {self.url}: {exc}") from exc
-
-    def _post(self, payload: dict) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(payload).encode(),
-                                         headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-            raise LLMUnavailable(f"request to {self.url} failed: {exc}") from exc
 
 
 def _mention(text: str, item) -> Mention | None:
