@@ -20,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_tasks import task
 
+from memoryrelay_site.sqlite_stats import stats_sweeper
 from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
 
 from .embeddings import EmbeddingError, get_provider
@@ -126,3 +127,5 @@ def memory_embeds_sweep(cutoff: datetime) -> int:
 
 
 register_sweeper(memory_embeds_sweep)
+# SQLite: the planner's statistics of the memories table, refreshed as it grows.
+register_sweeper(stats_sweeper([Memory._meta.db_table]))
