@@ -131,13 +131,18 @@ def drain(count: int, workers: int) -> float:
     from memories_app.models import Memory
     from memories_app.services import memory_create
     from memories_app.tasks import memory_embed
-    from memoryrelay_site.tasks import task_enqueue
+    from memoryrelay_site.tasks import backend_name, task_enqueue
 
     user = _user(f"bench-drain-{workers}")
+    in_database = backend_name() == "database"
     for n in range(count):
+        # As POST /v2/memories writes them: on the database queue the pending memory is the
+        # queue entry and the workers' dispatchers queue its task; on RQ it is queued here.
         memory = memory_create(account=user, agent_ref="bench", pending=True,
+                               queued=not in_database,
                                content=f"drain memory {n} on the retry queue of worker {n % 7}")
-        task_enqueue(memory_embed, str(memory.pk))
+        if not in_database:
+            task_enqueue(memory_embed, str(memory.pk))
     mine = Memory.objects.filter(account=user)
     env = {**os.environ}
     processes = []

@@ -67,11 +67,13 @@ def memory_create(
     vector: np.ndarray | None = None,
     pending: bool = False,
     webhook_url: str = "",
+    queued: bool = True,
     then: Callable[[Memory], None] | None = None,
 ) -> Memory:
     """Stores a memory with its embedding; ``session_id`` attaches it to a live session.
     ``pending`` (POST /v2/memories) stores it at once, unembedded, status ``pending``: a
-    task (memories_app.tasks) embeds it and deduplicates it when asked. ``then`` runs in
+    task (memories_app.tasks) embeds it and deduplicates it when asked; with ``queued``
+    False no task is asked for here: a worker's dispatcher finds it. ``then`` runs in
     the write's transaction once the row is inserted (the database queue's task row commits
     with the memory). ``extract`` is the write's ``auto_extract_entities``
     (``signals.memories_written``).
@@ -86,7 +88,7 @@ def memory_create(
                    metadata=metadata, memory_type=memory_type, importance=importance,
                    tier=tier, visibility=visibility,
                    dedup_threshold=dedup_threshold if deduplicate else None, extract=extract,
-                   pending=pending, webhook_url=webhook_url)
+                   pending=pending, webhook_url=webhook_url, queued=queued)
     if vector is None and not pending:
         vector = embedding_of(content)
     write.vector = vector
@@ -116,6 +118,7 @@ class _Write:
     extract: bool | None = None
     pending: bool = False
     webhook_url: str = ""
+    queued: bool = True  # pending: the caller enqueues its task (else a dispatcher will)
     vector: np.ndarray | None = None
 
 
@@ -162,7 +165,7 @@ def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
             created_at=at + timedelta(microseconds=position), updated_at=at,
             extract_entities=write.extract,
             **vector_fields(write.vector),
-            **(_pending_fields(at, write.dedup_threshold, write.webhook_url)
+            **(_pending_fields(at, write.dedup_threshold, write.webhook_url, write.queued)
                if write.pending else {}),
         )
         rows.append(memory)
@@ -183,8 +186,11 @@ def _announce(account, memories: list[Memory]) -> None:
                          reason="create")
 
 
-def _pending_fields(at, dedup_threshold: float | None, webhook_url: str) -> dict:
-    return {"status": WriteStatus.PENDING, "status_changed_at": at,
+def _pending_fields(at, dedup_threshold: float | None, webhook_url: str,
+                   queued: bool) -> dict:
+    """An asynchronous write's state. ``status_changed_at`` is null while no task was asked
+    for it: the database queue's dispatcher (tasks.memory_embeds_dispatch) takes those."""
+    return {"status": WriteStatus.PENDING, "status_changed_at": at if queued else None,
             "dedup_threshold": dedup_threshold, "webhook_url": webhook_url}
 
 

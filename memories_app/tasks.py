@@ -16,12 +16,17 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Min
 from django.utils import timezone
 from django_tasks import task
 
 from memoryrelay_site.sqlite_stats import stats_sweeper
-from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
+from memoryrelay_site.tasks import (
+    register_dispatcher,
+    register_sweeper,
+    retry_delay,
+    task_enqueue,
+)
 
 from .embeddings import EmbeddingError, get_provider
 from .models import UNFINISHED, Memory, WriteStatus
@@ -109,6 +114,32 @@ def memory_embed_retry(*, memory_ids) -> int:
     return len(ids)
 
 
+def memory_embeds_dispatch(limit: int = 200) -> int:
+    """Asynchronous writes no task was asked for yet (POST /v2/memories on the database
+    queue makes one insert), oldest first: each taken by one dispatcher, by a conditional
+    update, then queued. A dispatcher that dies between the two leaves the memory claimed:
+    the sweep queues it again after the lease."""
+    waiting = (Memory.objects.live()
+               .filter(status=WriteStatus.PENDING, status_changed_at__isnull=True)
+               .order_by("created_at").values_list("pk", flat=True)[:limit])
+    handed = 0
+    for pk in list(waiting):
+        taken = Memory.objects.filter(
+            pk=pk, status=WriteStatus.PENDING, status_changed_at__isnull=True
+        ).update(status_changed_at=timezone.now())
+        if taken:
+            task_enqueue(memory_embed, str(pk))
+            handed += 1
+    return handed
+
+
+def memory_embeds_backlog() -> tuple[int, datetime | None]:
+    found = (Memory.objects.live()
+             .filter(status=WriteStatus.PENDING, status_changed_at__isnull=True)
+             .aggregate(n=Count("pk"), oldest=Min("created_at")))
+    return found["n"], found["oldest"]
+
+
 def memory_embeds_sweep(cutoff: datetime) -> int:
     """Unfinished writes untouched since ``cutoff`` (their worker died, or their task was
     never queued) are queued again: each taken by one sweeper, by a conditional update."""
@@ -127,5 +158,6 @@ def memory_embeds_sweep(cutoff: datetime) -> int:
 
 
 register_sweeper(memory_embeds_sweep)
+register_dispatcher(memory_embeds_dispatch, backlog=memory_embeds_backlog)
 # SQLite: the planner's statistics of the memories table, refreshed as it grows.
 register_sweeper(stats_sweeper([Memory._meta.db_table]))

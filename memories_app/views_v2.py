@@ -35,24 +35,22 @@ class MemoryAsyncView(APIView):
         data = validated(MemoryAsyncInput, request.data)
         if data.get("webhook_url"):
             webhook_url_check(data["webhook_url"])
-        # On the database queue the memory and its task commit together (one commit);
-        # on RQ the task is queued once the memory is committed.
+        # On the database queue the request makes one insert: the pending memory is its
+        # own queue entry, and every worker's dispatcher hands it to a task
+        # (tasks.memory_embeds_dispatch). On RQ the task is queued once the memory is
+        # committed (if Redis is down, the sweep queues it later).
         in_database = backend_name() == "database"
-        job_id = None
-
-        def enqueue(memory) -> None:
-            nonlocal job_id
-            job_id = task_enqueue(memory_embed, str(memory.pk))
-
         memory = services.memory_create(
             account=request.user, **memory_create_arguments(data), pending=True,
-            webhook_url=data.get("webhook_url") or "", then=enqueue if in_database else None,
+            webhook_url=data.get("webhook_url") or "", queued=not in_database,
         )
+        job_id = str(memory.pk)
         if not in_database:
             try:
-                enqueue(memory)
+                job_id = task_enqueue(memory_embed, str(memory.pk))
             except Exception:  # noqa: BLE001 - Redis is down: the sweep queues it later
                 logger.exception("could not enqueue memory %s", memory.pk)
+                job_id = None
         return Response(MemoryAsyncOutput({
             "id": memory.pk, "status": memory.status, "job_id": job_id,
             "estimated_completion_seconds": ESTIMATED_SECONDS,

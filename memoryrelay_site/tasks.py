@@ -34,6 +34,31 @@ def register_sweeper(sweeper: Callable[[datetime], int]) -> None:
         _sweepers.append(sweeper)
 
 
+_dispatchers: list[Callable[[], int]] = []
+_backlogs: list[Callable[[], tuple[int, datetime | None]]] = []
+
+
+def register_dispatcher(dispatcher: Callable[[], int], backlog=None) -> None:
+    """On the database queue, work a request only records (a row in a waiting state, no
+    task row: one insert) is handed to tasks by ``dispatcher()``, which every worker calls
+    every poll interval and which returns how many it handed; ``backlog()`` tells health
+    how much waits for it, as ``(count, oldest)``."""
+    if dispatcher not in _dispatchers:
+        _dispatchers.append(dispatcher)
+    if backlog is not None and backlog not in _backlogs:
+        _backlogs.append(backlog)
+
+
+def tasks_dispatch() -> int:
+    handed = 0
+    for dispatcher in list(_dispatchers):
+        try:
+            handed += dispatcher()
+        except Exception:  # noqa: BLE001 - the next round tries again
+            logger.exception("task dispatch failed")
+    return handed
+
+
 def tasks_sweep(*, lease_seconds: float | None = None) -> int:
     lease = settings.MEMORYRELAY_TASK_LEASE_SECONDS if lease_seconds is None else lease_seconds
     cutoff = timezone.now() - timedelta(seconds=lease)
@@ -89,7 +114,13 @@ def _db_pending() -> tuple[int, datetime | None]:
 
     ready = DBTaskResult.objects.ready()
     found = ready.aggregate(n=Count("id"), oldest=Min("enqueued_at"))
-    return found["n"], found["oldest"]
+    count, oldest = found["n"], found["oldest"]
+    for backlog in list(_backlogs):  # waiting for a dispatcher: pending too
+        waiting, since = backlog()
+        count += waiting
+        if since is not None and (oldest is None or since < oldest):
+            oldest = since
+    return count, oldest
 
 
 def _rq_pending() -> tuple[int, datetime | None]:

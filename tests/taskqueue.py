@@ -81,6 +81,10 @@ class Queue:
 
         from django_tasks_db.management.commands import db_worker
 
+        from memoryrelay_site.tasks import tasks_dispatch
+
+        tasks_dispatch()  # as every worker does each poll interval
+
         # Inside a test's transaction the connection must stay open (a worker process
         # closes its stale connections between tasks).
         with mock.patch.object(db_worker, "close_old_connections", lambda: None):

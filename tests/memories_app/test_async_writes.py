@@ -196,16 +196,60 @@ def test_every_answer_matches_the_documented_schema(client, anon, task_queue):
     check(anon.get(f"/v2/memories/{uuid.uuid4()}/status"), path, "get")
 
 
-def test_on_the_database_queue_the_memory_and_its_task_commit_together(client, monkeypatch):
-    from memories_app import views_v2
+def test_on_the_database_queue_a_write_is_one_insert_and_a_dispatcher_queues_it(
+        client, settings):
+    """The pending memory is its own queue entry: no task row in the request; the worker's
+    dispatcher hands it to exactly one task, however many dispatchers run."""
+    from django_tasks_db.models import DBTaskResult
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("queue table unavailable (test)")
+    from memories_app.tasks import memory_embeds_dispatch
+    from memoryrelay_site.tasks import task_queue_state
+    from tests.taskqueue import use_backend
 
-    monkeypatch.setattr(views_v2, "task_enqueue", broken)
-    client.raise_request_exception = False
-    assert_error(post(client, content="all or nothing"), 500, "internal_error")
-    assert not Memory.objects.filter(content="all or nothing").exists()
+    use_backend(settings, "database")
+    body = post(client, content="one insert").json()
+    assert body["job_id"] == body["id"]
+    assert not DBTaskResult.objects.exists()
+    stored = Memory.objects.get(pk=body["id"])
+    assert (stored.status, stored.status_changed_at) == ("pending", None)
+    state = task_queue_state()
+    assert state["pending"] == 1 and state["oldest_pending_age_seconds"] is not None
+    assert memory_embeds_dispatch() == 1
+    assert memory_embeds_dispatch() == 0  # taken once
+    assert DBTaskResult.objects.count() == 1
+    assert Memory.objects.get(pk=body["id"]).status_changed_at is not None
+    assert task_queue_state()["pending"] == 1  # now as its task row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_at_once_queue_each_write_once(client, settings):
+    from django.db import connection
+    from django_tasks_db.models import DBTaskResult
+
+    from memories_app.tasks import memory_embeds_dispatch
+    from tests.taskqueue import use_backend
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run `make test-postgres` (DATABASE_URL pointing at "
+                    "a server)")
+    import threading
+
+    use_backend(settings, "database")
+    for n in range(40):
+        post(client, content=f"raced write {n}")
+    barrier, handed = threading.Barrier(4), []
+
+    def dispatch():
+        barrier.wait()
+        handed.append(memory_embeds_dispatch())
+        connection.close()
+
+    threads = [threading.Thread(target=dispatch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(handed) == 40 and DBTaskResult.objects.count() == 40
 
 
 def test_with_redis_down_the_write_is_kept_and_the_sweep_queues_it_later(client, settings):

@@ -4,7 +4,9 @@ first), or until none is left with ``--burst``. Start as many as you like, on an
 that reach the database (``database``) or Redis (``rq``).
 
 Each worker also sweeps, at start and then every half lease: work claimed by a worker that
-died is handed out again (memoryrelay_site.tasks)."""
+died is handed out again (memoryrelay_site.tasks). On the database queue it also
+dispatches, every poll interval, the work requests only recorded (an asynchronous write
+makes one insert: its pending memory), queueing their tasks."""
 
 from __future__ import annotations
 
@@ -51,8 +53,12 @@ class Command(BaseCommand):
 
     def _work(self, *, burst, interval, stop_with, lease, worker_id):
         _sweep(lease)
+        _dispatch()
         if not burst:
             threading.Thread(target=_sweep_forever, args=(lease,), daemon=True).start()
+            if tasks.backend_name() == "database":
+                threading.Thread(target=_dispatch_forever, args=(interval,),
+                                 daemon=True).start()
         if stop_with:
             threading.Thread(target=_exit_with, args=(stop_with,), daemon=True).start()
         if tasks.backend_name() == "rq":
@@ -100,6 +106,23 @@ def _sweep(lease: float) -> None:
         logger.exception("task sweep failed")
     finally:
         close_old_connections()
+
+
+def _dispatch() -> None:
+    """Hands the work requests only recorded (an asynchronous write's pending memory) to
+    tasks of the database queue."""
+    try:
+        tasks.tasks_dispatch()
+    except Exception:  # noqa: BLE001 - the next round tries again
+        logger.exception("task dispatch failed")
+    finally:
+        close_old_connections()
+
+
+def _dispatch_forever(interval: float) -> None:
+    while True:
+        time.sleep(max(interval, 0.05))
+        _dispatch()
 
 
 def _sweep_forever(lease: float) -> None:
