@@ -81,14 +81,12 @@ def memory_create(
     With ``deduplicate``, a live memory of the same agent at least ``dedup_threshold``
     similar is returned instead (``is_duplicate`` set) and nothing is stored. A session
     deleted before the write commits refuses it (Invalid on session_id)."""
-    write = _Write(agent_ref=agent_ref_checked(agent_ref), content=content,
-                   session_id=str(session_id) if session_id else None,
-                   project=_project_label(account, project, project_id) if project_id
-                   else project,
-                   metadata=metadata, memory_type=memory_type, importance=importance,
-                   tier=tier, visibility=visibility,
-                   dedup_threshold=dedup_threshold if deduplicate else None, extract=extract,
-                   pending=pending, webhook_url=webhook_url, queued=queued)
+    write = _write_of(account, agent_ref=agent_ref, content=content, session_id=session_id,
+                      project=project, project_id=project_id, metadata=metadata,
+                      memory_type=memory_type, importance=importance, tier=tier,
+                      visibility=visibility, deduplicate=deduplicate,
+                      dedup_threshold=dedup_threshold, extract=extract, pending=pending,
+                      webhook_url=webhook_url, queued=queued)
     if vector is None and not pending:
         vector = embedding_of(content)
     write.vector = vector
@@ -120,6 +118,18 @@ class _Write:
     webhook_url: str = ""
     queued: bool = True  # pending: the caller enqueues its task (else a dispatcher will)
     vector: np.ndarray | None = None
+
+
+def _write_of(account, *, agent_ref: str, content: str, session_id=None,
+              project: str | None = None, project_id: str | None = None,
+              deduplicate: bool = False, dedup_threshold: float = 0.95, **fields) -> _Write:
+    """The arguments of :func:`memory_create` (a create's or a batch item's) checked: the
+    agent ref, the project label a ``project_id`` names, the dedup asked for."""
+    if project_id:
+        project = _project_label(account, project, project_id)
+    return _Write(agent_ref=agent_ref_checked(agent_ref), content=content,
+                  session_id=str(session_id) if session_id else None, project=project,
+                  dedup_threshold=dedup_threshold if deduplicate else None, **fields)
 
 
 def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
@@ -320,7 +330,7 @@ def memories_batch_create(*, account, items: list[dict | ServiceError]) -> list[
         if isinstance(item, ServiceError):
             continue
         try:
-            writes.append((i, _batch_write(account, item)))
+            writes.append((i, _write_of(account, **item)))
         except ServiceError as exc:
             outcomes[i] = BatchOutcome(i, "failed", error=exc.message, error_code=exc.type)
     matrix = embed_or_none([write.content for _, write in writes])
@@ -336,19 +346,6 @@ def memories_batch_create(*, account, items: list[dict | ServiceError]) -> list[
             duplicate = getattr(answer, "is_duplicate", False)
             outcomes[i] = BatchOutcome(i, "skipped" if duplicate else "success", memory=answer)
     return [outcomes[i] for i in range(len(items))]
-
-
-def _batch_write(account, item: dict) -> _Write:
-    project = item.get("project")
-    if item.get("project_id"):
-        project = _project_label(account, project, item["project_id"])
-    return _Write(agent_ref=agent_ref_checked(item["agent_ref"]), content=item["content"],
-                  session_id=str(item["session_id"]) if item.get("session_id") else None,
-                  project=project, metadata=item.get("metadata"),
-                  memory_type=item.get("memory_type"), importance=item.get("importance"),
-                  tier=item.get("tier"), visibility=item.get("visibility"),
-                  dedup_threshold=item.get("dedup_threshold") if item.get("deduplicate")
-                  else None, extract=item.get("extract"))
 
 
 def memory_search(
