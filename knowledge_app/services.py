@@ -23,14 +23,7 @@ from memories_app.services import embedding_of, vector_fields
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 from sessions_app.models import Project, ProjectRelationship
 from sessions_app.projects import project_find, project_get
-from sessions_app.services import (
-    agent_hold,
-    agent_resolve,
-    locked_live,
-    session_for_write,
-    session_gone,
-    session_hold,
-)
+from sessions_app.services import agent_ref_checked, locked_live, parents_for_write
 
 from .models import Decision, DecisionStatus, Pattern, PatternAdoption
 
@@ -110,26 +103,23 @@ def decision_record(
     """Records a decision (``active`` unless ``experimental``). ``agent_ref`` (a UUID or a
     name, created on first use) and ``session_id`` (a live session of the account, else a
     422) are optional; without ``project_slug`` the session's project labels it."""
-    session = session_for_write(account=account, session_id=session_id) if session_id else None
-    agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
+    ref = agent_ref_checked(agent_ref) if agent_ref else None
     embedded = vector_fields(embedding_of(decision_text(title, rationale)))
     with transaction.atomic():
+        at = timezone.now()
+        agent, session = parents_for_write(account=account, agent_ref=ref,
+                                           session_id=session_id, at=at)
         return _insert_decision(
-            account=account, agent=agent, session=session, title=title, rationale=rationale,
-            alternatives=alternatives, status=status, tags=tags, metadata=metadata,
+            account=account, agent=agent, session=session, at=at, title=title,
+            rationale=rationale, alternatives=alternatives, status=status, tags=tags,
+            metadata=metadata, embedded=embedded,
             project_slug=project_slug if project_slug else getattr(session, "project", None),
-            embedded=embedded,
         )
 
 
-def _insert_decision(*, account, agent, session, embedded: dict, status, tags, metadata,
+def _insert_decision(*, account, agent, session, at, embedded: dict, status, tags, metadata,
                      **fields) -> Decision:
-    """Inside a transaction: holds the agent, then the session, and inserts the row."""
-    at = timezone.now()
-    if agent is not None:
-        agent_hold(agent=agent, at=at)
-    if session is not None:
-        session = session_hold(session=session, missing=session_gone())
+    """Inside the transaction that holds its agent and session: inserts the row."""
     return Decision.objects.create(
         account=account, agent=agent, session=session, status=status or DecisionStatus.ACTIVE,
         tags=tags or [], metadata=metadata or {}, created_at=at, **fields, **embedded,
@@ -154,18 +144,20 @@ def decision_supersede(
     holding the old row's lock: of two concurrent supersedes one wins and the other is a
     409, as is superseding a superseded decision. The new decision keeps the old one's
     project, tags and agent unless given."""
-    session = session_for_write(account=account, session_id=session_id) if session_id else None
-    agent = agent_resolve(account=account, ref=agent_ref) if agent_ref else None
+    ref = agent_ref_checked(agent_ref) if agent_ref else None
     embedded = vector_fields(embedding_of(decision_text(title, rationale)))
     with transaction.atomic():
         old = locked_live(Decision, decision.pk,
                           NotFound("Decision not found"))
         if old.status == DecisionStatus.SUPERSEDED:
             raise Conflict("Decision is already superseded", field="id")
-        if agent is None and old.agent_id is not None:
-            agent = old.agent
+        if ref is None and old.agent_id is not None:
+            ref = str(old.agent_id)  # its agent, refused (404) if deleted meanwhile
+        at = timezone.now()
+        agent, session = parents_for_write(account=account, agent_ref=ref,
+                                           session_id=session_id, at=at)
         new = _insert_decision(
-            account=account, agent=agent, session=session, title=title,
+            account=account, agent=agent, session=session, at=at, title=title,
             rationale=rationale, alternatives=alternatives, status=status,
             tags=tags if tags is not None else old.tags, metadata=metadata,
             project_slug=project_slug or old.project_slug, embedded=embedded,

@@ -8,9 +8,9 @@ locks, in short transactions:
   never writes back ``deleted_at = NULL`` over a delete (a row deleted meanwhile is a 404);
 - a delete locks the row it deletes (``FOR UPDATE``) before it cascades;
 - a write that adds rows to an agent or a session holds that parent's live row
-  (:func:`agent_hold`, :func:`session_hold`) inside its own transaction, so a concurrent
-  delete either waits for the write and deletes what it wrote, or commits first and the
-  write is refused.
+  (:func:`agents_for_write`, :func:`sessions_for_write`, :func:`parents_for_write`) inside
+  its own transaction, so a concurrent delete either waits for the write and deletes what
+  it wrote, or commits first and the write is refused.
 
 Locks are taken agent first, then session, then memories, so two of these never deadlock.
 """
@@ -86,17 +86,6 @@ def agent_ref_checked(ref: str, field: str = "agent_id") -> str:
     if len(ref) > 255:
         raise Invalid("agent_id must be at most 255 characters", field=field)
     return ref
-
-
-def agent_resolve(*, account, ref: str, field: str = "agent_id") -> Agent:
-    """The agent named by ``ref``; a name not seen before creates the agent (first write)."""
-    ref = agent_ref_checked(ref, field)
-    agent = _find_agent(account, ref)
-    if agent is not None:
-        return agent
-    _refuse_a_gone_agent(account, ref)
-    agent, _ = agent_get_or_create(account=account, name=ref)
-    return agent
 
 
 def _refuse_a_gone_agent(account, ref: str) -> None:
@@ -198,10 +187,22 @@ def agents_for_write(*, account, refs, at: datetime) -> dict[str, Agent]:
     return agents
 
 
-def _agent_for_write(account, ref: str | None) -> Agent | None:
-    if ref is None:
-        return None
-    return agents_for_write(account=account, refs=[ref], at=timezone.now())[ref]
+def parents_for_write(*, account, agent_ref: str | None, session_id=None,
+                      at: datetime | None = None) -> tuple[Agent | None, Session | None]:
+    """Inside a write transaction that adds one row: its agent (a checked ref, or None) and
+    its session (or None), each held until commit, agent first (:func:`agents_for_write`,
+    :func:`sessions_for_write`). A session the account cannot see, or one deleted first,
+    refuses the write (:func:`session_gone`)."""
+    agent = session = None
+    if agent_ref is not None:
+        agent = agents_for_write(account=account, refs=[agent_ref],
+                                 at=at or timezone.now())[agent_ref]
+    if session_id:
+        session = sessions_for_write(account=account, session_ids=[session_id]).get(
+            str(session_id))
+        if session is None:
+            raise session_gone()
+    return agent, session
 
 
 def _agent_create_held(account, name: str) -> Agent:
@@ -213,16 +214,6 @@ def _agent_create_held(account, name: str) -> Agent:
     except IntegrityError:
         return Agent.objects.select_for_update(no_key=True).live().for_account(account).get(
             name=name)
-
-
-def agent_hold(*, agent: Agent, at: datetime | None = None) -> None:
-    """Inside a write that adds rows to ``agent``: marks it active and holds its live row
-    until commit (an UPDATE, which a concurrent :func:`agent_delete` waits for and which sees
-    a delete that committed first). Raises NotFound when the agent was deleted."""
-    at = at or timezone.now()
-    if not Agent.objects.filter(pk=agent.pk, deleted_at__isnull=True).update(last_active_at=at):
-        raise NotFound("Agent not found")
-    agent.last_active_at = at
 
 
 # --- Sessions ---------------------------------------------------------------------------
@@ -250,7 +241,7 @@ def session_create(
     ref = agent_ref_checked(agent_ref) if agent_ref else None
     try:
         with transaction.atomic():
-            agent = _agent_for_write(account, ref)
+            agent, _ = parents_for_write(account=account, agent_ref=ref)
             session = Session.objects.create(
                 account=account, agent=agent, external_id=external_id, project=project,
                 title=title, metadata=metadata or {},
@@ -285,7 +276,7 @@ def session_get_or_create(
     ref = agent_ref_checked(agent_ref) if agent_ref else None
     try:
         with transaction.atomic():
-            agent = _agent_for_write(account, ref)
+            agent, _ = parents_for_write(account=account, agent_ref=ref)
             Session.objects.create(
                 account=account, agent=agent, external_id=external_id, project=project,
                 title=title, metadata=metadata or {},
@@ -321,15 +312,6 @@ def session_gone() -> Invalid:
     return Invalid("Session not found", field="session_id")
 
 
-def session_for_write(*, account, session_id) -> Session:
-    """The account's live session a write adds to (checked again under its lock by
-    :func:`session_hold` inside the write's transaction)."""
-    session = Session.objects.live().for_account(account).filter(pk=session_id).first()
-    if session is None:
-        raise session_gone()
-    return session
-
-
 def sessions_for_write(*, account, session_ids) -> dict[str, Session]:
     """Inside a write transaction (after the agents): the account's live sessions among
     ``session_ids``, each held until commit (one SELECT ... FOR NO KEY UPDATE, in id order),
@@ -340,15 +322,6 @@ def sessions_for_write(*, account, session_ids) -> dict[str, Session]:
         return {}
     return {str(s.pk): s for s in Session.objects.select_for_update(no_key=True).live()
             .for_account(account).filter(pk__in=ids).order_by("pk")}
-
-
-def session_hold(*, session: Session, missing: ServiceError | None = None) -> Session:
-    """Inside a write that adds rows to ``session``: its live row, held until commit, so a
-    concurrent :func:`session_delete` waits for the write (and cascades over it) or has
-    committed first and this raises ``missing`` (NotFound). Writers into one session queue
-    here (take the agent's hold first)."""
-    return locked_live(Session, session.pk, missing or NotFound("Session not found"),
-                       no_key=True)
 
 
 def session_end(
