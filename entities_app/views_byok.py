@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from memoryrelay_site.errors import Invalid, NotFound
+from memoryrelay_site.errors import NotFound
 from memoryrelay_site.serializers import IsoDateTimeField, MetadataField, StrictCharField, is_uuid
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
@@ -73,12 +73,9 @@ class DeactivatedOutput(serializers.Serializer):
     deactivated_count = serializers.IntegerField()
 
 
-def _no_body(request) -> None:
-    """These calls take no body; one that is sent must still be JSON (an object): reading
-    it refuses a malformed or hostile body as every endpoint does."""
-    body = request.data
-    if body not in (None, "", {}) and not isinstance(body, dict):
-        raise Invalid("The body must be a JSON object", field="body")
+class NoBodyInput(serializers.Serializer):
+    """These calls take no body; one that is sent must still be a JSON object (unknown keys
+    ignored): reading it refuses a malformed or hostile body as every endpoint does."""
 
 
 def _key_id(pk: str) -> str:
@@ -104,7 +101,7 @@ class ExtractionKeysView(APIView):
 class ExtractionKeyActivateView(APIView):
     @extend_schema(request=None, parameters=[KEY_ID], responses=ByokKeyOutput)
     def post(self, request, pk: str):
-        _no_body(request)
+        validated(NoBodyInput, request.data)
         key = byok.byok_key_activate(account=request.user, key_id=_key_id(pk))
         return Response(ByokKeyOutput(key).data)
 
@@ -112,7 +109,7 @@ class ExtractionKeyActivateView(APIView):
 class ExtractionKeysDeactivateView(APIView):
     @extend_schema(request=None, responses=DeactivatedOutput)
     def post(self, request):
-        _no_body(request)
+        validated(NoBodyInput, request.data)
         count = byok.byok_deactivate_all(account=request.user)
         return Response(DeactivatedOutput({
             "status": "ok", "deactivated_count": count,

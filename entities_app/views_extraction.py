@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from memories_app.services import memory_get
-from memoryrelay_site.errors import Invalid, NotFound
+from memoryrelay_site.errors import NotFound
 from memoryrelay_site.pagination import parse_int
 from memoryrelay_site.serializers import IsoDateTimeField, StrictCharField, is_uuid
 from sessions_app.views import validated
@@ -111,10 +111,7 @@ class BackfillEntitiesView(APIView):
     def post(self, request):
         # The SDKs send the query string; a JSON body may carry the same two (the query
         # wins). Reading it refuses a malformed or hostile body as every endpoint does.
-        body = request.data if request.data not in (None, "") else {}
-        if not isinstance(body, dict):
-            raise Invalid("The body must be a JSON object", field="body")
-        given = validated(BackfillInput, body) if body else {}
+        given = validated(BackfillInput, request.data)
         limit = parse_int(request.query_params, "limit",
                           given.get("limit") or BACKFILL_DEFAULT, minimum=1,
                           maximum=BACKFILL_MAX)
