@@ -114,43 +114,43 @@ def memory_embed_retry(*, memory_ids) -> int:
     return len(ids)
 
 
-def memory_embeds_dispatch(limit: int = 200) -> int:
+def _undispatched():
     """Asynchronous writes no task was asked for yet (POST /v2/memories on the database
-    queue makes one insert), oldest first: each taken by one dispatcher, by a conditional
-    update, then queued. A dispatcher that dies between the two leaves the memory claimed:
-    the sweep queues it again after the lease."""
-    waiting = (Memory.objects.live()
-               .filter(status=WriteStatus.PENDING, status_changed_at__isnull=True)
-               .order_by("created_at").values_list("pk", flat=True)[:limit])
-    handed = 0
-    for pk in list(waiting):
-        taken = Memory.objects.filter(
-            pk=pk, status=WriteStatus.PENDING, status_changed_at__isnull=True
-        ).update(status_changed_at=timezone.now())
-        if taken:
-            task_enqueue(memory_embed, str(pk))
-            handed += 1
-    return handed
+    queue makes one insert)."""
+    return Memory.objects.live().filter(status=WriteStatus.PENDING,
+                                        status_changed_at__isnull=True)
+
+
+def memory_embeds_dispatch(limit: int = 200) -> int:
+    """The undispatched writes, oldest first, each taken by one dispatcher and queued. A
+    dispatcher that dies between the two leaves the memory claimed: the sweep queues it
+    again after the lease."""
+    waiting = _undispatched().order_by("created_at").values_list("pk", flat=True)[:limit]
+    return _hand_out((pk, {"status_changed_at__isnull": True}) for pk in list(waiting))
 
 
 def memory_embeds_backlog() -> tuple[int, datetime | None]:
-    found = (Memory.objects.live()
-             .filter(status=WriteStatus.PENDING, status_changed_at__isnull=True)
-             .aggregate(n=Count("pk"), oldest=Min("created_at")))
+    found = _undispatched().aggregate(n=Count("pk"), oldest=Min("created_at"))
     return found["n"], found["oldest"]
 
 
 def memory_embeds_sweep(cutoff: datetime) -> int:
     """Unfinished writes untouched since ``cutoff`` (their worker died, or their task was
-    never queued) are queued again: each taken by one sweeper, by a conditional update."""
+    never queued) are queued again: each taken by one sweeper."""
     stale = (Memory.objects.live()
              .filter(status__in=UNFINISHED, status_changed_at__lt=cutoff)
              .values_list("pk", "status_changed_at")[:1000])
+    return _hand_out((pk, {"status_changed_at": changed_at}) for pk, changed_at in list(stale))
+
+
+def _hand_out(claims) -> int:
+    """Queues ``memory_embed`` for each ``(pk, still)`` taken by a conditional update (the
+    memory unfinished and ``still`` as it was read), so of several takers one queues it;
+    returns how many were queued."""
     handed = 0
-    for pk, changed_at in list(stale):
-        taken = Memory.objects.filter(
-            pk=pk, status__in=UNFINISHED, status_changed_at=changed_at
-        ).update(status=WriteStatus.PENDING, status_changed_at=timezone.now())
+    for pk, still in claims:
+        taken = Memory.objects.filter(pk=pk, status__in=UNFINISHED, **still).update(
+            status=WriteStatus.PENDING, status_changed_at=timezone.now())
         if taken:
             task_enqueue(memory_embed, str(pk))
             handed += 1
