@@ -18,8 +18,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from memories_app import search
-from memories_app.embeddings import embed_or_none, get_provider
-from memories_app.services import embedding_of, vector_fields
+from memories_app.embeddings import get_provider
+from memories_app.services import embedding_of, rows_reembed, vector_fields
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 from sessions_app.models import Project, ProjectRelationship
 from sessions_app.projects import project_find, project_get
@@ -396,24 +396,8 @@ def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False,
         counts[model] = stale.count()
         step = (progress(counts[model], model._meta.verbose_name_plural)
                 if progress is not None and not dry_run else None)
-        after = None
-        while not dry_run:
-            page = stale.filter(pk__gt=after) if after is not None else stale
-            batch = list(page.order_by("pk")[:batch_size])
-            if not batch:
-                break
-            after = batch[-1].pk
-            matrix = embed_or_none([text_of(row) for row in batch])
-            if step is not None:
-                step(len(batch))
-            if matrix is None:
-                failed += len(batch)
-                continue
-            for row, vector in zip(batch, matrix, strict=True):
-                for name, value in vector_fields(vector).items():
-                    setattr(row, name, value)
-            model.objects.bulk_update(batch, ["embedding", "embedding_model",
-                                              "embedding_dimension"])
+        if not dry_run:
+            failed += rows_reembed(stale, text_of, batch_size=batch_size, step=step)
     return KnowledgeReembedReport(counts[Decision], counts[Pattern], failed)
 
 

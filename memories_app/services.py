@@ -438,24 +438,34 @@ def memories_reembed(*, batch_size: int = 64, dry_run: bool = False,
     stale = Memory.objects.stale_embeddings(provider.name).without_vectors()
     total = stale.count()
     step = progress(total) if progress is not None and not dry_run else None
+    failed = 0 if dry_run else rows_reembed(stale, lambda m: m.content,
+                                            batch_size=batch_size, step=step)
+    return ReembedReport(stale=total, failed=failed)
+
+
+def rows_reembed(stale, text_of, *, batch_size: int = 64, step=None) -> int:
+    """Embeds the rows of ``stale`` (memories, decisions or patterns: any model with the
+    embedding columns), keyset page by page in primary-key order, each page in one call to
+    the provider and one UPDATE; ``step(n)`` after each page. Returns how many the provider
+    failed to embed (they stay stale, for the next run)."""
     failed, after = 0, None
-    while not dry_run:
+    while True:
         page = stale.filter(pk__gt=after) if after is not None else stale
         batch = list(page.order_by("pk")[:batch_size])
         if not batch:
-            break
+            return failed
         after = batch[-1].pk
-        matrix = embed_or_none([m.content for m in batch])
+        matrix = embed_or_none([text_of(row) for row in batch])
         if step is not None:
             step(len(batch))
         if matrix is None:
             failed += len(batch)
             continue
-        for memory, vector in zip(batch, matrix, strict=True):
-            for field, value in vector_fields(vector).items():
-                setattr(memory, field, value)
-        Memory.objects.bulk_update(batch, ["embedding", "embedding_model", "embedding_dimension"])
-    return ReembedReport(stale=total, failed=failed)
+        for row, vector in zip(batch, matrix, strict=True):
+            for name, value in vector_fields(vector).items():
+                setattr(row, name, value)
+        stale.model.objects.bulk_update(batch, ["embedding", "embedding_model",
+                                                "embedding_dimension"])
 
 
 @dataclass(frozen=True)
