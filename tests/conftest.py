@@ -144,6 +144,18 @@ def memory(account, agent, session):
     )
 
 
+@pytest.fixture
+def sdk(live_server):
+    """The installed SDK 0.4.0's client, against the live test server, as an account of its
+    own (a test using it needs ``django_db(transaction=True)``)."""
+    from memoryrelay import MemoryRelay
+
+    user = get_user_model().objects.create(username="sdk-user")
+    _, raw = api_key_create(user=user, name="sdk")
+    with MemoryRelay(api_key=raw, base_url=live_server.url) as client:
+        yield client
+
+
 def assert_error(response, status: int, type_: str, field: str | None = None) -> dict:
     """Checks the one error body of the API (and its request id header)."""
     assert response.status_code == status, response.content

@@ -35,16 +35,6 @@ def _links_made_here_only(settings):
 # --- SDK 0.4.0, live ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sdk(live_server):
-    from memoryrelay import MemoryRelay
-
-    user = get_user_model().objects.create(username="sdk-entities")
-    _, raw = api_key_create(user=user, name="sdk")
-    with MemoryRelay(api_key=raw, base_url=live_server.url) as client:
-        yield client
-
-
 @pytest.mark.django_db(transaction=True)
 def test_sdk_040_entities_round_trip(sdk):
     from memoryrelay.exceptions import NotFoundError, ValidationError

@@ -4,7 +4,6 @@ call's response must parse into the SDK's own pydantic models."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from memoryrelay import MemoryRelay
 from memoryrelay.exceptions import MemoryRelayError, NotFoundError, ValidationError
 from memoryrelay.models import (
@@ -19,7 +18,6 @@ from memoryrelay.models import (
 )
 from pydantic import BaseModel
 
-from memoryrelay_site.services import api_key_create
 from tests.conftest import requires_model
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,14 +33,6 @@ class HealthStatus(BaseModel):
     timestamp: int
     uptime_seconds: int
     services: dict[str, str]
-
-
-@pytest.fixture
-def sdk(live_server):
-    user = get_user_model().objects.create(username="sdk-user")
-    _, raw = api_key_create(user=user, name="sdk")
-    with MemoryRelay(api_key=raw, base_url=live_server.url) as client:
-        yield client
 
 
 def test_agents_round_trip_through_the_sdk(sdk):

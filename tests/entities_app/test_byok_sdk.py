@@ -4,19 +4,6 @@ every answer parses into its models, and the key never comes back."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-
-from memoryrelay_site.services import api_key_create
-
-
-@pytest.fixture
-def sdk(live_server):
-    from memoryrelay import MemoryRelay
-
-    user = get_user_model().objects.create(username="sdk-byok")
-    _, raw = api_key_create(user=user, name="sdk")
-    with MemoryRelay(api_key=raw, base_url=live_server.url) as client:
-        yield client
 
 
 @pytest.mark.django_db(transaction=True)

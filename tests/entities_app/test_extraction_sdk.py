@@ -4,20 +4,8 @@ extract_entities, get_extraction_status and backfill_entities, and Memory.entiti
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from entities_app.tasks import memory_extract_entities
-from memoryrelay_site.services import api_key_create
-
-
-@pytest.fixture
-def sdk(live_server):
-    from memoryrelay import MemoryRelay
-
-    user = get_user_model().objects.create(username="sdk-extraction")
-    _, raw = api_key_create(user=user, name="sdk")
-    with MemoryRelay(api_key=raw, base_url=live_server.url) as client:
-        yield client
 
 
 @pytest.mark.django_db(transaction=True)
