@@ -145,6 +145,50 @@ def memory(account, agent, session):
 
 
 @pytest.fixture
+def fake_llm():
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 (``state["url"]``): it answers
+    ``state["answer"]`` as the assistant's message with ``state["status"]``, or the bytes
+    ``state["raw"]`` when set, after ``state["delay"]`` seconds; ``state["requests"]`` holds
+    (path, Authorization header, JSON body) of each call; ``state["close"]()`` stops it."""
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"answer": None, "status": 200, "raw": None, "delay": 0.0, "requests": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state["requests"].append((self.path, self.headers.get("Authorization"), body))
+            time.sleep(state["delay"])
+            payload = state["raw"] if state["raw"] is not None else json.dumps(
+                {"choices": [{"message": {"content": state["answer"]}}]}).encode()
+            self.send_response(state["status"])
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    closed = []
+
+    def close():
+        if not closed:
+            closed.append(True)
+            server.shutdown()
+            server.server_close()
+
+    state["close"] = close
+    yield state
+    close()
+
+
+@pytest.fixture
 def sdk(live_server):
     """The installed SDK 0.4.0's client, against the live test server, as an account of its
     own (a test using it needs ``django_db(transaction=True)``)."""

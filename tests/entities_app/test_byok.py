@@ -16,7 +16,7 @@ from entities_app.models import EntityLink, ExtractionKey, MemoryExtraction
 from memoryrelay_site.secrets import secret_decrypt
 from memoryrelay_site.services import api_key_create
 from tests.conftest import assert_error, make_client
-from tests.entities_app.test_extraction_llm import answer, fake_llm  # noqa: F401
+from tests.entities_app.test_extraction_llm import answer
 
 SECRET = "sk-live-0123456789abcdefSECRET"
 
@@ -106,7 +106,7 @@ def test_another_accounts_key_is_a_404(client, other_client):
 
 
 def test_the_active_key_extracts_the_accounts_memories(client, account, settings,
-                                                       fake_llm):  # noqa: F811
+                                                       fake_llm):
     settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
     fake_llm["answer"] = answer(("Maria Lopez", "person"), ("Acme Corp", "organization"))
     add_key(client, provider="custom", model="tiny-local", base_url=fake_llm["url"] + "/v1")

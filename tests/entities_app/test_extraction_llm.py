@@ -5,8 +5,6 @@ the server fails, with the memory's extraction recording which one ran."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,32 +14,6 @@ from entities_app.extraction.rules import RuleExtractor
 from entities_app.models import EntityLink, MemoryExtraction
 
 TEXT = "Maria Lopez from Acme Corp moved JIRA-4812 to pgvector."
-
-
-@pytest.fixture
-def fake_llm():
-    state = {"answer": None, "status": 200, "requests": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state["requests"].append((self.path, self.headers.get("Authorization"), body))
-            payload = json.dumps({"choices": [{"message": {"content": state["answer"]}}]})
-            self.send_response(state["status"])
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(payload.encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 def answer(*entities) -> str:

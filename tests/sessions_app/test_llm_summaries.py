@@ -4,10 +4,7 @@ auto_summarize never waits on it (a task brings the LLM's summary after)."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,52 +14,14 @@ from tests.memories_app.conftest import task_queue  # noqa: F401 - both queue ba
 ANSWER = "The team chose PostgreSQL for billing; the retry bug is fixed; docs remain open."
 
 
-class FakeChat:
-    """An OpenAI-compatible /v1/chat/completions: answers ``answer`` (or fails as told)."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.mode = "ok"  # "ok", "error", "garbage" or "slow"
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the stdlib's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "body": body,
-                                      "auth": self.headers.get("Authorization")})
-                if fake.mode == "slow":
-                    time.sleep(1.5)
-                if fake.mode == "error":
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                text = (b"not json" if fake.mode == "garbage" else json.dumps({"choices": [
-                    {"message": {"role": "assistant", "content": f"  {ANSWER}  "}}]}).encode())
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(text)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-
 @pytest.fixture
-def llm(settings):
-    fake = FakeChat()
-    settings.MEMORYRELAY_SUMMARY_LLM_URL = fake.url
+def llm(settings, fake_llm):
+    fake_llm["answer"] = f"  {ANSWER}  "
+    settings.MEMORYRELAY_SUMMARY_LLM_URL = fake_llm["url"] + "/v1"
     settings.MEMORYRELAY_SUMMARY_LLM_MODEL = "tiny-local"
     settings.MEMORYRELAY_SUMMARY_LLM_API_KEY = "secret"
     settings.MEMORYRELAY_SUMMARY_LLM_TIMEOUT = 1.0
-    yield fake
-    fake.close()
+    return fake_llm
 
 
 @pytest.fixture
@@ -82,10 +41,10 @@ def test_summarize_uses_the_llm_when_configured(client, notes, llm):
     stored = Session.objects.get(pk=notes.id)
     assert (stored.summary, stored.summary_method) == (ANSWER, "llm")
     assert client.get(f"/v1/sessions/{notes.id}").json()["summary_method"] == "llm"
-    sent = llm.requests[0]
-    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer secret"
-    assert sent["body"]["model"] == "tiny-local"
-    prompt = sent["body"]["messages"][-1]["content"]
+    path, auth, sent = llm["requests"][0]
+    assert path == "/v1/chat/completions" and auth == "Bearer secret"
+    assert sent["model"] == "tiny-local"
+    prompt = sent["messages"][-1]["content"]
     assert "move billing to PostgreSQL 16" in prompt and "Docs for the new API" in prompt
     assert prompt.index("move billing") < prompt.index("Docs for the new API")  # oldest first
 
@@ -93,9 +52,14 @@ def test_summarize_uses_the_llm_when_configured(client, notes, llm):
 @pytest.mark.parametrize("mode", ["error", "garbage", "slow", "down"])
 def test_any_llm_failure_falls_back_to_the_extractive_summary(client, notes, llm, mode,
                                                               settings):
-    llm.mode = mode
-    if mode == "down":
-        llm.close()
+    if mode == "error":
+        llm["status"] = 500
+    elif mode == "garbage":
+        llm["raw"] = b"not json"
+    elif mode == "slow":
+        llm["delay"] = 1.5
+    else:
+        llm["close"]()
     started = time.monotonic()
     response = client.post(f"/v1/sessions/{notes.id}/summarize")
     assert response.status_code == 200, response.content
@@ -114,7 +78,7 @@ def test_end_with_auto_summarize_never_waits_on_the_llm(client, notes, llm, task
     body = ended.json()
     assert body["summary"] and body["summary"] != ANSWER
     assert body["summary_method"] == "extractive"
-    assert llm.requests == []  # the request did not call it
+    assert llm["requests"] == []  # the request did not call it
     assert task_queue.run() == 1
     stored = Session.objects.get(pk=notes.id)
     assert (stored.summary, stored.summary_method) == (ANSWER, "llm")
