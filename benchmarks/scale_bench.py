@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/scale_load.py --memories 1000000
     .venv/bin/python benchmarks/scale_bench.py [--sizes 10000,100000,1000000]
         [--queries 100] [--save results.json] [--baseline benchmarks/data/scale_before.json]
+        [--against ../other-checkout --rounds 3]
 
 Each size lives in its own database (``mr_scale_10k``, ``mr_scale_100k``, ``mr_scale_1m``
 on 127.0.0.1:5432 unless ``--url-template`` says otherwise), filled by scale_load.py.
@@ -17,6 +18,11 @@ Prints p50/p95 per mode and size, the ratio of each to the smallest size, the si
 the table and its indexes at each size, and, with ``--baseline``, the saved figures of
 an earlier run beside this one. It prints figures and asserts nothing; the machine is
 shared, so compare ratios more than absolute times.
+
+``--against DIR`` measures the code of another checkout (e.g. ``git worktree add
+../before HEAD~1``) side by side with this one: ``--rounds`` rounds, each measuring every
+size with both, in alternating order, and the load average before each run; it prints the
+median over the rounds of each figure for both.
 """
 
 from __future__ import annotations
@@ -130,6 +136,53 @@ def _nearest(saved: dict, memories: int) -> dict | None:
     return None
 
 
+def run_one(root: Path, url: str, queries: int) -> dict:
+    """One size measured by the scale_bench.py of checkout ``root`` in a child process."""
+    load = os.getloadavg()[0]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "scale_bench.py"), "--one",
+                          url, "--queries", str(queries)], capture_output=True, text=True,
+                         check=True, cwd=root)
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": load}
+
+
+def compare(args, label) -> None:
+    """This checkout and ``args.against`` measured alternately, ``args.rounds`` times."""
+    roots = {"this": ROOT, "against": Path(args.against).resolve()}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs: dict = {(name, size): [] for name in roots for size in sizes}
+    for n in range(args.rounds):
+        order = list(roots) if n % 2 == 0 else list(reversed(roots))
+        for size in sizes:
+            url = args.url_template.format(label=label(size))
+            for name in order:
+                result = run_one(roots[name], url, args.queries)
+                runs[name, size].append(result)
+                figures = "  ".join(f"{mode} {result[mode]['p50']:.1f}/{result[mode]['p95']:.1f}"
+                                    for mode in MODES)
+                print(f"round {n + 1} {name:<8} {size:>9,}: load {result['load']:.2f}  {figures}",
+                      flush=True)
+    print(f"\nmedian of {args.rounds} rounds, p50 / p95 ms (× the smallest size); "
+          f"this = {ROOT}, against = {roots['against']}")
+    print(f"{'mode':<9}{'memories':>10}{'this p50 / p95':>18}{'(×)':>13}"
+          f"{'against p50 / p95':>20}{'(×)':>13}")
+    for mode in MODES:
+        for size in sizes:
+            line = f"{mode:<9}{size:>10,}"
+            for name in roots:
+                p50, p95 = (statistics.median(r[mode][q] for r in runs[name, size])
+                            for q in ("p50", "p95"))
+                b50, b95 = (statistics.median(r[mode][q] for r in runs[name, sizes[0]])
+                            for q in ("p50", "p95"))
+                line += f"{p50:>9.1f} /{p95:>7.1f}  ({p50 / b50:.2f} / {p95 / b95:.2f})"
+            print(line)
+    loads = [r["load"] for rows in runs.values() for r in rows]
+    print(f"load average (1 min) before the runs: {min(loads):.2f} to {max(loads):.2f}")
+    if args.save:
+        Path(args.save).write_text(json.dumps(
+            {f"{name} {size}": rows for (name, size), rows in runs.items()}, indent=1) + "\n")
+        print(f"saved to {args.save}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -138,6 +191,8 @@ def main() -> None:
                         default="postgres://postgres@127.0.0.1:5432/mr_scale_{label}")
     parser.add_argument("--save", default="")
     parser.add_argument("--baseline", default="")
+    parser.add_argument("--against", default="", help="another checkout to compare with")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -145,6 +200,9 @@ def main() -> None:
         return
     from scale_load import label
 
+    if args.against:
+        compare(args, label)
+        return
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
         url = args.url_template.format(label=label(size))

@@ -141,11 +141,10 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     terms = query_terms(query.text)
     if not terms:
         return
-    # One statement: each term's capped matches and, for several terms, the memories
-    # matching them all (used below only when a term's list stopped at the cap).
-    lookups = [([term], TERM_MATCH_CAP) for term in terms]
-    found = vectors.keyword_lookups(queryset, lookups + [(terms, query.pool)] * (len(terms) > 1))
-    matches = dict(zip(terms, found, strict=False))
+    # One statement: each term's capped matches and, when a term's list stopped at the
+    # cap, the memories matching every term (one of them could be missing from that list).
+    found, every = vectors.keyword_matches(queryset, terms, TERM_MATCH_CAP, query.pool)
+    matches = dict(zip(terms, found, strict=True))
     weights = {term: math.log(1 + TERM_MATCH_CAP / max(1, len(ids))) for term, ids in
                matches.items()}
     total = sum(weights.values())
@@ -155,11 +154,8 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
         for pk in ids:
             scores[pk] = scores.get(pk, 0.0) + weights[term] / total
             matched[pk] = matched.get(pk, 0) + 1
-    if len(terms) > 1 and any(len(ids) == TERM_MATCH_CAP for ids in matches.values()):
-        # A common term's list stops at the cap, so a memory matching every term could be
-        # missing from it: ask the index for those directly (they score 1).
-        for pk in found[-1]:
-            scores[pk], matched[pk] = 1.0, len(terms)
+    for pk in every:  # they score 1
+        scores[pk], matched[pk] = 1.0, len(terms)
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]
     for row, cosine in vectors.score(queryset, missing, vector):

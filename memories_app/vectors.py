@@ -174,25 +174,144 @@ def keyword_lookups(queryset, lookups: list[tuple[list[str], int]]) -> list[list
     ``<name>_fts`` on SQLite)."""
     if not lookups:
         return []
+    sql, params = _lookups_sql(queryset, lookups)
+    return _fetch_lookups(queryset, sql, params, len(lookups))
+
+
+def keyword_matches(queryset, terms: list[str], cap: int, pool: int) -> tuple[list[list], list]:
+    """The matches of a query's ``terms`` in one statement: for each term up to ``cap`` ids
+    of rows in ``queryset`` matching it (as :func:`keyword_lookups`), and the ids of rows
+    matching every term when a query of several terms has a term whose list stopped at
+    ``cap`` (such a row may be missing from that list), else none.
+
+    Those rows are found inside the statement, without the text index reading a common
+    term's matches a second time (on PostgreSQL, the main cost of a keyword search in a
+    large account: benchmarks/scale_bench.py):
+
+    * some term's list is complete (shorter than ``cap``): a row matching every term is in
+      each complete list, so only the ids common to the complete lists are checked against
+      all the terms, on the rows themselves (primary-key reads);
+    * every list stopped at ``cap``: up to ``pool`` rows matching every term, found by the
+      text index (see :func:`_pg_every_sql` on PostgreSQL; the FTS5 index's own AND on
+      SQLite).
+    """
+    if not terms:
+        return [], []
+    k = len(terms)
+    sql, params = _lookups_sql(queryset, [([term], cap) for term in terms])
+    _scan_from_the_first_page(queryset)
+    if k == 1:
+        return _fetch_lookups(queryset, sql, params, 1), []
+    model = queryset.model
+    table, pk = model._meta.db_table, model._meta.pk.column
+    ctes = [f"_t (lookup, id) AS MATERIALIZED ({sql})",
+            # how many of the lists stopped at the cap
+            f"_n (capped) AS MATERIALIZED (SELECT count(*) FROM (SELECT lookup FROM _t "
+            f"GROUP BY lookup HAVING count(*) >= {int(cap)}) AS _f)"]
+    capped = "(SELECT capped FROM _n)"
+    common = (f"SELECT id FROM _t WHERE lookup IN (SELECT lookup FROM _t GROUP BY lookup "
+              f"HAVING count(*) < {int(cap)}) GROUP BY id HAVING count(*) = {k} - {capped}")
+    if is_postgres():
+        # ts_match_vq is @@ as a function, which no index serves: checked on the rows.
+        check = (f"ts_match_vq(\"{table}\".search_vector, "
+                 f"plainto_tsquery('{PG_TEXT_CONFIG}', %s))")
+        text = [" ".join(terms)]
+        every_cte, every_cte_params, every_sql, every_params = _pg_every_sql(
+            queryset, terms, pool, check)
+        ctes.append(every_cte)
+        params += every_cte_params
+    else:
+        check, text = _match_where(model, terms)
+        every_sql, every_params = _match_sql(queryset, terms, pool)
+    statement = (
+        f"WITH {', '.join(ctes)} SELECT lookup, id FROM _t "
+        f'UNION ALL SELECT {k}, "{table}"."{pk}" FROM "{table}" WHERE "{table}"."{pk}" IN '
+        f"({common}) AND {capped} BETWEEN 1 AND {k - 1} AND {check} "
+        f"UNION ALL SELECT {k}, _every.* FROM ({every_sql}) AS _every WHERE {capped} = {k}")
+    found = _fetch_lookups(queryset, statement, [*params, *text, *every_params], k + 1)
+    return found[:k], found[k]
+
+
+# A term in this share of the rows or more is read from the rows rather than through the
+# text index when the rows matching every term are looked up (PostgreSQL).
+COMMON_TERM_SHARE = 0.1
+
+
+def _pg_every_sql(queryset, terms: list[str], pool: int, check: str):
+    """PostgreSQL: up to ``pool`` rows matching every one of ``terms``. GIN's AND of the
+    terms decodes each term's whole list of matches, ~1M entries for a word in most rows
+    of a large table. So the index is asked only for the terms in fewer than
+    COMMON_TERM_SHARE of the rows (at least the two rarest), by the planner's statistics
+    (``pg_stats``: the most common lexemes and their shares), and ``check`` (every term)
+    is read on the rows it returns. Without statistics every term goes to the index.
+    Returns the CTE building that index query (``_s``) with its parameters, then the
+    lookup with its own."""
     table = queryset.model._meta.db_table
-    base = queryset.order_by()
+    config = PG_TEXT_CONFIG
+    lexeme = f"trim(both '''' from plainto_tsquery('{config}', u.t)::text)"
+    stats = (f"_st (lexemes, shares) AS MATERIALIZED (SELECT most_common_elems::text::text[], "
+             f"most_common_elem_freqs FROM pg_stats WHERE schemaname = ANY("
+             f"current_schemas(false)) AND tablename = '{table}' AND attname = "
+             f"'search_vector' AND NOT inherited)")
+    cte = (
+        f"{stats}, _s (q) AS MATERIALIZED (SELECT string_agg('(' || q::text || ')', ' & ')"
+        f"::tsquery FROM (SELECT q, share, row_number() OVER (ORDER BY share, n) AS r FROM "
+        f"(SELECT u.n, plainto_tsquery('{config}', u.t) AS q, coalesce((SELECT "
+        f"shares[array_position(lexemes, {lexeme})] FROM _st), 0) AS share "
+        f"FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)) AS _q "
+        f"WHERE numnode(q) > 0) AS _r WHERE share < {COMMON_TERM_SHARE} OR r <= 2)")
+    sql, params = (queryset.order_by()
+                   .extra(where=[f'"{table}".search_vector @@ (SELECT q FROM _s)', check],
+                          params=[" ".join(terms)])
+                   .values_list("pk", flat=True)[:pool].query.sql_with_params())
+    return cte, [list(terms)], sql, list(params)
+
+
+def _match_where(model, terms: list[str]) -> tuple[str, list]:
+    """The condition "the row's indexed text matches every one of ``terms``"."""
+    table = model._meta.db_table
+    if is_postgres():
+        return (f"\"{table}\".search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)",
+                [" ".join(terms)])
+    fts = fts_table(model)
+    return (f'"{table}".rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH %s)',
+            [" ".join('"' + term.replace('"', '""') + '"' for term in terms)])
+
+
+def _lookups_sql(queryset, lookups: list[tuple[list[str], int]]) -> tuple[str, list]:
+    """``SELECT n, id`` of each lookup's capped matches, as one ``UNION ALL``."""
     parts, params = [], []
     for n, (terms, cap) in enumerate(lookups):
-        if is_postgres():
-            where = f"\"{table}\".search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)"
-            text = [" ".join(terms)]
-        else:
-            fts = fts_table(queryset.model)
-            where = f'"{table}".rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH %s)'
-            text = [" ".join('"' + term.replace('"', '""') + '"' for term in terms)]
-        sql, sub_params = (base.extra(where=[where], params=text)
-                           .values_list("pk", flat=True)[:cap].query.sql_with_params())
+        sql, sub_params = _match_sql(queryset, terms, cap)
         parts.append(f"SELECT {n} AS lookup, _k{n}.* FROM ({sql}) AS _k{n}")
         params.extend(sub_params)
-    found: list[list] = [[] for _ in lookups]
+    return " UNION ALL ".join(parts), params
+
+
+def _match_sql(queryset, terms: list[str], cap: int) -> tuple[str, list]:
+    """``SELECT pk`` of up to ``cap`` rows of ``queryset`` matching every one of ``terms``."""
+    where, text = _match_where(queryset.model, terms)
+    return (queryset.order_by().extra(where=[where], params=text)
+            .values_list("pk", flat=True)[:cap].query.sql_with_params())
+
+
+def _scan_from_the_first_page(queryset) -> None:
+    """PostgreSQL: this transaction's sequential scans start at the table's first page. The
+    planner reads a term found in a large share of the rows by a sequential scan that stops
+    after ``cap`` matches; by default (``synchronize_seqscans``) a scan of a table larger
+    than a quarter of ``shared_buffers`` starts near where earlier scans were, so the same
+    query got other matches each time (other results, read from pages out of the cache)
+    from about 100k memories on."""
+    if is_postgres():
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute("SET LOCAL synchronize_seqscans = off")
+
+
+def _fetch_lookups(queryset, sql: str, params: list, lookups: int) -> list[list]:
+    found: list[list] = [[] for _ in range(lookups)]
     to_python = queryset.model._meta.pk.to_python
     with connections[queryset.db].cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params)
+        cursor.execute(sql, params)
         for n, pk in cursor.fetchall():
             found[n].append(to_python(pk))
     return found
