@@ -9,10 +9,14 @@ about 5,900 turns in all) with about 1,500 questions whose answering turns are l
 samples, each ``{"sample_id", "conversation": {...}, "qa": [...]}``), a single conversation
 as a flat object, a directory of them, or the ``locomo10.zip`` that holds them.
 
-Each conversation goes into its own agent (``<prefix>-<sample>-<format>``) through
-``POST /v1/memories/batch``, one memory per turn, its dia_id in ``metadata``; an agent that
-already holds every turn is reused (use another ``--agent-prefix`` after changing the
-server's ingestion). Then every question of categories 1 to 4 (category 5, adversarial,
+Each conversation goes into its own agent (``<prefix>-<sample>-<format>``), each of its
+sessions into a session of that agent (``POST /v1/sessions/get-or-create``), and each turn
+into one memory of that session through ``POST /v1/memories/batch``, in the order spoken,
+its dia_id in ``metadata``: a LoCoMo session is one conversation, as a MemoryRelay session
+is, and search reads a memory of a session with the one before it (a reply with the
+question it answers; memories_app/neighbours.py). An agent that already holds every turn
+is reused (use another ``--agent-prefix`` after changing the server's ingestion). Then
+every question of categories 1 to 4 (category 5, adversarial,
 has no answer in the conversation) is asked through ``POST /v1/memories/search`` within its
 agent, ``limit`` 10, in each mode. A question counts as found at k when one of its evidence
 turns is among the first k hits. The script prints recall@1/5/10 and MRR (over the first
@@ -25,9 +29,11 @@ Memory formats (``--format``):
   what was said, with a shared photo's caption as ``[photo: ...]``: each turn is a
   self-contained fact with who and when, the way an agent would store it;
 * ``prev``: the same followed by ``(after <the turn before it>)``: a short reply ("5 years
-  already!") carries the question it answers. Measured on all ten conversations: hybrid
-  recall@5 0.715 and @10 0.805 against 0.674 and 0.761 for ``turn``, but recall@1 0.284
-  against 0.413, since the turn after the answer now holds the answer too;
+  already!") carries the question it answers. Measured on all ten conversations before
+  search read a session's memories in context: hybrid recall@5 0.715 and @10 0.805 against
+  0.674 and 0.761 for ``turn``, but recall@1 0.284 against 0.413, since the turn after the
+  answer now holds the answer too. Reading in context gets most of that gain for ``turn``
+  without the loss (see README.md);
 * ``window``: the turn between both of its neighbours (recall@1 drops further);
 * ``bare``: the turn's text alone (no date, speaker or photo): to measure what they add.
 
@@ -224,6 +230,14 @@ def agent_name(prefix: str, conversation: Conversation, fmt: str) -> str:
     return f"{prefix}-{conversation.sample_id}-{fmt}"
 
 
+def _by_session(turns: list[Turn]) -> list[tuple[int, list[Turn]]]:
+    """The turns grouped by their LoCoMo session (``D3:7`` is session 3), in order."""
+    groups: dict[int, list[Turn]] = {}
+    for turn in turns:
+        groups.setdefault(int(_DIA.match(turn.dia_id).group(1)), []).append(turn)
+    return list(groups.items())
+
+
 def ingest(client, conversation: Conversation, agent: str, log=print) -> float:
     """Stores every turn as a memory of ``agent`` (skipped when it already holds them all);
     returns the seconds it took."""
@@ -236,18 +250,24 @@ def ingest(client, conversation: Conversation, agent: str, log=print) -> float:
         raise RuntimeError(f"{agent} holds {held} memories, not {len(conversation.turns)}: "
                            "use another --agent-prefix")
     start = time.perf_counter()
-    first, size = 0, BATCH
-    while first < len(conversation.turns):
-        items = [{"content": t.content, "metadata": {"dia_id": t.dia_id}}
-                 for t in conversation.turns[first:first + size]]
-        status, body = client.post("/v1/memories/batch", {"agent_id": agent, "memories": items})
-        if status == 413 and size > 1:  # over the batch's embedding budget: send fewer
-            size = max(1, size // 2)
-            continue
-        _ok(status, body, "batch")
-        if body["failed"]:
-            raise RuntimeError(f"batch: {body['failed']} items failed: {body['results'][:3]}")
-        first += len(items)
+    for number, turns in _by_session(conversation.turns):
+        status, body = client.post("/v1/sessions/get-or-create", {
+            "external_id": f"{agent}-session-{number}", "agent_id": agent,
+            "title": f"{conversation.sample_id} session {number}"})
+        session = _ok(status, body, "session")["id"]
+        first, size = 0, BATCH
+        while first < len(turns):
+            items = [{"content": t.content, "session_id": session,
+                      "metadata": {"dia_id": t.dia_id}} for t in turns[first:first + size]]
+            status, body = client.post("/v1/memories/batch", {"agent_id": agent,
+                                                               "memories": items})
+            if status == 413 and size > 1:  # over the batch's embedding budget: send fewer
+                size = max(1, size // 2)
+                continue
+            _ok(status, body, "batch")
+            if body["failed"]:
+                raise RuntimeError(f"batch: {body['failed']} items failed: {body['results'][:3]}")
+            first += len(items)
     seconds = time.perf_counter() - start
     log(f"  {agent}: {len(conversation.turns)} memories stored in {seconds:.1f} s")
     return seconds

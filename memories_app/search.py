@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from django.db import connection, transaction
 
-from . import vectors
+from . import neighbours, vectors
 from .embeddings import EmbeddingError, get_provider
 
 MODES = ("hybrid", "semantic", "keyword")
@@ -112,8 +112,8 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
     if vector is not None:
         for row, cosine in vectors.nearest(queryset, vector, query.pool):
             hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
-    if query.mode != "semantic":
-        _add_keyword_scores(queryset, query, hits, vector)
+    keyword = _add_keyword_scores(queryset, query, hits, vector) if query.mode != "semantic" else {}
+    neighbours.add_context(queryset, hits, vector, keyword, Hit)
     for hit in hits.values():
         hit.score = _fuse(hit, query.mode)
     ranked = sorted(
@@ -137,10 +137,12 @@ def _query_vector(query: Query) -> np.ndarray | None:
         return None
 
 
-def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
+def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> dict:
+    """Sets the keyword score of ``hits`` after adding the best keyword matches to them;
+    answers {pk: keyword score} of every memory the lookups matched."""
     terms = query_terms(query.text)
     if not terms:
-        return
+        return {}
     # One statement: each term's capped matches and, when a term's list stopped at the
     # cap, the memories matching every term (one of them could be missing from that list).
     found, every = vectors.keyword_matches(queryset, terms, TERM_MATCH_CAP, query.pool)
@@ -160,9 +162,11 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> None:
     missing = [pk for pk in best if pk not in hits]
     for row, cosine in vectors.score(queryset, missing, vector):
         hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
+    keyword = {pk: min(1.0, score) ** coverage_power(len(terms), matched[pk])
+               for pk, score in scores.items()}
     for pk, hit in hits.items():
-        power = coverage_power(len(terms), matched.get(pk, 0))
-        hit.keyword = min(1.0, scores.get(pk, 0.0)) ** power
+        hit.keyword = keyword.get(pk, 0.0)
+    return keyword
 
 
 def coverage_power(terms: int, matched: int) -> int:

@@ -1,0 +1,123 @@
+"""Conversation context in ranking (memories_app/neighbours.py): a memory of a session is
+scored with the one written before it, and the memory after a candidate is a candidate."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import real_queries, requires_model
+
+pytestmark = requires_model
+
+QUESTION = "Melanie: How long have you been painting, Caroline?"
+REPLY = "Caroline: Seven years now, and I have finally found my own style."
+QUERY = "How long has Caroline been painting?"
+DISTRACTORS = [
+    "Caroline: I painted a sunrise over the lake last weekend.",
+    "Melanie: My painting class meets on Mondays at the community centre.",
+    "Caroline: The gallery wants two of my paintings for the spring show.",
+    "Melanie: Painting with kids is messy but so much fun.",
+    "Caroline: I bought new brushes and oil paints yesterday.",
+]
+
+
+def add(client, content, **fields):
+    body = {"content": content, "agent_id": "chat", **fields}
+    response = client.post("/v1/memories", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def new_session(client, name="talk"):
+    response = client.post("/v1/sessions", {"agent_id": "chat", "title": name}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def ranked(client, query=QUERY, **fields):
+    response = client.post("/v1/memories/search", {"query": query, "limit": 3, **fields},
+                           format="json")
+    assert response.status_code == 200, response.content
+    return response.json()["data"]
+
+
+def ids(hits):
+    return [hit["memory"]["id"] for hit in hits]
+
+
+def conversation(client, session=None, reply_fields=None):
+    for text in DISTRACTORS:
+        add(client, text)
+    where = {"session_id": session} if session else {}
+    question = add(client, QUESTION, **where)
+    reply = add(client, REPLY, **where, **(reply_fields or {}))
+    return question, reply
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "semantic"])
+def test_a_reply_is_found_through_the_question_it_answers_in_its_session(client, mode):
+    _, reply = conversation(client, session=new_session(client))
+    assert reply in ids(ranked(client, search_mode=mode))
+
+
+def test_outside_a_session_the_same_reply_is_ranked_alone(client):
+    _, reply = conversation(client)
+    assert reply not in ids(ranked(client))
+
+
+def test_context_comes_only_from_the_memory_written_just_before_in_the_same_session(client):
+    session = new_session(client)
+    for text in DISTRACTORS:
+        add(client, text)
+    add(client, QUESTION, session_id=new_session(client, "another talk"))
+    add(client, "Melanie: The weather is lovely today.", session_id=session)
+    reply = add(client, REPLY, session_id=session)
+    assert reply not in ids(ranked(client))
+
+
+def test_a_deleted_question_gives_no_context(client):
+    question, reply = conversation(client, session=new_session(client))
+    assert client.delete(f"/v1/memories/{question}").status_code == 200
+    assert reply not in ids(ranked(client))
+
+
+def test_a_follower_the_caller_may_not_see_is_never_added(client):
+    session = new_session(client)
+    _, confidential = conversation(client, session=session,
+                                   reply_fields={"visibility": "confidential"})
+    assert confidential not in ids(ranked(client, limit=10))
+    assert confidential in ids(ranked(client, include_confidential=True))
+    other = add(client, REPLY.replace("Seven", "Eight"), session_id=session, agent_id="other")
+    assert other not in ids(ranked(client, agent_id="chat", limit=10))
+
+
+def test_scores_stay_within_0_and_1_in_every_mode(client):
+    conversation(client, session=new_session(client))
+    for mode in ("hybrid", "semantic", "keyword"):
+        hits = ranked(client, search_mode=mode, limit=10)
+        assert hits and all(0 < hit["score"] <= 1 for hit in hits), mode
+
+
+def test_a_reply_inherits_a_share_of_its_questions_keyword_score(client):
+    session = new_session(client)
+    question = add(client, "How long have you been painting?", session_id=session)
+    reply = add(client, "Seven years now.", session_id=session)
+    hits = ranked(client, query="painting how long", search_mode="keyword", limit=10)
+    score = {hit["memory"]["id"]: hit["score"] for hit in hits}
+    assert 0 < score[reply] < score[question]
+
+
+def test_context_costs_two_statements_whatever_the_number_of_hits(client, max_queries):
+    def count(limit):
+        with max_queries(100) as captured:
+            ranked(client, limit=limit)
+        return len(real_queries(captured))
+
+    for text in DISTRACTORS:
+        add(client, text)
+    alone = count(limit=10)
+    session = new_session(client)
+    for n in range(4):
+        add(client, f"{QUESTION} ({n})", session_id=session)
+        add(client, f"{REPLY} ({n})", session_id=session)
+    assert count(limit=3) == count(limit=20) == alone + 2
