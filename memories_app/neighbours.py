@@ -19,8 +19,8 @@ to a session:
 
 Scores stay in [0, 1] and keep their meaning (a cosine, a matched share). Weights measured
 on LoCoMo (benchmarks/locomo_bench.py), tuned on conversations 0-4 and checked on 5-9;
-memories outside sessions, the usual case of stored facts, are ranked as before. Costs two
-statements, only when a candidate belongs to a session.
+memories outside sessions, the usual case of stored facts, are ranked as before. Costs up
+to three statements, only when a candidate belongs to a session.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ CONTEXT_WEIGHT = 0.5
 KEYWORD_CARRY = 0.3
 
 
-def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict,
-                make_hit) -> None:
+def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, make_hit,
+                leaders: list) -> None:
     """Rescores ``hits`` ({pk: Hit}) in the context of their sessions and adds the memories
-    that follow them (``make_hit(row)`` builds a Hit; ``keyword``: {pk: keyword score} of
-    every memory the keyword lookups matched)."""
+    that follow the ``leaders`` (the best candidates so far; a follower of a weak candidate
+    seldom makes the first results). ``make_hit(row)`` builds a Hit; ``keyword``: {pk:
+    keyword score} of every memory the keyword lookups matched. At most three statements:
+    the neighbours' ids, the followers' rows, the vectors the context needs."""
     if not _has_sessions(queryset.model):
         return
     in_session = [pk for pk, hit in hits.items() if getattr(hit.item, "session_id", None)]
@@ -52,28 +54,27 @@ def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict,
                  .annotate(_before=Subquery(before), _after=Subquery(after))
                  .values_list("pk", "_before", "_after"))
     previous = {pk: prev for pk, prev, _ in links if prev is not None}
-    followers = {nxt for _, _, nxt in links if nxt is not None and nxt not in hits}
-    # The followers' own predecessors are the candidates they follow.
-    previous.update({nxt: pk for pk, _, nxt in links if nxt in followers})
-    wanted = set(previous.values()) | followers | (set(previous) if vector is not None else set())
-    if not wanted:
-        return
-    # One statement: the new candidates' rows and the vectors the context needs (the
-    # candidates' own rows were read without theirs).
-    rows = {row.pk: row for row in scoped.filter(pk__in=wanted)}
-    for pk in followers:
-        if pk in rows:
-            hits[pk] = make_hit(rows[pk])
-            hits[pk].keyword = keyword.get(pk, 0.0)
-    embedding = {pk: row.embedding for pk, row in rows.items()}
+    leading = set(leaders)
+    follows = {nxt: pk for pk, _, nxt in links
+               if pk in leading and nxt is not None and nxt not in hits}
+    if follows:
+        for row in scoped.filter(pk__in=list(follows)):
+            hits[row.pk] = make_hit(row)
+            hits[row.pk].keyword = keyword.get(row.pk, 0.0)
+            previous[row.pk] = follows[row.pk]  # the candidate it follows comes before it
     for pk, prev in previous.items():
-        hit = hits.get(pk)
-        if hit is None:
-            continue
-        hit.keyword = max(hit.keyword, KEYWORD_CARRY * keyword.get(prev, 0.0))
+        if pk in hits:
+            hits[pk].keyword = max(hits[pk].keyword, KEYWORD_CARRY * keyword.get(prev, 0.0))
+    if vector is None or not previous:
+        return
+    wanted = set(previous) | set(previous.values())
+    embedding = dict(scoped.filter(pk__in=list(wanted)).values_list("pk", "embedding"))
+    for pk, prev in previous.items():
         own, before_vec = embedding.get(pk), embedding.get(prev)
-        if vector is not None and own is not None and before_vec is not None:
-            hit.semantic = max(0.0, _cosine(vector, own + CONTEXT_WEIGHT * before_vec))
+        if pk in hits and own is not None and before_vec is not None:
+            context = np.asarray(own, dtype=np.float32) + CONTEXT_WEIGHT * np.asarray(
+                before_vec, dtype=np.float32)
+            hits[pk].semantic = max(0.0, _cosine(vector, context))
 
 
 def _cosine(query: np.ndarray, other) -> float:

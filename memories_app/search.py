@@ -113,7 +113,8 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
         for row, cosine in vectors.nearest(queryset, vector, query.pool):
             hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
     keyword = _add_keyword_scores(queryset, query, hits, vector) if query.mode != "semantic" else {}
-    neighbours.add_context(queryset, hits, vector, keyword, Hit)
+    leaders = sorted(hits, key=lambda pk: -_fuse(hits[pk], query.mode))[: max(10, query.limit)]
+    neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
     for hit in hits.values():
         hit.score = _fuse(hit, query.mode)
     ranked = sorted(

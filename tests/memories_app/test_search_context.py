@@ -107,7 +107,7 @@ def test_a_reply_inherits_a_share_of_its_questions_keyword_score(client):
     assert 0 < score[reply] < score[question]
 
 
-def test_context_costs_two_statements_whatever_the_number_of_hits(client, max_queries):
+def test_context_costs_the_same_statements_whatever_the_number_of_hits(client, max_queries):
     def count(limit):
         with max_queries(100) as captured:
             ranked(client, limit=limit)
