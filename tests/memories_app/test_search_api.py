@@ -330,7 +330,8 @@ def test_search_query_count_does_not_grow_with_hits_or_memories(client, max_quer
         client.post("/v1/memories", {"content": f"Deploy {n}: the retry counter reset.",
                                      "agent_id": f"agent-{n}"}, format="json")
     assert count(limit=20) == few
-    with max_queries(8):  # key, neighbours (+2 SET LOCAL on PG), 3 terms, keyword-only hits
+    with max_queries(8):  # key, nearest (+2 SET LOCAL on PG), the keyword statement (+1 on
+        # PG), keyword-only hits
         search(client, "retry counter deploy", limit=20)
 
 
