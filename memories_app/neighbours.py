@@ -25,8 +25,12 @@ to three statements, only when a candidate belongs to a session.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from django.db.models import OuterRef, Subquery
+from django.db.models import Case, OuterRef, Subquery, When
+
+from . import vectors
 
 CONTEXT_WEIGHT = 0.5
 KEYWORD_CARRY = 0.3
@@ -38,7 +42,7 @@ def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, 
     that follow the ``leaders`` (the best candidates so far; a follower of a weak candidate
     seldom makes the first results). ``make_hit(row)`` builds a Hit; ``keyword``: {pk:
     keyword score} of every memory the keyword lookups matched. At most three statements:
-    the neighbours' ids, the followers' rows, the vectors the context needs."""
+    the neighbours' ids, the followers' rows, the cosines the context needs."""
     if not _has_sessions(queryset.model):
         return
     in_session = [pk for pk, hit in hits.items() if getattr(hit.item, "session_id", None)]
@@ -50,37 +54,31 @@ def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, 
               .order_by("-created_at", "-pk").values("pk")[:1])
     after = (same.filter(created_at__gt=OuterRef("created_at"))
              .order_by("created_at", "pk").values("pk")[:1])
-    links = list(scoped.filter(pk__in=in_session)
-                 .annotate(_before=Subquery(before), _after=Subquery(after))
-                 .values_list("pk", "_before", "_after"))
-    previous = {pk: prev for pk, prev, _ in links if prev is not None}
     leading = set(leaders)
+    links = list(scoped.filter(pk__in=in_session).annotate(
+        _before=Subquery(before),
+        _after=Case(When(pk__in=list(leading), then=Subquery(after)), default=None,
+                    output_field=queryset.model._meta.pk.__class__()),
+    ).values_list("pk", "_before", "_after"))
+    previous = {pk: prev for pk, prev, _ in links if prev is not None}
     follows = {nxt: pk for pk, _, nxt in links
                if pk in leading and nxt is not None and nxt not in hits}
     if follows:
-        for row in scoped.filter(pk__in=list(follows)):
+        for row in scoped.filter(pk__in=list(follows)).defer("embedding"):
             hits[row.pk] = make_hit(row)
             hits[row.pk].keyword = keyword.get(row.pk, 0.0)
             previous[row.pk] = follows[row.pk]  # the candidate it follows comes before it
     for pk, prev in previous.items():
         if pk in hits:
             hits[pk].keyword = max(hits[pk].keyword, KEYWORD_CARRY * keyword.get(prev, 0.0))
-    if vector is None or not previous:
+    pairs = [(pk, prev) for pk, prev in previous.items() if pk in hits]
+    if vector is None or not pairs:
         return
-    wanted = set(previous) | set(previous.values())
-    embedding = dict(scoped.filter(pk__in=list(wanted)).values_list("pk", "embedding"))
-    for pk, prev in previous.items():
-        own, before_vec = embedding.get(pk), embedding.get(prev)
-        if pk in hits and own is not None and before_vec is not None:
-            context = np.asarray(own, dtype=np.float32) + CONTEXT_WEIGHT * np.asarray(
-                before_vec, dtype=np.float32)
-            hits[pk].semantic = max(0.0, _cosine(vector, context))
-
-
-def _cosine(query: np.ndarray, other) -> float:
-    other = np.asarray(other, dtype=np.float32)
-    norm = float(np.linalg.norm(other)) * float(np.linalg.norm(query))
-    return float(query @ other) / norm if norm else 0.0
+    a = CONTEXT_WEIGHT
+    for pk, (own, before_cos, between) in vectors.pair_cosines(queryset, pairs, vector).items():
+        # the cosine of the query with (e + a p), e and p taken as unit vectors
+        norm = math.sqrt(max(1e-12, 1 + a * a + 2 * a * between))
+        hits[pk].semantic = max(0.0, (own + a * before_cos) / norm)
 
 
 def _has_sessions(model) -> bool:

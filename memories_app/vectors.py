@@ -158,6 +158,46 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
             for m in queryset]
 
 
+def pair_cosines(queryset, pairs: list[tuple], vector: np.ndarray) -> dict:
+    """For each ``(pk, other_pk)`` of rows of ``queryset``'s model (ids the caller already
+    scoped): {pk: (cos(vector, pk's embedding), cos(vector, other's), cos(pk's, other's))},
+    for the pairs where both have an embedding. One statement; on PostgreSQL the database
+    computes them, so no vector crosses the wire."""
+    if not pairs:
+        return {}
+    model = queryset.model
+    if not is_postgres():
+        ids = {pk for pair in pairs for pk in pair}
+        found = {pk: parse_vector(e) for pk, e in model._base_manager.filter(pk__in=ids)
+                 .values_list("pk", "embedding") if e is not None}
+        query = np.asarray(vector, dtype=np.float32)
+        out = {}
+        for pk, other in pairs:
+            if pk in found and other in found:
+                own, theirs = found[pk], found[other]
+                out[pk] = (_cos(query, own), _cos(query, theirs), _cos(own, theirs))
+        return out
+    table, pk_column = model._meta.db_table, model._meta.pk.column
+    literal = vector_literal(vector)
+    sql = (f'SELECT c."{pk_column}", 1 - (c.embedding <=> %s::vector), '
+           f"1 - (o.embedding <=> %s::vector), 1 - (c.embedding <=> o.embedding) "
+           f"FROM unnest(%s::uuid[], %s::uuid[]) AS pair (own, other) "
+           f'JOIN "{table}" c ON c."{pk_column}" = pair.own '
+           f'JOIN "{table}" o ON o."{pk_column}" = pair.other '
+           f"WHERE c.embedding IS NOT NULL AND o.embedding IS NOT NULL")
+    to_python = model._meta.pk.to_python
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, [literal, literal, [str(p) for p, _ in pairs],
+                             [str(o) for _, o in pairs]])
+        return {to_python(pk): (float(a), float(b), float(c))
+                for pk, a, b, c in cursor.fetchall()}
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
+    return float(a @ b) / norm if norm else 0.0
+
+
 def keyword_ids(queryset, terms: list[str], cap: int) -> list:
     """Up to ``cap`` ids of rows in ``queryset`` whose indexed text matches every one of
     ``terms`` (one lookup of :func:`keyword_lookups`)."""
