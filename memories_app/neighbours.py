@@ -68,14 +68,14 @@ def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, 
             hits[row.pk] = make_hit(row)
             hits[row.pk].keyword = keyword.get(row.pk, 0.0)
             previous[row.pk] = follows[row.pk]  # the candidate it follows comes before it
+    # Every key of ``previous`` is a hit: a candidate, or a follower just added.
     for pk, prev in previous.items():
-        if pk in hits:
-            hits[pk].keyword = max(hits[pk].keyword, KEYWORD_CARRY * keyword.get(prev, 0.0))
-    pairs = [(pk, prev) for pk, prev in previous.items() if pk in hits]
-    if vector is None or not pairs:
+        hits[pk].keyword = max(hits[pk].keyword, KEYWORD_CARRY * keyword.get(prev, 0.0))
+    if vector is None or not previous:
         return
     a = CONTEXT_WEIGHT
-    for pk, (own, before_cos, between) in vectors.pair_cosines(queryset, pairs, vector).items():
+    cosines = vectors.pair_cosines(queryset, list(previous.items()), vector)
+    for pk, (own, before_cos, between) in cosines.items():
         # the cosine of the query with (e + a p), e and p taken as unit vectors
         norm = math.sqrt(max(1e-12, 1 + a * a + 2 * a * between))
         hits[pk].semantic = max(0.0, (own + a * before_cos) / norm)

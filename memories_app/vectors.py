@@ -168,8 +168,8 @@ def pair_cosines(queryset, pairs: list[tuple], vector: np.ndarray) -> dict:
     model = queryset.model
     if not is_postgres():
         ids = {pk for pair in pairs for pk in pair}
-        found = {pk: parse_vector(e) for pk, e in model._base_manager.filter(pk__in=ids)
-                 .values_list("pk", "embedding") if e is not None}
+        found = {pk: e for pk, e in model._base_manager.filter(pk__in=ids)
+                 .values_list("pk", "embedding") if e is not None}  # parsed by the field
         query = np.asarray(vector, dtype=np.float32)
         out = {}
         for pk, other in pairs:
