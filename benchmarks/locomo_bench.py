@@ -9,16 +9,18 @@ about 5,900 turns in all) with about 1,500 questions whose answering turns are l
 samples, each ``{"sample_id", "conversation": {...}, "qa": [...]}``), a single conversation
 as a flat object, a directory of them, or the ``locomo10.zip`` that holds them.
 
-Each conversation goes into its own agent (``<prefix>-<sample>-<format>``), each of its
-sessions into a session of that agent (``POST /v1/sessions/get-or-create``), and each turn
-into one memory of that session through ``POST /v1/memories/batch``, in the order spoken,
-its dia_id in ``metadata``: a LoCoMo session is one conversation, as a MemoryRelay session
-is, and search reads a memory of a session with the one before it (a reply with the
-question it answers; memories_app/neighbours.py). An agent that already holds every turn
-is reused (use another ``--agent-prefix`` after changing the server's ingestion). Then
-every question of categories 1 to 4 (category 5, adversarial,
+Each conversation goes into a project of its own (``<prefix>-<sample>-<format>``), each of
+its two speakers is an agent (``Caroline@<project>``: names are unique per account and the
+same name speaks in several conversations), each LoCoMo session is one session both agents
+share through its ``external_id`` (``POST /v1/sessions/get-or-create``), as the Sessions
+API has agents collaborate, and each turn is one memory of that session by its speaker,
+through ``POST /v1/memories/batch``, in the order spoken, its dia_id in ``metadata``. Search
+reads a memory of a session with the ones around it (memories_app/neighbours.py) and
+favours the memories of the agent a question names (memories_app/search.py). Agents that
+already hold every turn are reused (use another ``--agent-prefix`` after changing the
+server's ingestion). Then every question of categories 1 to 4 (category 5, adversarial,
 has no answer in the conversation) is asked through ``POST /v1/memories/search`` within its
-agent, ``limit`` 10, in each mode. A question counts as found at k when one of its evidence
+project, ``limit`` 10, in each mode. A question counts as found at k when one of its evidence
 turns is among the first k hits. The script prints recall@1/5/10 and MRR (over the first
 10) per mode and per category, with client-side latency (HTTP, auth, the query's
 embedding, ranking, JSON) at p50 and p95. It asserts nothing.
@@ -38,7 +40,7 @@ Memory formats (``--format``):
 * ``bare``: the turn's text alone (no date, speaker or photo): to measure what they add.
 
 Put each format in an account of its own when latency matters: every search's candidates
-are the account's memories narrowed to the agent, so other formats' memories slow it.
+are the account's memories narrowed to the project, so other formats' memories slow it.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ _DIA = re.compile(r"D:?(\d+):(\d+)")
 class Turn:
     dia_id: str
     content: str
+    speaker: str = "?"
 
 
 @dataclass
@@ -134,7 +137,8 @@ def conversation_of(sample: dict, name: str, fmt: str) -> Conversation:
             if dia:
                 before = said_here[n - 1] if n else None
                 after = said_here[n + 1] if n + 1 < len(said_here) else None
-                turns.append(Turn(dia.pop(), turn_content(turn, date, fmt, before, after)))
+                turns.append(Turn(dia.pop(), turn_content(turn, date, fmt, before, after),
+                                  " ".join(str(turn.get("speaker", "?")).split()) or "?"))
     known = {t.dia_id for t in turns}
     questions, unanswerable = [], 0
     for qa in sample.get("qa", []):
@@ -226,8 +230,15 @@ def _ok(status, body, what: str):
     return body
 
 
-def agent_name(prefix: str, conversation: Conversation, fmt: str) -> str:
+def project_name(prefix: str, conversation: Conversation, fmt: str) -> str:
     return f"{prefix}-{conversation.sample_id}-{fmt}"
+
+
+def speaker_agent(project: str, speaker: str) -> str:
+    """Each speaker is an agent of its own; names are unique per account and the same
+    person may speak in several conversations, hence ``Caroline@<project>`` (search knows
+    the agent as Caroline: memories_app/search.py favour_named_author)."""
+    return f"{speaker}@{project}"
 
 
 def _by_session(turns: list[Turn]) -> list[tuple[int, list[Turn]]]:
@@ -238,29 +249,33 @@ def _by_session(turns: list[Turn]) -> list[tuple[int, list[Turn]]]:
     return list(groups.items())
 
 
-def ingest(client, conversation: Conversation, agent: str, log=print) -> float:
-    """Stores every turn as a memory of ``agent`` (skipped when it already holds them all);
-    returns the seconds it took."""
-    status, body = client.get(f"/v1/agents/{agent}/stats")
-    held = (body or {}).get("data", {}).get("total_memories", 0) if status == 200 else 0
+def ingest(client, conversation: Conversation, project: str, log=print) -> float:
+    """Stores every turn as a memory of ``project`` by its speaker's agent (skipped when
+    they already hold them all); returns the seconds it took."""
+    held = 0
+    for speaker in sorted({t.speaker for t in conversation.turns}):
+        status, body = client.get(f"/v1/agents/{speaker_agent(project, speaker)}/stats")
+        held += (body or {}).get("data", {}).get("total_memories", 0) if status == 200 else 0
     if held == len(conversation.turns):
-        log(f"  {agent}: {held} memories already stored, reused")
+        log(f"  {project}: {held} memories already stored, reused")
         return 0.0
     if held:
-        raise RuntimeError(f"{agent} holds {held} memories, not {len(conversation.turns)}: "
+        raise RuntimeError(f"{project} holds {held} memories, not {len(conversation.turns)}: "
                            "use another --agent-prefix")
     start = time.perf_counter()
     for number, turns in _by_session(conversation.turns):
+        # one session shared by both speakers' agents through its external_id
         status, body = client.post("/v1/sessions/get-or-create", {
-            "external_id": f"{agent}-session-{number}", "agent_id": agent,
+            "external_id": f"{project}-session-{number}", "project": project,
+            "agent_id": speaker_agent(project, turns[0].speaker),
             "title": f"{conversation.sample_id} session {number}"})
         session = _ok(status, body, "session")["id"]
         first, size = 0, BATCH
         while first < len(turns):
-            items = [{"content": t.content, "session_id": session,
+            items = [{"content": t.content, "session_id": session, "project": project,
+                      "agent_id": speaker_agent(project, t.speaker),
                       "metadata": {"dia_id": t.dia_id}} for t in turns[first:first + size]]
-            status, body = client.post("/v1/memories/batch", {"agent_id": agent,
-                                                               "memories": items})
+            status, body = client.post("/v1/memories/batch", {"memories": items})
             if status == 413 and size > 1:  # over the batch's embedding budget: send fewer
                 size = max(1, size // 2)
                 continue
@@ -269,7 +284,7 @@ def ingest(client, conversation: Conversation, agent: str, log=print) -> float:
                 raise RuntimeError(f"batch: {body['failed']} items failed: {body['results'][:3]}")
             first += len(items)
     seconds = time.perf_counter() - start
-    log(f"  {agent}: {len(conversation.turns)} memories stored in {seconds:.1f} s")
+    log(f"  {project}: {len(conversation.turns)} memories stored in {seconds:.1f} s")
     return seconds
 
 
@@ -304,14 +319,14 @@ class Tally:
         return out
 
 
-def ask(client, conversations, agents, modes, limit: int = LIMIT) -> list[dict[str, Tally]]:
+def ask(client, conversations, projects, modes, limit: int = LIMIT) -> list[dict[str, Tally]]:
     """One {mode: Tally} per conversation."""
     every = []
-    for conversation, agent in zip(conversations, agents, strict=True):
+    for conversation, project in zip(conversations, projects, strict=True):
         tallies = {mode: Tally() for mode in modes}
         for question in conversation.questions:
             for mode in modes:
-                body = {"query": question.text, "agent_id": agent, "limit": limit,
+                body = {"query": question.text, "project": project, "limit": limit,
                         "search_mode": mode}
                 start = time.perf_counter()
                 found = _ok(*client.post("/v1/memories/search", body), "search")
@@ -368,10 +383,10 @@ def run(client, path: Path, *, conversations: str | None = None, modes=MODES,
     skipped = sum(c.unanswerable for c in chosen)
     out(f"{len(chosen)} conversations ({', '.join(c.sample_id for c in chosen)}): {turns} turns, "
         f"{questions} questions of categories 1-4 ({skipped} left out: no evidence turn named)")
-    agents = [agent_name(prefix, c, fmt) for c in chosen]
-    for conversation, agent in zip(chosen, agents, strict=True):
-        ingest(client, conversation, agent, log=out)
-    per_conversation = ask(client, chosen, agents, modes)
+    projects = [project_name(prefix, c, fmt) for c in chosen]
+    for conversation, project in zip(chosen, projects, strict=True):
+        ingest(client, conversation, project, log=out)
+    per_conversation = ask(client, chosen, projects, modes)
     tallies = merged(per_conversation)
     apart = {}
     for spec in groups:

@@ -1,30 +1,35 @@
-"""Conversation context in ranking: a memory of a session is read with the one before it.
+"""Conversation context in ranking: a memory of a session is read with the ones around it.
 
 Memories written one after another in a session are often a conversation, and the memory
 that answers a question is often a reply that means little alone: "Seven years now, and
 I've finally found my muses" answers "How long has Melanie been practicing art?" only
-after "How long have you been painting?". So, for every candidate of a search that belongs
-to a session:
+after "How long have you been painting?", and "We even won a trophy!" answers "What did
+John's team win?" two turns after "It was an intense season". So, for the candidates of a
+search that belong to a session:
 
-* its semantic score is the cosine of the query with its vector in context: its own
-  embedding plus ``CONTEXT_WEIGHT`` times the embedding of the live memory written just
+* a candidate's semantic score is the cosine of the query with its vector in context: its
+  own embedding plus ``CONTEXT_WEIGHT`` times the embedding of the live memory written just
   before it in the same session (visible to the same caller), renormalised; computed from
   the stored vectors, so writes are unchanged and a memory without a predecessor keeps its
   own cosine;
 * its keyword score is at least ``KEYWORD_CARRY`` times its predecessor's (the words of a
   question carry a little to its answer);
-* the memory written just after each candidate joins the candidates, so a reply with no
-  word and little meaning in common with the query can still be found through what it
-  answers.
+* the memories within ``WINDOW`` places of each of the best candidates (the leaders), on
+  either side in the same session, join the candidates;
+* then (:func:`lift`) a leader and the memories of its window lift each other: each score
+  ``s`` becomes ``1 - (1 - s)(1 - LIFT * best)``, ``best`` the highest score among the others
+  (a memory next to one that answers well, in the same conversation, likely belongs to the
+  answer).
 
-Scores stay in [0, 1] and keep their meaning (a cosine, a matched share). Weights measured
-on LoCoMo (benchmarks/locomo_bench.py), tuned on conversations 0-4 and checked on 5-9;
-memories outside sessions, the usual case of stored facts, are ranked as before. Costs up
-to three statements, only when a candidate belongs to a session.
+Scores stay in [0, 1] and keep their meaning. Weights measured on LoCoMo
+(benchmarks/locomo_bench.py), tuned on conversations 0-4 and checked on 5-9; memories
+outside sessions, the usual case of stored facts, are ranked as before. Costs up to three
+statements, only when a candidate belongs to a session.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -34,51 +39,89 @@ from . import vectors
 
 CONTEXT_WEIGHT = 0.5
 KEYWORD_CARRY = 0.3
+WINDOW = 2  # places on each side of a leader
+LIFT = 0.5
 
 
 def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, make_hit,
-                leaders: list) -> None:
+                leaders: list) -> dict:
     """Rescores ``hits`` ({pk: Hit}) in the context of their sessions and adds the memories
-    that follow the ``leaders`` (the best candidates so far; a follower of a weak candidate
-    seldom makes the first results). ``make_hit(row)`` builds a Hit; ``keyword``: {pk:
-    keyword score} of every memory the keyword lookups matched. At most three statements:
-    the neighbours' ids, the followers' rows, the cosines the context needs."""
+    around the ``leaders`` (the best candidates so far: the window of a weak candidate seldom
+    makes the first results). ``make_hit(row)`` builds a Hit; ``keyword``: {pk: keyword
+    score} of every memory the keyword lookups matched. Answers {leader pk: [pks of its
+    window]} for :func:`lift`. At most three statements: the neighbours' ids, the new rows,
+    the cosines the context needs."""
     if not _has_sessions(queryset.model):
-        return
+        return {}
     in_session = [pk for pk, hit in hits.items() if getattr(hit.item, "session_id", None)]
     if not in_session:
-        return
+        return {}
     scoped = queryset.order_by()
     same = scoped.filter(session_id=OuterRef("session_id"))
     before = (same.filter(created_at__lt=OuterRef("created_at"))
-              .order_by("-created_at", "-pk").values("pk")[:1])
+              .order_by("-created_at", "-pk").values("pk"))
     after = (same.filter(created_at__gt=OuterRef("created_at"))
-             .order_by("created_at", "pk").values("pk")[:1])
-    leading = set(leaders)
-    links = list(scoped.filter(pk__in=in_session).annotate(
-        _before=Subquery(before),
-        _after=Case(When(pk__in=list(leading), then=Subquery(after)), default=None,
-                    output_field=queryset.model._meta.pk.__class__()),
-    ).values_list("pk", "_before", "_after"))
-    previous = {pk: prev for pk, prev, _ in links if prev is not None}
-    follows = {nxt: pk for pk, _, nxt in links
-               if pk in leading and nxt is not None and nxt not in hits}
-    if follows:
-        for row in scoped.filter(pk__in=list(follows)).defer("embedding"):
+             .order_by("created_at", "pk").values("pk"))
+    leading = [pk for pk in leaders if pk in set(in_session)]
+    pk_field = queryset.model._meta.pk.__class__
+
+    def for_leaders(subquery):
+        return Case(When(pk__in=leading, then=Subquery(subquery)), default=None,
+                    output_field=pk_field())
+
+    # _b1 is every candidate's predecessor; a leader's window also needs the WINDOW after
+    # it and WINDOW + 1 before it (the farthest one is the predecessor of the one after it).
+    steps = {"_b1": Subquery(before[:1])}
+    if leading:
+        steps |= {f"_b{d}": for_leaders(before[d - 1:d]) for d in range(2, WINDOW + 2)}
+        steps |= {f"_a{d}": for_leaders(after[d - 1:d]) for d in range(1, WINDOW + 1)}
+    names = list(steps)
+    rows = scoped.filter(pk__in=in_session).annotate(**steps).values_list("pk", *names)
+    previous, windows = {}, {}
+    for pk, *found in rows:
+        near = dict(zip(names, found, strict=True))
+        if near["_b1"] is not None:
+            previous[pk] = near["_b1"]
+        if pk not in leading:
+            continue
+        # the session in order around the leader: b_{W+1} .. b_1, pk, a_1 .. a_W
+        line = [near[f"_b{d}"] for d in range(WINDOW + 1, 0, -1)] + [pk]
+        line += [near[f"_a{d}"] for d in range(1, WINDOW + 1)]
+        for earlier, later in itertools.pairwise(line):
+            if earlier is not None and later is not None:
+                previous.setdefault(later, earlier)
+        windows[pk] = [m for m in line[1:] if m is not None and m != pk]
+    new = {m for members in windows.values() for m in members} - hits.keys()
+    if new:
+        for row in scoped.filter(pk__in=list(new)).defer("embedding"):
             hits[row.pk] = make_hit(row)
             hits[row.pk].keyword = keyword.get(row.pk, 0.0)
-            previous[row.pk] = follows[row.pk]  # the candidate it follows comes before it
-    # Every key of ``previous`` is a hit: a candidate, or a follower just added.
+    # the window ids came from the same scoped rows; one deleted since is left out
+    windows = {pk: [m for m in members if m in hits] for pk, members in windows.items()}
+    previous = {pk: prev for pk, prev in previous.items() if pk in hits}
     for pk, prev in previous.items():
         hits[pk].keyword = max(hits[pk].keyword, KEYWORD_CARRY * keyword.get(prev, 0.0))
     if vector is None or not previous:
-        return
+        return windows
     a = CONTEXT_WEIGHT
     cosines = vectors.pair_cosines(queryset, list(previous.items()), vector)
     for pk, (own, before_cos, between) in cosines.items():
         # the cosine of the query with (e + a p), e and p taken as unit vectors
         norm = math.sqrt(max(1e-12, 1 + a * a + 2 * a * between))
         hits[pk].semantic = max(0.0, (own + a * before_cos) / norm)
+    return windows
+
+
+def lift(hits: dict, windows: dict) -> None:
+    """A leader and the memories of its window (from :func:`add_context`) lift each other's
+    final ``score`` (see the module's docstring); read from the scores before any lift."""
+    best: dict = {}
+    for leader, members in windows.items():
+        for pk in members:
+            best[pk] = max(best.get(pk, 0.0), hits[leader].score)
+            best[leader] = max(best.get(leader, 0.0), hits[pk].score)
+    for pk, other in best.items():
+        hits[pk].score = 1.0 - (1.0 - hits[pk].score) * (1.0 - LIFT * other)
 
 
 def _has_sessions(model) -> bool:

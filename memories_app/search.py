@@ -14,6 +14,11 @@ query", so a ``min_score`` cutoff means the same in every mode:
   found only by an exact token still scores high, one found only by meaning keeps its
   cosine, and one found by both ranks above either.
 
+Then, in every mode, two readings of where a memory was written: memories of a session are
+read with the ones around them (:mod:`.neighbours`), and when the hits come from several
+agents and the query names one of them, the others' memories weigh less
+(:func:`favour_named_author`). Both keep scores in [0, 1].
+
 Candidates come from the database's own indexes (pgvector HNSW and a GIN tsvector on
 PostgreSQL; exact vector scoring and FTS5 on SQLite), always from the caller's scoped
 queryset: only the account's live memories are ever candidates.
@@ -38,6 +43,7 @@ MODES = ("hybrid", "semantic", "keyword")
 # 1M memories each match read is a heap page (benchmarks/scale_bench.py); 1,000 before.
 TERM_MATCH_CAP = 200
 MAX_TERMS = 12
+AUTHOR_WEIGHT = 0.7  # see favour_named_author
 SHORT_QUERY_TERMS = 3  # a partial match of this many informative terms or fewer is squared
 _TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
 STOPWORDS = frozenset(
@@ -114,9 +120,11 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
             hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
     keyword = _add_keyword_scores(queryset, query, hits, vector) if query.mode != "semantic" else {}
     leaders = sorted(hits, key=lambda pk: -_fuse(hits[pk], query.mode))[: max(10, query.limit)]
-    neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
+    windows = neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
     for hit in hits.values():
         hit.score = _fuse(hit, query.mode)
+    favour_named_author(queryset.model, hits, query.text)
+    neighbours.lift(hits, windows)
     ranked = sorted(
         (h for h in hits.values() if h.score > 0 and h.score >= query.min_score),
         key=lambda h: (-h.score, -h.item.created_at.timestamp(), str(h.item.pk)),
@@ -168,6 +176,35 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> dict:
     for pk, hit in hits.items():
         hit.keyword = keyword.get(pk, 0.0)
     return keyword
+
+
+def favour_named_author(model, hits: dict, text: str) -> None:
+    """When the hits were written by several agents and the query names exactly one of
+    them ("What did Caroline paint?" over a conversation between the agents Caroline and
+    Melanie), the other agents' memories score ``AUTHOR_WEIGHT`` times as much: they seldom
+    answer a question about someone else. An agent is named by its name as a whole word,
+    in any case; for a name such as ``caroline@support`` the part before the ``@`` also
+    counts. One statement, only when the hits have several authors."""
+    field = next((f for f in model._meta.concrete_fields if f.name == "agent"), None)
+    authors = {getattr(hit.item, "agent_id", None) for hit in hits.values()} - {None}
+    if field is None or len(authors) < 2:
+        return
+    lowered = text.lower()
+    named = {pk for pk, name in field.related_model._base_manager.filter(pk__in=authors)
+             .values_list("pk", "name") if _names(lowered, name)}
+    if len(named) != 1:
+        return
+    for hit in hits.values():
+        if hit.item.agent_id not in named:
+            hit.score *= AUTHOR_WEIGHT
+
+
+def _names(lowered: str, name: str) -> bool:
+    for form in {name.lower(), name.lower().split("@", 1)[0]}:
+        form = form.strip()
+        if len(form) > 1 and re.search(rf"(?<!\w){re.escape(form)}(?!\w)", lowered):
+            return True
+    return False
 
 
 def coverage_power(terms: int, matched: int) -> int:

@@ -121,3 +121,50 @@ def test_context_costs_the_same_statements_whatever_the_number_of_hits(client, m
         add(client, f"{QUESTION} ({n})", session_id=session)
         add(client, f"{REPLY} ({n})", session_id=session)
     assert count(limit=3) == count(limit=20) == alone + 2
+
+
+SEASON = [  # the answer comes two turns after what the question is about
+    ("chat", "John: It was an intense season with tough losses and great wins for us."),
+    ("chat", "Maria: That sounds like quite a ride, well done to all of you!"),
+    ("chat", "John: All that hard work was worth it. We even took home a trophy!"),
+]
+SEASON_QUERY = "What did John's team win at the end of the season?"
+SEASON_DISTRACTORS = [
+    "John: Our team trains every Tuesday and Thursday evening.",
+    "John: The season opener is against the Tigers next month.",
+    "Maria: My team at the shelter won an award for volunteering.",
+    "John: I bought new shoes for the team practice this season.",
+    "John: We lost the last game of the season by two points.",
+]
+
+
+def season(client, session=None):
+    for text in SEASON_DISTRACTORS:
+        add(client, text)
+    where = {"session_id": session} if session else {}
+    return [add(client, text, agent_id=agent, **where) for agent, text in SEASON]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "semantic"])
+def test_a_memory_two_turns_after_a_strong_hit_is_found_with_it(client, mode):
+    *_, answer = season(client, session=new_session(client))
+    assert answer in ids(ranked(client, query=SEASON_QUERY, search_mode=mode, limit=5))
+
+
+def test_outside_a_session_the_answer_two_turns_later_is_not_found(client):
+    *_, answer = season(client)
+    assert answer not in ids(ranked(client, query=SEASON_QUERY, limit=5))
+
+
+def test_a_window_member_the_caller_may_not_see_is_never_added(client):
+    session = new_session(client)
+    for text in SEASON_DISTRACTORS:
+        add(client, text)
+    add(client, SEASON[0][1], session_id=session)
+    add(client, SEASON[1][1], session_id=session)
+    hidden = add(client, SEASON[2][1], session_id=session, visibility="confidential")
+    deleted = add(client, SEASON[2][1].replace("trophy", "cup"), session_id=session)
+    assert client.delete(f"/v1/memories/{deleted}").status_code == 200
+    found = ids(ranked(client, query=SEASON_QUERY, limit=20))
+    assert hidden not in found and deleted not in found
+    assert hidden in ids(ranked(client, query=SEASON_QUERY, include_confidential=True, limit=5))
