@@ -237,7 +237,7 @@ def project_name(prefix: str, conversation: Conversation, fmt: str) -> str:
 def speaker_agent(project: str, speaker: str) -> str:
     """Each speaker is an agent of its own; names are unique per account and the same
     person may speak in several conversations, hence ``Caroline@<project>`` (search knows
-    the agent as Caroline: memories_app/search.py favour_named_author)."""
+    the agent as Caroline: memories_app/search.py named_author)."""
     return f"{speaker}@{project}"
 
 

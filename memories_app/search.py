@@ -17,7 +17,7 @@ query", so a ``min_score`` cutoff means the same in every mode:
 Then, in every mode, two readings of where a memory was written: memories of a session are
 read with the ones around them (:mod:`.neighbours`), and when the hits come from several
 agents and the query names one of them, the others' memories weigh less
-(:func:`favour_named_author`). Both keep scores in [0, 1].
+(:func:`named_author`). Both keep scores in [0, 1].
 
 Candidates come from the database's own indexes (pgvector HNSW and a GIN tsvector on
 PostgreSQL; exact vector scoring and FTS5 on SQLite), always from the caller's scoped
@@ -43,7 +43,7 @@ MODES = ("hybrid", "semantic", "keyword")
 # 1M memories each match read is a heap page (benchmarks/scale_bench.py); 1,000 before.
 TERM_MATCH_CAP = 200
 MAX_TERMS = 12
-AUTHOR_WEIGHT = 0.7  # see favour_named_author
+AUTHOR_WEIGHT = 0.7  # see named_author
 SHORT_QUERY_TERMS = 3  # a partial match of this many informative terms or fewer is squared
 _TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
 STOPWORDS = frozenset(
@@ -119,11 +119,17 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
         for row, cosine in vectors.nearest(queryset, vector, query.pool):
             hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
     keyword = _add_keyword_scores(queryset, query, hits, vector) if query.mode != "semantic" else {}
+    named = named_author(queryset.model, hits, query.text)
+    if named and vector is not None:
+        vector = _without_name(query.text, named[1], vector)
+        for pk, cosine in vectors.cosines(queryset, list(hits), vector).items():
+            hits[pk].semantic = max(0.0, cosine)
     leaders = sorted(hits, key=lambda pk: -_fuse(hits[pk], query.mode))[: max(10, query.limit)]
     windows = neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
     for hit in hits.values():
         hit.score = _fuse(hit, query.mode)
-    favour_named_author(queryset.model, hits, query.text)
+        if named and hit.item.agent_id != named[0]:
+            hit.score *= AUTHOR_WEIGHT
     neighbours.lift(hits, windows)
     ranked = sorted(
         (h for h in hits.values() if h.score > 0 and h.score >= query.min_score),
@@ -178,33 +184,52 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> dict:
     return keyword
 
 
-def favour_named_author(model, hits: dict, text: str) -> None:
-    """When the hits were written by several agents and the query names exactly one of
-    them ("What did Caroline paint?" over a conversation between the agents Caroline and
-    Melanie), the other agents' memories score ``AUTHOR_WEIGHT`` times as much: they seldom
-    answer a question about someone else. An agent is named by its name as a whole word,
-    in any case; for a name such as ``caroline@support`` the part before the ``@`` also
-    counts. One statement, only when the hits have several authors."""
+def named_author(model, hits: dict, text: str) -> tuple | None:
+    """(agent pk, the name as the query has it) when the hits were written by several
+    agents and the query names exactly one of them ("What did Caroline paint?" over a
+    conversation between the agents Caroline and Melanie), else None. An agent is named by
+    its name as a whole word, in any case; for a name such as ``caroline@support`` the part
+    before the ``@`` also counts. One statement, only when the hits have several authors.
+
+    Then (:func:`run`) the other agents' memories score ``AUTHOR_WEIGHT`` times as much
+    (they seldom answer a question about someone else), and the query's meaning is read
+    both as asked and with the name as "they" (:func:`_without_name`): the memories of
+    Caroline seldom say "Caroline", so her name only pulls the query towards the memories
+    that talk to her."""
     field = next((f for f in model._meta.concrete_fields if f.name == "agent"), None)
     authors = {getattr(hit.item, "agent_id", None) for hit in hits.values()} - {None}
     if field is None or len(authors) < 2:
-        return
+        return None
     lowered = text.lower()
-    named = {pk for pk, name in field.related_model._base_manager.filter(pk__in=authors)
-             .values_list("pk", "name") if _names(lowered, name)}
-    if len(named) != 1:
-        return
-    for hit in hits.values():
-        if hit.item.agent_id not in named:
-            hit.score *= AUTHOR_WEIGHT
+    named = {}
+    for pk, name in (field.related_model._base_manager.filter(pk__in=authors)
+                     .values_list("pk", "name")):
+        form = _named_as(lowered, name)
+        if form:
+            named[pk] = form
+    return next(iter(named.items())) if len(named) == 1 else None
 
 
-def _names(lowered: str, name: str) -> bool:
-    for form in {name.lower(), name.lower().split("@", 1)[0]}:
-        form = form.strip()
+def _named_as(lowered: str, name: str) -> str | None:
+    for form in (name.lower().strip(), name.lower().split("@", 1)[0].strip()):
         if len(form) > 1 and re.search(rf"(?<!\w){re.escape(form)}(?!\w)", lowered):
-            return True
-    return False
+            return form
+    return None
+
+
+def _without_name(text: str, form: str, vector: np.ndarray) -> np.ndarray:
+    """The normalised mean of ``vector`` (``text``'s embedding) and the embedding of ``text``
+    with the name ``form`` as "they" ("their" for "Caroline's"); ``vector`` as it is when
+    the provider fails."""
+    pattern = re.compile(rf"(?<!\w){re.escape(form)}(['’]s)?(?!\w)", re.IGNORECASE)
+    plain = pattern.sub(lambda m: "their" if m.group(1) else "they", text)
+    try:
+        other = np.asarray(get_provider().embed([plain])[0], dtype=np.float32)
+    except EmbeddingError:
+        return vector
+    mixed = vector / max(1e-12, float(np.linalg.norm(vector)))
+    mixed = mixed + other / max(1e-12, float(np.linalg.norm(other)))
+    return mixed / max(1e-12, float(np.linalg.norm(mixed)))
 
 
 def coverage_power(terms: int, matched: int) -> int:

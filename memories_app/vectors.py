@@ -158,6 +158,26 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
             for m in queryset]
 
 
+def cosines(queryset, pks: list, vector: np.ndarray) -> dict:
+    """{pk: cosine similarity of its embedding to ``vector``} for the rows ``pks`` of
+    ``queryset``'s model (ids the caller already scoped) that have one. One statement,
+    reading no row objects; on PostgreSQL the database computes them."""
+    if not pks:
+        return {}
+    model = queryset.model
+    if not is_postgres():
+        query = np.asarray(vector, dtype=np.float32)
+        return {pk: _cos(query, e) for pk, e in model._base_manager.filter(pk__in=pks)
+                .values_list("pk", "embedding") if e is not None}  # parsed by the field
+    table, pk_column = model._meta.db_table, model._meta.pk.column
+    sql = (f'SELECT "{pk_column}", 1 - (embedding <=> %s::vector) FROM "{table}" '
+           f'WHERE "{pk_column}" = ANY(%s::uuid[]) AND embedding IS NOT NULL')
+    to_python = model._meta.pk.to_python
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, [vector_literal(vector), [str(pk) for pk in pks]])
+        return {to_python(pk): float(cos) for pk, cos in cursor.fetchall()}
+
+
 def pair_cosines(queryset, pairs: list[tuple], vector: np.ndarray) -> dict:
     """For each ``(pk, other_pk)`` of rows of ``queryset``'s model (ids the caller already
     scoped): {pk: (cos(vector, pk's embedding), cos(vector, other's), cos(pk's, other's))},

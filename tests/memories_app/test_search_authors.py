@@ -1,5 +1,5 @@
 """A query that names one of the agents whose memories it searches favours that agent's
-memories (memories_app/search.py favour_named_author)."""
+memories (memories_app/search.py named_author)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_the_memories_of_the_agent_the_query_names_come_first(client, caroline, 
 def without_the_feature(monkeypatch):
     from memories_app import search
 
-    monkeypatch.setattr(search, "favour_named_author", lambda *args: None)
+    monkeypatch.setattr(search, "named_author", lambda *args: None)
 
 
 def test_the_named_agent_ranks_second_without_the_feature(client, monkeypatch):
@@ -69,8 +69,8 @@ def test_within_one_agent_nothing_changes(client):
     assert ranked(client, agent_id="Caroline@talk") == [hers]
 
 
-def test_one_more_statement_only_when_the_hits_have_several_authors(client, max_queries,
-                                                                    monkeypatch):
+def test_statements_only_when_the_hits_have_several_authors(client, max_queries,
+                                                             monkeypatch):
     def count(**fields):
         with max_queries(100) as captured:
             ranked(client, **fields)
@@ -78,6 +78,28 @@ def test_one_more_statement_only_when_the_hits_have_several_authors(client, max_
 
     add(client, MELANIE, "Melanie@talk")
     add(client, CAROLINE, "Caroline@talk")
-    several, one = count(), count(agent_id="Melanie@talk")
+    named, unnamed = count(), count(query="What was painted last weekend?")
+    one = count(agent_id="Melanie@talk")
     without_the_feature(monkeypatch)
-    assert (several, one) == (count() + 1, count(agent_id="Melanie@talk"))
+    # the authors' names; when one is named, the candidates' cosines to the query read
+    # without the name
+    assert named == count() + 2
+    assert unnamed == count(query="What was painted last weekend?") + 1
+    assert one == count(agent_id="Melanie@talk")
+
+
+def test_the_query_is_also_read_without_the_name(client, monkeypatch):
+    from memories_app import embeddings
+
+    add(client, MELANIE, "Melanie@talk")
+    add(client, CAROLINE, "Caroline@talk")
+    provider = embeddings.get_provider()
+    embedded = []
+    real = provider.embed
+    monkeypatch.setattr(provider, "embed", lambda texts: embedded.extend(texts) or real(texts))
+    ranked(client, query="Where did Caroline's CAROLINE paint? Carolines")
+    assert embedded == ["Where did Caroline's CAROLINE paint? Carolines",
+                        "Where did their they paint? Carolines"]
+    embedded.clear()
+    ranked(client, query="What was painted last weekend?")
+    assert embedded == ["What was painted last weekend?"]
