@@ -16,8 +16,8 @@ query", so a ``min_score`` cutoff means the same in every mode:
 
 Then, in every mode, two readings of where a memory was written: memories of a session are
 read with the ones around them (:mod:`.neighbours`), and when the hits come from several
-agents and the query names one of them, the others' memories weigh less
-(:func:`named_author`). Both keep scores in [0, 1].
+agents and the query names one of them, the others' memories weigh less and the query's
+meaning is also read without the name (:func:`named_author`). Both keep scores in [0, 1].
 
 Candidates come from the database's own indexes (pgvector HNSW and a GIN tsvector on
 PostgreSQL; exact vector scoring and FTS5 on SQLite), always from the caller's scoped
