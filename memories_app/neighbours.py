@@ -62,7 +62,7 @@ def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, 
               .order_by("-created_at", "-pk").values("pk"))
     after = (same.filter(created_at__gt=OuterRef("created_at"))
              .order_by("created_at", "pk").values("pk"))
-    leading = [pk for pk in leaders if pk in set(in_session)]
+    leading = [pk for pk in leaders if getattr(hits[pk].item, "session_id", None)]
     pk_field = queryset.model._meta.pk.__class__
 
     def for_leaders(subquery):
