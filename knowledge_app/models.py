@@ -95,6 +95,11 @@ class Decision(SoftDeleteModel):
     def __str__(self) -> str:
         return self.title[:80]
 
+    @property
+    def search_text(self) -> str:
+        """What search reads of it (memories_app/search.py): what its text index holds."""
+        return f"{self.title}. {self.rationale}"
+
 
 # --- patterns ----------------------------------------------------------------------------
 
@@ -171,6 +176,11 @@ class Pattern(SoftDeleteModel):
 
     def __str__(self) -> str:
         return self.title[:80]
+
+    @property
+    def search_text(self) -> str:
+        """What search reads of it (memories_app/search.py): what its text index holds."""
+        return f"{self.title}. {self.description}"
 
 
 class PatternAdoption(models.Model):

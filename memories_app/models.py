@@ -153,3 +153,8 @@ class Memory(SoftDeleteModel):
 
     def __str__(self) -> str:
         return self.content[:80]
+
+    @property
+    def search_text(self) -> str:
+        """What search reads of it (memories_app/search.py): its content."""
+        return self.content

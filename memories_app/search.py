@@ -30,12 +30,12 @@ import math
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import connection, transaction
 
-from . import neighbours, vectors
+from . import neighbours, periods, vectors
 from .embeddings import EmbeddingError, get_provider
 
 MODES = ("hybrid", "semantic", "keyword")
@@ -44,6 +44,7 @@ MODES = ("hybrid", "semantic", "keyword")
 TERM_MATCH_CAP = 200
 MAX_TERMS = 12
 AUTHOR_WEIGHT = 0.7  # see named_author
+ASKING_WEIGHT = 0.85  # see _weight
 SHORT_QUERY_TERMS = 3  # a partial match of this many informative terms or fewer is squared
 _TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
 STOPWORDS = frozenset(
@@ -120,16 +121,15 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
             hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
     keyword = _add_keyword_scores(queryset, query, hits, vector) if query.mode != "semantic" else {}
     named = named_author(queryset.model, hits, query.text)
-    if named and vector is not None:
-        vector = _without_name(query.text, named[1], vector)
+    if named and named.alone and vector is not None:
+        vector = _without_name(query.text, named.form, vector)
         for pk, cosine in vectors.cosines(queryset, list(hits), vector).items():
             hits[pk].semantic = max(0.0, cosine)
     leaders = sorted(hits, key=lambda pk: -_fuse(hits[pk], query.mode))[: max(10, query.limit)]
     windows = neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
+    period = periods.asked_period(query.text)
     for hit in hits.values():
-        hit.score = _fuse(hit, query.mode)
-        if named and hit.item.agent_id != named[0]:
-            hit.score *= AUTHOR_WEIGHT
+        hit.score = _fuse(hit, query.mode) * _weight(hit.item, named, period)
     neighbours.lift(hits, windows)
     ranked = sorted(
         (h for h in hits.values() if h.score > 0 and h.score >= query.min_score),
@@ -184,36 +184,56 @@ def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> dict:
     return keyword
 
 
-def named_author(model, hits: dict, text: str) -> tuple | None:
-    """(agent pk, the name as the query has it) when the hits were written by several
-    agents and the query names exactly one of them ("What did Caroline paint?" over a
-    conversation between the agents Caroline and Melanie), else None. An agent is named by
-    its name as a whole word, in any case; for a name such as ``caroline@support`` the part
-    before the ``@`` also counts. One statement, only when the hits have several authors.
+class Named(NamedTuple):
+    agent: Any  # the agent's pk
+    form: str  # its name as the query has it
+    alone: bool  # the only agent the query names
+
+
+def named_author(model, hits: dict, text: str) -> Named | None:
+    """The agent a query is about, when the hits were written by several agents and the
+    query names one of them ("What did Caroline paint?" over a conversation between the
+    agents Caroline and Melanie), else None. An agent is named by its name as a whole word,
+    in any case; for a name such as ``caroline@support`` the part before the ``@`` also
+    counts. When the query names several of them, the first named is its subject ("What
+    offer does Gina make to Jon?"), unless the first two are named together ("What do Dave
+    and Calvin share?": None). One statement, only when the hits have several authors.
 
     Then (:func:`run`) the other agents' memories score ``AUTHOR_WEIGHT`` times as much
-    (they seldom answer a question about someone else), and the query's meaning is read
-    both as asked and with the name as "they" (:func:`_without_name`): the memories of
-    Caroline seldom say "Caroline", so her name only pulls the query towards the memories
-    that talk to her."""
+    (they seldom answer a question about someone else) and, when the query names that agent
+    alone, its meaning is read both as asked and with the name as "they"
+    (:func:`_without_name`): the memories of Caroline seldom say "Caroline", so her name
+    only pulls the query towards the memories that talk to her."""
     field = next((f for f in model._meta.concrete_fields if f.name == "agent"), None)
     authors = {getattr(hit.item, "agent_id", None) for hit in hits.values()} - {None}
     if field is None or len(authors) < 2:
         return None
     lowered = text.lower()
-    named = {}
+    named = []  # (where, end, agent pk, form)
     for pk, name in (field.related_model._base_manager.filter(pk__in=authors)
                      .values_list("pk", "name")):
-        form = _named_as(lowered, name)
-        if form:
-            named[pk] = form
-    return next(iter(named.items())) if len(named) == 1 else None
+        found = _named_as(lowered, name)
+        if found:
+            named.append((*found, pk))
+    if not named:
+        return None
+    named.sort(key=lambda n: (n[0], str(n[3])))
+    (_, end, form, pk), others = named[0], named[1:]
+    if others and _TOGETHER.fullmatch(lowered[end:others[0][0]]):
+        return None
+    return Named(pk, form, alone=not others)
 
 
-def _named_as(lowered: str, name: str) -> str | None:
+_TOGETHER = re.compile(r"(?:['’]s)?\s*(?:,|and|or|&|as well as)\s*")
+
+
+def _named_as(lowered: str, name: str) -> tuple | None:
+    """(start, end, form) of the first mention of ``name`` in ``lowered``, or None."""
     for form in (name.lower().strip(), name.lower().split("@", 1)[0].strip()):
-        if len(form) > 1 and re.search(rf"(?<!\w){re.escape(form)}(?!\w)", lowered):
-            return form
+        match = (re.search(rf"(?<!\w){re.escape(form)}(?!\w)", lowered)
+                 if len(form) > 1 else None)
+        if match:
+            return match.start(), match.end(), form
     return None
 
 
@@ -230,6 +250,32 @@ def _without_name(text: str, form: str, vector: np.ndarray) -> np.ndarray:
     mixed = vector / max(1e-12, float(np.linalg.norm(vector)))
     mixed = mixed + other / max(1e-12, float(np.linalg.norm(other)))
     return mixed / max(1e-12, float(np.linalg.norm(mixed)))
+
+
+def asking_share(text: str) -> float:
+    """The share of ``text``'s sentences that are questions ("How long have you been
+    painting?" 1, "Congrats! Where was that?" 0.5)."""
+    sentences = [part for part in _SENTENCE_END.split(text.strip()) if part.strip()]
+    return (sum(1 for part in sentences if part.rstrip().endswith("?")) / len(sentences)
+            if sentences else 0.0)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _weight(item, named: Named | None, period) -> float:
+    """How much of its fused score a candidate keeps: ``AUTHOR_WEIGHT`` when the query is
+    about another agent (:func:`named_author`), ``periods.OUTSIDE_WEIGHT`` when the query
+    asks about a period the memory is not from (:mod:`.periods`), and less the more of it
+    asks rather than tells: a question seldom answers one (``ASKING_WEIGHT`` for a memory
+    that only asks)."""
+    weight = 1.0
+    if named and getattr(item, "agent_id", None) != named.agent:
+        weight *= AUTHOR_WEIGHT
+    text = getattr(item, "search_text", "")
+    if period and not period.admits(periods.day_of(text, getattr(item, "created_at", None))):
+        weight *= periods.OUTSIDE_WEIGHT
+    return weight * (1.0 - (1.0 - ASKING_WEIGHT) * asking_share(text))
 
 
 def coverage_power(terms: int, matched: int) -> int:
