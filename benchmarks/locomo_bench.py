@@ -15,8 +15,10 @@ same name speaks in several conversations), each LoCoMo session is one session b
 share through its ``external_id`` (``POST /v1/sessions/get-or-create``), as the Sessions
 API has agents collaborate, and each turn is one memory of that session by its speaker,
 through ``POST /v1/memories/batch``, in the order spoken, its dia_id in ``metadata``. Search
-reads a memory of a session with the ones around it (memories_app/neighbours.py) and
-favours the memories of the agent a question names (memories_app/search.py). Agents that
+reads a memory of a session with the ones around it (memories_app/neighbours.py), favours
+the memories of the agent a question names (memories_app/search.py) and, when a question
+names a date or asks when, the turns of that time or that say when (memories_app/periods.py:
+the ``[8 May, 2023]`` stamp is a turn's day). Agents that
 already hold every turn are reused (use another ``--agent-prefix`` after changing the
 server's ingestion). Then every question of categories 1 to 4 (category 5, adversarial,
 has no answer in the conversation) is asked through ``POST /v1/memories/search`` within its

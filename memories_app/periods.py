@@ -16,8 +16,15 @@ falls outside it scores ``OUTSIDE_WEIGHT`` times as much.
   happened on a day is often told a few days later ("yesterday", "last week"). "By", "before",
   "until" or "as of" a date open the period's start; "since" or "after" one, its end.
 
+And a query that asks when ("When did Melanie paint a sunrise?", "In what year ...") is
+answered by a memory that says when: one whose text (after a leading ``[...]`` header, such
+as a date stamp) has no time expression ("yesterday", "last week", "two years ago", "next
+month", a weekday, a month, a year, a clock time) scores ``UNTIMED_WEIGHT`` times as much
+(:func:`asks_when`, :func:`tells_when`).
+
 Measured on LoCoMo (benchmarks/locomo_bench.py), tuned on conversations 0-4 and checked on
-5-9: 13% of its questions name a period. No statement is added: the text and the stored
+5-9: 13% of its questions name a period, 17% ask when; 82% of the turns that answer the
+latter say when, against 18% of all turns. No statement is added: the text and the stored
 time are on the rows already read.
 """
 
@@ -30,23 +37,25 @@ from dataclasses import dataclass
 
 OUTSIDE_WEIGHT = 0.7
 LATE_DAYS = 7
+UNTIMED_WEIGHT = 0.7
 
 _MONTHS = {name.lower(): n for n, name in enumerate(calendar.month_name) if name}
 _MONTHS |= {name.lower(): n for n, name in enumerate(calendar.month_abbr) if name}
 _MONTHS["sept"] = 9
-_MON = r"(?P<mon>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+# The patterns read lowercased text; a month is any word, kept only if _MONTHS has it (one
+# alternation of every month's name would be tried at every place of the text).
+_MON = r"(?P<mon>[a-z]+)\.?"
 _DAY = r"(?P<day>[0-3]?\d)(?:st|nd|rd|th)?"
 _YEAR = r"(?P<year>(?:19|20)\d\d)"
 # Full dates first: a memory's day is read only from these.
-_FULL = [re.compile(p, re.IGNORECASE) for p in (
+_FULL = [re.compile(p) for p in (
     r"(?<!\d)(?P<year>(?:19|20)\d\d)-(?P<mnum>[01]?\d)-(?P<day>[0-3]?\d)(?!\d)",
     rf"\b{_DAY}\s+(?:of\s+)?{_MON},?\s+{_YEAR}\b",
     rf"\b{_MON}\s+{_DAY},?\s+{_YEAR}\b",
 )]
-_UNTIL = re.compile(r"\b(?:by|before|until|till|as of|prior to|up to)\s+(?:the\s+)?$",
-                    re.IGNORECASE)
-_SINCE = re.compile(r"\b(?:since|after)\s+(?:the\s+)?$", re.IGNORECASE)
-_PARTIAL = [re.compile(p, re.IGNORECASE) for p in (
+_UNTIL = re.compile(r"\b(?:by|before|until|till|as of|prior to|up to)\s+(?:the\s+)?$")
+_SINCE = re.compile(r"\b(?:since|after)\s+(?:the\s+)?$")
+_PARTIAL = [re.compile(p) for p in (
     rf"\b{_MON},?\s+{_YEAR}\b",
     rf"\b(?:in|during|of|by|since|throughout)\s+{_YEAR}\b",
     rf"\b{_DAY}\s+(?:of\s+)?{_MON}\b",
@@ -73,6 +82,7 @@ class Period:
 
 def asked_period(text: str) -> Period | None:
     """The period the query's first date expression names, or None."""
+    text = text.lower()
     found = _first(text, _FULL + _PARTIAL)
     if found is None:
         return None
@@ -95,7 +105,7 @@ def asked_period(text: str) -> Period | None:
 
 def day_of(text: str, stored: dt.datetime | None) -> dt.date | None:
     """The first full date of a memory's ``text``, else the UTC day it was ``stored``."""
-    found = _first(text or "", _FULL)
+    found = _first((text or "").lower(), _FULL)
     if found is not None:
         try:
             return dt.date(*found[1])
@@ -107,17 +117,21 @@ def day_of(text: str, stored: dt.datetime | None) -> dt.date | None:
 
 
 def _first(text: str, patterns: list[re.Pattern]) -> tuple | None:
-    """(where, (year, month, day)) of the earliest match of ``patterns`` (None where not
-    given), or None."""
+    """(where, (year, month, day)) of the earliest match of ``patterns`` in the lowercased
+    ``text`` (None where not given), or None."""
     best = None
     for pattern in patterns:
-        for match in pattern.finditer(text):
+        # once a match is found, only one starting before it can be earlier (60: longer
+        # than any date expression)
+        for match in pattern.finditer(text, 0, len(text) if best is None else best[0] + 60):
             parts = match.groupdict()
             at = min(match.start(name) for name, value in parts.items() if value)
             if best is not None and at >= best[0]:
                 break
+            if parts.get("mon") and parts["mon"] not in _MONTHS:
+                continue
             month = (int(parts["mnum"]) if parts.get("mnum")
-                     else _MONTHS[parts["mon"].lower()] if parts.get("mon") else None)
+                     else _MONTHS[parts["mon"]] if parts.get("mon") else None)
             day = int(parts["day"]) if parts.get("day") else None
             if (month is not None and not 1 <= month <= 12) or (day is not None
                                                                  and not 1 <= day <= 31):
@@ -126,3 +140,27 @@ def _first(text: str, patterns: list[re.Pattern]) -> tuple | None:
             best = (at, (year, month, day))
             break
     return best
+
+
+_ASKS_WHEN = re.compile(r"^\W*when\b|\bhow long ago\b|\b(?:what|which|in what) "
+                        r"(?:year|month|date|day|time)\b", re.IGNORECASE)
+_HEADER = re.compile(r"^\s*\[[^\]]*\]")
+_WORD = re.compile(r"[a-z]+")
+_TIME_WORDS = frozenset(
+    "yesterday today tonight tomorrow ago last next weekend since recently lately earlier "
+    "soon monday tuesday wednesday thursday friday saturday sunday".split()
+) | {name.lower() for name in calendar.month_name if name}
+_TIME = re.compile(r"\bthis (?:week|month|year|weekend|morning|summer|spring|fall|winter)\b|"
+                   r"\b(?:(?:19|20)\d\d|\d+ (?:days?|weeks?|months?|years?)|\d{1,2}:\d\d|"
+                   r"\d{1,2} ?[ap]m)\b")
+
+
+def asks_when(text: str) -> bool:
+    """Whether the query asks when something happened."""
+    return bool(_ASKS_WHEN.search(text))
+
+
+def tells_when(text: str) -> bool:
+    """Whether a memory's text, after a leading ``[...]`` header, places anything in time."""
+    said = _HEADER.sub("", (text or "").lower(), count=1)
+    return not _TIME_WORDS.isdisjoint(_WORD.findall(said)) or bool(_TIME.search(said))

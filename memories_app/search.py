@@ -14,10 +14,13 @@ query", so a ``min_score`` cutoff means the same in every mode:
   found only by an exact token still scores high, one found only by meaning keeps its
   cosine, and one found by both ranks above either.
 
-Then, in every mode, two readings of where a memory was written: memories of a session are
-read with the ones around them (:mod:`.neighbours`), and when the hits come from several
-agents and the query names one of them, the others' memories weigh less and the query's
-meaning is also read without the name (:func:`named_author`). Both keep scores in [0, 1].
+Then, in every mode, readings of what the query asks about and where a memory was written:
+memories of a session are read with the ones around them (:mod:`.neighbours`); when the hits
+come from several agents and the query names one of them, the others' memories weigh less,
+the query's meaning is also read without the name, and names are no keyword terms
+(:func:`named_author`); when the query names a date or asks when, memories from another
+time, or that do not say when, weigh less (:mod:`.periods`); and a memory that asks rather
+than tells weighs less (:func:`_weight`). All keep scores in [0, 1].
 
 Candidates come from the database's own indexes (pgvector HNSW and a GIN tsvector on
 PostgreSQL; exact vector scoring and FTS5 on SQLite), always from the caller's scoped
@@ -119,17 +122,23 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
     if vector is not None:
         for row, cosine in vectors.nearest(queryset, vector, query.pool):
             hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
-    keyword = _add_keyword_scores(queryset, query, hits, vector) if query.mode != "semantic" else {}
+    lookup = (_add_keyword_matches(queryset, query, hits, vector) if query.mode != "semantic"
+              else None)
     named = named_author(queryset.model, hits, query.text)
+    # the authors' names are read by the weights, not as words: "Caroline" is in every
+    # memory that talks to Caroline, seldom in hers
+    keyword = lookup.keyword(skip=named.forms if named else frozenset()) if lookup else {}
+    for pk, hit in hits.items():
+        hit.keyword = keyword.get(pk, 0.0)
     if named and named.alone and vector is not None:
         vector = _without_name(query.text, named.form, vector)
         for pk, cosine in vectors.cosines(queryset, list(hits), vector).items():
             hits[pk].semantic = max(0.0, cosine)
     leaders = sorted(hits, key=lambda pk: -_fuse(hits[pk], query.mode))[: max(10, query.limit)]
     windows = neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
-    period = periods.asked_period(query.text)
+    period, when = periods.asked_period(query.text), periods.asks_when(query.text)
     for hit in hits.values():
-        hit.score = _fuse(hit, query.mode) * _weight(hit.item, named, period)
+        hit.score = _fuse(hit, query.mode) * _weight(hit.item, named, period, when)
     neighbours.lift(hits, windows)
     ranked = sorted(
         (h for h in hits.values() if h.score > 0 and h.score >= query.min_score),
@@ -152,42 +161,61 @@ def _query_vector(query: Query) -> np.ndarray | None:
         return None
 
 
-def _add_keyword_scores(queryset, query: Query, hits: dict, vector) -> dict:
-    """Sets the keyword score of ``hits`` after adding the best keyword matches to them;
-    answers {pk: keyword score} of every memory the lookups matched."""
+@dataclass
+class KeywordMatches:
+    """What one keyword lookup found: each query term's matches (up to TERM_MATCH_CAP),
+    and the memories matching every term when a list stopped at the cap."""
+
+    matches: dict  # {term: [pk, ...]}
+    every: list
+
+    def scores(self, skip=frozenset()) -> tuple[dict, dict]:
+        """({pk: share of the query's information matched}, {pk: terms matched}), the
+        terms in ``skip`` left out (unless nothing else is left)."""
+        matches = {t: ids for t, ids in self.matches.items() if t not in skip} or self.matches
+        weights = {term: math.log(1 + TERM_MATCH_CAP / max(1, len(ids))) for term, ids in
+                   matches.items()}
+        total = sum(weights.values())
+        scores: dict = {}
+        matched: dict = {}  # how many of the terms each memory matches
+        for term, ids in matches.items():
+            for pk in ids:
+                scores[pk] = scores.get(pk, 0.0) + weights[term] / total
+                matched[pk] = matched.get(pk, 0) + 1
+        for pk in self.every:  # they score 1
+            scores[pk], matched[pk] = 1.0, len(matches)
+        return scores, matched
+
+    def keyword(self, skip=frozenset()) -> dict:
+        """{pk: keyword score} of every memory the lookup matched (see coverage_power)."""
+        scores, matched = self.scores(skip)
+        terms = len([t for t in self.matches if t not in skip]) or len(self.matches)
+        return {pk: min(1.0, score) ** coverage_power(terms, matched[pk])
+                for pk, score in scores.items()}
+
+
+def _add_keyword_matches(queryset, query: Query, hits: dict, vector) -> KeywordMatches | None:
+    """Looks the query's terms up and adds the best keyword matches to ``hits``."""
     terms = query_terms(query.text)
     if not terms:
-        return {}
+        return None
     # One statement: each term's capped matches and, when a term's list stopped at the
     # cap, the memories matching every term (one of them could be missing from that list).
     found, every = vectors.keyword_matches(queryset, terms, TERM_MATCH_CAP, query.pool)
-    matches = dict(zip(terms, found, strict=True))
-    weights = {term: math.log(1 + TERM_MATCH_CAP / max(1, len(ids))) for term, ids in
-               matches.items()}
-    total = sum(weights.values())
-    scores: dict = {}
-    matched: dict = {}  # how many of the terms each memory matches
-    for term, ids in matches.items():
-        for pk in ids:
-            scores[pk] = scores.get(pk, 0.0) + weights[term] / total
-            matched[pk] = matched.get(pk, 0) + 1
-    for pk in every:  # they score 1
-        scores[pk], matched[pk] = 1.0, len(terms)
+    lookup = KeywordMatches(dict(zip(terms, found, strict=True)), list(every))
+    scores, _ = lookup.scores()
     best = sorted(scores, key=lambda pk: -scores[pk])[: query.pool]
     missing = [pk for pk in best if pk not in hits]
     for row, cosine in vectors.score(queryset, missing, vector):
         hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
-    keyword = {pk: min(1.0, score) ** coverage_power(len(terms), matched[pk])
-               for pk, score in scores.items()}
-    for pk, hit in hits.items():
-        hit.keyword = keyword.get(pk, 0.0)
-    return keyword
+    return lookup
 
 
 class Named(NamedTuple):
-    agent: Any  # the agent's pk
-    form: str  # its name as the query has it
+    agent: Any  # the subject's pk; None when the first two are named together
+    form: str  # the subject's name as the query has it
     alone: bool  # the only agent the query names
+    forms: frozenset  # every named author's name as the query has it
 
 
 def named_author(model, hits: dict, text: str) -> Named | None:
@@ -197,19 +225,21 @@ def named_author(model, hits: dict, text: str) -> Named | None:
     in any case; for a name such as ``caroline@support`` the part before the ``@`` also
     counts. When the query names several of them, the first named is its subject ("What
     offer does Gina make to Jon?"), unless the first two are named together ("What do Dave
-    and Calvin share?": None). One statement, only when the hits have several authors.
+    and Calvin share?": no subject, ``agent`` None). One statement, only when the hits have
+    several authors.
 
     Then (:func:`run`) the other agents' memories score ``AUTHOR_WEIGHT`` times as much
-    (they seldom answer a question about someone else) and, when the query names that agent
+    (they seldom answer a question about someone else); when the query names that agent
     alone, its meaning is read both as asked and with the name as "they"
-    (:func:`_without_name`): the memories of Caroline seldom say "Caroline", so her name
-    only pulls the query towards the memories that talk to her."""
+    (:func:`_without_name`); and the names of the agents named are no keyword terms. The
+    memories of Caroline seldom say "Caroline": her name only pulls the query towards the
+    memories that talk to her."""
     field = next((f for f in model._meta.concrete_fields if f.name == "agent"), None)
     authors = {getattr(hit.item, "agent_id", None) for hit in hits.values()} - {None}
     if field is None or len(authors) < 2:
         return None
     lowered = text.lower()
-    named = []  # (where, end, agent pk, form)
+    named = []  # (where, end, form, agent pk)
     for pk, name in (field.related_model._base_manager.filter(pk__in=authors)
                      .values_list("pk", "name")):
         found = _named_as(lowered, name)
@@ -219,9 +249,10 @@ def named_author(model, hits: dict, text: str) -> Named | None:
         return None
     named.sort(key=lambda n: (n[0], str(n[3])))
     (_, end, form, pk), others = named[0], named[1:]
+    forms = frozenset(n[2] for n in named)
     if others and _TOGETHER.fullmatch(lowered[end:others[0][0]]):
-        return None
-    return Named(pk, form, alone=not others)
+        return Named(None, "", alone=False, forms=forms)
+    return Named(pk, form, alone=not others, forms=forms)
 
 
 _TOGETHER = re.compile(r"(?:['’]s)?\s*(?:,|and|or|&|as well as)\s*")
@@ -263,18 +294,21 @@ def asking_share(text: str) -> float:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def _weight(item, named: Named | None, period) -> float:
+def _weight(item, named: Named | None, period, asks_when: bool) -> float:
     """How much of its fused score a candidate keeps: ``AUTHOR_WEIGHT`` when the query is
     about another agent (:func:`named_author`), ``periods.OUTSIDE_WEIGHT`` when the query
-    asks about a period the memory is not from (:mod:`.periods`), and less the more of it
+    asks about a period the memory is not from, ``periods.UNTIMED_WEIGHT`` when it asks
+    when and the memory does not say (:mod:`.periods`), and less the more of it
     asks rather than tells: a question seldom answers one (``ASKING_WEIGHT`` for a memory
     that only asks)."""
     weight = 1.0
-    if named and getattr(item, "agent_id", None) != named.agent:
+    if named and named.agent is not None and getattr(item, "agent_id", None) != named.agent:
         weight *= AUTHOR_WEIGHT
     text = getattr(item, "search_text", "")
     if period and not period.admits(periods.day_of(text, getattr(item, "created_at", None))):
         weight *= periods.OUTSIDE_WEIGHT
+    if asks_when and not periods.tells_when(text):
+        weight *= periods.UNTIMED_WEIGHT
     return weight * (1.0 - (1.0 - ASKING_WEIGHT) * asking_share(text))
 
 

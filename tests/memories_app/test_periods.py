@@ -6,7 +6,13 @@ import datetime as dt
 
 import pytest
 
-from memories_app.periods import Period, asked_period, day_of
+from memories_app.periods import (
+    Period,
+    asked_period,
+    asks_when,
+    day_of,
+    tells_when,
+)
 
 D = dt.date
 
@@ -72,3 +78,30 @@ def test_the_day_a_memory_is_about():
     assert day_of("We chose PostgreSQL in May", stored) == D(2026, 1, 3)
     assert day_of("on 31 February 2023", stored) == D(2026, 1, 3)
     assert day_of("nothing dated", None) is None
+
+
+@pytest.mark.parametrize("text, asks", [
+    ("When did Melanie paint a sunrise?", True),
+    ("when is the release?", True),
+    ("In what year did we move to PostgreSQL?", True),
+    ("How long ago did Sam start hiking?", True),
+    ("What time is the standup?", True),
+    ("What did Melanie paint?", False),
+    ("Where did we deploy it when it broke?", False),  # "when" not asked
+])
+def test_a_query_that_asks_when(text, asks):
+    assert asks_when(text) is asks
+
+
+@pytest.mark.parametrize("text, tells", [
+    ("[8 May, 2023] Caroline: I went to a support group yesterday.", True),
+    ("I painted that lake sunrise last year!", True),
+    ("We moved to PostgreSQL in 2021.", True),
+    ("Standup is at 9:30 every Monday", True),
+    ("Been playing it for 3 months now", True),
+    ("[8 May, 2023] Caroline: I love painting.", False),  # the header's date is no answer
+    ("The cache lives in Redis.", False),
+    ("", False),
+])
+def test_a_memory_that_tells_when(text, tells):
+    assert tells_when(text) is tells

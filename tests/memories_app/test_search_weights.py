@@ -50,15 +50,35 @@ def test_of_two_agents_named_the_first_is_the_subject(client, monkeypatch):
 
 @pytest.mark.parametrize("query", [
     "What did Caroline and Melanie paint last weekend?",
+    "What did Caroline or Melanie paint last weekend?",
     "What did Caroline's and Melanie's friends paint last weekend?",
     "What did Caroline, Melanie paint last weekend?",
 ])
 def test_two_agents_named_together_favour_neither(client, monkeypatch, query):
     add(client, MELANIE, "Melanie@talk")
     add(client, CAROLINE, "Caroline@talk")
-    with_feature = ranked(client, query)
-    monkeypatch.setattr(search, "named_author", lambda *args: None)
-    assert ranked(client, query) == with_feature
+    with_feature = search_for(client, query)
+    monkeypatch.setattr(search, "AUTHOR_WEIGHT", 1.0)
+    assert search_for(client, query) == with_feature
+
+
+def test_the_names_of_the_agents_named_are_no_keyword_terms(client, monkeypatch):
+    """"Caroline" is in what Melanie says to her, seldom in what Caroline says."""
+    melanie = add(client, "Caroline, I painted a sunrise.", "Melanie@talk")
+    hers = add(client, "I painted a lighthouse.", "Caroline@talk")
+    monkeypatch.setattr(search, "AUTHOR_WEIGHT", 1.0)  # the names alone
+
+    def scores(query):
+        hits = search_for(client, query, search_mode="keyword")
+        return {hit["memory"]["id"]: hit["score"] for hit in hits}
+
+    assert scores("What did Caroline paint?") == {melanie: 1.0, hers: 1.0}
+    assert scores("Caroline?") == {melanie: 1.0}  # nothing but the name: kept
+    real = search.KeywordMatches.keyword
+    monkeypatch.setattr(search.KeywordMatches, "keyword",
+                        lambda self, skip=frozenset(): real(self))
+    found = scores("What did Caroline paint?")
+    assert found[melanie] == 1.0 and found[hers] < 0.5
 
 
 def test_the_subject_of_two_names_keeps_the_query_as_asked(client, monkeypatch):
@@ -160,3 +180,17 @@ def test_weights_cost_no_statement(client, max_queries, monkeypatch):
     monkeypatch.setattr(periods, "asked_period", lambda text: None)
     monkeypatch.setattr(search, "asking_share", lambda text: 0.0)
     assert count(query) == weighted
+
+
+# --- a query that asks when ------------------------------------------------------------------
+
+def test_a_query_that_asks_when_favours_memories_that_say_when(client, monkeypatch):
+    query = "When did Melanie paint a sunrise?"
+    says = add(client, "[3 July, 2023] Melanie: I painted that lake sunrise last year!")
+    silent = add(client, "[3 July, 2023] Melanie: I paint sunrises, they calm me down.")
+    assert ranked(client, query)[:2] == [says, silent]
+    monkeypatch.setattr(periods, "UNTIMED_WEIGHT", 1.0)
+    assert ranked(client, query)[:2] == [silent, says]
+    # a query that does not ask when is ranked by what the memories say
+    monkeypatch.setattr(periods, "UNTIMED_WEIGHT", 0.0)
+    assert ranked(client, "Did Melanie paint a sunrise?")[:2] == [silent, says]
