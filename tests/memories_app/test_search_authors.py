@@ -87,15 +87,10 @@ def test_statements_only_when_the_hits_have_several_authors(client, max_queries,
     assert one == count(agent_id="Melanie@talk")
 
 
-def test_the_query_is_also_read_without_the_name(client, monkeypatch):
-    from memories_app import embeddings
-
+def test_the_query_is_also_read_without_the_name(client, embedded):
     add(client, MELANIE, "Melanie@talk")
     add(client, CAROLINE, "Caroline@talk")
-    provider = embeddings.get_provider()
-    embedded = []
-    real = provider.embed
-    monkeypatch.setattr(provider, "embed", lambda texts: embedded.extend(texts) or real(texts))
+    embedded.clear()
     ranked(client, query="Where did Caroline's CAROLINE paint? Carolines")
     assert embedded == ["Where did Caroline's CAROLINE paint? Carolines",
                         "Where did their they paint? Carolines"]

@@ -81,16 +81,11 @@ def test_the_names_of_the_agents_named_are_no_keyword_terms(client, monkeypatch)
     assert found[melanie] == 1.0 and found[hers] < 0.5
 
 
-def test_the_subject_of_two_names_keeps_the_query_as_asked(client, monkeypatch):
+def test_the_subject_of_two_names_keeps_the_query_as_asked(client, embedded):
     """Only an agent named alone has its name read out of the query's meaning."""
-    from memories_app import embeddings
-
     add(client, MELANIE, "Melanie@talk")
     add(client, CAROLINE, "Caroline@talk")
-    provider = embeddings.get_provider()
-    embedded = []
-    real = provider.embed
-    monkeypatch.setattr(provider, "embed", lambda texts: embedded.extend(texts) or real(texts))
+    embedded.clear()
     ranked(client, PAINT_FOR)
     assert embedded == [PAINT_FOR]
 
