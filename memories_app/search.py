@@ -48,6 +48,7 @@ TERM_MATCH_CAP = 200
 MAX_TERMS = 12
 AUTHOR_WEIGHT = 0.7  # see named_author
 ASKING_WEIGHT = 0.85  # see _weight
+TEXT_READ = 2_000  # characters of a candidate _weight reads: bounds its cost per candidate
 SHORT_QUERY_TERMS = 3  # a partial match of this many informative terms or fewer is squared
 _TOKEN = re.compile(r"[\w][\w.:/@#+-]*[\w]|[\w]", re.UNICODE)
 STOPWORDS = frozenset(
@@ -300,11 +301,11 @@ def _weight(item, named: Named | None, period, asks_when: bool) -> float:
     asks about a period the memory is not from, ``periods.UNTIMED_WEIGHT`` when it asks
     when and the memory does not say (:mod:`.periods`), and less the more of it
     asks rather than tells: a question seldom answers one (``ASKING_WEIGHT`` for a memory
-    that only asks)."""
+    that only asks). Reads the first ``TEXT_READ`` characters of the candidate's text."""
     weight = 1.0
     if named and named.agent is not None and getattr(item, "agent_id", None) != named.agent:
         weight *= AUTHOR_WEIGHT
-    text = getattr(item, "search_text", "")
+    text = getattr(item, "search_text", "")[:TEXT_READ]
     if period and not period.admits(periods.day_of(text, getattr(item, "created_at", None))):
         weight *= periods.OUTSIDE_WEIGHT
     if asks_when and not periods.tells_when(text):

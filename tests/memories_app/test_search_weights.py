@@ -189,3 +189,16 @@ def test_a_query_that_asks_when_favours_memories_that_say_when(client, monkeypat
     # a query that does not ask when is ranked by what the memories say
     monkeypatch.setattr(periods, "UNTIMED_WEIGHT", 0.0)
     assert ranked(client, "Did Melanie paint a sunrise?")[:2] == [silent, says]
+
+
+def test_the_weights_read_the_start_of_a_long_memory(client, monkeypatch):
+    """Their cost per candidate is bounded: a 50,000-character memory is read up to
+    TEXT_READ characters."""
+    read = []
+    real = periods.tells_when
+    monkeypatch.setattr(periods, "tells_when", lambda text: read.append(len(text)) or real(text))
+    add(client, "Deploys need a green build. " * 1_700 + "We froze deploys on Fridays since May.")
+    hits = search_for(client, "When did we freeze deploys?", search_mode="keyword")
+    assert read == [search.TEXT_READ]
+    # the time words past the start are not read: the memory does not say when
+    assert hits[0]["score"] < periods.UNTIMED_WEIGHT + 1e-6
