@@ -170,10 +170,14 @@ class KeywordMatches:
     matches: dict  # {term: [pk, ...]}
     every: list
 
+    def kept(self, skip=frozenset()) -> dict:
+        """The terms' matches, the terms in ``skip`` left out (unless nothing else is left)."""
+        return {t: ids for t, ids in self.matches.items() if t not in skip} or self.matches
+
     def scores(self, skip=frozenset()) -> tuple[dict, dict]:
-        """({pk: share of the query's information matched}, {pk: terms matched}), the
-        terms in ``skip`` left out (unless nothing else is left)."""
-        matches = {t: ids for t, ids in self.matches.items() if t not in skip} or self.matches
+        """({pk: share of the query's information matched}, {pk: terms matched}) over the
+        terms :meth:`kept`."""
+        matches = self.kept(skip)
         weights = {term: math.log(1 + TERM_MATCH_CAP / max(1, len(ids))) for term, ids in
                    matches.items()}
         total = sum(weights.values())
@@ -190,7 +194,7 @@ class KeywordMatches:
     def keyword(self, skip=frozenset()) -> dict:
         """{pk: keyword score} of every memory the lookup matched (see coverage_power)."""
         scores, matched = self.scores(skip)
-        terms = len([t for t in self.matches if t not in skip]) or len(self.matches)
+        terms = len(self.kept(skip))
         return {pk: min(1.0, score) ** coverage_power(terms, matched[pk])
                 for pk, score in scores.items()}
 
