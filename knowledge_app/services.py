@@ -62,11 +62,11 @@ def _write_changes(row, given: dict[str, Any], embedded: dict | None, text_field
 
 
 def search_rows(queryset, *, text: str, limit: int, threshold: float,
-            vector: np.ndarray | None = None, mode: str = CHECK_MODE) -> list[search.Hit]:
+            vector: np.ndarray | None = None, mode: str = CHECK_MODE,
+            judged: bool = False) -> list[search.Hit]:
     try:
-        with search.read_snapshot():
-            return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
-                                                     min_score=threshold), vector)
+        return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
+                                                 min_score=threshold, judged=judged), vector)
     except search.SearchUnavailable as exc:
         raise Invalid(str(exc), field="search_mode") from None
 
@@ -216,7 +216,8 @@ def decision_check(
         queryset = queryset.filter(project_slug=project)
     if not include_superseded:
         queryset = queryset.in_force()
-    return search_rows(queryset, text=text, limit=limit, threshold=threshold, mode=mode)
+    return search_rows(queryset, text=text, limit=limit, threshold=threshold, mode=mode,
+                       judged=True)
 
 
 # --- patterns -----------------------------------------------------------------------------
@@ -336,7 +337,8 @@ def pattern_search(
         queryset = queryset.visible_in(account, project)
     if category:
         queryset = queryset.filter(category=category)
-    hits = search_rows(queryset, text=text, limit=limit, threshold=threshold, mode=mode)
+    hits = search_rows(queryset, text=text, limit=limit, threshold=threshold, mode=mode,
+                       judged=True)
     with_adoption_counts([hit.item for hit in hits])
     return hits
 

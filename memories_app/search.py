@@ -20,7 +20,9 @@ come from several agents and the query names one of them, the others' memories w
 the query's meaning is also read without the name, and names are no keyword terms
 (:func:`named_author`); when the query names a date or asks when, memories from another
 time, or that do not say when, weigh less (:mod:`.periods`); and a memory that asks rather
-than tells weighs less (:func:`_weight`). All keep scores in [0, 1].
+than tells weighs less (:func:`_weight`). All keep scores in [0, 1]. Optionally, when a
+search endpoint asks for it (``Query.judged``) and an LLM is configured, the LLM judges the
+first hits of a hybrid search (:mod:`.rerank`; off by default).
 
 Candidates come from the database's own indexes (pgvector HNSW and a GIN tsvector on
 PostgreSQL; exact vector scoring and FTS5 on SQLite), always from the caller's scoped
@@ -38,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from django.db import connection, transaction
 
-from . import neighbours, periods, vectors
+from . import neighbours, periods, rerank, vectors
 from .embeddings import EmbeddingError, get_provider
 
 MODES = ("hybrid", "semantic", "keyword")
@@ -83,6 +85,7 @@ class Query:
     limit: int = 10
     min_score: float = 0.0
     candidates: int = field(default=0)
+    judged: bool = False  # an LLM may judge the first hits, when one is configured (rerank)
 
     @property
     def pool(self) -> int:
@@ -114,12 +117,23 @@ def embed_query(text: str, mode: str = "hybrid") -> np.ndarray | None:
 
 def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
     """Scores and ranks the rows of ``queryset`` for ``query`` (``vector``: the query's
-    embedding when the caller already has it)."""
-    hits: dict = {}
+    embedding when the caller already has it). The database is read in one
+    :func:`read_snapshot`; an LLM judges the first hits after it (``query.judged``, when one
+    is configured: :mod:`.rerank`), so no transaction waits on the LLM."""
     if query.mode == "keyword":
         vector = None
     elif vector is None:
         vector = _query_vector(query)
+    with read_snapshot():
+        ranked = _ranked(queryset, query, vector)
+    if query.judged and query.mode == "hybrid":
+        ranked = rerank.rerank(query.text, ranked, query.limit, _order)
+    return [h for h in ranked if h.score >= query.min_score][: query.limit]
+
+
+def _ranked(queryset, query: Query, vector: np.ndarray | None) -> list[Hit]:
+    """Every candidate with a score above 0, best first."""
+    hits: dict = {}
     if vector is not None:
         for row, cosine in vectors.nearest(queryset, vector, query.pool):
             hits[row.pk] = Hit(row, semantic=max(0.0, cosine))
@@ -141,11 +155,12 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
     for hit in hits.values():
         hit.score = _fuse(hit, query.mode) * _weight(hit.item, named, period, when)
     neighbours.lift(hits, windows)
-    ranked = sorted(
-        (h for h in hits.values() if h.score > 0 and h.score >= query.min_score),
-        key=lambda h: (-h.score, -h.item.created_at.timestamp(), str(h.item.pk)),
-    )
-    return ranked[: query.limit]
+    return sorted((h for h in hits.values() if h.score > 0), key=_order)
+
+
+def _order(hit: Hit) -> tuple:
+    """Best first; among equal scores the newest, then by id."""
+    return -hit.score, -hit.item.created_at.timestamp(), str(hit.item.pk)
 
 
 def _query_vector(query: Query) -> np.ndarray | None:

@@ -364,9 +364,11 @@ def memory_search(
     include_confidential: bool = False,
     exclude_ids: list | None = None,
     entity: str | None = None,
+    judged: bool = False,
 ) -> list[search.Hit]:
     """Ranks the account's live memories for ``text``; filters only narrow the candidates
-    (``entity``: linked to that entity, by id or by name in any spelling)."""
+    (``entity``: linked to that entity, by id or by name in any spelling; ``judged``: an LLM
+    may judge the first hits when one is configured, memories_app/rerank.py)."""
     queryset = Memory.objects.live().for_account(account).with_project_id()
     if exclude_ids:
         queryset = queryset.exclude(pk__in=exclude_ids)
@@ -389,9 +391,8 @@ def memory_search(
         queryset = queryset.alias(**{f"_meta{n}": KeyTransform(key, "metadata")}).filter(
             **{f"_meta{n}": value})
     try:
-        with search.read_snapshot():
-            return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
-                                                     min_score=min_score))
+        return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
+                                                 min_score=min_score, judged=judged))
     except search.SearchUnavailable as exc:
         raise Invalid(str(exc), field="search_mode") from None
 

@@ -116,7 +116,7 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
             min_importance=data.get("min_importance"),
             metadata_filter=data.get("metadata_filter"),
             include_confidential=data["include_confidential"],
-            entity=data.get("entity") or None,
+            entity=data.get("entity") or None, judged=True,
         )
         with_entities(h.memory for h in hits)
         body = {"object": "search_results", "query": data["query"], "search_mode": mode,

@@ -211,6 +211,14 @@ MEMORYRELAY_SUMMARY_LLM_URL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_URL", "")
 MEMORYRELAY_SUMMARY_LLM_MODEL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_MODEL", "")
 MEMORYRELAY_SUMMARY_LLM_API_KEY = os.environ.get("MEMORYRELAY_SUMMARY_LLM_API_KEY", "")
 MEMORYRELAY_SUMMARY_LLM_TIMEOUT = float(os.environ.get("MEMORYRELAY_SUMMARY_LLM_TIMEOUT", "30"))
+# Optional LLM judging of a hybrid search's first hits (memories_app/rerank.py): an
+# OpenAI-compatible chat endpoint, used when the URL and the model are set; on any failure
+# the offline ranking is answered as it is. DEPTH: hits shown to it (at least the limit).
+MEMORYRELAY_RERANK_LLM_URL = os.environ.get("MEMORYRELAY_RERANK_LLM_URL", "")
+MEMORYRELAY_RERANK_LLM_MODEL = os.environ.get("MEMORYRELAY_RERANK_LLM_MODEL", "")
+MEMORYRELAY_RERANK_LLM_API_KEY = os.environ.get("MEMORYRELAY_RERANK_LLM_API_KEY", "")
+MEMORYRELAY_RERANK_LLM_TIMEOUT = float(os.environ.get("MEMORYRELAY_RERANK_LLM_TIMEOUT", "10"))
+MEMORYRELAY_RERANK_DEPTH = env_int("MEMORYRELAY_RERANK_DEPTH", 20)
 MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100
 MEMORYRELAY_INCLUDE_MEMORIES_MAX = 1000
 # A session detail stops embedding memories once their content and metadata pass this many

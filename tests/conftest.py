@@ -148,22 +148,26 @@ def memory(account, agent, session):
 def fake_llm():
     """An OpenAI-compatible chat endpoint on 127.0.0.1 (``state["url"]``): it answers
     ``state["answer"]`` as the assistant's message with ``state["status"]``, or the bytes
-    ``state["raw"]`` when set, after ``state["delay"]`` seconds; ``state["requests"]`` holds
-    (path, Authorization header, JSON body) of each call; ``state["close"]()`` stops it."""
+    ``state["raw"]`` when set, or ``state["respond"](body)`` when set (the answer read off the
+    request), after ``state["delay"]`` seconds; ``state["requests"]`` holds (path,
+    Authorization header, JSON body) of each call; ``state["close"]()`` stops it and
+    ``state["fail"](how)`` makes it fail."""
     import json
     import threading
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    state = {"answer": None, "status": 200, "raw": None, "delay": 0.0, "requests": []}
+    state = {"answer": None, "status": 200, "raw": None, "delay": 0.0, "requests": [],
+             "respond": None}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - the stdlib's name
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state["requests"].append((self.path, self.headers.get("Authorization"), body))
             time.sleep(state["delay"])
+            answer = state["respond"](body) if state["respond"] else state["answer"]
             payload = state["raw"] if state["raw"] is not None else json.dumps(
-                {"choices": [{"message": {"content": state["answer"]}}]}).encode()
+                {"choices": [{"message": {"content": answer}}]}).encode()
             self.send_response(state["status"])
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -183,7 +187,21 @@ def fake_llm():
             server.shutdown()
             server.server_close()
 
-    state["close"] = close
+    def fail(how: str):
+        """Makes the endpoint fail: "error" (HTTP 500), "garbage" (a body that is not JSON),
+        "slow" (1.5 s before answering) or "down" (stopped)."""
+        if how == "error":
+            state["status"] = 500
+        elif how == "garbage":
+            state["raw"] = b"not json"
+        elif how == "slow":
+            state["delay"] = 1.5
+        elif how == "down":
+            close()
+        else:
+            raise ValueError(how)
+
+    state["close"], state["fail"] = close, fail
     yield state
     close()
 

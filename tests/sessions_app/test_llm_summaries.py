@@ -52,14 +52,7 @@ def test_summarize_uses_the_llm_when_configured(client, notes, llm):
 @pytest.mark.parametrize("mode", ["error", "garbage", "slow", "down"])
 def test_any_llm_failure_falls_back_to_the_extractive_summary(client, notes, llm, mode,
                                                               settings):
-    if mode == "error":
-        llm["status"] = 500
-    elif mode == "garbage":
-        llm["raw"] = b"not json"
-    elif mode == "slow":
-        llm["delay"] = 1.5
-    else:
-        llm["close"]()
+    llm["fail"](mode)
     started = time.monotonic()
     response = client.post(f"/v1/sessions/{notes.id}/summarize")
     assert response.status_code == 200, response.content
