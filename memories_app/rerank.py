@@ -42,6 +42,7 @@ INSTRUCTIONS = (
     'object and nothing else: {"grades": [one number per memory, in their order]}.'
 )
 _ARRAY = re.compile(r"\[[^\[\]]*\]")
+_THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 
 
 def rerank(text: str, ranked: list, limit: int, order) -> list:
@@ -54,7 +55,7 @@ def rerank(text: str, ranked: list, limit: int, order) -> list:
     if llm is None or not shown:
         return ranked
     try:
-        answer = llm.complete(_messages(text, shown), max_tokens=32 + 8 * len(shown))
+        answer = llm.complete(_messages(text, shown))  # bounded by its timeout
         grades = parse_grades(answer, len(shown))
     except (LLMUnavailable, ValueError) as exc:
         logger.warning("search results not judged by the LLM: %s", exc)
@@ -81,15 +82,15 @@ def _messages(text: str, shown: list) -> list[dict]:
 
 
 def parse_grades(answer: str, count: int) -> list[float]:
-    """The ``count`` grades of ``answer``: the first JSON array in it (the model may wrap
-    it in an object or a code fence), each a number clamped to [0, GRADE_MAX]; ValueError
-    when there is no such array or it holds another number of grades."""
-    found = _ARRAY.search(answer)
-    if not found:
-        raise ValueError(f"no grades in the answer: {answer[:200]!r}")
-    grades = json.loads(found.group(0))
-    if len(grades) != count or not all(
-            isinstance(g, int | float) and not isinstance(g, bool) and math.isfinite(g)
-            for g in grades):
-        raise ValueError(f"expected {count} grades, got {found.group(0)[:200]!r}")
-    return [min(float(GRADE_MAX), max(0.0, float(g))) for g in grades]
+    """The ``count`` grades of ``answer``, each clamped to [0, GRADE_MAX]: the last JSON
+    array in it of ``count`` finite numbers (the model may wrap it in an object or a code
+    fence, or think aloud first, in ``<think>`` or not); ValueError when there is none."""
+    for found in reversed(_ARRAY.findall(_THINKING.sub(" ", answer))):
+        try:
+            grades = json.loads(found)
+        except ValueError:
+            continue
+        if len(grades) == count and all(isinstance(g, int | float) and not isinstance(g, bool)
+                                        and math.isfinite(g) for g in grades):
+            return [min(float(GRADE_MAX), max(0.0, float(g))) for g in grades]
+    raise ValueError(f"not {count} grades in the answer: {answer[:200]!r}")

@@ -159,13 +159,17 @@ def test_decision_check_is_judged_too(client, llm):
     ('{"grades": [7, 2.5, 0]}', [7.0, 2.5, 0.0]),
     ('```json\n{"grades": [10, 3, 1]}\n```', [10.0, 3.0, 1.0]),
     ("[12, -4, 5]", [10.0, 0.0, 5.0]),  # clamped
+    # a model that thinks aloud first: its final answer counts
+    ("<think>Maybe [1, 1, 1]? Memory 2 fits best.</think>\n[2, 9, 4]", [2.0, 9.0, 4.0]),
+    ("Memory 1 mentions [backups]. Grades: [8, 1, 0]", [8.0, 1.0, 0.0]),
 ])
 def test_grades_are_read_from_the_answer(answer, grades):
     assert rerank.parse_grades(answer, 3) == grades
 
 
 @pytest.mark.parametrize("answer", ["", "no grades", "[1, 2]", "[1, 2, [3]]", "[true, 1, 2]",
-                                    '{"grades": [1, 2, 3, 4]}', "[1, 2, Infinity]"])
+                                    '{"grades": [1, 2, 3, 4]}', "[1, 2, Infinity]",
+                                    "<think>[1, 2, 3]", '[{"id": 1, "grade": 3}, 2, 1]'])
 def test_answers_without_one_grade_per_hit_are_refused(answer):
     with pytest.raises(ValueError):
         rerank.parse_grades(answer, 3)
