@@ -49,10 +49,12 @@ def rerank(text: str, ranked: list, limit: int, order) -> list:
     """``ranked`` (Hits, best first) with the first of them judged by the LLM and ordered
     by ``order`` (the search's sort key); as it is when no LLM is configured or it fails."""
     llm = chat_endpoint("MEMORYRELAY_RERANK_LLM")
+    if llm is None:  # the default: nothing more to do
+        return ranked
     depth = min(MAX_DEPTH, max(settings.MEMORYRELAY_RERANK_DEPTH, limit))
     head, tail = ranked[:depth], ranked[depth:]
     shown = [hit for hit in head if getattr(hit.item, "visibility", None) != "confidential"]
-    if llm is None or not shown:
+    if not shown:
         return ranked
     try:
         answer = llm.complete(_messages(text, shown))  # bounded by its timeout
@@ -63,7 +65,7 @@ def rerank(text: str, ranked: list, limit: int, order) -> list:
     for hit, grade in zip(shown, grades, strict=True):
         hit.score = (hit.score + grade / GRADE_MAX) / 2
     head.sort(key=order)
-    floor = head[-1].score if head else 0.0
+    floor = head[-1].score  # head holds the hits shown
     for hit in tail:
         hit.score = min(hit.score, floor)
     return head + tail
