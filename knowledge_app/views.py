@@ -169,6 +169,8 @@ class ProjectKnowledgeViewSet(AccountViewSet):
 
     lookup_field = "slug"
     not_found_message = "Project not found"
+    # what OPTIONS describes for the one POST here (DRF's metadata builds it)
+    serializer_class = ImpactInput
 
     @extend_schema(parameters=[PROJECT_SLUG], responses=ProjectContextOutput)
     @action(detail=True, methods=["get"])

@@ -352,3 +352,24 @@ def test_a_nul_in_an_agent_path_is_a_404_on_every_database(client, agent):
         response = send(client, method, "/v1/agents/my-assistant%00", "{}")
         assert_error(response, 404, "not_found")
     assert client.get("/v1/agents/my-assistant").status_code == 200
+
+
+def test_every_served_path_answers_options_without_a_crash(client, agent):
+    """OPTIONS describes a route (DRF's metadata, which builds the view's serializer for its
+    POST/PUT actions): 200, or 404 for a detail route whose object does not exist; never a
+    500 (the project routes composed in knowledge_app had no serializer to describe)."""
+    from tests.routes import served_operations as every_operation
+
+    paths = {path for prefix in ("v1/", "v2/") for path, _ in every_operation(prefix)}
+    assert "/v1/projects/impact-analysis" in paths
+    failures = []
+    for path in sorted(paths):
+        url = re.sub(r"\{\w+\}", "00000000-0000-4000-8000-000000000000", path)
+        response = client.options(url)
+        if response.status_code == 404:
+            failures.append(failure(response, f"OPTIONS {url}"))
+        elif response.status_code != 200:
+            failures.append(f"OPTIONS {url}: {response.status_code} {response.content[:200]!r}")
+    assert not list(filter(None, failures)), failures
+    described = client.options("/v1/projects/impact-analysis").json()
+    assert set(described["actions"]["POST"]) >= {"project", "change_description", "threshold"}
