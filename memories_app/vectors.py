@@ -136,7 +136,9 @@ def _with_pg_distance(queryset, vector: np.ndarray):
 
 
 def _embeddings_of(queryset) -> tuple[list, np.ndarray]:
-    rows = list(queryset.values_list("pk", "embedding"))
+    # unordered: SQLite reads the rows through the narrowest index (a project's, say)
+    # instead of walking the account's newest-first index to honour an ordering no one needs
+    rows = list(queryset.order_by().values_list("pk", "embedding"))
     if not rows:
         return [], np.zeros((0, DIMENSION), dtype=np.float32)
     pks = [pk for pk, _ in rows]
@@ -148,7 +150,7 @@ def score(queryset, pks: list, vector: np.ndarray | None) -> list[tuple]:
     """The memories ``pks`` of ``queryset`` with their cosine similarity to ``vector``."""
     if not pks:
         return []
-    queryset = queryset.filter(pk__in=pks)
+    queryset = queryset.filter(pk__in=pks).order_by()
     if vector is None:
         return [(m, 0.0) for m in queryset.defer("embedding")]
     if is_postgres():
@@ -168,7 +170,7 @@ def cosines(queryset, pks: list, vector: np.ndarray) -> dict:
     if not is_postgres():
         query = np.asarray(vector, dtype=np.float32)
         return {pk: _cos(query, e) for pk, e in model._base_manager.filter(pk__in=pks)
-                .values_list("pk", "embedding") if e is not None}  # parsed by the field
+                .order_by().values_list("pk", "embedding") if e is not None}  # parsed
     table, pk_column = model._meta.db_table, model._meta.pk.column
     sql = (f'SELECT "{pk_column}", 1 - (embedding <=> %s::vector) FROM "{table}" '
            f'WHERE "{pk_column}" = ANY(%s::uuid[]) AND embedding IS NOT NULL')
@@ -188,7 +190,7 @@ def pair_cosines(queryset, pairs: list[tuple], vector: np.ndarray) -> dict:
     model = queryset.model
     if not is_postgres():
         ids = {pk for pair in pairs for pk in pair}
-        found = {pk: e for pk, e in model._base_manager.filter(pk__in=ids)
+        found = {pk: e for pk, e in model._base_manager.filter(pk__in=ids).order_by()
                  .values_list("pk", "embedding") if e is not None}  # parsed by the field
         query = np.asarray(vector, dtype=np.float32)
         out = {}
