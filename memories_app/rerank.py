@@ -65,7 +65,7 @@ def rerank(text: str, ranked: list, limit: int, order) -> list:
     for hit, grade in zip(shown, grades, strict=True):
         hit.score = (hit.score + grade / GRADE_MAX) / 2
     head.sort(key=order)
-    floor = head[-1].score  # head holds the hits shown
+    floor = head[-1].score  # the lowest of the head: the judged hits and any confidential
     for hit in tail:
         hit.score = min(hit.score, floor)
     return head + tail
