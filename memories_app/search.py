@@ -6,10 +6,10 @@ query", so a ``min_score`` cutoff means the same in every mode:
 * semantic: the cosine similarity of the query's and the memory's embeddings, floored at 0;
 * keyword: the share of the query's information the memory contains (the IDF-weighted
   fraction of query terms, words, ids and error codes, that it matches in the full-text
-  index), squared when it is weak evidence (a partial match of a query of three terms or
-  fewer, or one word in common with a longer question: matching half of them scores
-  0.25), as is when a memory matches two or more words of a longer question (half scores
-  0.5): see :func:`coverage_power`;
+  index, each in any of its forms: :mod:`.wordforms`), squared when it is weak evidence
+  (a partial match of a query of three terms or fewer, or one word in common with a
+  longer question: matching half of them scores 0.25), as is when a memory matches two or
+  more words of a longer question (half scores 0.5): see :func:`coverage_power`;
 * hybrid: the probabilistic OR of both, ``1 - (1 - semantic) * (1 - keyword)``: a memory
   found only by an exact token still scores high, one found only by meaning keeps its
   cosine, and one found by both ranks above either.

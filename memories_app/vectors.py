@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, connections, models
 
 from .embeddings import DIMENSION
+from .wordforms import forms
 
 PG_TEXT_CONFIG = "english"
 
@@ -222,7 +223,8 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def keyword_ids(queryset, terms: list[str], cap: int) -> list:
     """Up to ``cap`` ids of rows in ``queryset`` whose indexed text matches every one of
-    ``terms`` (one lookup of :func:`keyword_lookups`)."""
+    ``terms`` (one lookup of :func:`keyword_lookups`). A term matches in any of its forms
+    (:func:`.wordforms.forms`: "go" finds "went"), on both databases."""
     return keyword_lookups(queryset, [(terms, cap)])[0]
 
 
@@ -322,13 +324,11 @@ def _pg_every_sql(queryset, terms: list[str], cap: int, pool: int, capped: str):
       term goes to the index."""
     k = len(terms)
     table = queryset.model._meta.db_table
-    config = PG_TEXT_CONFIG
-    check = _pg_check(f'"{table}".search_vector')
-    text = " ".join(terms)
+    check, check_params = _pg_check(f'"{table}".search_vector', terms)
     and_of = "string_agg('(' || q::text || ')', ' & ')::tsquery"
     ctes = [
         # each term's lookup and query
-        f"_q AS MATERIALIZED (SELECT n - 1 AS lookup, plainto_tsquery('{config}', t) AS q "
+        f"_q AS MATERIALIZED (SELECT n - 1 AS lookup, t, {_pg_term_query('t')} AS q "
         f"FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n))",
         # the complete terms
         f"_c (q) AS MATERIALIZED (SELECT {and_of} FROM _q WHERE numnode(q) > 0 AND lookup IN "
@@ -336,21 +336,23 @@ def _pg_every_sql(queryset, terms: list[str], cap: int, pool: int, capped: str):
         f"_st (lexemes, shares) AS MATERIALIZED (SELECT most_common_elems::text::text[], "
         f"most_common_elem_freqs FROM pg_stats WHERE schemaname = ANY(current_schemas(false))"
         f" AND tablename = '{table}' AND attname = 'search_vector' AND NOT inherited)",
-        # each term's share of the rows (0: not among the most common lexemes)
+        # each term's share of the rows: the sum of its forms' (0: none of them among the
+        # most common lexemes)
         "_r AS MATERIALIZED (SELECT q, share, row_number() OVER (ORDER BY share, lookup) "
-        "AS r FROM (SELECT lookup, q, coalesce((SELECT shares[array_position(lexemes, "
-        "trim(both '''' from q::text))] FROM _st), 0) AS share FROM _q "
-        "WHERE numnode(q) > 0) AS _l)",
+        "AS r FROM (SELECT lookup, q, coalesce((SELECT least(1, sum(shares[array_position("
+        "lexemes, trim(both '''' from plainto_tsquery("
+        f"'{PG_TEXT_CONFIG}', f)::text))])) FROM _st, unnest(string_to_array(t, ' or ')) "
+        "AS f), 0) AS share FROM _q WHERE numnode(q) > 0) AS _l)",
         # the index's part of the query when every list is capped
         f"_s (q) AS MATERIALIZED (SELECT {and_of} FROM _r "
         f"WHERE share < {COMMON_TERM_SHARE} OR r <= 2)",
     ]
-    params: list = [list(terms)]
+    params: list = [[_pg_term_text(term) for term in terms]]
 
     def through_index(part: str, limit: int) -> tuple[str, list]:
         return (queryset.order_by()
                 .extra(where=[f'"{table}".search_vector @@ (SELECT q FROM {part})', check],
-                       params=[text])
+                       params=check_params)
                 .values_list("pk", flat=True)[:limit].query.sql_with_params())
 
     mixed, mixed_params = through_index("_c", cap)
@@ -363,33 +365,71 @@ def _pg_every_sql(queryset, terms: list[str], cap: int, pool: int, capped: str):
             .extra(select={"_sv": f'"{table}".search_vector'},
                    where=[f"\"{table}\".ctid < '({FIRST_PAGES},0)'::tid"])
             .values_list("pk", "_sv")[:2 * EXPECTED_ROWS].query.sql_with_params())
+        first_check, first_check_params = _pg_check("_w._sv", terms)
         ctes.append(
             # the expected matches within EXPECTED_ROWS rows: the product of the shares
             f"_b AS MATERIALIZED (SELECT _w.pk FROM ({first}) AS _w WHERE (SELECT "
             f"min(share) > 0 AND exp(sum(ln(greatest(share, 1e-9)))) * {EXPECTED_ROWS} "
-            f">= {int(pool)} FROM _r) AND {_pg_check('_w._sv')} LIMIT {int(pool)})")
-        params += [*first_params, text]
+            f">= {int(pool)} FROM _r) AND {first_check} LIMIT {int(pool)})")
+        params += [*first_params, *first_check_params]
         branches += f"UNION ALL SELECT {k}, _b.pk FROM _b WHERE {capped} = {k} "
         every_branch += f" AND (SELECT count(*) FROM _b) < {int(pool)}"
     return ctes, params, f"{branches}UNION ALL {every_branch}", [*mixed_params,
                                                                   *every_params]
 
 
-def _pg_check(column: str) -> str:
-    """``column`` (a tsvector) matches the query's terms (the parameter): ts_match_vq is @@
-    as a function, which no index serves, so it is read on the rows."""
-    return f"ts_match_vq({column}, plainto_tsquery('{PG_TEXT_CONFIG}', %s))"
+def _pg_check(column: str, terms: list[str]) -> tuple[str, list]:
+    """``column`` (a tsvector) matches every one of ``terms``: ts_match_vq is @@ as a
+    function, which no index serves, so it is read on the rows."""
+    query, params = _pg_query(terms)
+    return f"ts_match_vq({column}, {query})", params
+
+
+def _pg_term_text(term: str) -> str:
+    """What :func:`_pg_term_query` reads for ``term``: the term, or its forms joined by
+    "or" (a query term holds no space: see search.query_terms)."""
+    return " or ".join(forms(term))
+
+
+def _pg_term_query(text: str) -> str:
+    """The tsquery of one term's text (an SQL expression): its forms in websearch syntax
+    ("go or went or gone": 'go' | 'went' | 'gone') when it has several, else plainto (a
+    hyphenated word is all of its parts, not a phrase)."""
+    return (f"(CASE WHEN strpos({text}, ' ') > 0 THEN websearch_to_tsquery('{PG_TEXT_CONFIG}',"
+            f" {text}) ELSE plainto_tsquery('{PG_TEXT_CONFIG}', {text}) END)")
+
+
+def _pg_query(terms: list[str]) -> tuple[str, list]:
+    """The tsquery matching every one of ``terms`` in any of its forms, as an expression
+    the planner folds into a constant (its selectivity is estimated from the lexemes)."""
+    parts, params = [], []
+    for term in terms:
+        text = _pg_term_text(term)
+        if " " in text:
+            parts.append(f"websearch_to_tsquery('{PG_TEXT_CONFIG}', %s)")
+        else:
+            parts.append(f"plainto_tsquery('{PG_TEXT_CONFIG}', %s)")
+        params.append(text)
+    return (f"({' && '.join(parts)})" if parts
+            else f"plainto_tsquery('{PG_TEXT_CONFIG}', '')"), params
+
+
+def _fts_term(term: str) -> str:
+    """One term in FTS5 query syntax: a quoted string, or its forms OR-ed."""
+    quoted = ['"' + form.replace('"', '""') + '"' for form in forms(term)]
+    return quoted[0] if len(quoted) == 1 else f"({' OR '.join(quoted)})"
 
 
 def _match_where(model, terms: list[str]) -> tuple[str, list]:
-    """The condition "the row's indexed text matches every one of ``terms``"."""
+    """The condition "the row's indexed text matches every one of ``terms``", each in any
+    of its forms (:func:`.wordforms.forms`)."""
     table = model._meta.db_table
     if is_postgres():
-        return (f"\"{table}\".search_vector @@ plainto_tsquery('{PG_TEXT_CONFIG}', %s)",
-                [" ".join(terms)])
+        query, params = _pg_query(terms)
+        return f'"{table}".search_vector @@ {query}', params
     fts = fts_table(model)
     return (f'"{table}".rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH %s)',
-            [" ".join('"' + term.replace('"', '""') + '"' for term in terms)])
+            [" AND ".join(_fts_term(term) for term in terms)])
 
 
 def _lookups_sql(queryset, lookups: list[tuple[list[str], int]]) -> tuple[str, list]:

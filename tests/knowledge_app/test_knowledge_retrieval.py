@@ -31,5 +31,6 @@ def test_hybrid_beats_semantic_and_keyword_on_the_labelled_set(results, kind):
     assert table["hybrid"]["all_recall"] == 1.0
     assert table["keyword"]["exact_mrr"] == 1.0  # exact tokens: keywords never miss
     assert table["semantic"]["paraphrase_recall"] == 1.0  # paraphrases: meaning finds them
-    assert table["keyword"]["paraphrase_recall"] < 0.7  # ...where keywords fail
+    # ...where keywords fall short ("kept" finds "keep": memories_app/wordforms.py)
+    assert table["keyword"]["paraphrase_recall"] < table["semantic"]["paraphrase_recall"]
     assert table["semantic"]["exact_mrr"] < 1.0  # ...and near-twin codes confuse meaning

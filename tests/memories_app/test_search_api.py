@@ -336,7 +336,7 @@ def test_search_query_count_does_not_grow_with_hits_or_memories(client, max_quer
 
 
 def test_a_longer_questions_partial_match_counts_as_is_and_a_single_word_is_squared(client):
-    answer = client.post("/v1/memories", {"content": "Caroline went to a support group.",
+    answer = client.post("/v1/memories", {"content": "Caroline joined a support group.",
                                           "agent_id": "a"}, format="json").json()["id"]
     aside = client.post("/v1/memories", {"content": "Tuesday meeting notes.",
                                          "agent_id": "a"}, format="json").json()["id"]

@@ -1,6 +1,7 @@
 """The memories matching every term of a query, found without asking the text index again
 when a term's list is complete (vectors.keyword_matches), checked against a brute-force
-reading of a small data set with tiny caps, on both databases."""
+reading of a small data set with tiny caps, on both databases. "swim" is written in any of
+its forms (swim, swam, swum: memories_app/wordforms.py) and asked as "swim"."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from django.test.utils import CaptureQueriesContext
 
 from memories_app import vectors
 from memories_app.models import Memory
+from memories_app.wordforms import forms
 from tests.conftest import real_queries
 
 # Each word's share of the memories: common, middling and rare terms.
-WORDS = {"pelican": 0.7, "zeppelin": 0.5, "quokka": 0.3, "tundra": 0.12, "saffron": 0.05}
+WORDS = {"pelican": 0.7, "zeppelin": 0.5, "swim": 0.3, "tundra": 0.12, "saffron": 0.05}
 
 
 @pytest.fixture
@@ -25,11 +27,12 @@ def corpus(account, agent, other_account):
     one holding every word (never found). Returns each live memory's pk and words."""
     from sessions_app.services import agent_get_or_create
 
-    rng = random.Random(7)
+    rng, forms_rng = random.Random(7), random.Random(11)
     texts = []
     for n in range(40):
         words = [w for w, share in WORDS.items() if rng.random() < share]
-        texts.append((words, " ".join(words + ["note", str(n)])))
+        written = [forms_rng.choice(forms(w)) for w in words]
+        texts.append((words, " ".join(written + ["note", str(n)])))
     rows = Memory.objects.bulk_create(
         [Memory(account=account, agent=agent, content=text) for _, text in texts])
     everything = " ".join(WORDS)
@@ -112,3 +115,27 @@ def test_a_memory_matching_every_term_scores_1_past_a_common_terms_cap(client, m
     ids = [hit["memory"]["id"] for hit in body["data"]]
     assert ids[0] == both and body["data"][0]["score"] == 1.0
     assert rare in ids and body["data"][ids.index(rare)]["score"] < 1.0
+
+
+def test_postgres_a_terms_share_of_the_rows_sums_its_forms(account, corpus):
+    """With statistics, a term's share of the rows (what decides whether the rows matching
+    every term are looked up through the index) is the sum of its forms' shares: "swim" is
+    written as swim, swam or swum, so no one lexeme has its share."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the planner's statistics of common terms: PostgreSQL")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE memories_app_memory")
+        cursor.execute("SELECT most_common_elems::text::text[], most_common_elem_freqs FROM "
+                       "pg_stats WHERE tablename = 'memories_app_memory' AND attname = "
+                       "'search_vector'")
+        lexemes, freqs = cursor.fetchone()
+        known = dict(zip(lexemes, freqs, strict=False))
+        mine = Memory.objects.live().for_account(account)
+        ctes, params, _, _ = vectors._pg_every_sql(mine, ["swim", "pelican"], 3, 4, "0")
+        cursor.execute("WITH _t (lookup, id) AS (SELECT 0, NULL::uuid WHERE false), "
+                       + ", ".join(ctes) + " SELECT q::text, share FROM _r", params)
+        shares = {query: share for query, share in cursor.fetchall()}
+    swim = next(share for query, share in shares.items() if "swam" in query)
+    assert swim == pytest.approx(sum(known.get(form, 0) for form in forms("swim")), abs=1e-6)
+    assert swim > max(known.get(form, 0) for form in forms("swim"))
+    assert shares["'pelican'"] == pytest.approx(known["pelican"], abs=1e-6)
