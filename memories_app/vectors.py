@@ -339,10 +339,10 @@ def _pg_every_sql(queryset, terms: list[str], cap: int, pool: int, capped: str):
         # each term's share of the rows: the sum of its forms' (0: none of them among the
         # most common lexemes)
         "_r AS MATERIALIZED (SELECT q, share, row_number() OVER (ORDER BY share, lookup) "
-        "AS r FROM (SELECT lookup, q, coalesce((SELECT least(1, sum(shares[array_position("
+        "AS r FROM (SELECT lookup, q, (SELECT least(1, coalesce(sum(shares[array_position("
         "lexemes, trim(both '''' from plainto_tsquery("
-        f"'{PG_TEXT_CONFIG}', f)::text))])) FROM _st, unnest(string_to_array(t, ' or ')) "
-        "AS f), 0) AS share FROM _q WHERE numnode(q) > 0) AS _l)",
+        f"'{PG_TEXT_CONFIG}', f)::text))]), 0)) FROM _st RIGHT JOIN unnest(string_to_array("
+        "t, ' or ')) AS f ON true) AS share FROM _q WHERE numnode(q) > 0) AS _l)",
         # the index's part of the query when every list is capped
         f"_s (q) AS MATERIALIZED (SELECT {and_of} FROM _r "
         f"WHERE share < {COMMON_TERM_SHARE} OR r <= 2)",

@@ -120,7 +120,9 @@ def test_a_memory_matching_every_term_scores_1_past_a_common_terms_cap(client, m
 def test_postgres_a_terms_share_of_the_rows_sums_its_forms(account, corpus):
     """With statistics, a term's share of the rows (what decides whether the rows matching
     every term are looked up through the index) is the sum of its forms' shares: "swim" is
-    written as swim, swam or swum, so no one lexeme has its share."""
+    written as swim, swam or swum, so no one lexeme has its share; a term none of whose
+    forms is common has none (a share of 1 made a rare term's search at 1M memories take
+    650 ms instead of 14)."""
     if connection.vendor != "postgresql":
         pytest.skip("the planner's statistics of common terms: PostgreSQL")
     with connection.cursor() as cursor:
@@ -131,7 +133,8 @@ def test_postgres_a_terms_share_of_the_rows_sums_its_forms(account, corpus):
         lexemes, freqs = cursor.fetchone()
         known = dict(zip(lexemes, freqs, strict=False))
         mine = Memory.objects.live().for_account(account)
-        ctes, params, _, _ = vectors._pg_every_sql(mine, ["swim", "pelican"], 3, 4, "0")
+        ctes, params, _, _ = vectors._pg_every_sql(mine, ["swim", "pelican", "zyzzyva"], 3,
+                                                   4, "0")
         cursor.execute("WITH _t (lookup, id) AS (SELECT 0, NULL::uuid WHERE false), "
                        + ", ".join(ctes) + " SELECT q::text, share FROM _r", params)
         shares = {query: share for query, share in cursor.fetchall()}
@@ -139,3 +142,5 @@ def test_postgres_a_terms_share_of_the_rows_sums_its_forms(account, corpus):
     assert swim == pytest.approx(sum(known.get(form, 0) for form in forms("swim")), abs=1e-6)
     assert swim > max(known.get(form, 0) for form in forms("swim"))
     assert shares["'pelican'"] == pytest.approx(known["pelican"], abs=1e-6)
+    # a term in no memory, so among no common lexemes, is rare: its lookup takes the index
+    assert "zyzzyva" not in known and shares["'zyzzyva'"] == 0
