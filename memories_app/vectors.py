@@ -326,10 +326,14 @@ def _pg_every_sql(queryset, terms: list[str], cap: int, pool: int, capped: str):
     table = queryset.model._meta.db_table
     check, check_params = _pg_check(f'"{table}".search_vector', terms)
     and_of = "string_agg('(' || q::text || ')', ' & ')::tsquery"
+    rows, params = [], []
+    for n, term in enumerate(terms):
+        query, text = _pg_term(term)
+        rows.append(f"({n}, %s::text, {query})")
+        params += [text, text]
     ctes = [
-        # each term's lookup and query
-        f"_q AS MATERIALIZED (SELECT n - 1 AS lookup, t, {_pg_term_query('t')} AS q "
-        f"FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n))",
+        # each term's lookup, text and query
+        f"_q (lookup, t, q) AS MATERIALIZED (VALUES {', '.join(rows)})",
         # the complete terms
         f"_c (q) AS MATERIALIZED (SELECT {and_of} FROM _q WHERE numnode(q) > 0 AND lookup IN "
         f"(SELECT lookup FROM _t GROUP BY lookup HAVING count(*) < {int(cap)}))",
@@ -341,13 +345,12 @@ def _pg_every_sql(queryset, terms: list[str], cap: int, pool: int, capped: str):
         "_r AS MATERIALIZED (SELECT q, share, row_number() OVER (ORDER BY share, lookup) "
         "AS r FROM (SELECT lookup, q, (SELECT least(1, coalesce(sum(shares[array_position("
         "lexemes, trim(both '''' from plainto_tsquery("
-        f"'{PG_TEXT_CONFIG}', f)::text))]), 0)) FROM _st RIGHT JOIN unnest(string_to_array("
-        "t, ' or ')) AS f ON true) AS share FROM _q WHERE numnode(q) > 0) AS _l)",
+        f"'{PG_TEXT_CONFIG}', f)::text))]), 0)) FROM _st, unnest(string_to_array(t, ' or ')) "
+        "AS f) AS share FROM _q WHERE numnode(q) > 0) AS _l)",
         # the index's part of the query when every list is capped
         f"_s (q) AS MATERIALIZED (SELECT {and_of} FROM _r "
         f"WHERE share < {COMMON_TERM_SHARE} OR r <= 2)",
     ]
-    params: list = [[_pg_term_text(term) for term in terms]]
 
     def through_index(part: str, limit: int) -> tuple[str, list]:
         return (queryset.order_by()
@@ -385,33 +388,22 @@ def _pg_check(column: str, terms: list[str]) -> tuple[str, list]:
     return f"ts_match_vq({column}, {query})", params
 
 
-def _pg_term_text(term: str) -> str:
-    """What :func:`_pg_term_query` reads for ``term``: the term, or its forms joined by
-    "or" (a query term holds no space: see search.query_terms)."""
-    return " or ".join(forms(term))
-
-
-def _pg_term_query(text: str) -> str:
-    """The tsquery of one term's text (an SQL expression): its forms in websearch syntax
-    ("go or went or gone": 'go' | 'went' | 'gone') when it has several, else plainto (a
-    hyphenated word is all of its parts, not a phrase)."""
-    return (f"(CASE WHEN strpos({text}, ' ') > 0 THEN websearch_to_tsquery('{PG_TEXT_CONFIG}',"
-            f" {text}) ELSE plainto_tsquery('{PG_TEXT_CONFIG}', {text}) END)")
+def _pg_term(term: str) -> tuple[str, str]:
+    """(the tsquery of ``term`` as an SQL expression, its parameter): its forms OR-ed in
+    websearch syntax ("go or went or gone": 'go' | 'went' | 'gone') when it has several,
+    else plainto (a hyphenated word is all of its parts, not a phrase). Both are immutable,
+    so the planner folds the query into a constant and estimates its selectivity."""
+    found = forms(term)
+    function = "websearch_to_tsquery" if len(found) > 1 else "plainto_tsquery"
+    return f"{function}('{PG_TEXT_CONFIG}', %s)", " or ".join(found)
 
 
 def _pg_query(terms: list[str]) -> tuple[str, list]:
-    """The tsquery matching every one of ``terms`` in any of its forms, as an expression
-    the planner folds into a constant (its selectivity is estimated from the lexemes)."""
-    parts, params = [], []
-    for term in terms:
-        text = _pg_term_text(term)
-        if " " in text:
-            parts.append(f"websearch_to_tsquery('{PG_TEXT_CONFIG}', %s)")
-        else:
-            parts.append(f"plainto_tsquery('{PG_TEXT_CONFIG}', %s)")
-        params.append(text)
-    return (f"({' && '.join(parts)})" if parts
-            else f"plainto_tsquery('{PG_TEXT_CONFIG}', '')"), params
+    """The tsquery matching every one of ``terms`` in any of its forms (:func:`_pg_term`)."""
+    if not terms:
+        return f"plainto_tsquery('{PG_TEXT_CONFIG}', '')", []
+    parts, params = zip(*(_pg_term(term) for term in terms), strict=True)
+    return f"({' && '.join(parts)})", list(params)
 
 
 def _fts_term(term: str) -> str:
