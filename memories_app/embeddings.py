@@ -22,6 +22,8 @@ from django.conf import settings
 
 from memoryrelay_site.errors import ServiceError
 
+from . import query_adapter
+
 logger = logging.getLogger("memoryrelay.embeddings")
 DIMENSION = 384  # the width of the stored vector column
 
@@ -37,6 +39,10 @@ class Provider:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         raise EmbeddingError("no embedding provider is configured")
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of search queries (memories are stored with :meth:`embed`)."""
+        return self.embed(texts)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """The tokens embedding ``texts`` puts through a model on this machine's CPU: what a
@@ -67,6 +73,14 @@ class LocalMiniLM(Provider):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._load().encode(list(texts))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """As :meth:`embed`, then moved by the query adapter, when one is on
+        (:mod:`.query_adapter`)."""
+        adapter = query_adapter.configured(settings.MEMORYRELAY_QUERY_ADAPTER, self.name,
+                                           self.dimension)
+        matrix = self.embed(texts)
+        return adapter.apply(matrix) if adapter else matrix
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         # Truncated as encoding truncates them: each text counts at most the model's window.

@@ -170,7 +170,7 @@ def _query_vector(query: Query) -> np.ndarray | None:
             raise SearchUnavailable("semantic search needs an embedding provider")
         return None
     try:
-        return provider.embed([query.text])[0]
+        return provider.embed_queries([query.text])[0]
     except EmbeddingError as exc:
         if query.mode == "semantic":
             raise SearchUnavailable(str(exc)) from exc
@@ -288,14 +288,19 @@ def _named_as(lowered: str, name: str) -> tuple | None:
     return None
 
 
+def without_name(text: str, form: str) -> str:
+    """``text`` with the name ``form`` as "they" ("their" for "Caroline's")."""
+    pattern = re.compile(rf"(?<!\w){re.escape(form)}(['’]s)?(?!\w)", re.IGNORECASE)
+    return pattern.sub(lambda m: "their" if m.group(1) else "they", text)
+
+
 def _without_name(text: str, form: str, vector: np.ndarray) -> np.ndarray:
     """The normalised mean of ``vector`` (``text``'s embedding) and the embedding of ``text``
     with the name ``form`` as "they" ("their" for "Caroline's"); ``vector`` as it is when
     the provider fails."""
-    pattern = re.compile(rf"(?<!\w){re.escape(form)}(['’]s)?(?!\w)", re.IGNORECASE)
-    plain = pattern.sub(lambda m: "their" if m.group(1) else "they", text)
     try:
-        other = np.asarray(get_provider().embed([plain])[0], dtype=np.float32)
+        other = np.asarray(get_provider().embed_queries([without_name(text, form)])[0],
+                           dtype=np.float32)
     except EmbeddingError:
         return vector
     mixed = vector / max(1e-12, float(np.linalg.norm(vector)))

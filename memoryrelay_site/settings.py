@@ -300,6 +300,9 @@ MEMORYRELAY_EMBEDDINGS_URL = os.environ.get("MEMORYRELAY_EMBEDDINGS_URL", "http:
 MEMORYRELAY_EMBEDDINGS_MODEL = os.environ.get("MEMORYRELAY_EMBEDDINGS_MODEL", "all-minilm")
 MEMORYRELAY_EMBEDDINGS_API_KEY = os.environ.get("MEMORYRELAY_EMBEDDINGS_API_KEY", "")
 MEMORYRELAY_EMBEDDINGS_TIMEOUT = float(os.environ.get("MEMORYRELAY_EMBEDDINGS_TIMEOUT", "10"))
+# The local model's query adapter (memories_app/query_adapter.py): empty for the one
+# shipped, a path to another, or "off".
+MEMORYRELAY_QUERY_ADAPTER = os.environ.get("MEMORYRELAY_QUERY_ADAPTER", "")
 MEMORYRELAY_EMBEDDINGS_DIMENSIONS = env_int("MEMORYRELAY_EMBEDDINGS_DIMENSIONS", 0) or None
 
 # --- Task queue (memoryrelay_site/tasks.py; issue 9): Django's Tasks API (the django-tasks
