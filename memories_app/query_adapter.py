@@ -57,6 +57,8 @@ def load(path: str | Path) -> Adapter:
         u, v = np.asarray(data["u"], np.float32), np.asarray(data["v"], np.float32)
         if u.ndim != 2 or u.shape != v.shape:
             raise ValueError(f"u and v must be two matrices of one shape, not {u.shape}, {v.shape}")
+        if not (np.isfinite(u).all() and np.isfinite(v).all()):
+            raise ValueError("u and v must hold finite numbers only")
         return Adapter(u, v, str(data["model"]), str(data["fitted_on"]))
 
 
@@ -133,6 +135,10 @@ def fit(groups: list[Group], *, model: str, rank: int = 8, lam: float = 0.1,
         tau: float = 0.05, epochs: int = 150, rate: float = 3e-3, seed: int = 0,
         fitted_on: str = "", log=None) -> Adapter:
     """An adapter fitted on ``groups`` by full-batch Adam from no correction at all."""
+    groups = [Group(g.queries[kept], g.memories, [g.answers[i] for i in kept]) for g in groups
+              if (kept := [i for i, rows in enumerate(g.answers) if rows])]
+    if not groups:
+        raise ValueError("no question has an answer to fit on")
     dimension = groups[0].queries.shape[1]
     random = np.random.default_rng(seed)
     u = np.zeros((dimension, rank))

@@ -105,7 +105,21 @@ def test_an_adapter_that_is_off_missing_or_for_another_model_is_not_applied(tmp_
         broken = tmp_path / "broken.npz"
         broken.write_bytes(b"not an adapter")
         assert query_adapter.configured(str(broken), MODEL, 384) is None
-    assert len([r for r in caplog.records if "not applied" in r.getMessage()]) == 4
+        poisoned = tmp_path / "poisoned.npz"
+        bad = np.zeros((384, 2), np.float32)
+        bad[3, 1] = np.nan
+        Adapter(bad, np.zeros((384, 2), np.float32), MODEL).save(poisoned)
+        assert query_adapter.configured(str(poisoned), MODEL, 384) is None
+    assert len([r for r in caplog.records if "not applied" in r.getMessage()]) == 5
+
+
+def test_questions_without_an_answer_are_not_fitted_on():
+    group = synthetic(8, questions=6, memories=10, dimension=4)
+    group.answers[2] = []
+    fitted = query_adapter.fit([group], model="toy", rank=2, epochs=5)
+    assert np.isfinite(fitted.u).all() and np.isfinite(fitted.v).all()
+    with pytest.raises(ValueError, match="no question has an answer"):
+        query_adapter.fit([Group(group.queries, group.memories, [[]] * 6)], model="toy")
 
 
 QUERY = "what colours does Alex like in the editor"
