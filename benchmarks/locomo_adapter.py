@@ -51,7 +51,7 @@ def groups_of(conversations, provider, log=print):
         queries = provider.embed(texts)
         speakers = sorted({t.speaker for t in turns})
         for i, text in enumerate(texts):
-            named = [found for s in speakers if (found := search._named_as(text.lower(), s))]
+            named = [found for s in speakers if (found := search.named_as(text.lower(), s))]
             if len(named) == 1:
                 plain = provider.embed([search.without_name(text, named[0][2])])[0]
                 mixed = queries[i] + plain

@@ -3,7 +3,8 @@
 Every mode scores a memory in [0, 1] with one meaning, "how well this memory answers the
 query", so a ``min_score`` cutoff means the same in every mode:
 
-* semantic: the cosine similarity of the query's and the memory's embeddings, floored at 0;
+* semantic: the cosine similarity of the query's and the memory's embeddings, floored at 0
+  (the local model's query read through its adapter: :mod:`.query_adapter`);
 * keyword: the share of the query's information the memory contains (the IDF-weighted
   fraction of query terms, words, ids and error codes, that it matches in the full-text
   index, each in any of its forms: :mod:`.wordforms`), squared when it is weak evidence
@@ -262,7 +263,7 @@ def named_author(model, hits: dict, text: str) -> Named | None:
     named = []  # (where, end, form, agent pk)
     for pk, name in (field.related_model._base_manager.filter(pk__in=authors)
                      .values_list("pk", "name")):
-        found = _named_as(lowered, name)
+        found = named_as(lowered, name)
         if found:
             named.append((*found, pk))
     if not named:
@@ -278,7 +279,7 @@ def named_author(model, hits: dict, text: str) -> Named | None:
 _TOGETHER = re.compile(r"(?:['’]s)?\s*(?:,|and|or|&|as well as)\s*")
 
 
-def _named_as(lowered: str, name: str) -> tuple | None:
+def named_as(lowered: str, name: str) -> tuple | None:
     """(start, end, form) of the first mention of ``name`` in ``lowered``, or None."""
     for form in (name.lower().strip(), name.lower().split("@", 1)[0].strip()):
         match = (re.search(rf"(?<!\w){re.escape(form)}(?!\w)", lowered)
