@@ -50,11 +50,14 @@ def groups_of(conversations, provider, log=print):
         texts = [q.text for q in conversation.questions]
         queries = provider.embed(texts)
         speakers = sorted({t.speaker for t in turns})
+        plain = {}  # {question: its text with the one speaker it names as "they"}
         for i, text in enumerate(texts):
             named = [found for s in speakers if (found := search.named_as(text.lower(), s))]
             if len(named) == 1:
-                plain = provider.embed([search.without_name(text, named[0][2])])[0]
-                mixed = queries[i] + plain
+                plain[i] = search.without_name(text, named[0][2])
+        if plain:
+            for i, other in zip(plain, provider.embed(list(plain.values())), strict=True):
+                mixed = queries[i] + other
                 queries[i] = mixed / np.linalg.norm(mixed)
         where = {t.dia_id: n for n, t in enumerate(turns)}
         answers = [sorted(where[d] for d in q.evidence) for q in conversation.questions]
