@@ -26,7 +26,11 @@ def type_filter(param: str):
 
 def filter_by_name_part(queryset, name: str, value: str):
     """Names containing ``value`` (case aside), or whose key contains its key (so "acme
-    corp" finds "ACME, Inc.")."""
+    corp" finds "ACME, Inc."). A 422 on ``q`` when ``value`` is longer than a name can be
+    (SQLite also refuses a LIKE pattern over 50,000 bytes)."""
+    longest = Entity._meta.get_field("name").max_length
+    if len(value) > longest:
+        raise ValidationError({"q": [f"at most {longest} characters (got {len(value)})"]})
     key = entity_key(value)
     match = Q(name__icontains=value)
     return queryset.filter(match | Q(key__contains=key) if key else match)

@@ -292,6 +292,10 @@ def test_filters_type_agent_and_name(client, account, agent, memory):
     assert names(q="er") == ["Berlin"]
     assert names(q="zzz") == []
     assert names(q="acme", entity_type="location") == []
+    assert names(q="x" * 255) == []
+    # longer than a name can be: a LIKE pattern of "_" * 25,000 is over SQLite's limit
+    assert_error(client.get("/v1/entities", {"q": "_" * 25_000}), 422, "validation_error", "q")
+    assert_error(client.get("/v1/entities", {"q": "x" * 256}), 422, "validation_error", "q")
     assert_error(client.get("/v1/entities", {"entity_type": "robot"}), 422, "validation_error",
                  "entity_type")
     assert_error(client.get("/v1/entities", {"type": "robot"}), 422, "validation_error", "type")
