@@ -13,7 +13,11 @@ from urllib.parse import urlsplit
 def outbound_refusal(url: str, *, name: str, allow_local: bool, resolve: bool) -> str | None:
     """Why ``url`` (the field ``name``) may not be called, or None. ``resolve``: look host
     names up too (at call time); otherwise only literal addresses are checked."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port out of 0-65535 or not a number raises here)
+    except ValueError:
+        return f"{name} is not a valid URL (its host or port)"
     allowed = ("https", "http") if allow_local else ("https",)
     if parts.scheme not in allowed or not parts.hostname:
         return f"{name} must be an https URL"

@@ -79,7 +79,8 @@ def test_bad_keys_are_refused_naming_the_field(client, settings):
                                                      "model": "m"}, format="json"),
                  422, "validation_error", "base_url")
     for url in ("http://127.0.0.1:11434/v1", "https://10.0.0.5/v1", "https://localhost/v1",
-                "http://llm.example.com/v1"):
+                "http://llm.example.com/v1", "https://llm.example.com:99999/v1",
+                "https://llm.example.com:x/v1", "https://[::1/v1"):
         assert_error(client.post("/v1/extraction/keys", {
             "provider": "custom", "api_key": "k", "model": "m", "base_url": url},
             format="json"), 422, "validation_error", "base_url")
@@ -134,9 +135,13 @@ def test_the_active_key_extracts_the_accounts_memories(client, account, settings
                               .values_list("entity__name", flat=True))
 
 
-def test_an_unreadable_key_falls_back_to_the_server_extractor(client, settings):
+@pytest.mark.parametrize("broken", [{"encrypted_key": "gAAAAA-not-a-token"},
+                                    {"base_url": "https://llm.example.com:99999/v1"}])
+def test_an_unreadable_key_falls_back_to_the_server_extractor(client, settings, broken):
+    """A key that cannot be read, or whose URL cannot be called (one stored before its port
+    was checked), leaves extraction to the rules, with no task failing on it."""
     add_key(client)
-    ExtractionKey.objects.update(encrypted_key="gAAAAA-not-a-token")
+    ExtractionKey.objects.update(**broken)
     memory = client.post("/v1/memories", {"agent_id": "a", "content": "Bob joined Globex",
                                           "auto_extract_entities": False},
                          format="json").json()

@@ -120,7 +120,8 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_the_attempts(client, re
 @pytest.mark.parametrize("url", [
     "http://example.com/hook", "https://127.0.0.1/hook", "https://10.1.2.3/hook",
     "https://192.168.1.1/hook", "https://169.254.169.254/latest", "https://[::1]/hook",
-    "https://localhost/hook", "ftp://example.com/hook",
+    "https://localhost/hook", "ftp://example.com/hook", "https://example.com:99999/hook",
+    "https://example.com:http/hook", "https://[::1/hook",
 ])
 def test_http_and_local_addresses_are_refused_without_the_setting(client, url, settings):
     settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = False
