@@ -177,6 +177,9 @@ class Session(SoftDeleteModel):
 
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+# Paths under /v1/projects/ served literally (by the knowledge app, whose routes win over
+# projects/{slug}): a project with such a slug could never be read, changed or deleted.
+RESERVED_SLUGS = frozenset({"impact-analysis", "shared-patterns"})
 
 
 class ProjectQuerySet(SoftDeleteQuerySet):

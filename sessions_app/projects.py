@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 
-from .models import DEPENDENCY_TYPES, Project, ProjectRelationship
+from .models import DEPENDENCY_TYPES, RESERVED_SLUGS, Project, ProjectRelationship
 from .services import locked_live
 
 PROJECT_UPDATABLE = ("name", "description", "stack", "repo_url", "metadata")
@@ -54,7 +54,10 @@ def project_create(
 ) -> Project:
     """Registers a project. A slug taken by a live project of the account is a Conflict,
     also when the other registration commits while this one runs (the unique constraint
-    decides)."""
+    decides). A slug the API serves as a path of its own is refused."""
+    if slug in RESERVED_SLUGS:
+        raise Invalid(f"{slug!r} is a path of the API (/v1/projects/{slug}), not a free slug",
+                      field="slug")
     try:
         with transaction.atomic():
             project = Project.objects.create(

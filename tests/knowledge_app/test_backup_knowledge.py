@@ -203,6 +203,8 @@ BAD = {
     "a bad decision status": ("decision", 2, lambda items: edit(status="maybe"), "status"),
     "a project slug that is no slug": (
         "project", 0, lambda items: edit(slug="Not A Slug"), "slug must be lowercase"),
+    "a project slug that is a path of the API": (
+        "project", 0, lambda items: edit(slug="shared-patterns"), "is a path of the API"),
     "two live projects with one slug": (
         "project", 1, lambda items: edit(slug="northrelay"),
         "two live projects of 'alice' have the slug 'northrelay'"),

@@ -477,3 +477,28 @@ def test_a_restore_racing_a_registration_of_its_slug_is_refused_by_the_constrain
     with pytest.raises(projects.Conflict):
         projects.project_restore(project=first)
     assert Project.objects.get(pk=first.pk).deleted_at is not None
+
+
+def _routes(patterns=None, prefix=""):
+    """Every route's full pattern, the prefixes of its includes joined."""
+    from django.urls import URLResolver, get_resolver
+
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        here = prefix + str(entry.pattern).lstrip("^").rstrip("$")
+        if isinstance(entry, URLResolver):
+            yield from _routes(entry.url_patterns, here)
+        else:
+            yield here
+
+
+def test_a_slug_the_api_serves_as_a_path_is_refused(client):
+    """projects/impact-analysis and projects/shared-patterns win over projects/{slug}: a
+    project with such a slug could never be read, changed or deleted. Every literal path
+    under projects/ is reserved (a new one fails here until it is)."""
+    literal = {m.group(1) for route in _routes()
+               if (m := re.fullmatch(r"v1/projects/([a-z0-9][a-z0-9-]*)/\?", route))}
+    assert literal == projects.RESERVED_SLUGS == {"impact-analysis", "shared-patterns"}
+    for slug in sorted(literal):
+        assert_error(register(client, slug), 422, "validation_error", "slug")
+    assert not Project.objects.exists()
+    assert register(client, "impact-analysis-v2").status_code == 201
