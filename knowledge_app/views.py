@@ -9,6 +9,7 @@ from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from memories_app import search
 from memories_app.linked_entities import with_entities
 from memoryrelay_site.views import AccountViewSet
 from sessions_app.serializers import DeletedOutput
@@ -42,7 +43,7 @@ DECISION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
 
 
 def score(value: float) -> float:
-    return round(value, 6)
+    return search.shown(value)
 
 
 def deleted_body(row) -> dict:

@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from sessions_app.summarizer import SummaryItem, summarize
 
-from . import tiering
+from . import search, tiering
 from .models import Memory
 from .services import memory_search
 
@@ -133,7 +133,7 @@ def context_bundle_build(
                            summary_budget * CHARS_PER_TOKEN)
         used += tokens_of(summary)
     tiering.memories_mark_used(memories=[hit.memory for _, hit, _ in chosen])
-    items = [BundleItem(str(hit.memory.pk), content, round(score, 6), hit.memory.memory_type)
+    items = [BundleItem(str(hit.memory.pk), content, search.shown(score), hit.memory.memory_type)
              for score, hit, content in chosen]
     return Bundle(items, summary, used, RANKING_VERSION, ai_enhanced,
                   round((time.perf_counter() - started) * 1000))

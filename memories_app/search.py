@@ -49,6 +49,7 @@ MODES = ("hybrid", "semantic", "keyword")
 # 1M memories each match read is a heap page (benchmarks/scale_bench.py); 1,000 before.
 TERM_MATCH_CAP = 200
 MAX_TERMS = 12
+SCORE_DIGITS = 6  # decimals of a score in a response (see shown)
 AUTHOR_WEIGHT = 0.7  # see named_author
 ASKING_WEIGHT = 0.85  # see _weight
 TEXT_READ = 2_000  # characters of a candidate _weight reads: bounds its cost per candidate
@@ -129,7 +130,13 @@ def run(queryset, query: Query, vector: np.ndarray | None = None) -> list[Hit]:
         ranked = _ranked(queryset, query, vector)
     if query.judged and query.mode == "hybrid":
         ranked = rerank.rerank(query.text, ranked, query.limit, _order)
-    return [h for h in ranked if h.score >= query.min_score][: query.limit]
+    return [h for h in ranked if shown(h.score) >= query.min_score][: query.limit]
+
+
+def shown(score: float) -> float:
+    """A score as the API shows it, to ``SCORE_DIGITS`` decimals. ``min_score`` is compared
+    with the shown score, so a client that passes a hit's score back gets that hit."""
+    return round(score, SCORE_DIGITS)
 
 
 def _ranked(queryset, query: Query, vector: np.ndarray | None) -> list[Hit]:

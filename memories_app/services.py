@@ -8,6 +8,7 @@ its agent and session until it commits."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -388,13 +389,29 @@ def memory_search(
     if not include_confidential:
         queryset = queryset.exclude(visibility="confidential")
     for n, (key, value) in enumerate((metadata_filter or {}).items()):
-        queryset = queryset.alias(**{f"_meta{n}": KeyTransform(key, "metadata")}).filter(
+        queryset = queryset.alias(**{f"_meta{n}": ObjectKey(key, "metadata")}).filter(
             **{f"_meta{n}": value})
     try:
         return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
                                                  min_score=min_score, judged=judged))
     except search.SearchUnavailable as exc:
         raise Invalid(str(exc), field="search_mode") from None
+
+
+class ObjectKey(KeyTransform):
+    """The value of a top-level key of a JSON object, also of a key made of digits (Django's
+    KeyTransform reads "7" as the array index 7, so ``{"7": "seven"}`` never matched)."""
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.lhs)
+        return f"({lhs} {self.postgres_operator} %s)", (*params, self.key_name)
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.lhs)
+        path = "$." + json.dumps(self.key_name)
+        types = ",".join(repr(t) for t in connection.ops.jsonfield_datatype_values)
+        return (f"(CASE WHEN JSON_TYPE({lhs}, %s) IN ({types}) THEN JSON_TYPE({lhs}, %s) "
+                f"ELSE JSON_EXTRACT({lhs}, %s) END)"), (*params, path) * 3
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sessions_app.serializers import DeletedOutput
 from sessions_app.views import SessionViewSet as BaseSessionViewSet
 from sessions_app.views import validated
 
-from . import services, tiering
+from . import search, services, tiering
 from .embeddings import get_provider, text_embed
 from .filtersets import MemoryFilterSet
 from .linked_entities import with_entities
@@ -120,7 +120,7 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
         )
         with_entities(h.memory for h in hits)
         body = {"object": "search_results", "query": data["query"], "search_mode": mode,
-                "data": [{"memory": h.memory, "score": round(h.score, 6)} for h in hits]}
+                "data": [{"memory": h.memory, "score": search.shown(h.score)} for h in hits]}
         body = SearchOutput(body).data
         tiering.memories_mark_used(memories=[h.memory for h in hits])
         return Response(body)

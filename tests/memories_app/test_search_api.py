@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from memories_app import search as search_module
 from memories_app.embeddings import get_provider
 from memories_app.models import Memory
 from tests.conftest import assert_error, real_queries, requires_model
@@ -70,6 +71,17 @@ def test_keyword_search_finds_the_exact_error_code_over_a_near_twin(client, stor
     assert found(search(client, "ERR_CONN_RESET"))[0] == stored["reset"]
 
 
+def test_min_score_compares_the_score_as_shown(db, monkeypatch):
+    """A score is shown to six decimals; passing a hit's shown score back as min_score keeps
+    that hit (0.6962268 shows as 0.696227, which it is under)."""
+    hits = [search_module.Hit(item=None, score=0.6962268), search_module.Hit(item=None,
+                                                                             score=0.0972)]
+    monkeypatch.setattr(search_module, "_ranked", lambda queryset, query, vector: hits)
+    query = search_module.Query(text="q", mode="keyword", min_score=0.696227)
+    assert search_module.run(None, query) == hits[:1]
+    assert search_module.shown(hits[0].score) == 0.696227
+
+
 def test_every_mode_scores_within_0_and_1_and_min_score_cuts_off(client, stored):
     for mode in ("hybrid", "semantic", "keyword"):
         body = search(client, "deploys on Friday", search_mode=mode, limit=100)
@@ -97,7 +109,8 @@ def test_search_filters_narrow_by_agent_session_tier_importance_and_metadata(cli
     in_session = add("retry counter fixed in the queue worker", session_id=str(session.id))
     other_agent = add("retry counter fixed in the mailer", agent_id="reviewer")
     hot = add("retry counter must be capped at five", importance=0.9)
-    tagged = add("retry counter metrics dashboard", metadata={"env": "prod", "team": "core"})
+    tagged = add("retry counter metrics dashboard", metadata={"env": "prod", "team": "core",
+                                                              "7": "seven", "0": [1, 2]})
     query = "retry counter"
     assert found(search(client, query, session_id=str(session.id))) == [in_session]
     assert found(search(client, query, agent_id="reviewer")) == [other_agent]
@@ -108,6 +121,11 @@ def test_search_filters_narrow_by_agent_session_tier_importance_and_metadata(cli
     assert found(search(client, query, min_importance=0.8)) == [hot]
     assert found(search(client, query, metadata_filter={"env": "prod"})) == [tagged]
     assert found(search(client, query, metadata_filter={"env": "dev"})) == []
+    # a key made of digits is a key, not an array index
+    assert found(search(client, query, metadata_filter={"7": "seven"})) == [tagged]
+    assert found(search(client, query, metadata_filter={"0": [1, 2], "env": "prod"})) == [tagged]
+    assert found(search(client, query, metadata_filter={"7": "eight"})) == []
+    assert found(search(client, query, metadata_filter={"team": None})) == []
     assert len(found(search(client, query))) == 4
 
 
