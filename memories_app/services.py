@@ -464,8 +464,9 @@ def memories_reembed(*, batch_size: int = 64, dry_run: bool = False,
 def rows_reembed(stale, text_of, *, batch_size: int = 64, step=None) -> int:
     """Embeds the rows of ``stale`` (memories, decisions or patterns: any model with the
     embedding columns), keyset page by page in primary-key order, each page in one call to
-    the provider and one UPDATE; ``step(n)`` after each page. Returns how many the provider
-    failed to embed (they stay stale, for the next run)."""
+    the provider and one transaction; ``step(n)`` after each page. A row changed while its
+    page was embedded (``updated_at`` moved: its update stored its own vector) is left as it
+    is. Returns how many the provider failed to embed (they stay stale, for the next run)."""
     failed, after = 0, None
     while True:
         page = stale.filter(pk__gt=after) if after is not None else stale
@@ -479,11 +480,10 @@ def rows_reembed(stale, text_of, *, batch_size: int = 64, step=None) -> int:
         if matrix is None:
             failed += len(batch)
             continue
-        for row, vector in zip(batch, matrix, strict=True):
-            for name, value in vector_fields(vector).items():
-                setattr(row, name, value)
-        stale.model.objects.bulk_update(batch, ["embedding", "embedding_model",
-                                                "embedding_dimension"])
+        with transaction.atomic():
+            for row, vector in zip(batch, matrix, strict=True):
+                stale.model.objects.filter(pk=row.pk, updated_at=row.updated_at).update(
+                    **vector_fields(vector))
 
 
 @dataclass(frozen=True)

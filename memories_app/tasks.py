@@ -56,23 +56,36 @@ def memory_embed(memory_id: str) -> str:
         return _failed(memory, exc)
 
 
+EMBED_ROUNDS = 3  # embeddings of one claim, when the content keeps changing under it
+
+
 def _embed(memory: Memory) -> str:
+    """Embeds (and deduplicates) the content as it is when the result is written: the write
+    holds only while the content is the one embedded. A PATCH that changed it meanwhile
+    stored its own embedding; the new content is then embedded and judged again, so neither
+    a stale vector nor a duplicate verdict on the old text lands on it."""
     provider = get_provider()
-    vector = provider.embed([memory.content])[0] if provider.available else None
-    duplicate = None
-    if memory.dedup_threshold is not None:
-        duplicate = _duplicate_of(memory.account, memory.agent, memory.content, vector,
-                                  memory.dedup_threshold, exclude=memory.pk)
-    fields = {**vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
-              "status_changed_at": timezone.now()}
-    if duplicate is not None:
-        fields.update(duplicate_of=duplicate.pk, deleted_at=timezone.now())
-    with transaction.atomic():
-        done = Memory.objects.filter(
-            pk=memory.pk, status=WriteStatus.PROCESSING, deleted_at__isnull=True
-        ).update(**fields)
-    if not done:
-        return "skipped"
+    for _ in range(EMBED_ROUNDS):
+        vector = provider.embed([memory.content])[0] if provider.available else None
+        duplicate = None
+        if memory.dedup_threshold is not None:
+            duplicate = _duplicate_of(memory.account, memory.agent, memory.content, vector,
+                                      memory.dedup_threshold, exclude=memory.pk)
+        fields = {**vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
+                  "status_changed_at": timezone.now()}
+        if duplicate is not None:
+            fields.update(duplicate_of=duplicate.pk, deleted_at=timezone.now())
+        claimed = Memory.objects.filter(pk=memory.pk, status=WriteStatus.PROCESSING,
+                                        deleted_at__isnull=True)
+        with transaction.atomic():
+            done = claimed.filter(content=memory.content).update(**fields)
+        if done:
+            break
+        memory = claimed.without_vectors().select_related("agent").first()
+        if memory is None:  # deleted, or finished by another delivery
+            return "skipped"
+    else:
+        raise RuntimeError("the content kept changing while it was embedded")
     if duplicate is None:
         announce_written(account_id=memory.account_id, memory_ids=[memory.pk],
                          extract=memory.extract_entities, reason="ready")

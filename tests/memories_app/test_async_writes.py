@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pytest
 
 from memories_app import embeddings
@@ -259,3 +260,33 @@ def test_with_redis_down_the_write_is_kept_and_the_sweep_queues_it_later(client,
     response = post(client, content="stored while Redis is down")
     assert response.status_code == 202 and response.json()["job_id"] is None
     assert Memory.objects.get(pk=response.json()["id"]).status == "pending"
+
+
+def test_a_patch_while_the_task_embeds_is_embedded_and_judged_as_patched(client, task_queue,
+                                                                         monkeypatch):
+    """The content changes while the task embeds the old one: the task's result (the old
+    text's vector, and a duplicate verdict on the old text) must not land on the new text,
+    which is embedded and judged again."""
+    first = post(client, content="Lunch is at noon on Fridays").json()["id"]
+    task_queue.run()
+    second = post(client, content="Lunch is at noon on Fridays", deduplicate=True).json()["id"]
+    provider = embeddings.get_provider()
+    real = type(provider).embed
+    patched = []
+
+    def embed(self, texts):
+        if not patched and list(texts) == ["Lunch is at noon on Fridays"]:
+            patched.append(client.patch(f"/v1/memories/{second}", {
+                "content": "Bananas are rich in potassium"}, format="json").status_code)
+        return real(self, texts)
+
+    monkeypatch.setattr(type(provider), "embed", embed)
+    task_queue.run()
+    assert patched == [200]
+    row = Memory.objects.get(pk=second)
+    assert (row.content, row.status, row.deleted_at, row.duplicate_of) == (
+        "Bananas are rich in potassium", "ready", None, None)
+    expected = real(provider, ["Bananas are rich in potassium"])[0]
+    assert float(np.dot(np.asarray(row.embedding), expected)) > 0.999
+    assert client.get(f"/v1/memories/{second}").status_code == 200
+    assert client.get(f"/v1/memories/{first}").status_code == 200

@@ -249,3 +249,28 @@ def test_two_concurrent_batches_both_succeed_and_reads_stay_fast(server):
     # Before the fix the second batch waited for the first's lock and gave up: a 500.
     assert [(status, body["succeeded"]) for status, body, _ in outcomes] == [(200, BATCH)] * 2
     assert len(times) >= 5 and max(times) < 1.0, times
+
+
+def test_reembed_leaves_a_memory_changed_while_its_page_was_embedded(client, monkeypatch):
+    """``manage.py reembed`` embeds a page of stale memories, then writes their vectors: a
+    content PATCH in between stored the new text's vector, which must not be overwritten
+    with the old text's."""
+    made = client.post("/v1/memories", {"agent_id": "a", "content": "Deploys run at noon"},
+                       format="json").json()
+    Memory.objects.filter(pk=made["id"]).update(embedding=None, embedding_model="")
+    real = services.embed_or_none
+    patched = []
+
+    def embed_or_none(texts):
+        if list(texts) == ["Deploys run at noon"] and not patched:  # the reembed's page
+            patched.append(None)
+            patched[0] = client.patch(f"/v1/memories/{made['id']}", {
+                "content": "Bananas are rich in potassium"}, format="json").status_code
+        return real(texts)
+
+    monkeypatch.setattr(services, "embed_or_none", embed_or_none)
+    assert services.memories_reembed().stale == 1
+    assert patched == [200]
+    row = Memory.objects.get(pk=made["id"])
+    expected = embeddings.get_provider().embed(["Bananas are rich in potassium"])[0]
+    assert float(np.dot(np.asarray(row.embedding), expected)) > 0.999
