@@ -268,22 +268,35 @@ def session_get_or_create(
     """The live session with ``external_id``, created when there is none.
 
     A partial unique index on (account, external_id) among live sessions settles races:
-    the loser of a concurrent insert gets IntegrityError and reads the winner's row.
+    the loser of a concurrent insert gets IntegrityError and reads the winner's row. When
+    the winner was deleted before it could be read, the external_id is free again and the
+    loser tries once more; a session deleted right after this call created it is answered
+    as created (the delete came after). A 409 only if that keeps happening.
     """
-    existing = _live_by_external_id(account, external_id)
-    if existing is not None:
-        return existing, False
     ref = agent_ref_checked(agent_ref) if agent_ref else None
-    try:
-        with transaction.atomic():
-            agent, _ = parents_for_write(account=account, agent_ref=ref)
-            Session.objects.create(
-                account=account, agent=agent, external_id=external_id, project=project,
-                title=title, metadata=metadata or {},
-            )
-    except IntegrityError:
-        return _live_by_external_id(account, external_id), False
-    return _live_by_external_id(account, external_id), True
+    for _ in range(GET_OR_CREATE_ROUNDS):
+        existing = _live_by_external_id(account, external_id)
+        if existing is not None:
+            return existing, False
+        try:
+            with transaction.atomic():
+                agent, _ = parents_for_write(account=account, agent_ref=ref)
+                made = Session.objects.create(
+                    account=account, agent=agent, external_id=external_id, project=project,
+                    title=title, metadata=metadata or {},
+                )
+        except IntegrityError:
+            continue  # another request's session won: read it
+        found = _live_by_external_id(account, external_id)
+        if found is None:  # deleted as soon as it was made
+            made.memory_count = 0
+            return made, True
+        return found, True
+    raise Conflict("The session of this external_id was created and deleted concurrently "
+                   "again and again; try again", field="external_id")
+
+
+GET_OR_CREATE_ROUNDS = 3
 
 
 def _live_by_external_id(account, external_id: str) -> Session | None:

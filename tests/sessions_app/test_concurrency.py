@@ -61,6 +61,61 @@ def test_get_or_create_that_loses_the_insert_race_returns_the_winner(account, mo
     assert Session.objects.count() == 1
 
 
+def test_get_or_create_whose_winner_was_deleted_before_it_was_read_creates_anew(
+        client, account, monkeypatch):
+    """The insert loses to another request's session, which is deleted before the loser
+    reads it: the external_id is free again, so the loser creates (not a 500 on None)."""
+    real = services.parents_for_write
+    raced = []
+
+    def lost_once(**kwargs):
+        if not raced:
+            raced.append(True)
+            raise IntegrityError("duplicate key value (the winner, deleted since)")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "parents_for_write", lost_once)
+    response = client.post("/v1/sessions/get-or-create", {"external_id": "task-9"},
+                           format="json")
+    assert response.status_code == 201, response.content
+    assert raced and str(Session.objects.live().get().pk) == response.json()["id"]
+
+
+def test_get_or_create_whose_session_is_deleted_at_once_answers_it_as_created(
+        client, account, monkeypatch):
+    """Created, then deleted by another request before it was read back: the answer is the
+    session as created (the delete came after), not a 500."""
+    real = services._live_by_external_id
+    calls = []
+
+    def deleted_after_create(acct, external_id):
+        calls.append(external_id)
+        found = real(acct, external_id)
+        if len(calls) == 2 and found is not None:
+            services.session_delete(session=found)
+            return None
+        return found
+
+    monkeypatch.setattr(services, "_live_by_external_id", deleted_after_create)
+    response = client.post("/v1/sessions/get-or-create", {"external_id": "task-10"},
+                           format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["external_id"] == "task-10" and body["memory_count"] == 0
+    assert client.get(f"/v1/sessions/{body['id']}").status_code == 404
+
+
+def test_get_or_create_that_keeps_losing_is_a_409(client, account, monkeypatch):
+    def always_lost(**kwargs):
+        raise IntegrityError("duplicate key value")
+
+    monkeypatch.setattr(services, "parents_for_write", always_lost)
+    response = client.post("/v1/sessions/get-or-create", {"external_id": "task-11"},
+                           format="json")
+    assert response.status_code == 409 and response.json()["type"] == "conflict"
+    assert not Session.objects.exists()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_get_or_create_calls_end_with_one_session(account, api_key):
