@@ -44,13 +44,17 @@ def byok_key_create(*, account, provider: str, api_key: str, model: str,
                                allow_local=settings.MEMORYRELAY_BYOK_ALLOW_LOCAL, resolve=False)
     if refusal:
         raise Invalid(refusal, field="base_url")
-    with transaction.atomic():
-        has_active = (ExtractionKey.objects.select_for_update()
-                      .filter(account=account, is_active=True).exists())
-        return ExtractionKey.objects.create(
-            account=account, provider=provider, model=model.strip(), label=label or "",
-            base_url=base_url, encrypted_key=secret_encrypt(api_key.strip()),
-            masked_key=secret_mask(api_key.strip()), is_active=not has_active)
+    fields = dict(account=account, provider=provider, model=model.strip(), label=label or "",
+                  base_url=base_url, encrypted_key=secret_encrypt(api_key.strip()),
+                  masked_key=secret_mask(api_key.strip()))
+    has_active = ExtractionKey.objects.filter(account=account, is_active=True).exists()
+    if not has_active:
+        try:
+            with transaction.atomic():
+                return ExtractionKey.objects.create(**fields, is_active=True)
+        except IntegrityError:
+            pass  # a concurrent first key became the active one (one active per account)
+    return ExtractionKey.objects.create(**fields, is_active=False)
 
 
 def byok_key_get(*, account, key_id) -> ExtractionKey:

@@ -173,3 +173,37 @@ def test_concurrent_activations_leave_one_key_active(db):
             thread.join()
         assert set(answers) <= {200, 409}
         assert ExtractionKey.objects.filter(account=user, is_active=True).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_keys_store_every_key_and_one_active(db):
+    """An account with no key yet, and several keys added at once: each is stored (201),
+    one is the active one, never a 500 on the one-active constraint."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run `make test-postgres` (DATABASE_URL pointing at "
+                    "a server)")
+    for round_ in range(5):
+        user = get_user_model().objects.create(username=f"first-{round_}")
+        clients = [make_client(api_key_create(user=user, name=f"t{n}")[1]) for n in range(8)]
+        barrier, answers = threading.Barrier(len(clients)), []
+
+        def add(client, n, barrier=barrier, answers=answers):
+            barrier.wait()
+            answers.append(client.post("/v1/extraction/keys", {
+                "provider": "openai", "api_key": SECRET, "model": f"m{n}"},
+                format="json").status_code)
+            connection.close()
+
+        threads = [threading.Thread(target=add, args=(c, n)) for n, c in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [201] * len(clients)
+        assert ExtractionKey.objects.filter(account=user).count() == len(clients)
+        assert ExtractionKey.objects.filter(account=user, is_active=True).count() == 1
+
+
+def test_a_key_added_beside_an_active_one_is_stored_inactive(client):
+    first, second = add_key(client, model="m1"), add_key(client, model="m2")
+    assert (first["is_active"], second["is_active"]) == (True, False)
