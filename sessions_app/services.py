@@ -18,6 +18,7 @@ Locks are taken agent first, then session, then memories, so two of these never 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 from memoryrelay_site.llm import LLMUnavailable
-from memoryrelay_site.serializers import is_uuid
+from memoryrelay_site.serializers import METADATA_MAX_BYTES, is_uuid
 from memoryrelay_site.tasks import task_enqueue
 
 from .models import Agent, Session, SessionStatus
@@ -337,6 +338,17 @@ def sessions_for_write(*, account, session_ids) -> dict[str, Session]:
             .for_account(account).filter(pk__in=ids).order_by("pk")}
 
 
+def _merged_metadata(stored: dict, given: dict) -> dict:
+    """``given`` merged into ``stored``; Invalid on ``metadata`` when the merge is over the
+    size a request may send (each part within it can add up past it)."""
+    merged = {**stored, **given}
+    size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > METADATA_MAX_BYTES:
+        raise Invalid(f"merged with the session's metadata it would be {size} bytes as JSON; "
+                      f"at most {METADATA_MAX_BYTES}", field="metadata")
+    return merged
+
+
 def session_end(
     *,
     session: Session,
@@ -362,7 +374,7 @@ def session_end(
         if summary is not None:
             row.summary, row.summary_method = summary, method
         if metadata:
-            row.metadata = {**row.metadata, **metadata}
+            row.metadata = _merged_metadata(row.metadata, metadata)
         row.save(update_fields=["status", "ended_at", "summary", "summary_method", "metadata",
                                 "updated_at"])
         if method == "extractive" and summary_endpoint() is not None:

@@ -376,6 +376,25 @@ def test_ending_merges_metadata_into_the_stored_metadata(client, session):
     assert body["metadata"] == {"environment": "development", "outcome": "fixed", "pr": 12}
 
 
+def test_ending_cannot_merge_metadata_past_its_limit(client, session):
+    """Each end sends under 10 KB, but merged they would be over it: a 422 on metadata,
+    and the session is left as it was (not ended by the refused call)."""
+    assert client.post(f"/v1/sessions/{session.id}/end", {"metadata": {"a": "x" * 6000}},
+                       format="json").status_code == 200
+    session.refresh_from_db()
+    ended_at = session.ended_at
+    assert_error(client.post(f"/v1/sessions/{session.id}/end",
+                             {"metadata": {"b": "y" * 6000}, "summary": "new"}, format="json"),
+                 422, "validation_error", "metadata")
+    session.refresh_from_db()
+    assert set(session.metadata) == {"environment", "a"} and session.summary != "new"
+    assert session.ended_at == ended_at
+    # replacing a key with a smaller value stays within it
+    body = client.post(f"/v1/sessions/{session.id}/end", {"metadata": {"a": "short"}},
+                       format="json").json()
+    assert body["metadata"]["a"] == "short"
+
+
 def test_ending_without_a_body_or_with_null_fields_keeps_summary(client, session):
     client.post(f"/v1/sessions/{session.id}/end", {"summary": "kept"}, format="json")
     body = client.post(f"/v1/sessions/{session.id}/end",
