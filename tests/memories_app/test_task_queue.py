@@ -234,6 +234,40 @@ def test_on_postgresql_a_worker_killed_mid_task_loses_nothing(backend, tmp_path,
     _kill_mid_task_then_restart(env, str(memory.pk), read, tmp_path / "worker.log")
 
 
+def test_a_worker_outlives_a_database_locked_for_a_while(tmp_path):
+    """SQLite locked longer than the lock timeout (a long import holds the write lock):
+    the worker waits and polls again instead of exiting, and runs what comes next."""
+    db = tmp_path / "db.sqlite3"
+    env = {**os.environ, "DATABASE_URL": "", "MEMORYRELAY_SQLITE_PATH": str(db),
+           "MEMORYRELAY_EMBEDDINGS": "none", "MEMORYRELAY_DB_LOCK_TIMEOUT": "1"}
+    _manage(env, "migrate", "--noinput", timeout=120)
+    log = tmp_path / "worker.log"
+    worker = _worker(env, log)
+    try:
+        _wait(lambda: "task worker" in log.read_text(), 30, "the worker to start")
+        holder = sqlite3.connect(db, isolation_level=None, timeout=10)
+        holder.execute("BEGIN IMMEDIATE")
+        time.sleep(4)
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert worker.poll() is None, log.read_text()[-3000:]
+        assert "the database failed" in log.read_text()
+        memory_id = _manage(env, "shell", "-c", (
+            "from django.contrib.auth import get_user_model\n"
+            "from memoryrelay_site.tasks import task_enqueue\n"
+            "from memories_app.services import memory_create\n"
+            "from memories_app.tasks import memory_embed\n"
+            "user = get_user_model().objects.create(username='u')\n"
+            "m = memory_create(account=user, agent_ref='a', content='after the lock',"
+            " pending=True)\n"
+            "task_enqueue(memory_embed, str(m.pk))\n"
+            "print(m.pk)\n")).strip().splitlines()[-1]
+        _wait(lambda: _row(db, memory_id)[0] == "ready", 60, "the task after the lock")
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
 def test_ctrl_c_stops_a_worker_cleanly(tmp_path):
     env = {**os.environ, "DATABASE_URL": "", "MEMORYRELAY_SQLITE_PATH": str(tmp_path / "db"),
            "MEMORYRELAY_EMBEDDINGS": "none"}

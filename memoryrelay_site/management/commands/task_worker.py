@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
@@ -75,7 +75,24 @@ class Command(BaseCommand):
             worker_id=worker_id[:64], excluded_queue_names=[],
         )
         worker.configure_signals()
-        worker.run()
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                worker.run()
+                return
+            except DatabaseError:
+                # Locked (SQLite, a long import), restarting, read-only or out of reach for a
+                # while: nothing restarts a worker that exits, so it waits and polls again.
+                if burst or not worker.running:
+                    raise
+                if time.monotonic() - started > 60:
+                    delay = 1.0
+                logger.exception("task worker: the database failed; polling again in %.0f s",
+                                 delay)
+                connections.close_all()
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def _run_rq(self, *, burst, worker_id):
         import django_rq
