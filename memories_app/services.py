@@ -143,12 +143,18 @@ def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
     own query, after the rows before it are inserted, so it sees them as it did when each
     item was a write of its own. Locks are taken agent first, then session."""
     at = timezone.now()
-    agents = agents_for_write(account=account, refs=[w.agent_ref for w in writes], at=at)
+    refused: dict = {}  # {agent ref: why it names no agent} (a deleted agent's UUID)
+    created: list = []
+    agents = agents_for_write(account=account, refs=[w.agent_ref for w in writes], at=at,
+                              refused=refused, created=created)
     sessions = sessions_for_write(account=account,
                                   session_ids=[w.session_id for w in writes if w.session_id])
     answers: list[Memory | ServiceError] = []
     rows: list[Memory] = []
     for position, write in enumerate(writes):
+        if write.agent_ref in refused:
+            answers.append(refused[write.agent_ref])
+            continue
         agent = agents[write.agent_ref]
         session = sessions.get(write.session_id) if write.session_id else None
         if write.session_id and session is None:
@@ -182,6 +188,12 @@ def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
         rows.append(memory)
         answers.append(memory)
     Memory.objects.bulk_create(rows)
+    # An agent this write created for items that all failed goes with them, as it would
+    # with a single write's rollback (it was never committed, so no one else saw it).
+    used = {a.agent_id for a in answers if isinstance(a, Memory)}
+    unused = [agent.pk for agent in created if agent.pk not in used]
+    if unused:
+        Agent.objects.filter(pk__in=unused).delete()
     mark_unlinked(a for a in answers if isinstance(a, Memory)
                   and not getattr(a, "is_duplicate", False))
     _announce(account, [a for a in answers if isinstance(a, Memory)

@@ -101,18 +101,31 @@ def _refuse_a_gone_agent(account, ref: str) -> None:
 def agent_get_or_create(
     *, account, name: str, description: str | None = None, metadata: dict | None = None
 ) -> tuple[Agent, bool]:
-    """Creates the agent, or returns the live one with that name (race-free)."""
-    existing = Agent.objects.live().for_account(account).filter(name=name).first()
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            agent = Agent.objects.create(
-                account=account, name=name, description=description, metadata=metadata or {}
-            )
-        return agent, True
-    except IntegrityError:
-        return Agent.objects.live().for_account(account).get(name=name), False
+    """Creates the agent, or returns the live one with that name (race-free: the loser of
+    a concurrent insert answers the winner, or creates anew when the winner was deleted
+    before it could be read)."""
+    for _ in range(CREATE_ROUNDS):
+        existing = Agent.objects.live().for_account(account).filter(name=name).first()
+        if existing is not None:
+            return existing, False
+        try:
+            with transaction.atomic():
+                agent = Agent.objects.create(
+                    account=account, name=name, description=description,
+                    metadata=metadata or {})
+            return agent, True
+        except IntegrityError:
+            continue
+    raise _name_kept_changing(name)
+
+
+# Tries of a create whose name's winner keeps being deleted before it is read.
+CREATE_ROUNDS = 3
+
+
+def _name_kept_changing(name: str) -> Conflict:
+    return Conflict(f"The agent {name!r} was created and deleted concurrently again and "
+                    "again; try again", field="agent_id")
 
 
 AGENT_UPDATABLE = ("name", "description", "metadata", "config")
@@ -152,9 +165,14 @@ def agent_delete(*, agent: Agent, at: datetime | None = None) -> Agent:
 ACTIVITY_RESOLUTION = timedelta(seconds=60)
 
 
-def agents_for_write(*, account, refs, at: datetime) -> dict[str, Agent]:
+def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None,
+                     created: list | None = None) -> dict[str, Agent]:
     """Inside a write transaction: the live agents named by ``refs`` (checked refs: UUIDs or
-    names), each held until commit, keyed by ref. A name not seen before creates its agent.
+    names), each held until commit, keyed by ref. A name not seen before creates its agent;
+    new names are created in sorted order, so two writes naming the same new agents in
+    another order never wait on each other's inserts (a deadlock). A ref that cannot be an
+    agent (a deleted agent's UUID) raises NotFound, or, given ``refused``, is put there
+    with its error and left out. ``created`` (when given) gets the agents created here.
 
     One SELECT ... FOR NO KEY UPDATE takes every known agent: a concurrent
     :func:`agent_delete` (FOR UPDATE) waits for the write and then deletes what it added,
@@ -170,6 +188,7 @@ def agents_for_write(*, account, refs, at: datetime) -> dict[str, Agent]:
     found = list(Agent.objects.select_for_update(no_key=True).live().for_account(account)
                  .filter(query).order_by("pk")) if refs else []
     agents: dict[str, Agent] = {}
+    new = []
     for ref in refs:
         # A UUID wins over a name that happens to look like one.
         matches = sorted((a for a in found if str(a.pk) == ref.lower() or a.name == ref),
@@ -177,8 +196,18 @@ def agents_for_write(*, account, refs, at: datetime) -> dict[str, Agent]:
         if matches:
             agents[ref] = matches[0]
         else:
+            new.append(ref)
+    for ref in sorted(new):
+        try:
             _refuse_a_gone_agent(account, ref)
-            agents[ref] = _agent_create_held(account, ref)
+        except ServiceError as exc:
+            if refused is None:
+                raise
+            refused[ref] = exc
+            continue
+        agents[ref] = _agent_create_held(account, ref)
+        if created is not None:
+            created.append(agents[ref])
     stale = {a.pk: a for a in agents.values()
              if a.last_active_at is None or at - a.last_active_at >= ACTIVITY_RESOLUTION}
     if stale:
@@ -208,13 +237,18 @@ def parents_for_write(*, account, agent_ref: str | None, session_id=None,
 
 def _agent_create_held(account, name: str) -> Agent:
     """Inside a write transaction: a new agent named ``name`` (uncommitted, so held), or
-    the live one a concurrent write created first, held."""
-    try:
-        with transaction.atomic():
-            return Agent.objects.create(account=account, name=name)
-    except IntegrityError:
-        return Agent.objects.select_for_update(no_key=True).live().for_account(account).get(
-            name=name)
+    the live one a concurrent write created first, held (or, when that one was deleted
+    before it could be read, a new one again)."""
+    for _ in range(CREATE_ROUNDS):
+        try:
+            with transaction.atomic():
+                return Agent.objects.create(account=account, name=name)
+        except IntegrityError:
+            winner = (Agent.objects.select_for_update(no_key=True).live().for_account(account)
+                      .filter(name=name).first())
+            if winner is not None:
+                return winner
+    raise _name_kept_changing(name)
 
 
 # --- Sessions ---------------------------------------------------------------------------

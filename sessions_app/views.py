@@ -70,7 +70,10 @@ class AgentViewSet(mixins.ListModelMixin, AccountViewSet):
             account=request.user, name=data["name"], description=data.get("description"),
             metadata=data.get("metadata"),
         )
-        agent = self.get_queryset().get(pk=agent.pk)
+        # Read back with its counts; an agent deleted as soon as it was made is answered as
+        # it was made (the delete came after), not a 404.
+        agent = (self.get_queryset().filter(pk=agent.pk).first()
+                 or Agent.objects.for_account(request.user).with_counts().get(pk=agent.pk))
         return Response(AgentSerializer(agent).data, status=201 if created else 200)
 
     def retrieve(self, request, pk=None):

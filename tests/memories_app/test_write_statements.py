@@ -165,6 +165,38 @@ def test_a_bad_batch_item_fails_alone_without_a_savepoint(client, active_agent, 
     assert not Memory.objects.filter(session=theirs).exists()
 
 
+def test_an_item_naming_a_deleted_agents_id_fails_alone(client, active_agent):
+    from sessions_app.services import agent_delete, agent_get_or_create
+
+    gone, _ = agent_get_or_create(account=active_agent.account, name="retired-bot")
+    agent_delete(agent=gone)
+    items = [{"agent_id": active_agent.name, "content": "kept one"},
+             {"agent_id": str(gone.pk), "content": "meant for the deleted agent"},
+             {"agent_id": active_agent.name, "content": "kept two"}]
+    body, _ = _batch(client, items)
+    assert [r["status"] for r in body["results"]] == ["success", "failed", "success"]
+    assert body["results"][1]["error_code"] == "not_found"
+    assert not Memory.objects.filter(agent=gone).exists()
+    single = client.post("/v1/memories", items[1], format="json")  # alone: as before
+    assert single.status_code == 404 and not Memory.objects.filter(agent=gone).exists()
+
+
+def test_a_new_agent_named_only_by_failed_items_is_not_created(client, active_agent,
+                                                                 other_account):
+    """As a single write's rollback would: the items naming it all failed."""
+    from sessions_app.services import session_create
+
+    theirs = session_create(account=other_account, agent_ref="their-bot")
+    items = [{"agent_id": "never-stored", "content": "refused",
+              "session_id": str(theirs.pk)},
+             {"agent_id": "stored-bot", "content": "kept"}]
+    body, _ = _batch(client, items)
+    assert [r["status"] for r in body["results"]] == ["failed", "success"]
+    names = set(Agent.objects.filter(account=active_agent.account).values_list("name",
+                                                                               flat=True))
+    assert "never-stored" not in names and "stored-bot" in names
+
+
 def test_a_deduplicating_item_sees_the_items_before_it(client, active_agent):
     items = [{"agent_id": active_agent.name, "content": "The staging database is Postgres"},
              {"agent_id": active_agent.name, "content": "The staging database is Postgres",

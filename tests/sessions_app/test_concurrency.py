@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from memories_app.models import Memory
 from sessions_app import services
@@ -169,3 +170,62 @@ def test_concurrent_writers_and_enders_leave_an_exact_count_and_one_ended_at(acc
     assert set(stored.metadata) == {f"k{i}" for i in range(1, THREADS, 2)}
     body = make_client(api_key).get(f"/v1/sessions/{session.id}").json()
     assert body["memory_count"] == Memory.objects.filter(session=session).count() == THREADS // 2
+
+
+@pytest.fixture
+def lost_first_insert(monkeypatch):
+    """The first Agent insert loses to another request's agent, which is deleted before
+    the loser reads it (the name is free again)."""
+    real = Agent.objects.create
+    lost = []
+
+    def create(**fields):
+        if not lost:
+            lost.append(fields["name"])
+            raise IntegrityError("duplicate key value (the winner, deleted since)")
+        return real(**fields)
+
+    monkeypatch.setattr(Agent.objects, "create", create)
+    return lost
+
+
+def test_creating_an_agent_whose_racing_twin_was_deleted_creates_it(client, lost_first_insert):
+    response = client.post("/v1/agents", {"name": "racer"}, format="json")
+    assert response.status_code == 201, response.content
+    assert lost_first_insert == ["racer"] and Agent.objects.live().get().name == "racer"
+
+
+def test_a_write_naming_a_new_agent_whose_racing_twin_was_deleted_is_stored(
+        client, lost_first_insert):
+    response = client.post("/v1/memories", {"agent_id": "racer", "content": "kept"},
+                           format="json")
+    assert response.status_code == 201, response.content
+    assert lost_first_insert == ["racer"] and Memory.objects.get().agent.name == "racer"
+
+
+def test_an_agent_deleted_as_soon_as_it_was_created_is_answered_as_created(client,
+                                                                          monkeypatch):
+    real = services.agent_get_or_create
+
+    def created_then_deleted(**kwargs):
+        agent, created = real(**kwargs)
+        services.agent_delete(agent=agent)
+        return agent, created
+
+    monkeypatch.setattr(services, "agent_get_or_create", created_then_deleted)
+    response = client.post("/v1/agents", {"name": "brief"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "brief"
+
+
+def test_new_agents_are_created_in_sorted_order(account, monkeypatch):
+    """Two writes naming the same new agents in other orders insert them in one order, so
+    neither waits on an insert the other holds while holding one it waits for."""
+    real = services._agent_create_held
+    order = []
+    monkeypatch.setattr(services, "_agent_create_held",
+                        lambda acct, name: order.append(name) or real(acct, name))
+    with transaction.atomic():
+        agents = services.agents_for_write(account=account, refs=["zeta", "alpha", "mid"],
+                                           at=timezone.now())
+    assert order == ["alpha", "mid", "zeta"] and set(agents) == {"zeta", "alpha", "mid"}
