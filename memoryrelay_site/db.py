@@ -8,6 +8,7 @@ PostgreSQL connection class lives in :mod:`memoryrelay_site.pg`.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from django.db import InterfaceError, OperationalError
 from django.db import InternalError as DjangoInternalError
@@ -62,6 +63,36 @@ def unavailable_reason(exc: BaseException) -> str | None:
         timed_out = type(cause).__name__ == "PoolTimeout" or "timeout" in str(cause).lower()
         return "timeout" if timed_out else "unreachable"
     return None
+
+
+_last_drain = [0.0]
+DRAIN_EVERY = 1.0  # s: at most one drain of the pool a second, whatever the refusals
+
+
+def discard_connection(reason: str) -> None:
+    """After a PostgreSQL read-only refusal, the request's connection is closed for good,
+    and the pool's other connections are replaced (at most once every ``DRAIN_EVERY``): a
+    session opened while the database was read-only stays read-only after the database is
+    writable again, and would refuse every write it serves while health, which probes a
+    fresh connection, says healthy. Once the database takes writes again, the first write
+    refused by such a session renews them, and the next ones are served."""
+    from django.db import connections
+
+    conn = connections["default"]
+    if reason != "read_only" or conn.vendor != "postgresql" or conn.in_atomic_block:
+        return
+    pool = getattr(conn, "pool", None)
+    raw = conn.connection
+    try:
+        if raw is not None:
+            raw.close()  # the pool discards a closed connection it is given back
+        conn.close()
+    except Exception:  # noqa: BLE001 - the connection was being given up anyway
+        conn.connection = None
+    now = time.monotonic()
+    if pool is not None and now - _last_drain[0] >= DRAIN_EVERY:
+        _last_drain[0] = now
+        pool.drain()
 
 
 def summary(exc: BaseException, limit: int = 160) -> str:

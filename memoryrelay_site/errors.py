@@ -115,6 +115,7 @@ def exception_response(request, exc: BaseException) -> JsonResponse:
                      getattr(request, "request_id", None), exc_info=exc)
         return error_json_response(request, 500)
     log_unavailable(request, exc, reason)
+    db.discard_connection(reason)
     return error_json_response(request, 503, db.MESSAGES[reason])
 
 
@@ -182,6 +183,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     reason = db.unavailable_reason(exc)
     if reason is not None:
         log_unavailable(request, exc, reason)
+        db.discard_connection(reason)
         exc = _DatabaseUnavailable(db.MESSAGES[reason])
     exc = _translate(exc)
     request_id = getattr(request, "request_id", None)

@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from memoryrelay_site import db as db_module
 from sessions_app import services as session_services
 from sessions_app.models import Agent
 from tests.conftest import assert_error
@@ -222,14 +223,20 @@ def read_only_database(transactional_db):
     name = connection.settings_dict["NAME"]
     admin = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"},
                             autocommit=True)
+    def writable_again():
+        admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+
     try:
         admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        yield
+        yield writable_again
     finally:
         admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
         admin.close()
+        if getattr(connection, "pool", None) is not None:  # sessions opened meanwhile
+            connection.close()
+            connection.pool.drain()
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
 
@@ -245,6 +252,21 @@ def test_a_read_only_database_refuses_writes_with_a_503_and_health_says_degraded
     assert health.json()["status"] == "degraded"
     assert health.json()["services"]["database"] == "read_only"
     assert len(unavailable_lines(caplog)) == 1
+
+
+@pytest.mark.postgres
+def test_writes_work_again_once_the_database_is_writable_again(client, read_only_database):
+    """The connection that met the read-only database (its session read-only) is not
+    reused: once the database takes writes again, so does the server."""
+    assert_unavailable(client.post("/v1/agents", {"name": "ro"}, format="json"), "read-only")
+    read_only_database()
+    answers = []
+    for _ in range(4):  # the first may meet a session opened while it was read-only
+        time.sleep(db_module.DRAIN_EVERY)
+        answers.append(client.post("/v1/agents", {"name": "rw"}, format="json").status_code)
+        if answers[-1] != 503:
+            break
+    assert answers in ([201], [503, 201]), answers
 
 
 def test_health_is_healthy_with_every_field_when_the_database_is_writable(anon, db):
