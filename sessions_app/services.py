@@ -308,25 +308,20 @@ def session_get_or_create(
     loser tries once more; a session deleted right after this call created it is answered
     as created (the delete came after). A 409 only if that keeps happening.
     """
-    ref = agent_ref_checked(agent_ref) if agent_ref else None
     for _ in range(GET_OR_CREATE_ROUNDS):
         existing = _live_by_external_id(account, external_id)
         if existing is not None:
             return existing, False
         try:
-            with transaction.atomic():
-                agent, _ = parents_for_write(account=account, agent_ref=ref)
-                made = Session.objects.create(
-                    account=account, agent=agent, external_id=external_id, project=project,
-                    title=title, metadata=metadata or {},
-                )
-        except IntegrityError:
+            made = session_create(account=account, agent_ref=agent_ref,
+                                  external_id=external_id, project=project, title=title,
+                                  metadata=metadata)
+        except Conflict as exc:
+            if exc.field != "external_id":
+                raise
             continue  # another request's session won: read it
-        found = _live_by_external_id(account, external_id)
-        if found is None:  # deleted as soon as it was made
-            made.memory_count = 0
-            return made, True
-        return found, True
+        # read back with its counts; deleted as soon as it was made, it is answered as made
+        return _live_by_external_id(account, external_id) or made, True
     raise Conflict("The session of this external_id was created and deleted concurrently "
                    "again and again; try again", field="external_id")
 
