@@ -42,10 +42,6 @@ DECISION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
                                description="Decision ID")
 
 
-def score(value: float) -> float:
-    return search.shown(value)
-
-
 def deleted_body(row) -> dict:
     return DeletedOutput({"id": row.id, "deleted": True, "deleted_at": row.deleted_at}).data
 
@@ -94,7 +90,7 @@ class DecisionViewSet(mixins.ListModelMixin, AccountViewSet):
                                        project=data.get("project") or None,
                                        include_superseded=data["include_superseded"])
         body = {"query": data["query"], "total": len(hits),
-                "data": [{"decision": h.item, "score": score(h.score)} for h in hits]}
+                "data": [{"decision": h.item, "score": search.shown(h.score)} for h in hits]}
         return Response(DecisionCheckOutput(body).data)
 
 
@@ -148,7 +144,7 @@ class PatternViewSet(mixins.ListModelMixin, AccountViewSet):
             category=data.get("category") or None, limit=data["limit"],
             threshold=data["threshold"])
         body = {"query": data["query"], "total": len(hits),
-                "data": [{"pattern": h.item, "score": score(h.score)} for h in hits]}
+                "data": [{"pattern": h.item, "score": search.shown(h.score)} for h in hits]}
         return Response(PatternSearchOutput(body).data)
 
     @extend_schema(parameters=[PatternSuggestInput], responses=PatternSuggestOutput)
@@ -194,8 +190,10 @@ class ProjectKnowledgeViewSet(AccountViewSet):
         with_entities(hit.item for a in affected for hit in a.memories)
         rows = [{
             "project": a.project, "depth": a.depth, "relationship_types": a.via,
-            "decisions": [{"decision": h.item, "score": score(h.score)} for h in a.decisions],
-            "memories": [{"memory": h.item, "score": score(h.score)} for h in a.memories],
+            "decisions": [{"decision": h.item, "score": search.shown(h.score)}
+                          for h in a.decisions],
+            "memories": [{"memory": h.item, "score": search.shown(h.score)}
+                         for h in a.memories],
         } for a in affected]
         return Response(ImpactOutput({
             "project": data["project"], "change_description": data["change_description"],

@@ -119,7 +119,8 @@ def agent_get_or_create(
     raise _name_kept_changing(name)
 
 
-# Tries of a create whose name's winner keeps being deleted before it is read.
+# Tries of a create whose racing winner (same agent name, same session external_id)
+# keeps being deleted before it is read.
 CREATE_ROUNDS = 3
 
 
@@ -308,7 +309,7 @@ def session_get_or_create(
     loser tries once more; a session deleted right after this call created it is answered
     as created (the delete came after). A 409 only if that keeps happening.
     """
-    for _ in range(GET_OR_CREATE_ROUNDS):
+    for _ in range(CREATE_ROUNDS):
         existing = _live_by_external_id(account, external_id)
         if existing is not None:
             return existing, False
@@ -325,8 +326,6 @@ def session_get_or_create(
     raise Conflict("The session of this external_id was created and deleted concurrently "
                    "again and again; try again", field="external_id")
 
-
-GET_OR_CREATE_ROUNDS = 3
 
 
 def _live_by_external_id(account, external_id: str) -> Session | None:
