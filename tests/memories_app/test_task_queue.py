@@ -75,6 +75,20 @@ def _manage(env, *args, timeout=60) -> str:
     return done.stdout
 
 
+def _enqueue_pending(env, content: str) -> str:
+    """In the database ``env`` names: an asynchronous write of ``content`` and its task
+    queued (a user and agent made for it); its memory's id."""
+    return _manage(env, "shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        "from memoryrelay_site.tasks import task_enqueue\n"
+        "from memories_app.services import memory_create\n"
+        "from memories_app.tasks import memory_embed\n"
+        "user = get_user_model().objects.create(username='u')\n"
+        f"m = memory_create(account=user, agent_ref='a', content={content!r}, pending=True)\n"
+        "task_enqueue(memory_embed, str(m.pk))\n"
+        "print(m.pk)\n")).strip().splitlines()[-1]
+
+
 def _worker(env, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "manage.py", "task_worker", "--interval", "0.1"],
@@ -184,16 +198,7 @@ def test_a_worker_killed_mid_task_loses_nothing_the_task_runs_again(backend, tmp
     env = _worker_env(backend, hanging_embeddings, DATABASE_URL="",
                       MEMORYRELAY_SQLITE_PATH=str(db))
     _manage(env, "migrate", "--noinput", timeout=120)
-    memory_id = _manage(env, "shell", "-c", (
-        "from django.contrib.auth import get_user_model\n"
-        "from memoryrelay_site.tasks import task_enqueue\n"
-        "from memories_app.services import memory_create\n"
-        "from memories_app.tasks import memory_embed\n"
-        "user = get_user_model().objects.create(username='u')\n"
-        "m = memory_create(account=user, agent_ref='a', content='killed mid task',"
-        " pending=True)\n"
-        "task_enqueue(memory_embed, str(m.pk))\n"
-        "print(m.pk)\n")).strip().splitlines()[-1]
+    memory_id = _enqueue_pending(env, "killed mid task")
 
     def read(memory_id):
         status, attempts, vector = _row(db, memory_id)
@@ -252,16 +257,7 @@ def test_a_worker_outlives_a_database_locked_for_a_while(tmp_path):
         holder.close()
         assert worker.poll() is None, log.read_text()[-3000:]
         assert "the database failed" in log.read_text()
-        memory_id = _manage(env, "shell", "-c", (
-            "from django.contrib.auth import get_user_model\n"
-            "from memoryrelay_site.tasks import task_enqueue\n"
-            "from memories_app.services import memory_create\n"
-            "from memories_app.tasks import memory_embed\n"
-            "user = get_user_model().objects.create(username='u')\n"
-            "m = memory_create(account=user, agent_ref='a', content='after the lock',"
-            " pending=True)\n"
-            "task_enqueue(memory_embed, str(m.pk))\n"
-            "print(m.pk)\n")).strip().splitlines()[-1]
+        memory_id = _enqueue_pending(env, "after the lock")
         _wait(lambda: _row(db, memory_id)[0] == "ready", 60, "the task after the lock")
     finally:
         if worker.poll() is None:
