@@ -21,7 +21,8 @@ must not authenticate anyone. Export reads one consistent snapshot page by page 
 pagination), so its memory use does not grow with the number of rows.
 
 Import validates the whole file first (each error names its line), then writes it in one
-transaction, upserting by id; the vectors of another model are dropped and re-embedded
+transaction, upserting by id where the file's copy is newer than this server's (or with
+``overwrite``); the vectors of another model are dropped and re-embedded
 after the commit, outside the write lock.
 
 It lives in the highest app because a backup spans every app and only the highest may

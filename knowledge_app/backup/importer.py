@@ -24,17 +24,22 @@ CHUNK = 500
 
 
 def backup_import(*, file: IO[bytes], dry_run: bool = False, reembed: bool = True,
-                  progress: Progress | None = None, progress_every: int = 10_000
-                  ) -> ImportReport:
+                  overwrite: bool = False, progress: Progress | None = None,
+                  progress_every: int = 10_000) -> ImportReport:
     """Imports a file written by :func:`account_export`: checks every line first, then
-    writes everything in one transaction, or nothing. ``file`` must be seekable."""
+    writes everything in one transaction, or nothing. ``file`` must be seekable.
+
+    A row this server already holds is only replaced by the file's copy when the file's is
+    newer (a later ``updated_at``; a kind without one is never replaced): an import never
+    takes back an edit or a deletion made after the file was written. ``overwrite`` writes
+    the file's copy of every row, newer or not (a roll-back to the file)."""
     report = ImportReport(dry_run=dry_run)
     for chunk in _chunks(file, report, progress, progress_every, "checked"):
         _check_chunk(chunk)
     if dry_run:
         return report
     file.seek(0)
-    writer = _Writer(report)
+    writer = _Writer(report, overwrite=overwrite)
     try:
         with transaction.atomic():
             for chunk in _chunks(file, ImportReport(), progress, progress_every, "imported"):
@@ -102,11 +107,13 @@ def _check_chunk(chunk: list[Line]) -> None:
 
 class _Writer:
     """Upserts validated chunks by id, keeping every field as it was, ``updated_at``
-    included (a raw insert, as ``loaddata`` does). Links that may point forward are
-    written once every row is in."""
+    included (a raw insert, as ``loaddata`` does), except rows this server holds as new or
+    newer (unless ``overwrite``): those, and their links, are left as they are. Links that
+    may point forward are written once every row is in."""
 
-    def __init__(self, report: ImportReport):
+    def __init__(self, report: ImportReport, *, overwrite: bool = False):
         self.report = report
+        self.overwrite = overwrite
         self.user_ids: dict[str, int] = {}
         self.forward: list[tuple[str, uuid.UUID, str, uuid.UUID, int]] = []
         self.where: tuple[int, int] | None = None
@@ -118,22 +125,23 @@ class _Writer:
                 self._account(line.record)
             return
         spec = KINDS[chunk[0].kind]
-        objs = {}
-        for line in chunk:  # a row listed twice: the later line wins
+        objs = {line.obj.id: line.obj for line in chunk}  # a row listed twice: the later wins
+        here = _lock_held(spec.model, objs)
+        kept = set() if self.overwrite else {
+            pk for pk, at in here.items() if at is None or at >= objs[pk].updated_at}
+        for line in chunk:
             line.obj.account_id = self.user_ids[line.account]
             for name in spec.forward:
                 ref = getattr(line.obj, name)
-                if ref is not None:
+                if ref is not None and line.obj.id not in kept:
                     self.forward.append((spec.name, line.obj.id, name, ref, line.number))
                 setattr(line.obj, name, None)
-            objs[line.obj.id] = line.obj
-        existing = set(spec.model._base_manager.filter(pk__in=objs)
-                       .values_list("pk", flat=True))
-        _upsert(spec.model, list(objs.values()))
-        links_write([(line.obj.id, line.account, line.links) for line in chunk if line.links],
-                    self.user_ids)
-        self.report.updated[spec.name] += len(existing)
-        self.report.created[spec.name] += len(objs) - len(existing)
+        _upsert(spec.model, [obj for pk, obj in objs.items() if pk not in kept])
+        links_write([(line.obj.id, line.account, line.links) for line in chunk
+                     if line.links and line.obj.id not in kept], self.user_ids)
+        self.report.kept[spec.name] += len(kept)
+        self.report.updated[spec.name] += len(here) - len(kept)
+        self.report.created[spec.name] += len(objs) - len(here)
 
     def link_forward(self) -> None:
         """Sets the links held back (``superseded_by``), ``CHUNK`` rows per query."""
@@ -157,6 +165,18 @@ class _Writer:
         else:
             self.report.updated["account"] += 1  # matched by username, left as it is
         self.user_ids[user.username] = user.pk
+
+
+def _lock_held(model, objs: dict) -> dict:
+    """The ids of ``objs`` this server holds, each with its row's ``updated_at`` (None for
+    a kind without one: nothing tells which copy is newer, so this server's stays). Locks
+    them in id order, so an edit made while the import runs waits for it and is then
+    judged against the file's copy, never lost to an older one."""
+    versioned = any(f.name == "updated_at" for f in model._meta.concrete_fields)
+    rows = model._base_manager.filter(pk__in=objs).order_by("pk").select_for_update()
+    if versioned:
+        return dict(rows.values_list("pk", "updated_at"))
+    return dict.fromkeys(rows.values_list("pk", flat=True))
 
 
 def _upsert(model, objs: list) -> None:

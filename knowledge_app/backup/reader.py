@@ -30,7 +30,8 @@ class ImportReport:
     counts: dict[str, int] = field(default_factory=dict)  # lines of each kind
     exported_with: str = ""
     created: dict[str, int] = field(default_factory=_by_kind)
-    updated: dict[str, int] = field(default_factory=_by_kind)
+    updated: dict[str, int] = field(default_factory=_by_kind)  # the file's copy was newer
+    kept: dict[str, int] = field(default_factory=_by_kind)  # this server's was as new or newer
     vectors_kept: int = 0
     vectors_dropped: int = 0  # made by another model: stored without, then re-embedded
     vectors_missing: int = 0  # none in the file (the provider was down when written)

@@ -6,6 +6,8 @@ import base64
 import io
 import json
 import sys
+import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -22,8 +24,8 @@ from knowledge_app.backup.kinds import KINDS, kinds_of
 from memories_app import vectors
 from memories_app.embeddings import DIMENSION, get_provider
 from memories_app.models import Memory
-from memories_app.services import memory_create, memory_delete
-from sessions_app.models import Agent
+from memories_app.services import memory_create, memory_delete, memory_update
+from sessions_app.models import Agent, Session
 from sessions_app.services import agent_delete, session_create, session_end
 
 User = get_user_model()
@@ -176,18 +178,92 @@ def test_importing_the_same_file_twice_updates_and_never_duplicates(data):
     again = run_import(text)
     assert snapshot() == once
     assert again.created == by_kind()
-    assert again.updated == by_kind(account=2, agent=3, session=1, memory=5)
+    assert again.updated == by_kind(account=2)  # accounts: matched by username
+    assert again.kept == by_kind(agent=3, session=1, memory=5)
 
 
-def test_importing_over_the_live_server_restores_edits_and_deletions(data, account):
+def _edit_and_delete_since(account) -> tuple[Memory, Memory]:
+    """One memory edited and one deleted through the services, as the API does."""
+    edited, deleted = Memory.objects.filter(account=account, deleted_at__isnull=True)[:2]
+    edited = memory_update(memory=edited, changes={"content": "Deploys moved to Tuesdays"})
+    return edited, memory_delete(memory=deleted)
+
+
+def test_an_older_file_never_takes_back_edits_or_deletions_made_since(data, account):
     text = export()
+    edited, deleted = _edit_and_delete_since(account)
+    Session.objects.filter(account=account).update(title="Renamed since",
+                                                   updated_at=timezone.now())
+    before = snapshot()
+    report = run_import(text)
+    assert snapshot() == before  # nothing rolled back: no row is older than the file's
+    assert Memory.objects.get(pk=edited.pk).content == "Deploys moved to Tuesdays"
+    assert Memory.objects.get(pk=deleted.pk).deleted_at is not None
+    assert report.kept == by_kind(agent=3, session=1, memory=5)
+    assert report.updated == by_kind(account=2) and report.created == by_kind()
+
+
+def test_overwrite_rolls_the_server_back_to_the_file(data, account):
+    text = export()
+    original = {i["id"]: i for i in records(text) if i["kind"] == "memory"}
+    edited, deleted = _edit_and_delete_since(account)
+    report = run_import(text, overwrite=True)
+    assert Memory.objects.get(pk=edited.pk).content == original[str(edited.pk)]["content"]
+    assert Memory.objects.get(pk=deleted.pk).deleted_at is None
+    assert report.updated == by_kind(account=2, agent=3, session=1, memory=5)
+    assert report.kept == by_kind()
+
+
+def test_a_file_newer_than_this_servers_copy_is_written(data, account):
+    older = export()
+    edited, deleted = _edit_and_delete_since(account)
+    newer = export()
+    run_import(older, overwrite=True)  # this server goes back to the older copy
+    report = run_import(newer)
+    assert Memory.objects.get(pk=edited.pk).content == "Deploys moved to Tuesdays"
+    assert Memory.objects.get(pk=deleted.pk).deleted_at is not None
+    assert report.updated["memory"] == 2 and report.kept["memory"] == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_made_while_a_newer_file_imports_is_not_lost_to_the_files_copy(data, account):
+    """The file's copy is newer than the row here when the import starts, but an edit is
+    committing meanwhile: the import waits for the row's lock and then keeps the edit."""
     memory = Memory.objects.filter(account=account, deleted_at__isnull=True).first()
-    Memory.objects.filter(pk=memory.pk).update(content="changed", deleted_at=timezone.now())
-    before_edit = records(text)
-    run_import(text)
-    restored = Memory.objects.get(pk=memory.pk)
-    original = next(i for i in before_edit if i.get("id") == str(memory.pk))
-    assert restored.content == original["content"] and restored.deleted_at is None
+    older = export()
+    memory_update(memory=memory, changes={"content": "Deploys moved to Tuesdays"})
+    newer = export()
+    run_import(older, overwrite=True)
+    editing, release, reports = threading.Event(), threading.Event(), []
+
+    def edit():
+        try:
+            with transaction.atomic():
+                row = Memory.objects.select_for_update().get(pk=memory.pk)
+                row.content = "Deploys moved to Wednesdays"
+                row.save(update_fields=["content", "updated_at"])
+                editing.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def restore():
+        try:
+            reports.append(run_import(newer, reembed=False))
+        finally:
+            connection.close()
+
+    editor, importer = threading.Thread(target=edit), threading.Thread(target=restore)
+    editor.start()
+    assert editing.wait(10)
+    importer.start()
+    time.sleep(1)  # the import reaches the locked row and waits
+    release.set()
+    editor.join(10)
+    importer.join(30)
+    assert Memory.objects.get(pk=memory.pk).content == "Deploys moved to Wednesdays"
+    assert reports and reports[0].kept["memory"] == 5
 
 
 def test_one_account_exports_only_its_own_rows(data, account):
@@ -418,13 +494,14 @@ def test_the_commands_round_trip_through_a_file_and_standard_input(tmp_path, mon
     call_command("import", str(path), "--dry-run", stdout=out)
     assert "Checked 5 lines" in out.getvalue() and not Memory.objects.exists()
     call_command("import", str(path), stdout=out)
-    assert "memories 1 created / 0 updated" in out.getvalue()
+    assert "memories 1 created / 0 updated / 0 kept" in out.getvalue()
     assert snapshot() == before
     stdin = io.TextIOWrapper(io.BytesIO(path.read_bytes()))
     monkeypatch.setattr(sys, "stdin", stdin)
     out = io.StringIO()
     call_command("import", "-", stdout=out)
-    assert "memories 0 created / 1 updated" in out.getvalue()
+    assert "memories 0 created / 0 updated / 1 kept" in out.getvalue()
+    assert "--overwrite writes the file's copy" in out.getvalue()
     assert snapshot() == before
 
 

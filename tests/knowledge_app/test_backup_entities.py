@@ -77,16 +77,24 @@ def test_entities_and_links_come_back_exactly_after_a_restore(graph, client):
     restored = User.objects.get(username="alice")
     client = make_client(api_key_create(user=restored, name="after restore")[1])
     assert client.get(f"/v1/memories/{graph['first'].id}").json()["entities"] == before
-    again = run_import(text)  # twice: updated, never duplicated
-    assert again.updated["entity"] == 4 and links_now() == links
+    again = run_import(text)  # twice: kept, never duplicated
+    assert again.kept["entity"] == 4 and links_now() == links
 
 
-def test_a_restore_over_the_live_server_brings_back_deleted_links_and_entities(graph):
+def test_a_restore_over_the_live_server_keeps_an_entity_deleted_since(graph):
+    text = export()
+    entity_delete(entity=graph["acme"])
+    report = run_import(text)
+    assert Entity.objects.get(pk=graph["acme"].pk).deleted_at is not None
+    assert report.kept["entity"] == 4
+
+
+def test_an_overwriting_restore_brings_back_deleted_links_and_entities(graph):
     links = links_now()
     text = export()
     EntityLink.objects.filter(entity=graph["acme"]).delete()
     entity_delete(entity=graph["acme"])
-    run_import(text)
+    run_import(text, overwrite=True)
     assert links_now() == links
     assert Entity.objects.get(pk=graph["acme"].pk).deleted_at is None
 

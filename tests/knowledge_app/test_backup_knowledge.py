@@ -153,16 +153,23 @@ def test_importing_the_knowledge_twice_updates_and_never_duplicates(knowledge):
     once, counts = snapshot(), adoption_counts()
     again = run_import(text)
     assert snapshot() == once and adoption_counts() == counts
-    assert again.created == by_kind() and again.updated == by_kind(**COUNTS)
+    assert again.created == by_kind() and again.updated == by_kind(account=COUNTS["account"])
+    assert again.kept == by_kind(**{**COUNTS, "account": 0})
 
 
-def test_importing_over_the_live_server_brings_back_a_deleted_project_and_decision(
-        knowledge, account):
+def test_importing_over_the_live_server_keeps_a_project_deleted_since(knowledge, account):
+    text = export()
+    project_delete(project=knowledge["north"])
+    run_import(text)
+    assert not Project.objects.for_account(account).by_slug("northrelay").exists()
+
+
+def test_an_overwriting_import_brings_back_a_deleted_project_and_decision(knowledge, account):
     text = export()
     project_delete(project=knowledge["north"])
     Decision.objects.filter(pk=knowledge["first"].pk).update(superseded_by=None,
                                                             status="reverted")
-    run_import(text)
+    run_import(text, overwrite=True)
     assert Project.objects.for_account(account).by_slug("northrelay").get().live_slug == (
         "northrelay")
     first = Decision.objects.get(pk=knowledge["first"].pk)
