@@ -84,13 +84,19 @@ def _key_id(pk: str) -> str:
     return pk
 
 
-class ExtractionSettingsView(APIView):
+class AccountSettingsView(APIView):
+    """The account's extraction settings and provider keys: an ``admin`` key's business."""
+
+    key_scope = "admin"
+
+
+class ExtractionSettingsView(AccountSettingsView):
     @extend_schema(responses=ExtractionSettingsOutput)
     def get(self, request):
         return Response(ExtractionSettingsOutput(byok.byok_settings(account=request.user)).data)
 
 
-class ExtractionKeysView(APIView):
+class ExtractionKeysView(AccountSettingsView):
     @extend_schema(request=ByokKeyInput, responses={201: ByokKeyOutput})
     def post(self, request):
         data = validated(ByokKeyInput, request.data)
@@ -98,7 +104,7 @@ class ExtractionKeysView(APIView):
         return Response(ByokKeyOutput(key).data, status=201)
 
 
-class ExtractionKeyActivateView(APIView):
+class ExtractionKeyActivateView(AccountSettingsView):
     @extend_schema(request=None, parameters=[KEY_ID], responses=ByokKeyOutput)
     def post(self, request, pk: str):
         validated(NoBodyInput, request.data)
@@ -106,7 +112,7 @@ class ExtractionKeyActivateView(APIView):
         return Response(ByokKeyOutput(key).data)
 
 
-class ExtractionKeysDeactivateView(APIView):
+class ExtractionKeysDeactivateView(AccountSettingsView):
     @extend_schema(request=None, responses=DeactivatedOutput)
     def post(self, request):
         validated(NoBodyInput, request.data)
@@ -117,7 +123,7 @@ class ExtractionKeysDeactivateView(APIView):
                        "extractor now."}).data)
 
 
-class ExtractionKeyView(APIView):
+class ExtractionKeyView(AccountSettingsView):
     @extend_schema(parameters=[KEY_ID], responses={200: DeletedOutput})
     def delete(self, request, pk: str):
         at = byok.byok_key_delete(account=request.user, key_id=_key_id(pk))

@@ -164,6 +164,8 @@ class ProjectKnowledgeViewSet(AccountViewSet):
     """The project views composed from several apps, routed before the projects app's
     ``projects/{slug}`` (only these three routes: no list or detail here)."""
 
+    action_scopes = {"impact_analysis": "read"}  # a question sent as POST
+
     lookup_field = "slug"
     not_found_message = "Project not found"
     # what OPTIONS describes for the one POST here (DRF's metadata builds it)

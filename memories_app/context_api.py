@@ -64,6 +64,8 @@ class ContextBundleView(APIView):
     (``ranking_version`` composite-v1: 0.70 relevance + 0.20 importance + 0.10 recency,
     recency halving every 30 days), within ``max_memories`` and ``max_tokens``."""
 
+    key_scope = "read"  # a search sent as POST
+
     @extend_schema(request=ContextBundleInput, responses=ContextBundleOutput)
     def post(self, request):
         data = validated(ContextBundleInput, request.data)

@@ -60,6 +60,8 @@ class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
     serializer_class = MemorySerializer
     filterset_class = MemoryFilterSet
     not_found_message = "Memory not found"
+    # Searches are sent as POST but only read; maintenance changes every memory it scores.
+    action_scopes = {"search": "read", "context": "read", "maintenance": "admin"}
 
     def get_queryset(self):
         return (Memory.objects.live().for_account(self.request.user).without_vectors()
@@ -218,6 +220,8 @@ def _batch_body(outcomes, raw_items) -> dict:
 class EmbedView(APIView):
     """POST /v1/embed: a text's embedding by the server's provider (OpenClaw embeds its
     queries with it, to search a local cache with the server's own vectors)."""
+
+    key_scope = "read"  # stores nothing
 
     @extend_schema(request=EmbedInput, responses=EmbedOutput)
     def post(self, request):

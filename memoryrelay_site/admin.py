@@ -1,16 +1,33 @@
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from .models import ApiKey
+from .models import SCOPES, ApiKey, all_scopes
 from .services import api_key_create, api_key_revoke
 
-SETTINGS_FIELDS = ["expires_at", "rate_limit_per_minute"]  # editable when adding and later
+# Editable when adding and later.
+SETTINGS_FIELDS = ["scopes", "expires_at", "rate_limit_per_minute"]
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in SCOPES], initial=all_scopes,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="admin allows everything, API keys and account settings included")
+
+    class Meta:
+        model = ApiKey
+        fields = ["user", "name", *SETTINGS_FIELDS]
+
+    def clean_scopes(self):
+        return [scope for scope in SCOPES if scope in self.cleaned_data["scopes"]]
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at",
-                    "rate_limit_per_minute", "is_active"]
+    form = ApiKeyForm
+    list_display = ["prefix", "name", "user", "scopes", "created_at", "last_used_at",
+                    "expires_at", "rate_limit_per_minute", "is_active"]
     list_filter = ["revoked_at", "expires_at"]
     list_select_related = ["user"]
     search_fields = ["prefix", "name", "user__username"]
@@ -37,7 +54,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         key, raw = api_key_create(
             user=obj.user, name=obj.name, expires_at=obj.expires_at,
-            rate_limit_per_minute=obj.rate_limit_per_minute)
+            rate_limit_per_minute=obj.rate_limit_per_minute, scopes=obj.scopes)
         obj.pk, obj.prefix, obj.key_hash, obj.created_at = (
             key.pk, key.prefix, key.key_hash, key.created_at)
         obj._state.adding, obj._state.db = False, key._state.db

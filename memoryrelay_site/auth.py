@@ -1,8 +1,9 @@
-"""The one authentication class: reads ``Authorization: Bearer`` or ``X-API-Key``."""
+"""The one authentication class (reads ``Authorization: Bearer`` or ``X-API-Key``) and the
+one permission class (the key holds the scope the request needs)."""
 
 from __future__ import annotations
 
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -34,3 +35,33 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return token.strip()
         api_key = request.headers.get("X-API-Key", "").strip()
         return api_key or None
+
+
+class ScopePermission(permissions.IsAuthenticated):
+    """An authenticated key that holds the scope the request needs (``needed_scope``); a
+    key without it is a 403 that names the scope."""
+
+    def has_permission(self, request, view) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        key = request.auth
+        scope = needed_scope(request, view)
+        if getattr(key, "allows", None) is None or key.allows(scope):
+            return True
+        raise exceptions.PermissionDenied(
+            f"This API key lacks the {scope!r} scope this request needs (its scopes: "
+            f"{', '.join(key.scopes) or 'none'})")
+
+
+def needed_scope(request, view) -> str:
+    """The scope a request needs: what the view declares for its action (``action_scopes``)
+    or for all of it (``key_scope``), else by method: reads ``read``, ``DELETE`` ``delete``,
+    other writes ``write``. Searches sent as POST declare ``read``."""
+    declared = getattr(view, "action_scopes", {}).get(getattr(view, "action", None))
+    if declared is None:
+        declared = getattr(view, "key_scope", None)
+    if declared is not None:
+        return declared
+    if request.method in permissions.SAFE_METHODS:
+        return "read"
+    return "delete" if request.method == "DELETE" else "write"

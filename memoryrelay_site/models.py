@@ -35,6 +35,15 @@ class SoftDeleteModel(models.Model):
         return self.deleted_at is not None
 
 
+# What a key may do (``ApiKey.scopes``): read (GET, and searches sent as POST), write
+# (create and update), delete, and admin (everything, API keys and account settings too).
+SCOPES = ("read", "write", "delete", "admin")
+
+
+def all_scopes() -> list[str]:
+    return list(SCOPES)
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def active(self):
         """Not revoked (an expired key is still "active" here: it answers "expired")."""
@@ -48,7 +57,7 @@ class ApiKey(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
     )
-    name = models.CharField(max_length=100, blank=True, default="")
+    name = models.CharField(max_length=255, blank=True, default="")
     prefix = models.CharField(max_length=20, db_index=True, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -62,10 +71,14 @@ class ApiKey(models.Model):
         help_text="Requests per minute for this key (a batch counts its items). Empty: the "
         "server default (MEMORYRELAY_RATE_LIMIT_PER_MINUTE); 0: unlimited.")
 
+    scopes = models.JSONField(
+        default=all_scopes, help_text="What the key may do: a list of read, write, delete and "
+        "admin (admin: everything, API keys and account settings too).")
+
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         verbose_name = "API key"
 
     def __str__(self) -> str:
@@ -74,6 +87,9 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.is_expired()
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())

@@ -28,6 +28,7 @@ ERROR_SCHEMA = {
 }
 ERROR_STATUSES = {
     "400": "Malformed JSON", "401": "Missing, wrong, revoked or expired API key",
+    "403": "The API key lacks the scope this call needs (read, write, delete or admin)",
     "404": "Not found (also another account's id, or a malformed id)",
     "413": "Request body too large", "422": "Validation failed",
     "429": "Rate limit of the API key exceeded; retry after Retry-After seconds",

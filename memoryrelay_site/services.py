@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .errors import NotFound, ServiceError
-from .models import ApiKey
+from .models import ApiKey, all_scopes
 
 KEY_PREFIX = "mem_prod_"
 VISIBLE_CHARS = 12  # "mem_prod_" plus three random characters
@@ -43,13 +43,15 @@ class AmbiguousApiKey(ServiceError):
 @transaction.atomic
 def api_key_create(
     *, user, name: str = "", expires_at: datetime | None = None,
-    rate_limit_per_minute: int | None = None,
+    rate_limit_per_minute: int | None = None, scopes: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key for ``user``; returns the row and the raw key, which is never stored."""
+    """Create a key for ``user``; returns the row and the raw key, which is never stored.
+    ``scopes``: what it may do (default: everything, as an operator's key)."""
     raw = generate_raw_key()
     key = ApiKey.objects.create(
         user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=hash_key(raw),
         expires_at=expires_at, rate_limit_per_minute=rate_limit_per_minute,
+        scopes=list(scopes) if scopes is not None else all_scopes(),
     )
     return key, raw
 

@@ -7,10 +7,16 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
+from .keys_api import KeyViewSet
+from .routers import Router
 from .views import QuotaView
+
+keys = Router()
+keys.register("keys", KeyViewSet, basename="key")
 
 urlpatterns = [
     re_path(r"^v1/quota/?$", QuotaView.as_view(), name="quota"),
+    path("v1/", include(keys.urls)),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi")),

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from memoryrelay_site.models import ApiKey
+from memoryrelay_site.models import SCOPES, ApiKey
 from memoryrelay_site.services import api_key_create, api_key_revoke
 from tests.conftest import assert_error, make_client
 
@@ -44,7 +44,8 @@ def cookie_texts(response) -> list[str]:
 
 def test_a_key_added_in_the_admin_is_shown_on_the_page_and_travels_in_no_cookie(
         admin_client, account):
-    response = admin_client.post(reverse(ADD), {"user": account.pk, "name": "staff-made"})
+    response = admin_client.post(reverse(ADD), {"user": account.pk, "name": "staff-made",
+                                                "scopes": ["read", "write"]})
     assert not any(WHOLE_KEY.search(text) for text in cookie_texts(response))
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     raw = shown_key(response)
@@ -54,21 +55,23 @@ def test_a_key_added_in_the_admin_is_shown_on_the_page_and_travels_in_no_cookie(
     assert raw not in followed.content.decode()  # shown once
 
 
-def test_the_admin_sets_a_keys_expiry_and_rate_limit_when_adding_and_editing(admin_client,
+def test_the_admin_sets_a_keys_scopes_expiry_and_rate_limit_when_adding_and_editing(admin_client,
                                                                             account):
     admin_client.post(reverse(ADD), {"user": account.pk, "name": "limited",
                                      "expires_at_0": "2031-01-02", "expires_at_1": "03:04:05",
-                                     "rate_limit_per_minute": "7"})
+                                     "rate_limit_per_minute": "7", "scopes": ["read"]})
     key = ApiKey.objects.get(name="limited")
-    assert key.rate_limit_per_minute == 7
+    assert key.rate_limit_per_minute == 7 and key.scopes == ["read"]
     assert key.expires_at.isoformat() == "2031-01-02T03:04:05+00:00"
     change = reverse("admin:memoryrelay_site_apikey_change", args=[key.pk])
     api_key_revoke(key=key)
     response = admin_client.post(change, {"name": "limited", "expires_at_0": "",
-                                          "expires_at_1": "", "rate_limit_per_minute": "0"})
+                                          "expires_at_1": "", "rate_limit_per_minute": "0",
+                                          "scopes": ["write", "read", "delete"]})
     assert response.status_code == 302
     key.refresh_from_db()
     assert key.rate_limit_per_minute == 0 and key.expires_at is None
+    assert key.scopes == ["read", "write", "delete"]
     assert key.revoked_at is not None
 
 
@@ -95,6 +98,20 @@ def test_create_api_key_with_expires_days_sets_the_expiry(db):
     assert key.rate_limit_per_minute == 9 and "expires" in out
     assert timedelta(days=29, hours=23) < key.expires_at - timezone.now() <= timedelta(days=30)
     assert make_client(raw).get("/v1/sessions").status_code == 200
+
+
+def test_create_api_key_gives_every_scope_unless_told_and_refuses_an_unknown_one(db):
+    run("create_api_key", "--user", "carol")
+    assert ApiKey.objects.get(user__username="carol").scopes == list(SCOPES)
+    out = run("create_api_key", "--user", "dave", "--scopes", "read, write,read")
+    assert "scopes read, write" in out
+    raw = out.strip().splitlines()[-1]
+    assert make_client(raw).get("/v1/sessions").status_code == 200
+    assert_error(make_client(raw).get("/v1/keys"), 403, "forbidden")
+    for bad in ("root", ",", "read,sudo"):
+        with pytest.raises(CommandError, match="--scopes"):
+            run("create_api_key", "--user", "erin", "--scopes", bad)
+    assert not ApiKey.objects.filter(user__username="erin").exists()
 
 
 @pytest.mark.parametrize("args", [["--expires-days", "0"], ["--rate-limit", "-1"]])

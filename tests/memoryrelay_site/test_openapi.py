@@ -26,7 +26,9 @@ ENTITY_PATHS = ("/v1/entities",
                 "/v1/memories/{id}/extract-entities", "/v1/memories/{id}/extraction-status",
                 "/v1/memories/backfill-entities",
                 # Checked by tests/entities_app/test_byok_openapi.py.
-                "/v1/extraction")
+                "/v1/extraction",
+                # Checked by tests/memoryrelay_site/test_key_scopes.py.
+                "/v1/keys")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from memoryrelay_site.models import SCOPES
 from memoryrelay_site.services import account_key_create
 
 
@@ -20,19 +21,29 @@ class Command(BaseCommand):
         parser.add_argument("--rate-limit", type=int, default=None, metavar="PER_MINUTE",
                             help="requests per minute for this key (0: unlimited); "
                                  "default: MEMORYRELAY_RATE_LIMIT_PER_MINUTE")
+        parser.add_argument("--scopes", default=",".join(SCOPES), metavar="LIST",
+                            help="what the key may do, comma-separated among "
+                                 f"{', '.join(SCOPES)} (default: all; admin allows everything, "
+                                 "/v1/keys included)")
 
     def handle(self, *args, user: str, name: str, expires_days: int | None,
-               rate_limit: int | None, **options):
+               rate_limit: int | None, scopes: str, **options):
         if not user.strip():
             raise CommandError("--user must not be blank")
         if expires_days is not None and expires_days < 1:
             raise CommandError("--expires-days must be at least 1")
         if rate_limit is not None and rate_limit < 0:
             raise CommandError("--rate-limit must be 0 (unlimited) or more")
+        wanted = list(dict.fromkeys(s.strip() for s in scopes.split(",") if s.strip()))
+        unknown = [s for s in wanted if s not in SCOPES]
+        if unknown or not wanted:
+            raise CommandError(f"--scopes must list some of {', '.join(SCOPES)}"
+                               + (f" (not {', '.join(unknown)})" if unknown else ""))
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
         key, raw = account_key_create(username=user.strip(), name=name, expires_at=expires_at,
-                                      rate_limit_per_minute=rate_limit)
+                                      rate_limit_per_minute=rate_limit, scopes=wanted)
         expiry = f", expires {expires_at:%Y-%m-%dT%H:%M:%SZ}" if expires_at else ""
         self.stdout.write(
-            f"Created API key {key.prefix}… for account {key.user.username!r}{expiry}.")
+            f"Created API key {key.prefix}… for account {key.user.username!r}{expiry}, "
+            f"scopes {', '.join(key.scopes)}.")
         self.stdout.write(raw)
