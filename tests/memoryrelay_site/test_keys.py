@@ -171,3 +171,9 @@ def test_revoke_api_key_with_an_unknown_prefix_is_an_error(account, api_key, ref
 def test_revoke_api_key_dry_run_changes_nothing(account, api_key):
     assert "Would revoke" in run("revoke_api_key", api_key[:12], "--dry-run")
     assert make_client(api_key).get("/v1/sessions").status_code == 200
+
+
+def test_the_admins_add_form_offers_every_scope_ticked(admin_client):
+    page = admin_client.get(reverse(ADD)).content.decode()
+    for scope in SCOPES:
+        assert re.search(rf'<input[^>]*value="{scope}"[^>]*checked', page), scope

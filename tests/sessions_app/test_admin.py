@@ -122,7 +122,8 @@ def test_editing_a_memory_in_the_admin_goes_through_the_update_service(admin_cli
 
 def test_adding_an_api_key_shows_the_raw_key_once_and_it_works(admin_client, account):
     response = admin_client.post(reverse("admin:memoryrelay_site_apikey_add"),
-                                 {"user": account.pk, "name": "staff-made"}, follow=True)
+                                 {"user": account.pk, "name": "staff-made",
+                                  "scopes": ["read", "write", "delete", "admin"]}, follow=True)
     raw = re.search(r'id="api-key"[^>]*>(mem_prod_[\w-]+)<', response.content.decode())[1]
     assert not any(raw in m for m in texts(response))  # on the page, not in a message
     assert ApiKey.objects.filter(name="staff-made").count() == 1
