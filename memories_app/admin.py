@@ -3,7 +3,7 @@ from django.contrib import admin
 from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
 
 from . import services, tasks
-from .models import Memory
+from .models import Memory, WebhookDelivery
 
 
 @admin.register(Memory)
@@ -48,3 +48,24 @@ class MemoryAdmin(SoftDeleteAdmin):
         other = {f: getattr(obj, f) for f in form.changed_data if f not in services.UPDATABLE}
         if other:
             Memory.objects.filter(pk=obj.pk).update(**other)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Each webhook event of an asynchronous write and how its delivery went (read only:
+    the task and the sweep write these)."""
+
+    list_display = ["event", "memory", "status", "attempts", "created_at", "delivered_at",
+                    "last_error"]
+    list_filter = ["status", "event"]
+    list_select_related = ["memory"]
+    raw_id_fields = ["memory"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("memory__embedding")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -158,3 +158,43 @@ class Memory(SoftDeleteModel):
     def search_text(self) -> str:
         """What search reads of it (memories_app/search.py): its content."""
         return self.content
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"  # to be sent (again) at next_attempt_at
+    SENDING = "sending"  # claimed by a task at updated_at
+    DELIVERED = "delivered"
+    FAILED = "failed"  # the receiver never answered 2xx within the attempts
+    REFUSED = "refused"  # the URL was not allowed at delivery
+
+
+SETTLED_DELIVERIES = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.REFUSED)
+
+
+class WebhookDelivery(models.Model):
+    """One webhook event of an asynchronous write, written in the same transaction as the
+    write's outcome (an outbox): a task sends it, and a delivery whose task was lost or
+    whose worker died is handed out again by the sweep, so every event is sent at least
+    once (receivers tell a repeat by ``id`` and ``event``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE,
+                               related_name="webhook_deliveries")
+    event = models.CharField(max_length=32)
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices,
+                              default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)  # set by each claim and outcome
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"],
+                                name="webhook_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} of {self.memory_id}: {self.status}"

@@ -34,7 +34,7 @@ from sessions_app.services import (
 from . import search, vectors
 from .embeddings import embed_or_none, get_provider
 from .linked_entities import mark_unlinked, memories_mentioning
-from .models import Memory, WriteStatus, tier_for
+from .models import SETTLED_DELIVERIES, Memory, WebhookDelivery, WriteStatus, tier_for
 from .signals import announce_written
 
 CHARS_PER_TOKEN = 4
@@ -505,6 +505,7 @@ class PurgeReport:
     agents: int
     project_relationships: int = 0
     projects: int = 0
+    webhook_deliveries: int = 0
 
 
 def purge_deleted(*, older_than_days: int, dry_run: bool = False,
@@ -513,7 +514,8 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
 
     Memories first, then sessions (memories kept from a purged session lose the link,
     not their content), then agents that no longer own any live row, then project
-    relationships and projects (a purged project takes its hidden relationships along)."""
+    relationships and projects (a purged project takes its hidden relationships along), and
+    the record of webhook deliveries settled (sent, given up or refused) before the cutoff."""
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
@@ -525,6 +527,7 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
         Agent.objects.filter(deleted_at__lt=cutoff).exclude(owns_live),
         ProjectRelationship.objects.filter(deleted_at__lt=cutoff),
         Project.objects.filter(deleted_at__lt=cutoff),
+        WebhookDelivery.objects.filter(updated_at__lt=cutoff, status__in=SETTLED_DELIVERIES),
     ]
     counts = [qs.count() for qs in querysets]
     if not dry_run:

@@ -32,7 +32,7 @@ from .embeddings import EmbeddingError, get_provider
 from .models import UNFINISHED, Memory, WriteStatus
 from .services import _duplicate_of, vector_fields
 from .signals import announce_written
-from .webhooks import webhook_deliver
+from .webhooks import webhook_queue, webhook_send
 
 logger = logging.getLogger("memoryrelay.tasks")
 
@@ -77,8 +77,9 @@ def _embed(memory: Memory) -> str:
             fields.update(duplicate_of=duplicate.pk, deleted_at=timezone.now())
         claimed = Memory.objects.filter(pk=memory.pk, status=WriteStatus.PROCESSING,
                                         deleted_at__isnull=True)
-        with transaction.atomic():
+        with transaction.atomic():  # the outcome and its webhook event, together
             done = claimed.filter(content=memory.content).update(**fields)
+            event = webhook_queue(memory, WriteStatus.READY) if done else None
         if done:
             break
         memory = claimed.without_vectors().select_related("agent").first()
@@ -89,14 +90,8 @@ def _embed(memory: Memory) -> str:
     if duplicate is None:
         announce_written(account_id=memory.account_id, memory_ids=[memory.pk],
                          extract=memory.extract_entities, reason="ready")
-    _notify(memory)
+    webhook_send(event)  # by a task of its own, retried apart
     return "ready"
-
-
-def _notify(memory: Memory) -> None:
-    """The outcome goes to the memory's webhook_url, by a task of its own (retried apart)."""
-    if memory.webhook_url:
-        task_enqueue(webhook_deliver, str(memory.pk))
 
 
 def _failed(memory: Memory, exc: Exception) -> str:
@@ -105,12 +100,14 @@ def _failed(memory: Memory, exc: Exception) -> str:
         logger.exception("memory_embed %s failed", memory.pk)
     attempts = memory.status_attempts
     last = attempts >= settings.MEMORYRELAY_TASK_MAX_ATTEMPTS
-    Memory.objects.filter(pk=memory.pk, status=WriteStatus.PROCESSING).update(
-        status=WriteStatus.FAILED if last else WriteStatus.PENDING,
-        status_error=error, status_changed_at=timezone.now(),
-    )
+    with transaction.atomic():  # the outcome and its webhook event, together
+        settled = Memory.objects.filter(pk=memory.pk, status=WriteStatus.PROCESSING).update(
+            status=WriteStatus.FAILED if last else WriteStatus.PENDING,
+            status_error=error, status_changed_at=timezone.now(),
+        )
+        event = webhook_queue(memory, WriteStatus.FAILED) if settled and last else None
     if last:
-        _notify(memory)
+        webhook_send(event)
         return "failed"
     task_enqueue(memory_embed, str(memory.pk), delay=retry_delay(attempts))
     return "retrying"

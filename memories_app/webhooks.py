@@ -8,7 +8,9 @@ signed with the account's webhook secret (``manage.py webhook_secret --user NAME
 it): header ``X-MemoryRelay-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">``
 and ``X-MemoryRelay-Timestamp: <unix seconds>``. A delivery that fails (no answer within
 MEMORYRELAY_WEBHOOK_TIMEOUT seconds, or not a 2xx) is retried with the queue's backoff up to
-MEMORYRELAY_TASK_MAX_ATTEMPTS times.
+MEMORYRELAY_TASK_MAX_ATTEMPTS times. Each event is a row (``WebhookDelivery``) written with
+the outcome it reports, so a worker killed mid-delivery or a task lost on the way never
+loses it: the sweep sends it again (at least once; a receiver may see an event twice).
 
 Only ``https`` URLs are taken, and never one whose host is or resolves to a loopback,
 private, link-local or otherwise non-public address, unless MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL
@@ -23,15 +25,19 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
 from django_tasks import task
 
 from memoryrelay_site.errors import Invalid
 from memoryrelay_site.outbound import outbound_refusal
-from memoryrelay_site.tasks import retry_delay, task_enqueue
+from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
 
-from .models import Memory, WriteStatus
+from .models import DeliveryStatus, Memory, WebhookDelivery, WriteStatus
 
 logger = logging.getLogger("memoryrelay.webhooks")
 
@@ -67,53 +73,125 @@ def _allow_local() -> bool:
 
 def _check_url(url: str, *, resolve: bool) -> None:
     refusal = outbound_refusal(url, name="webhook_url", allow_local=_allow_local(),
-                               resolve=resolve)
+                               resolve=resolve, raise_unresolved=True)
     if refusal:
         raise WebhookRefused(refusal)
 
 
-def webhook_payload(memory: Memory) -> dict:
-    body = {"event": f"memory.{memory.status}", "id": str(memory.pk), "status": memory.status,
+def webhook_payload(memory: Memory, event: str) -> dict:
+    status = event.removeprefix("memory.")
+    body = {"event": event, "id": str(memory.pk), "status": status,
             "created_at": int(memory.created_at.timestamp()),
             "updated_at": int(memory.updated_at.timestamp())}
-    if memory.status == WriteStatus.FAILED:
+    if status == WriteStatus.FAILED:
         body["error"] = memory.status_error
     if memory.duplicate_of is not None:
         body["duplicate_of"] = str(memory.duplicate_of)
     return body
 
 
-@task()
-def webhook_deliver(memory_id: str, attempt: int = 1) -> str:
-    memory = (Memory.objects.without_vectors().select_related("account")
-              .filter(pk=memory_id).first())
-    if memory is None or not memory.webhook_url or memory.status not in (
-            WriteStatus.READY, WriteStatus.FAILED):
-        return "skipped"
-    body = json.dumps(webhook_payload(memory)).encode()
-    timestamp = int(time.time())
+def webhook_queue(memory: Memory, status: str) -> WebhookDelivery | None:
+    """Records the event of the memory's outcome (``ready`` or ``failed``) for its
+    webhook_url, if it has one. Call it in the transaction that writes the outcome, and
+    :func:`webhook_send` after the commit: the event is then never lost, even when the
+    process dies between the two (the sweep sends it)."""
+    if not memory.webhook_url or status not in (WriteStatus.READY, WriteStatus.FAILED):
+        return None
+    return WebhookDelivery.objects.create(memory_id=memory.pk, event=f"memory.{status}")
+
+
+def webhook_send(delivery: WebhookDelivery | None, *, delay: float = 0) -> None:
+    """Queues the task that sends ``delivery``. A queue that cannot be reached leaves it to
+    the sweep (the delivery row is the record)."""
+    if delivery is None:
+        return
     try:
-        _check_url(memory.webhook_url, resolve=True)
-        request = urllib.request.Request(memory.webhook_url, data=body, method="POST", headers={
-            "Content-Type": "application/json",
-            "User-Agent": "memoryrelay-server-webhook",
-            "X-MemoryRelay-Timestamp": str(timestamp),
-            "X-MemoryRelay-Signature": webhook_sign(
-                secret=webhook_secret(account=memory.account), timestamp=timestamp, body=body),
-        })
-        opener = urllib.request.build_opener(_NoRedirect)
-        with opener.open(request, timeout=settings.MEMORYRELAY_WEBHOOK_TIMEOUT) as response:
-            response.read(1024)
-        return "delivered"
+        task_enqueue(webhook_deliver, str(delivery.pk), delay=delay)
+    except Exception:  # noqa: BLE001 - the sweep hands it out after the lease
+        logger.exception("webhook delivery %s not queued; the sweep will", delivery.pk)
+
+
+@task()
+def webhook_deliver(delivery_id: str, attempt: int = 1) -> str:
+    """Sends one delivery (``attempt`` is no longer read: the row counts them). Before
+    deliveries had rows this task took a memory's id: such a task, queued by an older
+    release, records its event first."""
+    claimed_at = timezone.now()
+    if not WebhookDelivery.objects.filter(pk=delivery_id).exists():
+        with transaction.atomic():
+            legacy = Memory.objects.filter(pk=delivery_id).first()
+            delivery = webhook_queue(legacy, legacy.status) if legacy is not None else None
+        if delivery is None:
+            return "skipped"
+        delivery_id = delivery.pk
+    claimed = WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+    if not claimed.update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1,
+                          updated_at=claimed_at):
+        return "skipped"  # sent, or being sent, by another delivery of this task
+    delivery = WebhookDelivery.objects.select_related("memory__account").get(pk=delivery_id)
+    ours = WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING,
+                                          updated_at=claimed_at)
+    try:
+        _post(delivery.memory, delivery.event)
     except WebhookRefused as exc:
-        logger.warning("webhook of memory %s refused: %s", memory_id, exc)
+        logger.warning("webhook of memory %s refused: %s", delivery.memory_id, exc)
+        ours.update(status=DeliveryStatus.REFUSED, last_error=str(exc)[:2000],
+                    updated_at=timezone.now())
         return "refused"
     except (OSError, urllib.error.URLError, ValueError) as exc:
-        if attempt >= settings.MEMORYRELAY_TASK_MAX_ATTEMPTS:
-            logger.warning("webhook of memory %s failed for good: %s", memory_id, exc)
+        error = (str(exc) or type(exc).__name__)[:2000]
+        if delivery.attempts >= settings.MEMORYRELAY_TASK_MAX_ATTEMPTS:
+            logger.warning("webhook of memory %s failed for good: %s", delivery.memory_id, exc)
+            ours.update(status=DeliveryStatus.FAILED, last_error=error,
+                        updated_at=timezone.now())
             return "failed"
-        task_enqueue(webhook_deliver, memory_id, attempt + 1, delay=retry_delay(attempt))
+        delay = retry_delay(delivery.attempts)
+        now = timezone.now()
+        if ours.update(status=DeliveryStatus.PENDING, last_error=error, updated_at=now,
+                       next_attempt_at=now + timedelta(seconds=delay)):
+            webhook_send(delivery, delay=delay)
         return "retrying"
+    ours.update(status=DeliveryStatus.DELIVERED, delivered_at=timezone.now(),
+                updated_at=timezone.now(), last_error="")
+    return "delivered"
+
+
+def _post(memory: Memory, event: str) -> None:
+    """POSTs the memory's event, signed; raises on a refused URL, no answer or not 2xx."""
+    body = json.dumps(webhook_payload(memory, event)).encode()
+    timestamp = int(time.time())
+    _check_url(memory.webhook_url, resolve=True)
+    request = urllib.request.Request(memory.webhook_url, data=body, method="POST", headers={
+        "Content-Type": "application/json",
+        "User-Agent": "memoryrelay-server-webhook",
+        "X-MemoryRelay-Timestamp": str(timestamp),
+        "X-MemoryRelay-Signature": webhook_sign(
+            secret=webhook_secret(account=memory.account), timestamp=timestamp, body=body),
+    })
+    opener = urllib.request.build_opener(_NoRedirect)
+    with opener.open(request, timeout=settings.MEMORYRELAY_WEBHOOK_TIMEOUT) as response:
+        response.read(1024)
+
+
+def webhook_deliveries_sweep(cutoff: datetime) -> int:
+    """Deliveries claimed before ``cutoff`` and never settled (their worker died), or due
+    before it and never claimed (their task was lost), are queued again: each taken by one
+    sweeper through a conditional update."""
+    stale = (WebhookDelivery.objects
+             .filter(Q(status=DeliveryStatus.SENDING, updated_at__lt=cutoff)
+                     | Q(status=DeliveryStatus.PENDING, next_attempt_at__lt=cutoff))
+             .values_list("pk", "status", "updated_at")[:1000])
+    handed = 0
+    for pk, status, updated_at in list(stale):
+        now = timezone.now()
+        if WebhookDelivery.objects.filter(pk=pk, status=status, updated_at=updated_at).update(
+                status=DeliveryStatus.PENDING, updated_at=now, next_attempt_at=now):
+            webhook_send(WebhookDelivery(pk=pk))
+            handed += 1
+    return handed
+
+
+register_sweeper(webhook_deliveries_sweep)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

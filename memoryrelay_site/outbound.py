@@ -10,9 +10,12 @@ import socket
 from urllib.parse import urlsplit
 
 
-def outbound_refusal(url: str, *, name: str, allow_local: bool, resolve: bool) -> str | None:
+def outbound_refusal(url: str, *, name: str, allow_local: bool, resolve: bool,
+                     raise_unresolved: bool = False) -> str | None:
     """Why ``url`` (the field ``name``) may not be called, or None. ``resolve``: look host
-    names up too (at call time); otherwise only literal addresses are checked."""
+    names up too (at call time); otherwise only literal addresses are checked. A host that
+    does not resolve is a refusal, or with ``raise_unresolved`` the lookup's OSError (a
+    caller that retries: name servers fail for a while)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (a port out of 0-65535 or not a number raises here)
@@ -34,6 +37,8 @@ def outbound_refusal(url: str, *, name: str, allow_local: bool, resolve: bool) -
         try:
             infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
         except OSError as exc:
+            if raise_unresolved:
+                raise
             return f"{name} host does not resolve: {exc}"
         addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     for address in addresses:

@@ -74,3 +74,21 @@ def test_running_twice_purges_nothing_the_second_time(account, agent):
 def test_a_bad_retention_is_a_command_error(db, value):
     with pytest.raises(CommandError):
         purge("--older-than-days", value)
+
+
+def test_settled_webhook_deliveries_past_retention_go_and_unsettled_ones_stay(account, agent):
+    from memories_app.models import WebhookDelivery
+
+    memory = memory_create(account=account, agent_ref=agent.name, content="hooked")
+    rows = {name: WebhookDelivery.objects.create(memory=memory, event="memory.ready",
+                                                 status=status, updated_at=at).pk
+            for name, status, at in [("old sent", "delivered", days_ago(40)),
+                                     ("old refused", "refused", days_ago(40)),
+                                     ("recent sent", "delivered", days_ago(5)),
+                                     ("old unsent", "pending", days_ago(40))]}
+    assert "and 2 webhook deliveries settled" in purge("--older-than-days", "30", "--dry-run")
+    assert WebhookDelivery.objects.count() == 4
+    assert "and 2 webhook deliveries settled" in purge("--older-than-days", "30")
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {
+        rows["recent sent"], rows["old unsent"]}
+    assert Memory.objects.filter(pk=memory.pk).exists()  # live rows never touched

@@ -9,15 +9,24 @@ import json
 import socket
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from memories_app import embeddings
-from memories_app.models import Memory
-from memories_app.webhooks import WebhookRefused, _check_url, webhook_secret
+from memories_app import embeddings, tasks
+from memories_app.models import Memory, WebhookDelivery
+from memories_app.webhooks import (
+    WebhookRefused,
+    _check_url,
+    webhook_deliver,
+    webhook_deliveries_sweep,
+    webhook_secret,
+)
+from memoryrelay_site.tasks import task_enqueue, tasks_sweep
 from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -117,6 +126,86 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_the_attempts(client, re
     assert Memory.objects.get(pk=memory_id).status == "ready"  # the write itself is done
 
 
+# --- every event is recorded, and sent at least once -------------------------------------------
+
+
+def test_each_event_is_recorded_with_how_its_delivery_went(client, receiver, task_queue):
+    Receiver.failures = 1
+    memory_id = post(client, content="recorded event", webhook_url=receiver).json()["id"]
+    task_queue.run()
+    delivery = WebhookDelivery.objects.get(memory_id=memory_id)
+    assert (delivery.event, delivery.status, delivery.attempts) == (
+        "memory.ready", "delivered", 2)
+    assert delivery.delivered_at is not None and delivery.last_error == ""
+
+
+def test_an_event_whose_task_was_never_queued_is_sent_by_the_sweep(client, receiver,
+                                                                   task_queue, monkeypatch):
+    """The worker dies right after the write's outcome commits, before it queues the
+    webhook's task: the event was written with the outcome, and the sweep sends it."""
+    monkeypatch.setattr(tasks, "webhook_send", lambda delivery, **kwargs: None)
+    memory_id = post(client, content="died before queueing", webhook_url=receiver).json()["id"]
+    task_queue.run()
+    assert Memory.objects.get(pk=memory_id).status == "ready" and not Receiver.received
+    assert tasks_sweep() == 0  # not before the lease
+    assert tasks_sweep(lease_seconds=0) == 1
+    task_queue.run()
+    assert [json.loads(body)["id"] for _, body in Receiver.received] == [memory_id]
+    assert WebhookDelivery.objects.get(memory_id=memory_id).status == "delivered"
+
+
+def test_a_delivery_left_sending_by_a_killed_worker_is_sent_again_once(client, receiver,
+                                                                        task_queue):
+    memory_id = post(client, content="killed mid delivery").json()["id"]
+    task_queue.run()
+    Memory.objects.filter(pk=memory_id).update(webhook_url=receiver)
+    long_ago = timezone.now() - timedelta(hours=1)
+    WebhookDelivery.objects.create(memory_id=memory_id, event="memory.ready", status="sending",
+                                   attempts=1, updated_at=long_ago, next_attempt_at=long_ago)
+    cutoff = timezone.now() - timedelta(minutes=5)
+    assert webhook_deliveries_sweep(cutoff) == 1
+    assert webhook_deliveries_sweep(cutoff) == 0  # taken once, by one sweeper
+    task_queue.run()
+    assert len(Receiver.received) == 1
+    delivery = WebhookDelivery.objects.get(memory_id=memory_id)
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+
+
+def test_a_retry_waiting_for_its_backoff_is_not_handed_out_early(client, receiver,
+                                                                 task_queue):
+    memory_id = post(client, content="backing off").json()["id"]
+    task_queue.run()
+    WebhookDelivery.objects.create(
+        memory_id=memory_id, event="memory.ready", attempts=1,
+        next_attempt_at=timezone.now() + timedelta(minutes=4))
+    assert webhook_deliveries_sweep(timezone.now() - timedelta(minutes=5)) == 0
+
+
+def test_a_task_queued_by_a_release_before_deliveries_had_rows_still_delivers(
+        client, receiver, task_queue):
+    memory_id = post(client, content="queued by the older release").json()["id"]
+    task_queue.run()
+    Memory.objects.filter(pk=memory_id).update(webhook_url=receiver)
+    task_enqueue(webhook_deliver, memory_id)  # the older task's argument: the memory's id
+    task_queue.run()
+    assert json.loads(Receiver.received[0][1])["event"] == "memory.ready"
+    assert WebhookDelivery.objects.get(memory_id=memory_id).status == "delivered"
+
+
+def test_a_receiver_given_up_on_and_a_refused_url_are_recorded(client, receiver, task_queue,
+                                                              settings):
+    settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 2
+    Receiver.failures = 99
+    failing = post(client, content="nobody answers", webhook_url=receiver).json()["id"]
+    task_queue.run()
+    delivery = WebhookDelivery.objects.get(memory_id=failing)
+    assert (delivery.status, delivery.attempts) == ("failed", 2) and "500" in delivery.last_error
+    refused = post(client, content="refused later", webhook_url=receiver).json()["id"]
+    settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = False  # the address is checked again on sending
+    task_queue.run()
+    assert WebhookDelivery.objects.get(memory_id=refused).status == "refused"
+
+
 @pytest.mark.parametrize("url", [
     "http://example.com/hook", "https://127.0.0.1/hook", "https://10.1.2.3/hook",
     "https://192.168.1.1/hook", "https://169.254.169.254/latest", "https://[::1]/hook",
@@ -142,6 +231,28 @@ def test_a_host_name_resolving_to_a_private_address_is_refused_at_delivery(monke
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443))])
     with pytest.raises(WebhookRefused):
         _check_url("https://hooks.example.com/x", resolve=True)
+
+
+def test_a_host_name_that_does_not_resolve_for_now_is_retried_not_refused(
+        client, task_queue, settings, monkeypatch):
+    settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = False
+    settings.MEMORYRELAY_TASK_BACKOFF = 0
+    settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 3
+
+    real = socket.getaddrinfo
+
+    def no_name_server(host, *args, **kwargs):
+        if host != "hooks.example.com":
+            return real(host, *args, **kwargs)  # the queue's own connections
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_name_server)
+    memory_id = post(client, content="dns down",
+                     webhook_url="https://hooks.example.com/x").json()["id"]
+    task_queue.run()
+    delivery = WebhookDelivery.objects.get(memory_id=memory_id)
+    assert (delivery.status, delivery.attempts) == ("failed", 3)  # tried each time
+    assert "name resolution" in delivery.last_error
 
 
 def test_the_secret_is_per_account_and_printed_by_a_command(account, other_account):

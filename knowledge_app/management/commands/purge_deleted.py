@@ -21,7 +21,8 @@ class Command(BaseCommand):
         "Remove for good the decisions, patterns, entities (with their links to memories), "
         "memories, sessions, agents, projects and project relationships "
         "soft-deleted more than "
-        "--older-than-days ago (default: MEMORYRELAY_RETENTION_DAYS). Live rows are never "
+        "--older-than-days ago (default: MEMORYRELAY_RETENTION_DAYS), and the record of "
+        "webhook deliveries settled before then. Live rows are never "
         "touched; memories kept from a purged session stay, without the link."
     )
 
@@ -46,5 +47,6 @@ class Command(BaseCommand):
             f"{knowledge.patterns} patterns, {report.projects} projects, "
             f"{report.project_relationships} project relationships, {entities.entities} "
             f"entities ({entities.links} links) "
-            f"deleted more than {retention} days ago."
+            f"deleted more than {retention} days ago, and {report.webhook_deliveries} "
+            "webhook deliveries settled before then."
         )
