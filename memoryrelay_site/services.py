@@ -86,6 +86,10 @@ def api_key_find(*, ref: str) -> ApiKey:
         candidates = ApiKey.objects.filter(prefix__startswith=ref)
     candidates = candidates.select_related("user").order_by("-created_at")
     matches = list(candidates.active()[:20]) or list(candidates[:20])
+    if not matches and len(ref) > VISIBLE_CHARS and not _is_uuid(ref):
+        raise NotFound(f"No API key matches {ref!r}: it is not a whole key, and only the first "
+                       f"{VISIBLE_CHARS} characters of a key are kept (name it by "
+                       f"{ref[:VISIBLE_CHARS]!r}, its id, or the whole key)")
     if not matches:
         raise NotFound(f"No API key matches {ref!r}")
     if len(matches) > 1:

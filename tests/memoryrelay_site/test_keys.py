@@ -168,6 +168,14 @@ def test_revoke_api_key_with_an_unknown_prefix_is_an_error(account, api_key, ref
     assert ApiKey.objects.get().revoked_at is None
 
 
+def test_a_reference_longer_than_the_kept_prefix_says_how_to_name_the_key(account, api_key):
+    with pytest.raises(CommandError, match=f"first 12 characters.*{api_key[:12]}"):
+        run("revoke_api_key", api_key[:14])
+    assert ApiKey.objects.get().revoked_at is None
+    run("revoke_api_key", api_key[:12])
+    assert ApiKey.objects.get().revoked_at is not None
+
+
 def test_revoke_api_key_dry_run_changes_nothing(account, api_key):
     assert "Would revoke" in run("revoke_api_key", api_key[:12], "--dry-run")
     assert make_client(api_key).get("/v1/sessions").status_code == 200
