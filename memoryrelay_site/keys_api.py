@@ -3,19 +3,22 @@
 ``POST /v1/keys`` answers the raw key once (``key``) beside what is stored of it
 (``key_info``); ``GET`` lists or reads the account's keys, revoked ones included, never
 their hashes; ``DELETE /v1/keys/{id}`` revokes a key (it answers 401 from then on; revoking
-twice keeps the first ``revoked_at``)."""
+twice keeps the first ``revoked_at``). A key made here is no laxer than the key making it:
+it expires no later and its rate limit is no higher."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.response import Response
 
-from .errors import NotFound
+from .errors import Invalid, NotFound
 from .models import SCOPES, ApiKey
+from .ratelimit import key_limit
 from .serializers import IsoDateTimeField, StrictCharField
 from .services import api_key_create, api_key_revoke
 from .views import AccountViewSet
@@ -39,14 +42,42 @@ class KeyCreateInput(serializers.Serializer):
         child=serializers.ChoiceField(choices=SCOPES), allow_empty=False, max_length=16,
         required=False, allow_null=True,
         help_text=f"What the key may do (default {DEFAULT_SCOPES}); admin allows everything")
-    expires_days = StrictIntegerField(min_value=1, max_value=MAX_EXPIRES_DAYS, required=False,
-                                      allow_null=True, help_text="Omitted: never expires")
+    expires_days = StrictIntegerField(
+        min_value=1, max_value=MAX_EXPIRES_DAYS, required=False, allow_null=True,
+        help_text="Omitted: when the key making it expires (never, if it does not)")
     rate_limit_per_minute = StrictIntegerField(
         min_value=0, max_value=10**9, required=False, allow_null=True,
-        help_text="Omitted: the server's default; 0: unlimited")
+        help_text="0: unlimited; null: the server's default; omitted: the making key's. "
+                  "No higher than the making key's")
 
     def validate_scopes(self, scopes):
         return None if scopes is None else list(dict.fromkeys(scopes))  # once each, in order
+
+    def to_internal_value(self, data):
+        """Unknown fields are refused here (not ignored, as elsewhere): a misspelt
+        ``scope`` or ``expires_in_days`` would make a key that can do more, or never
+        expires."""
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: [
+                    f"unknown field; a key takes {', '.join(self.fields)}"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def no_laxer_than(parent: ApiKey, *, expires_at, rate_limit: int | None) -> None:
+    """A key made through the API is at least as limited as the key making it: it expires
+    no later and its rate limit is no higher (0 is unlimited), so no key escapes the
+    limits an operator set on it."""
+    if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
+        raise Invalid(f"the new key may expire no later than this one "
+                      f"({parent.expires_at:%Y-%m-%dT%H:%M:%SZ}): ask for fewer days",
+                      field="expires_days")
+    ceiling = key_limit(parent)
+    wanted = settings.MEMORYRELAY_RATE_LIMIT_PER_MINUTE if rate_limit is None else rate_limit
+    if ceiling and (wanted == 0 or wanted > ceiling):
+        raise Invalid(f"the new key's rate limit may be no higher than this one's "
+                      f"({ceiling} per minute)", field="rate_limit_per_minute")
 
 
 class KeyInfoOutput(serializers.Serializer):
@@ -93,13 +124,18 @@ class KeyViewSet(mixins.ListModelMixin, AccountViewSet):
         given = KeyCreateInput(data=request.data if request.data is not None else {})
         given.is_valid(raise_exception=True)
         data = given.validated_data
+        parent = request.auth
         days = data.get("expires_days")
+        expires_at = timezone.now() + timedelta(days=days) if days else parent.expires_at
+        rate_limit = data.get("rate_limit_per_minute", parent.rate_limit_per_minute)
+        no_laxer_than(parent, expires_at=expires_at, rate_limit=rate_limit)
         key, raw = api_key_create(
             user=request.user, name=data.get("name") or "",
-            scopes=data.get("scopes") or DEFAULT_SCOPES,
-            expires_at=timezone.now() + timedelta(days=days) if days else None,
-            rate_limit_per_minute=data.get("rate_limit_per_minute"))
-        return Response(KeyCreatedOutput({"key": raw, "key_info": key}).data, status=201)
+            scopes=data.get("scopes") or DEFAULT_SCOPES, expires_at=expires_at,
+            rate_limit_per_minute=rate_limit)
+        response = Response(KeyCreatedOutput({"key": raw, "key_info": key}).data, status=201)
+        response["Cache-Control"] = "no-store"  # the raw key, shown this once
+        return response
 
     def retrieve(self, request, pk=None):
         return Response(KeyInfoOutput(self._key()).data)

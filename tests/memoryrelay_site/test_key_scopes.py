@@ -307,3 +307,77 @@ def test_every_keys_response_matches_its_documented_schema(schema, admin, accoun
     documented = {(p, m) for p, ops in schema["paths"].items() for m in ops
                   if p.startswith("/v1/keys")}
     assert documented == {(p, m) for p, m, _ in check.seen}
+
+
+# --- no key escapes its limits --------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited_admin(account):
+    key, raw = api_key_create(user=account, name="limited", scopes=["admin"],
+                              expires_at=timezone.now() + timedelta(days=1),
+                              rate_limit_per_minute=3)
+    return key, make_client(raw)
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"rate_limit_per_minute": 0}, "rate_limit_per_minute"),  # unlimited
+    ({"rate_limit_per_minute": 4}, "rate_limit_per_minute"),
+    ({"rate_limit_per_minute": None}, "rate_limit_per_minute"),  # the server default, higher
+    ({"expires_days": 2}, "expires_days"),
+])
+def test_a_key_cannot_make_a_key_laxer_than_itself(limited_admin, body, field):
+    _, client = limited_admin
+    assert_error(client.post("/v1/keys", body, format="json"), 422, "validation_error", field)
+    assert ApiKey.objects.count() == 1
+
+
+def test_a_key_made_without_limits_takes_the_making_keys(limited_admin):
+    parent, client = limited_admin
+    info = client.post("/v1/keys", {"scopes": ["admin"]}, format="json").json()["key_info"]
+    made = ApiKey.objects.get(pk=info["id"])
+    assert made.rate_limit_per_minute == 3 and made.expires_at == parent.expires_at
+    tighter = client.post("/v1/keys", {"rate_limit_per_minute": 2}, format="json")
+    assert tighter.json()["key_info"]["rate_limit_per_minute"] == 2
+
+
+def test_an_unlimited_key_may_make_limited_and_unlimited_keys(account):
+    admin = make_client(api_key_create(user=account, scopes=["admin"],
+                                       rate_limit_per_minute=0)[1])
+    for limit in (0, 10**6, 5):
+        body = admin.post("/v1/keys", {"rate_limit_per_minute": limit, "expires_days": 365},
+                          format="json").json()
+        assert body["key_info"]["rate_limit_per_minute"] == limit
+
+
+@pytest.mark.parametrize("field", ["scope", "expires_in_days", "daily_spend_limit_usd"])
+def test_an_unknown_field_in_a_key_request_is_refused_not_ignored(admin, field):
+    assert_error(admin.post("/v1/keys", {field: ["read"]}, format="json"), 422,
+                 "validation_error", field)
+    assert ApiKey.objects.count() == 1
+
+
+def test_the_answer_holding_the_raw_key_is_never_cached(admin):
+    assert admin.post("/v1/keys", {}, format="json")["Cache-Control"] == "no-store"
+
+
+def test_requests_refused_for_a_scope_count_against_the_rate_limit(account):
+    raw = api_key_create(user=account, scopes=["write"], rate_limit_per_minute=2)[1]
+    client = make_client(raw)
+    codes = [client.get("/v1/memories").status_code for _ in range(3)]
+    assert codes == [403, 403, 429]
+
+
+def test_a_method_the_route_does_not_serve_is_a_405_whatever_the_scopes(account):
+    for scopes in (["read"], ["write"], ["delete"]):
+        client = make_client(key_with(account, *scopes))
+        assert_error(client.get("/v1/memories/search"), 405, "method_not_allowed")
+        assert_error(client.delete("/v1/memories/search"), 405, "method_not_allowed")
+        assert_error(client.put("/v1/keys"), 405, "method_not_allowed")
+
+
+def test_options_describes_the_searches_a_read_only_key_may_send(account):
+    reader = make_client(key_with(account, "read"))
+    assert "POST" in reader.options("/v1/memories/search").json().get("actions", {})
+    writer = make_client(key_with(account, "write"))
+    assert "POST" not in writer.options("/v1/memories/search").json().get("actions", {})

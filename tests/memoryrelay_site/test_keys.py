@@ -114,10 +114,17 @@ def test_create_api_key_gives_every_scope_unless_told_and_refuses_an_unknown_one
     assert not ApiKey.objects.filter(user__username="erin").exists()
 
 
-@pytest.mark.parametrize("args", [["--expires-days", "0"], ["--rate-limit", "-1"]])
-def test_create_api_key_refuses_a_meaningless_expiry_or_limit(db, args):
+@pytest.mark.parametrize("args", [["--expires-days", "0"], ["--rate-limit", "-1"],
+                                  ["--expires-days", "99999999"], ["--name", "n" * 256]])
+def test_create_api_key_refuses_a_meaningless_expiry_limit_or_name(db, args):
     with pytest.raises(CommandError):
         run("create_api_key", "--user", "carol", *args)
+    assert not ApiKey.objects.exists()
+
+
+def test_create_api_key_refuses_a_user_name_too_long_for_an_account(db):
+    with pytest.raises(CommandError, match="--user must be at most 150"):
+        run("create_api_key", "--user", "u" * 151)
     assert not ApiKey.objects.exists()
 
 

@@ -1,10 +1,13 @@
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from memoryrelay_site.models import SCOPES
+from memoryrelay_site.models import SCOPES, ApiKey
 from memoryrelay_site.services import account_key_create
+
+MAX_EXPIRES_DAYS = 36_500  # a hundred years: past it, dates overflow
 
 
 class Command(BaseCommand):
@@ -30,8 +33,13 @@ class Command(BaseCommand):
                rate_limit: int | None, scopes: str, **options):
         if not user.strip():
             raise CommandError("--user must not be blank")
-        if expires_days is not None and expires_days < 1:
-            raise CommandError("--expires-days must be at least 1")
+        if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
+            raise CommandError(f"--expires-days must be 1 to {MAX_EXPIRES_DAYS}")
+        if len(name) > ApiKey._meta.get_field("name").max_length:
+            raise CommandError("--name must be at most 255 characters")
+        username_max = get_user_model()._meta.get_field("username").max_length
+        if len(user.strip()) > username_max:
+            raise CommandError(f"--user must be at most {username_max} characters")
         if rate_limit is not None and rate_limit < 0:
             raise CommandError("--rate-limit must be 0 (unlimited) or more")
         wanted = list(dict.fromkeys(s.strip() for s in scopes.split(",") if s.strip()))
