@@ -11,12 +11,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.response import Response
 
-from .errors import Invalid, NotFound
+from .errors import Conflict, Invalid, NotFound
 from .models import SCOPES, ApiKey
 from .ratelimit import key_limit
 from .serializers import IsoDateTimeField, StrictCharField
@@ -129,10 +131,16 @@ class KeyViewSet(mixins.ListModelMixin, AccountViewSet):
         expires_at = timezone.now() + timedelta(days=days) if days else parent.expires_at
         rate_limit = data.get("rate_limit_per_minute", parent.rate_limit_per_minute)
         no_laxer_than(parent, expires_at=expires_at, rate_limit=rate_limit)
-        key, raw = api_key_create(
-            user=request.user, name=data.get("name") or "",
-            scopes=data.get("scopes") or DEFAULT_SCOPES, expires_at=expires_at,
-            rate_limit_per_minute=rate_limit)
+        with transaction.atomic():  # the account's row locked: concurrent creates queue
+            get_user_model().objects.select_for_update().filter(pk=request.user.pk).first()
+            cap = settings.MEMORYRELAY_MAX_KEYS_PER_ACCOUNT
+            if ApiKey.objects.active().filter(user=request.user).count() >= cap:
+                raise Conflict(f"the account holds {cap} unrevoked keys, the most it may "
+                               "(MEMORYRELAY_MAX_KEYS_PER_ACCOUNT): revoke one first")
+            key, raw = api_key_create(
+                user=request.user, name=data.get("name") or "",
+                scopes=data.get("scopes") or DEFAULT_SCOPES, expires_at=expires_at,
+                rate_limit_per_minute=rate_limit)
         response = Response(KeyCreatedOutput({"key": raw, "key_info": key}).data, status=201)
         response["Cache-Control"] = "no-store"  # the raw key, shown this once
         return response

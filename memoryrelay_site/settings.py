@@ -238,6 +238,9 @@ MEMORYRELAY_COLD_AFTER_DAYS = env_int("MEMORYRELAY_COLD_AFTER_DAYS", 30)
 # Counted in Redis when REDIS_URL is set (needed when servers run on several machines),
 # else in a SQLite file of its own next to the database.
 MEMORYRELAY_RATE_LIMIT_PER_MINUTE = env_int("MEMORYRELAY_RATE_LIMIT_PER_MINUTE", 600)
+# Unrevoked keys an account may hold when it makes one through POST /v1/keys (the
+# command and the admin are the operator's, and are not held to it).
+MEMORYRELAY_MAX_KEYS_PER_ACCOUNT = env_int("MEMORYRELAY_MAX_KEYS_PER_ACCOUNT", 100)
 REDIS_URL = os.environ.get("REDIS_URL", "")
 MEMORYRELAY_RATE_LIMIT_PATH = os.environ.get(
     "MEMORYRELAY_RATE_LIMIT_PATH", f"{SQLITE_PATH}-ratelimit")

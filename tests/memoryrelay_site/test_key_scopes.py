@@ -16,6 +16,7 @@ from memoryrelay_site.services import api_key_create
 from tests.conftest import assert_error, make_client
 from tests.memoryrelay_site.test_openapi import Conformance
 from tests.memoryrelay_site.test_openapi import schema as schema  # noqa: F401 - fixture
+from tests.sessions_app.test_concurrency import run_together
 
 # Every route of the API and the scope each method needs. A new route must be added here,
 # with the scope it needs (a search sent as POST is a read): the last test walks the URLs.
@@ -381,3 +382,27 @@ def test_options_describes_the_searches_a_read_only_key_may_send(account):
     assert "POST" in reader.options("/v1/memories/search").json().get("actions", {})
     writer = make_client(key_with(account, "write"))
     assert "POST" not in writer.options("/v1/memories/search").json().get("actions", {})
+
+
+def test_an_account_holds_at_most_the_set_number_of_keys_made_here(admin, account, settings):
+    settings.MEMORYRELAY_MAX_KEYS_PER_ACCOUNT = 3
+    made = [admin.post("/v1/keys", {}, format="json") for _ in range(3)]
+    assert [r.status_code for r in made] == [201, 201, 409]
+    assert_error(made[-1], 409, "conflict")
+    assert ApiKey.objects.filter(user=account).count() == 3
+    admin.delete(f"/v1/keys/{made[0].json()['key_info']['id']}")
+    assert admin.post("/v1/keys", {}, format="json").status_code == 201  # revoked: room again
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_never_pass_the_keys_cap(account, settings):
+    settings.MEMORYRELAY_MAX_KEYS_PER_ACCOUNT = 4
+    raw = key_with(account, "admin")
+
+    def call(i):
+        return make_client(raw).post("/v1/keys", {"name": f"k{i}"}, format="json").status_code
+
+    codes = run_together(10, call)
+    assert sorted(codes) == [201] * 3 + [409] * 7
+    assert ApiKey.objects.filter(user=account, revoked_at__isnull=True).count() == 4
