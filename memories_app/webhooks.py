@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -138,7 +140,9 @@ def webhook_deliver(delivery_id: str, attempt: int = 1) -> str:
         ours.update(status=DeliveryStatus.REFUSED, last_error=str(exc)[:2000],
                     updated_at=timezone.now())
         return "refused"
-    except (OSError, urllib.error.URLError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every other failure is a failed attempt
+        if not isinstance(exc, (OSError, http.client.HTTPException, DeliveryFailed)):
+            logger.exception("webhook of memory %s: unexpected failure", delivery.memory_id)
         error = (str(exc) or type(exc).__name__)[:2000]
         if delivery.attempts >= settings.MEMORYRELAY_TASK_MAX_ATTEMPTS:
             logger.warning("webhook of memory %s failed for good: %s", delivery.memory_id, exc)
@@ -156,46 +160,81 @@ def webhook_deliver(delivery_id: str, attempt: int = 1) -> str:
     return "delivered"
 
 
+class DeliveryFailed(Exception):
+    """The receiver answered, but not 2xx."""
+
+
 def _post(memory: Memory, event: str) -> None:
-    """POSTs the memory's event, signed; raises on a refused URL, no answer or not 2xx."""
+    """POSTs the memory's event, signed; raises on a refused URL, no answer, a malformed
+    answer or not 2xx. The whole exchange has MEMORYRELAY_WEBHOOK_TIMEOUT seconds, not each
+    read (a receiver that trickles its answer a byte at a time is cut off, so it cannot hold
+    a worker). A redirect is not followed (it could lead to an address the check refuses)."""
     body = json.dumps(webhook_payload(memory, event)).encode()
     timestamp = int(time.time())
     _check_url(memory.webhook_url, resolve=True)
-    request = urllib.request.Request(memory.webhook_url, data=body, method="POST", headers={
-        "Content-Type": "application/json",
-        "User-Agent": "memoryrelay-server-webhook",
-        "X-MemoryRelay-Timestamp": str(timestamp),
-        "X-MemoryRelay-Signature": webhook_sign(
-            secret=webhook_secret(account=memory.account), timestamp=timestamp, body=body),
-    })
-    opener = urllib.request.build_opener(_NoRedirect)
-    with opener.open(request, timeout=settings.MEMORYRELAY_WEBHOOK_TIMEOUT) as response:
-        response.read(1024)
+    url = urlsplit(memory.webhook_url)
+    timeout = settings.MEMORYRELAY_WEBHOOK_TIMEOUT
+    connection_class = (http.client.HTTPSConnection if url.scheme == "https"
+                        else http.client.HTTPConnection)
+    connection = connection_class(url.hostname, url.port, timeout=timeout)
+    cut = threading.Event()
+    deadline = threading.Timer(timeout, _cut, args=(connection, cut))
+    deadline.daemon = True
+    deadline.start()
+    try:
+        connection.request("POST", (url.path or "/") + (f"?{url.query}" if url.query else ""),
+                           body=body, headers={
+            "Content-Type": "application/json",
+            "User-Agent": "memoryrelay-server-webhook",
+            "X-MemoryRelay-Timestamp": str(timestamp),
+            "X-MemoryRelay-Signature": webhook_sign(
+                secret=webhook_secret(account=memory.account), timestamp=timestamp, body=body),
+        })
+        response = connection.getresponse()
+        if cut.is_set():  # the headers may have been cut short: no complete answer
+            raise TimeoutError(f"no complete answer within {timeout:g} s")
+        response.read(1024)  # a body cut short by the deadline still follows a 2xx
+    finally:
+        deadline.cancel()
+        connection.close()
+    if not 200 <= response.status < 300:
+        raise DeliveryFailed(f"the receiver answered {response.status} {response.reason}")
+
+
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """Ends an exchange past its deadline: the blocked read returns at once."""
+    cut.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def webhook_deliveries_sweep(cutoff: datetime) -> int:
     """Deliveries claimed before ``cutoff`` and never settled (their worker died), or due
     before it and never claimed (their task was lost), are queued again: each taken by one
-    sweeper through a conditional update."""
+    sweeper through a conditional update. A claim is never judged dead while a send could
+    still be running (twice the webhook timeout), and one whose attempts are spent (its
+    worker died on each) ends ``failed``."""
+    sending_cutoff = min(cutoff, timezone.now() - timedelta(
+        seconds=2 * settings.MEMORYRELAY_WEBHOOK_TIMEOUT + 10))
     stale = (WebhookDelivery.objects
-             .filter(Q(status=DeliveryStatus.SENDING, updated_at__lt=cutoff)
+             .filter(Q(status=DeliveryStatus.SENDING, updated_at__lt=sending_cutoff)
                      | Q(status=DeliveryStatus.PENDING, next_attempt_at__lt=cutoff))
-             .values_list("pk", "status", "updated_at")[:1000])
+             .values_list("pk", "status", "updated_at", "attempts")[:1000])
     handed = 0
-    for pk, status, updated_at in list(stale):
+    for pk, status, updated_at, attempts in list(stale):
         now = timezone.now()
-        if WebhookDelivery.objects.filter(pk=pk, status=status, updated_at=updated_at).update(
-                status=DeliveryStatus.PENDING, updated_at=now, next_attempt_at=now):
+        still = WebhookDelivery.objects.filter(pk=pk, status=status, updated_at=updated_at)
+        if attempts >= settings.MEMORYRELAY_TASK_MAX_ATTEMPTS:
+            still.update(status=DeliveryStatus.FAILED, updated_at=now,
+                         last_error="no attempt finished (its worker stopped each time)")
+        elif still.update(status=DeliveryStatus.PENDING, updated_at=now, next_attempt_at=now):
             webhook_send(WebhookDelivery(pk=pk))
             handed += 1
     return handed
 
 
 register_sweeper(webhook_deliveries_sweep)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is not followed (it could lead to an address the check refuses)."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None

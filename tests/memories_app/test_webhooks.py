@@ -206,6 +206,91 @@ def test_a_receiver_given_up_on_and_a_refused_url_are_recorded(client, receiver,
     assert WebhookDelivery.objects.get(memory_id=refused).status == "refused"
 
 
+@pytest.fixture
+def raw_receiver(settings):
+    """A receiver that answers each connection with ``raw_receiver.answer`` (bytes, then a
+    pause of ``raw_receiver.pause`` seconds between the bytes of ``raw_receiver.trickle``)."""
+    settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = True
+    settings.MEMORYRELAY_TASK_BACKOFF = 0
+    listener = socket.create_server(("127.0.0.1", 0))
+    state = type("State", (), {"answer": b"", "trickle": b"", "pause": 0.0, "calls": 0})()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                state.calls += 1
+                conn.recv(65536)
+                try:
+                    conn.sendall(state.answer)
+                    for byte in state.trickle:
+                        time.sleep(state.pause)
+                        conn.sendall(bytes([byte]))
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    state.url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    yield state
+    listener.close()
+
+
+def test_a_malformed_answer_is_a_failed_attempt_and_ends_failed(client, raw_receiver,
+                                                                 task_queue, settings):
+    settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 3
+    raw_receiver.answer = b"FOO BAR\r\n\r\n"
+    memory_id = post(client, content="garbled", webhook_url=raw_receiver.url).json()["id"]
+    task_queue.run()
+    delivery = WebhookDelivery.objects.get(memory_id=memory_id)
+    assert (delivery.status, delivery.attempts, raw_receiver.calls) == ("failed", 3, 3)
+    assert "FOO BAR" in delivery.last_error
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout(client, raw_receiver,
+                                                                    task_queue, settings):
+    """Each read comes in time, so only a deadline on the whole exchange ends it."""
+    settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 2
+    settings.MEMORYRELAY_WEBHOOK_TIMEOUT = 0.5
+    raw_receiver.answer = b"HTTP/1.1 200 OK\r\n"  # then headers, a byte every 0.1 s
+    raw_receiver.trickle, raw_receiver.pause = b"X-Slow: " + b"x" * 1000 + b"\r\n\r\n", 0.1
+    started = time.monotonic()
+    memory_id = post(client, content="trickled", webhook_url=raw_receiver.url).json()["id"]
+    task_queue.run()
+    assert time.monotonic() - started < 5  # two attempts of 0.5 s, not 2 x 100 s
+    assert WebhookDelivery.objects.get(memory_id=memory_id).status == "failed"
+    # An answer whose status came in time is delivered, however slowly its body follows.
+    raw_receiver.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    raw_receiver.trickle = b"x" * 1000
+    started = time.monotonic()
+    memory_id = post(client, content="slow body", webhook_url=raw_receiver.url).json()["id"]
+    task_queue.run()
+    assert time.monotonic() - started < 5
+    assert WebhookDelivery.objects.get(memory_id=memory_id).status == "delivered"
+
+
+def test_the_sweep_leaves_a_send_that_may_still_run_and_ends_one_out_of_attempts(
+        client, task_queue, settings):
+    settings.MEMORYRELAY_WEBHOOK_TIMEOUT = 30
+    settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 3
+    memory_id = post(client, content="swept").json()["id"]
+    task_queue.run()
+    now = timezone.now()
+    young = WebhookDelivery.objects.create(  # claimed 40 s ago: its 30 s send may still run
+        memory_id=memory_id, event="memory.ready", status="sending", attempts=1,
+        updated_at=now - timedelta(seconds=40))
+    spent = WebhookDelivery.objects.create(
+        memory_id=memory_id, event="memory.ready", status="sending", attempts=3,
+        updated_at=now - timedelta(hours=1))
+    assert webhook_deliveries_sweep(now - timedelta(seconds=5)) == 0  # a lease of 5 s
+    young.refresh_from_db()
+    spent.refresh_from_db()
+    assert young.status == "sending"
+    assert spent.status == "failed" and "worker stopped" in spent.last_error
+
+
 @pytest.mark.parametrize("url", [
     "http://example.com/hook", "https://127.0.0.1/hook", "https://10.1.2.3/hook",
     "https://192.168.1.1/hook", "https://169.254.169.254/latest", "https://[::1]/hook",
