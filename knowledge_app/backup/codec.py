@@ -6,7 +6,7 @@ import base64
 import binascii
 import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -116,7 +116,10 @@ def _load_datetime(value: Any) -> datetime:
         raise ValueError("must be an ISO 8601 date and time") from None
     if parsed.tzinfo is None:
         raise ValueError("must carry its UTC offset")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)  # as stored; a time past year 9999 in UTC is refused
+    except OverflowError:
+        raise ValueError("is out of range") from None
 
 
 def holds_nul(value: Any) -> bool:

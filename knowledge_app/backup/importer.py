@@ -35,7 +35,7 @@ def backup_import(*, file: IO[bytes], dry_run: bool = False, reembed: bool = Tru
     the file's copy of every row, newer or not (a roll-back to the file)."""
     report = ImportReport(dry_run=dry_run)
     for chunk in _chunks(file, report, progress, progress_every, "checked"):
-        _check_chunk(chunk)
+        _check_chunk(chunk, overwrite=overwrite)
     if dry_run:
         return report
     file.seek(0)
@@ -78,9 +78,11 @@ def _chunks(file, report: ImportReport, progress, every: int, verb: str
         yield chunk
 
 
-def _check_chunk(chunk: list[Line]) -> None:
+def _check_chunk(chunk: list[Line], *, overwrite: bool = False) -> None:
     """What only the database can tell: ids owned by another account, and unique values
-    (a live name, external id, slug, edge or adoption) taken by other rows of the account."""
+    (a live name, external id, slug, edge or adoption, a decision superseded) taken by other
+    rows of the account. Rows the import will keep as they are here are not written, so
+    their values take nothing."""
     if chunk[0].kind == "account":
         return
     spec = KINDS[chunk[0].kind]
@@ -91,7 +93,10 @@ def _check_chunk(chunk: list[Line]) -> None:
         if owner != line.account:
             raise ImportRefused(f"{spec.name} {pk} belongs to another account on this server",
                                 line=line.number)
-    for line in chunk if spec.unique else []:
+    kept = _kept(_held(spec.model, by_id), {pk: line.obj for pk, line in by_id.items()},
+                 overwrite)
+    written = [line for line in chunk if line.obj.id not in kept]
+    for line in written if spec.unique else []:
         values = tuple(getattr(line.obj, name) for name in spec.unique)
         if None in values or getattr(line.obj, "deleted_at", None) is not None:
             continue
@@ -103,6 +108,36 @@ def _check_chunk(chunk: list[Line]) -> None:
             raise ImportRefused(f"{describe(spec.unique, values)} is taken by the live "
                                 f"{spec.name} {taken} of {line.account!r} on this server",
                                 line=line.number)
+    rewritten = {line.obj.id for line in written}  # their links are written as the file has
+    for line in written:
+        for name in spec.forward:  # one-to-one: superseded_by names one decision at most
+            ref = getattr(line.obj, name)
+            other = ref and (rows.filter(**{name: ref}).exclude(pk__in=rewritten)
+                             .values_list("pk", flat=True).first())
+            if other:
+                raise ImportRefused(f"{name.removesuffix('_id')} {ref} already names the "
+                                    f"{spec.name} {other} on this server", line=line.number)
+
+
+def _held(model, ids, *, lock: bool = False) -> dict:
+    """The ``ids`` this server holds, each with its row's ``updated_at`` (None for a kind
+    without one). ``lock``: locked in id order, so an edit made while the import runs waits
+    for it and is then judged against the file's copy, never lost to an older one."""
+    versioned = any(f.name == "updated_at" for f in model._meta.concrete_fields)
+    rows = model._base_manager.filter(pk__in=list(ids)).order_by("pk")
+    if lock:
+        rows = rows.select_for_update()
+    if versioned:
+        return dict(rows.values_list("pk", "updated_at"))
+    return dict.fromkeys(rows.values_list("pk", flat=True))
+
+
+def _kept(here: dict, objs: dict, overwrite: bool) -> set:
+    """Of the rows this server holds, those left as they are: as new as the file's copy or
+    newer (a kind without ``updated_at``: always), unless ``overwrite``."""
+    if overwrite:
+        return set()
+    return {pk for pk, at in here.items() if at is None or at >= objs[pk].updated_at}
 
 
 class _Writer:
@@ -126,9 +161,8 @@ class _Writer:
             return
         spec = KINDS[chunk[0].kind]
         objs = {line.obj.id: line.obj for line in chunk}  # a row listed twice: the later wins
-        here = _lock_held(spec.model, objs)
-        kept = set() if self.overwrite else {
-            pk for pk, at in here.items() if at is None or at >= objs[pk].updated_at}
+        here = _held(spec.model, objs, lock=True)
+        kept = _kept(here, objs, self.overwrite)
         for line in chunk:
             line.obj.account_id = self.user_ids[line.account]
             for name in spec.forward:
@@ -138,7 +172,8 @@ class _Writer:
                 setattr(line.obj, name, None)
         _upsert(spec.model, [obj for pk, obj in objs.items() if pk not in kept])
         links_write([(line.obj.id, line.account, line.links) for line in chunk
-                     if line.links and line.obj.id not in kept], self.user_ids)
+                     if line.links is not None and line.obj.id not in kept], self.user_ids,
+                    replace=self.overwrite)
         self.report.kept[spec.name] += len(kept)
         self.report.updated[spec.name] += len(here) - len(kept)
         self.report.created[spec.name] += len(objs) - len(here)
@@ -165,18 +200,6 @@ class _Writer:
         else:
             self.report.updated["account"] += 1  # matched by username, left as it is
         self.user_ids[user.username] = user.pk
-
-
-def _lock_held(model, objs: dict) -> dict:
-    """The ids of ``objs`` this server holds, each with its row's ``updated_at`` (None for
-    a kind without one: nothing tells which copy is newer, so this server's stays). Locks
-    them in id order, so an edit made while the import runs waits for it and is then
-    judged against the file's copy, never lost to an older one."""
-    versioned = any(f.name == "updated_at" for f in model._meta.concrete_fields)
-    rows = model._base_manager.filter(pk__in=objs).order_by("pk").select_for_update()
-    if versioned:
-        return dict(rows.values_list("pk", "updated_at"))
-    return dict.fromkeys(rows.values_list("pk", flat=True))
 
 
 def _upsert(model, objs: list) -> None:

@@ -90,9 +90,14 @@ def _entity_of(value: Any, entities: dict) -> uuid.UUID | None:
     return ref if ref in entities else None
 
 
-def links_write(memories: list, account_ids: dict) -> None:
+def links_write(memories: list, account_ids: dict, *, replace: bool = False) -> None:
     """Upserts the links the lines of ``memories`` carry: ``memories`` is a list of
-    (memory id, account username, links)."""
+    (memory id, account username, links). ``replace``: the memories' other links go (a
+    roll-back to the file: a link made since, or left by a merge since, is undone)."""
+    if replace:
+        for memory_id, _, links in memories:
+            (EntityLink.objects.filter(memory_id=memory_id)
+             .exclude(entity_id__in=[link["entity_id"] for link in links]).delete())
     now = timezone.now()
     rows = {(memory_id, link["entity_id"]): EntityLink(  # a memory listed twice: the later
         account_id=account_ids[account], memory_id=memory_id,  # line wins

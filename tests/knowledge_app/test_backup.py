@@ -316,6 +316,8 @@ BAD_LINES = {
     "a wrong type": (edit(metadata="x"), "metadata must be a JSON object"),
     "a bad choice": (edit(tier="lukewarm"), "tier"),
     "a naive timestamp": (edit(created_at="2026-01-01T10:00:00"), "UTC offset"),
+    "a time past year 9999 in UTC": (edit(updated_at="9999-12-31T23:59:59.999999-05:00"),
+                                     "updated_at is out of range"),
     "a short vector": (edit(embedding=[0.1, 0.2]), "384 finite"),
     "a blank content": (edit(content=""), "content"),
     "a NUL character": (edit(metadata={"k": "a\x00b"}), "NUL"),

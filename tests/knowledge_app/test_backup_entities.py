@@ -99,6 +99,18 @@ def test_an_overwriting_restore_brings_back_deleted_links_and_entities(graph):
     assert Entity.objects.get(pk=graph["acme"].pk).deleted_at is None
 
 
+def test_an_overwriting_restore_takes_back_links_made_since_and_a_plain_one_keeps_them(
+        graph, account):
+    links = links_now()
+    text = export()
+    newcomer = entity_get_or_create(account=account, name="Bob Ray", entity_type="person")[0]
+    entity_link(account=account, entity=newcomer, memory_id=graph["first"].id)
+    run_import(text)  # the memory's copy here is as new: its links stay as they are
+    assert len(links_now()) == len(links) + 1
+    run_import(text, overwrite=True)
+    assert links_now() == links
+
+
 def _refused(text: str, line_of, change, message: str) -> None:
     lines = text.splitlines()
     number = next(n for n, line in enumerate(lines, 1) if line_of(json.loads(line)))

@@ -19,7 +19,7 @@ from knowledge_app.services import (
     pattern_delete,
 )
 from memories_app.embeddings import get_provider
-from sessions_app.models import Project, ProjectRelationship
+from sessions_app.models import Agent, Project, ProjectRelationship
 from sessions_app.projects import (
     project_create,
     project_delete,
@@ -260,17 +260,50 @@ def test_a_bad_knowledge_line_is_refused_with_its_number_and_nothing_is_imported
     assert not Decision.objects.exists() and not PatternAdoption.objects.exists()
 
 
-def test_a_live_slug_taken_by_another_live_project_on_this_server_is_refused(knowledge,
-                                                                             account):
+def test_a_slug_taken_again_since_the_file_keeps_the_deletion_and_refuses_an_overwrite(
+        knowledge, account):
     text = export(account="alice")
     project_delete(project=knowledge["legacy"])
     newcomer = project_create(account=account, slug="legacy", name="Legacy v3")
+    report = run_import(text)  # the deleted copy here is newer: kept, so the slug is free
+    assert Project.objects.get(pk=knowledge["legacy"].pk).deleted_at is not None
+    assert Project.objects.by_slug("legacy").get().pk == newcomer.pk
+    assert report.kept["project"] == sum(i["kind"] == "project" for i in records(text))
     number = next(n for n, i in enumerate(records(text), 1)
                   if i.get("id") == str(knowledge["legacy"].pk))
     with pytest.raises(ImportRefused, match=f"line {number}: the slug 'legacy' is taken by "
                                             f"the live project {newcomer.pk}"):
-        run_import(text)
+        run_import(text, overwrite=True)  # the file's live copy would take it back
     assert Project.objects.get(pk=knowledge["legacy"].pk).deleted_at is not None
+
+
+def test_a_name_reused_since_the_file_does_not_refuse_an_older_file(account):
+    from memories_app.services import memory_create
+    from sessions_app.services import agent_update
+
+    memory_create(account=account, agent_ref="old-bot", content="kept")
+    text = export(account="alice")
+    old = Agent.objects.get(name="old-bot")
+    agent_update(agent=old, changes={"name": "older-bot"})
+    memory_create(account=account, agent_ref="old-bot", content="a new agent of that name")
+    report = run_import(text)
+    assert Agent.objects.get(pk=old.pk).name == "older-bot" and report.kept["agent"] == 1
+
+
+def test_a_superseded_by_already_named_on_this_server_is_refused_at_the_check(knowledge):
+    text = export(account="alice")
+    items = records(text)
+    target = str(knowledge["second"].pk)  # "first" is superseded by it here
+    other = next(i for i in items if i["kind"] == "decision" and i["id"] not in (
+        str(knowledge["first"].pk), target) and i["superseded_by_id"] is None)
+    other.update(superseded_by_id=target, status="superseded",
+                 updated_at="2999-01-01T00:00:00.000000+00:00")
+    first = next(i for i in items if i.get("id") == str(knowledge["first"].pk))
+    first["superseded_by_id"] = None  # its copy here (as new: kept) still names the target
+    number = items.index(other) + 1
+    with pytest.raises(ImportRefused, match=f"line {number}: superseded_by {target} already "
+                                            f"names the decision {knowledge['first'].pk}"):
+        run_import(lines_of(items), dry_run=True)
 
 
 # --- vectors ---------------------------------------------------------------------------------
