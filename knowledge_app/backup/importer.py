@@ -34,8 +34,10 @@ def backup_import(*, file: IO[bytes], dry_run: bool = False, reembed: bool = Tru
     takes back an edit or a deletion made after the file was written. ``overwrite`` writes
     the file's copy of every row, newer or not (a roll-back to the file)."""
     report = ImportReport(dry_run=dry_run)
+    forward = _ForwardLinks()
     for chunk in _chunks(file, report, progress, progress_every, "checked"):
-        _check_chunk(chunk, overwrite=overwrite)
+        _check_chunk(chunk, forward, overwrite=overwrite)
+    forward.check()
     if dry_run:
         return report
     file.seek(0)
@@ -78,7 +80,8 @@ def _chunks(file, report: ImportReport, progress, every: int, verb: str
         yield chunk
 
 
-def _check_chunk(chunk: list[Line], *, overwrite: bool = False) -> None:
+def _check_chunk(chunk: list[Line], forward: _ForwardLinks, *, overwrite: bool = False
+                 ) -> None:
     """What only the database can tell: ids owned by another account, and unique values
     (a live name, external id, slug, edge or adoption, a decision superseded) taken by other
     rows of the account. Rows the import will keep as they are here are not written, so
@@ -108,15 +111,41 @@ def _check_chunk(chunk: list[Line], *, overwrite: bool = False) -> None:
             raise ImportRefused(f"{describe(spec.unique, values)} is taken by the live "
                                 f"{spec.name} {taken} of {line.account!r} on this server",
                                 line=line.number)
-    rewritten = {line.obj.id for line in written}  # their links are written as the file has
-    for line in written:
-        for name in spec.forward:  # one-to-one: superseded_by names one decision at most
+    for line in written if spec.forward else []:
+        forward.add(spec, line)
+
+
+class _ForwardLinks:
+    """One-to-one links that may point forward (a decision's ``superseded_by``): a link
+    the import writes may not name a row another row of this server already names, unless
+    that row is written too (the writer clears and sets again the links of every row it
+    writes). Judged once the whole file is read, so a link moved between two rows far apart
+    in the file is not refused."""
+
+    def __init__(self):
+        self.links: list[tuple] = []  # (kind, name, ref, line number)
+        self.written: set = set()  # ids of the rows written, of kinds with such links
+
+    def add(self, spec, line: Line) -> None:
+        self.written.add(line.obj.id)
+        for name in spec.forward:
             ref = getattr(line.obj, name)
-            other = ref and (rows.filter(**{name: ref}).exclude(pk__in=rewritten)
-                             .values_list("pk", flat=True).first())
-            if other:
-                raise ImportRefused(f"{name.removesuffix('_id')} {ref} already names the "
-                                    f"{spec.name} {other} on this server", line=line.number)
+            if ref is not None:
+                self.links.append((spec, name, ref, line.number))
+
+    def check(self) -> None:
+        for start in range(0, len(self.links), CHUNK):
+            batch = self.links[start:start + CHUNK]
+            for spec, name in {(spec, name) for spec, name, _, _ in batch}:
+                refs = [ref for s, n, ref, _ in batch if (s, n) == (spec, name)]
+                holders = dict(spec.model._base_manager.filter(**{f"{name}__in": refs})
+                               .values_list(name, "pk"))
+                for s, n, ref, number in batch:
+                    other = holders.get(ref) if (s, n) == (spec, name) else None
+                    if other is not None and other not in self.written:
+                        raise ImportRefused(f"{name.removesuffix('_id')} {ref} already names "
+                                            f"the {spec.name} {other} on this server",
+                                            line=number)
 
 
 def _held(model, ids, *, lock: bool = False) -> dict:

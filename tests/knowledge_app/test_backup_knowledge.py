@@ -290,6 +290,25 @@ def test_a_name_reused_since_the_file_does_not_refuse_an_older_file(account):
     assert Agent.objects.get(pk=old.pk).name == "older-bot" and report.kept["agent"] == 1
 
 
+def test_a_superseded_by_moved_between_decisions_far_apart_in_the_file_imports(
+        knowledge, monkeypatch):
+    from knowledge_app.backup import importer
+
+    monkeypatch.setattr(importer, "CHUNK", 1)  # every line a chunk of its own
+    items = records(export(account="alice"))
+    target = str(knowledge["second"].pk)
+    newer = "2999-01-01T00:00:00.000000+00:00"
+    first = next(i for i in items if i.get("id") == str(knowledge["first"].pk))
+    first.update(superseded_by_id=None, status="active", updated_at=newer)
+    other = next(i for i in items if i["kind"] == "decision" and i["id"] not in (
+        str(knowledge["first"].pk), target) and i["superseded_by_id"] is None)
+    other.update(superseded_by_id=target, status="superseded", updated_at=newer)
+    run_import(lines_of(items), dry_run=True)
+    run_import(lines_of(items))
+    assert Decision.objects.get(pk=other["id"]).superseded_by_id == knowledge["second"].pk
+    assert Decision.objects.get(pk=first["id"]).superseded_by_id is None
+
+
 def test_a_superseded_by_already_named_on_this_server_is_refused_at_the_check(knowledge):
     text = export(account="alice")
     items = records(text)

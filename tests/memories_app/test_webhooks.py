@@ -34,10 +34,12 @@ pytestmark = pytest.mark.django_db
 
 class Receiver(BaseHTTPRequestHandler):
     received: list = []
+    paths: list = []
     failures = 0
     slow_first = 0.0
 
     def do_POST(self):  # noqa: N802
+        type(self).paths.append(self.path)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.headers, body))  # names in any case
         if len(type(self).received) == 1 and type(self).slow_first:
@@ -56,6 +58,7 @@ def receiver(settings):
     settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = True
     settings.MEMORYRELAY_TASK_BACKOFF = 0
     Receiver.received, Receiver.failures, Receiver.slow_first = [], 0, 0.0
+    Receiver.paths = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook"
@@ -269,6 +272,51 @@ def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout(client, raw_r
     task_queue.run()
     assert time.monotonic() - started < 5
     assert WebhookDelivery.objects.get(memory_id=memory_id).status == "delivered"
+
+
+def test_a_deadline_passed_while_connecting_still_ends_the_exchange(
+        client, raw_receiver, task_queue, settings, monkeypatch):
+    """The watchdog fires before there is a socket to shut down (a slow name lookup here; a
+    slow connect or TLS handshake alike): the exchange must still end, not read on."""
+    settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 1
+    settings.MEMORYRELAY_WEBHOOK_TIMEOUT = 0.5
+    port = int(raw_receiver.url.split(":")[2].split("/")[0])
+    real = socket.getaddrinfo
+
+    def slow_lookup(host, service, *args, **kwargs):
+        if service == port:
+            time.sleep(0.7)
+        return real(host, service, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    raw_receiver.answer = b"HTTP/1.1 200 OK\r\n"  # then headers, a byte every 0.2 s
+    raw_receiver.trickle, raw_receiver.pause = b"X-Slow: " + b"x" * 30 + b"\r\n\r\n", 0.2
+    started = time.monotonic()
+    memory_id = post(client, content="slow lookup", webhook_url=raw_receiver.url).json()["id"]
+    task_queue.run()
+    assert time.monotonic() - started < 3  # not the 8 s of the trickled headers
+    assert WebhookDelivery.objects.get(memory_id=memory_id).status == "failed"
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+    b"HTTP/1.1 200 OK\r\n\r\npartial",
+])
+def test_a_2xx_whose_body_never_ends_is_delivered(client, raw_receiver, task_queue, settings,
+                                                  answer):
+    settings.MEMORYRELAY_WEBHOOK_TIMEOUT = 0.5
+    raw_receiver.answer, raw_receiver.trickle, raw_receiver.pause = answer, b"x", 3.0
+    memory_id = post(client, content="unended body", webhook_url=raw_receiver.url).json()["id"]
+    task_queue.run()
+    delivery = WebhookDelivery.objects.get(memory_id=memory_id)
+    assert (delivery.status, delivery.attempts, raw_receiver.calls) == ("delivered", 1, 1)
+
+
+def test_a_path_with_unicode_is_sent_percent_encoded(client, receiver, task_queue):
+    assert post(client, content="unicode path",
+                webhook_url=receiver + "/café?q=é&r=%C3%A9").status_code == 202
+    task_queue.run()
+    assert Receiver.paths == ["/hook/caf%C3%A9?q=%C3%A9&r=%C3%A9"]
 
 
 def test_the_sweep_leaves_a_send_that_may_still_run_and_ends_one_out_of_attempts(
