@@ -119,17 +119,15 @@ def webhook_deliver(delivery_id: str, attempt: int = 1) -> str:
     deliveries had rows this task took a memory's id: such a task, queued by an older
     release, records its event first."""
     claimed_at = timezone.now()
-    if not WebhookDelivery.objects.filter(pk=delivery_id).exists():
-        with transaction.atomic():
+    if not _claim(delivery_id, claimed_at):
+        if WebhookDelivery.objects.filter(pk=delivery_id).exists():
+            return "skipped"  # sent, or being sent, by another delivery of this task
+        with transaction.atomic():  # an older release's task: its argument is the memory's
             legacy = Memory.objects.filter(pk=delivery_id).first()
             delivery = webhook_queue(legacy, legacy.status) if legacy is not None else None
-        if delivery is None:
+        if delivery is None or not _claim(delivery.pk, claimed_at):
             return "skipped"
         delivery_id = delivery.pk
-    claimed = WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
-    if not claimed.update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1,
-                          updated_at=claimed_at):
-        return "skipped"  # sent, or being sent, by another delivery of this task
     delivery = WebhookDelivery.objects.select_related("memory__account").get(pk=delivery_id)
     ours = WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SENDING,
                                           updated_at=claimed_at)
@@ -158,6 +156,13 @@ def webhook_deliver(delivery_id: str, attempt: int = 1) -> str:
     ours.update(status=DeliveryStatus.DELIVERED, delivered_at=timezone.now(),
                 updated_at=timezone.now(), last_error="")
     return "delivered"
+
+
+def _claim(delivery_id, at) -> bool:
+    """Takes the delivery while it waits to be sent: one claim of several wins."""
+    return bool(WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+                .update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1,
+                        updated_at=at))
 
 
 class DeliveryFailed(Exception):

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.response import Response
 
-from .errors import Conflict, Invalid, NotFound
+from .errors import NotFound
 from .models import SCOPES, ApiKey
-from .ratelimit import key_limit
 from .serializers import IsoDateTimeField, StrictCharField
-from .services import api_key_create, api_key_revoke
+from .services import api_key_issue, api_key_revoke
 from .views import AccountViewSet
 
 DEFAULT_SCOPES = ["read", "write"]
@@ -65,21 +61,6 @@ class KeyCreateInput(serializers.Serializer):
                 raise serializers.ValidationError({name: [
                     f"unknown field; a key takes {', '.join(self.fields)}"] for name in unknown})
         return super().to_internal_value(data)
-
-
-def no_laxer_than(parent: ApiKey, *, expires_at, rate_limit: int | None) -> None:
-    """A key made through the API is at least as limited as the key making it: it expires
-    no later and its rate limit is no higher (0 is unlimited), so no key escapes the
-    limits an operator set on it."""
-    if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
-        raise Invalid(f"the new key may expire no later than this one "
-                      f"({parent.expires_at:%Y-%m-%dT%H:%M:%SZ}): ask for fewer days",
-                      field="expires_days")
-    ceiling = key_limit(parent)
-    wanted = settings.MEMORYRELAY_RATE_LIMIT_PER_MINUTE if rate_limit is None else rate_limit
-    if ceiling and (wanted == 0 or wanted > ceiling):
-        raise Invalid(f"the new key's rate limit may be no higher than this one's "
-                      f"({ceiling} per minute)", field="rate_limit_per_minute")
 
 
 class KeyInfoOutput(serializers.Serializer):
@@ -130,17 +111,10 @@ class KeyViewSet(mixins.ListModelMixin, AccountViewSet):
         days = data.get("expires_days")
         expires_at = timezone.now() + timedelta(days=days) if days else parent.expires_at
         rate_limit = data.get("rate_limit_per_minute", parent.rate_limit_per_minute)
-        no_laxer_than(parent, expires_at=expires_at, rate_limit=rate_limit)
-        with transaction.atomic():  # the account's row locked: concurrent creates queue
-            get_user_model().objects.select_for_update().filter(pk=request.user.pk).first()
-            cap = settings.MEMORYRELAY_MAX_KEYS_PER_ACCOUNT
-            if ApiKey.objects.active().filter(user=request.user).count() >= cap:
-                raise Conflict(f"the account holds {cap} unrevoked keys, the most it may "
-                               "(MEMORYRELAY_MAX_KEYS_PER_ACCOUNT): revoke one first")
-            key, raw = api_key_create(
-                user=request.user, name=data.get("name") or "",
-                scopes=data.get("scopes") or DEFAULT_SCOPES, expires_at=expires_at,
-                rate_limit_per_minute=rate_limit)
+        key, raw = api_key_issue(
+            parent=parent, name=data.get("name") or "",
+            scopes=data.get("scopes") or DEFAULT_SCOPES, expires_at=expires_at,
+            rate_limit_per_minute=rate_limit)
         response = Response(KeyCreatedOutput({"key": raw, "key_info": key}).data, status=201)
         response["Cache-Control"] = "no-store"  # the raw key, shown this once
         return response

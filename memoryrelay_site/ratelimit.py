@@ -201,7 +201,12 @@ def rate_limit_store() -> FailOpen:
 def key_limit(key) -> int:
     """Requests per minute for an ``ApiKey``: its own limit, else the server default;
     0 = unlimited."""
-    own = key.rate_limit_per_minute
+    return per_minute(key.rate_limit_per_minute)
+
+
+def per_minute(own: int | None) -> int:
+    """Requests per minute of a key whose own limit is ``own`` (None: the server default);
+    0 = unlimited."""
     return settings.MEMORYRELAY_RATE_LIMIT_PER_MINUTE if own is None else own
 
 

@@ -7,12 +7,14 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from .errors import NotFound, ServiceError
+from .errors import Conflict, Invalid, NotFound, ServiceError
 from .models import ApiKey, all_scopes
+from .ratelimit import key_limit, per_minute
 
 KEY_PREFIX = "mem_prod_"
 VISIBLE_CHARS = 12  # "mem_prod_" plus three random characters
@@ -54,6 +56,30 @@ def api_key_create(
         scopes=list(scopes) if scopes is not None else all_scopes(),
     )
     return key, raw
+
+
+def api_key_issue(*, parent: ApiKey, expires_at: datetime | None,
+                  rate_limit_per_minute: int | None, **key_fields) -> tuple[ApiKey, str]:
+    """A key made by the key ``parent`` of the same account (``POST /v1/keys``): no laxer
+    than ``parent`` (it expires no later, its rate limit is no higher), and only while the
+    account holds fewer than MEMORYRELAY_MAX_KEYS_PER_ACCOUNT unrevoked keys (its row
+    locked, so concurrent creates queue and never pass the cap)."""
+    if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
+        raise Invalid(f"the new key may expire no later than this one "
+                      f"({parent.expires_at:%Y-%m-%dT%H:%M:%SZ}): ask for fewer days",
+                      field="expires_days")
+    ceiling, wanted = key_limit(parent), per_minute(rate_limit_per_minute)
+    if ceiling and (wanted == 0 or wanted > ceiling):
+        raise Invalid(f"the new key's rate limit may be no higher than this one's "
+                      f"({ceiling} per minute)", field="rate_limit_per_minute")
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=parent.user_id).first()
+        cap = settings.MEMORYRELAY_MAX_KEYS_PER_ACCOUNT
+        if ApiKey.objects.active().filter(user_id=parent.user_id).count() >= cap:
+            raise Conflict(f"the account holds {cap} unrevoked keys, the most it may "
+                           "(MEMORYRELAY_MAX_KEYS_PER_ACCOUNT): revoke one first")
+        return api_key_create(user=parent.user, expires_at=expires_at,
+                              rate_limit_per_minute=rate_limit_per_minute, **key_fields)
 
 
 @transaction.atomic
