@@ -41,7 +41,7 @@ def byok_key_create(*, account, provider: str, api_key: str, model: str,
     if not url:
         raise Invalid(f"base_url is required for the provider {provider!r}", field="base_url")
     refusal = outbound_refusal(url, name="base_url",
-                               allow_local=settings.MEMORYRELAY_BYOK_ALLOW_LOCAL, resolve=False)
+                               allow_local=settings.MEMORYRELAY_BYOK_ALLOW_LOCAL)
     if refusal:
         raise Invalid(refusal, field="base_url")
     fields = dict(account=account, provider=provider, model=model.strip(), label=label or "",
@@ -126,14 +126,15 @@ def active_key(*, account) -> ExtractionKey | None:
 def account_extractor(*, account_id, fallback):
     """The LLM extractor of the account's active key (``fallback`` answering when it
     fails), or None: no active key, the feature off, the key unreadable, or its URL refused
-    now (host names are resolved at call time)."""
+    by the rules of the URL alone (the addresses a host name gives are checked on each
+    request, and a refusal there falls back to the rules for that memory)."""
     if not settings.MEMORYRELAY_BYOK_ENABLED:
         return None
     key = ExtractionKey.objects.filter(account_id=account_id, is_active=True).first()
     if key is None:
         return None
     refusal = outbound_refusal(key.endpoint_url, name="base_url",
-                               allow_local=settings.MEMORYRELAY_BYOK_ALLOW_LOCAL, resolve=True)
+                               allow_local=settings.MEMORYRELAY_BYOK_ALLOW_LOCAL)
     try:
         if refusal:
             raise SecretUnreadable(refusal)
@@ -146,4 +147,5 @@ def account_extractor(*, account_id, fallback):
 
     ExtractionKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
     return LLMExtractor(url=key.endpoint_url, model=key.model, api_key=api_key,
-                        timeout=settings.MEMORYRELAY_BYOK_TIMEOUT, fallback=fallback)
+                        timeout=settings.MEMORYRELAY_BYOK_TIMEOUT, fallback=fallback,
+                        account_url=True, allow_local=settings.MEMORYRELAY_BYOK_ALLOW_LOCAL)

@@ -23,11 +23,8 @@ import hmac
 import http.client
 import json
 import logging
-import socket
-import threading
 import time
 from datetime import datetime, timedelta
-from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -36,7 +33,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from memoryrelay_site.errors import Invalid
-from memoryrelay_site.outbound import outbound_refusal
+from memoryrelay_site.outbound import OutboundRefused, outbound_post, outbound_refusal
 from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
 
 from .models import DeliveryStatus, Memory, WebhookDelivery, WriteStatus
@@ -64,7 +61,7 @@ def webhook_url_check(url: str) -> None:
     """Refuses (Invalid on ``webhook_url``) a URL that is not https or names a non-public
     address literally; host names are resolved and checked again at delivery."""
     try:
-        _check_url(url, resolve=False)
+        _check_url(url)
     except WebhookRefused as exc:
         raise Invalid(str(exc), field="webhook_url") from None
 
@@ -73,9 +70,8 @@ def _allow_local() -> bool:
     return bool(settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL)
 
 
-def _check_url(url: str, *, resolve: bool) -> None:
-    refusal = outbound_refusal(url, name="webhook_url", allow_local=_allow_local(),
-                               resolve=resolve, raise_unresolved=True)
+def _check_url(url: str) -> None:
+    refusal = outbound_refusal(url, name="webhook_url", allow_local=_allow_local())
     if refusal:
         raise WebhookRefused(refusal)
 
@@ -170,99 +166,26 @@ class DeliveryFailed(Exception):
 
 
 def _post(memory: Memory, event: str) -> None:
-    """POSTs the memory's event, signed; raises on a refused URL, no answer, a malformed
+    """POSTs the memory's event, signed; raises on a refused URL (:class:`WebhookRefused`:
+    its addresses are checked on the connection that sends it), no answer, a malformed
     answer or not 2xx. The whole exchange has MEMORYRELAY_WEBHOOK_TIMEOUT seconds, not each
-    read: connecting (every address), the TLS handshake, sending and reading the answer (a
-    receiver that trickles its answer a byte at a time is cut off, so it cannot hold a
-    worker). A 2xx whose status came in time is delivered, however its body ends. A redirect
-    is not followed (it could lead to an address the check refuses)."""
+    read (``outbound_post``). A 2xx whose status came in time is delivered, however its
+    body ends. A redirect is not followed (it could lead to an address the check refuses)."""
     body = json.dumps(webhook_payload(memory, event)).encode()
     timestamp = int(time.time())
-    _check_url(memory.webhook_url, resolve=True)
-    url = urlsplit(memory.webhook_url)
-    timeout = settings.MEMORYRELAY_WEBHOOK_TIMEOUT
-    connection = _Connection(url.scheme, url.hostname, url.port, timeout)
-    watchdog = threading.Timer(timeout, connection.cut)
-    watchdog.daemon = True
-    watchdog.start()
     try:
-        target = quote(url.path or "/", safe=URL_SAFE) + (
-            f"?{quote(url.query, safe=URL_SAFE + '?')}" if url.query else "")
-        connection.request("POST", target, body=body, headers={
+        answer = outbound_post(memory.webhook_url, body=body, headers={
             "Content-Type": "application/json",
             "User-Agent": "memoryrelay-server-webhook",
             "X-MemoryRelay-Timestamp": str(timestamp),
             "X-MemoryRelay-Signature": webhook_sign(
                 secret=webhook_secret(account=memory.account), timestamp=timestamp, body=body),
-        })
-        response = connection.getresponse()
-        if connection.was_cut.is_set():  # the headers may have been cut short
-            raise TimeoutError(f"no complete answer within {timeout:g} s")
-        if not 200 <= response.status < 300:
-            raise DeliveryFailed(f"the receiver answered {response.status} {response.reason}")
-        try:
-            response.read(1024)
-        except (OSError, http.client.HTTPException):
-            pass  # the receiver said 2xx in time: delivered, however its body ends
-    finally:
-        watchdog.cancel()
-        connection.close()
-
-
-URL_SAFE = "/%:@!$&'()*+,;=~"  # kept as they are; anything else (a space, "é") is escaped
-
-
-class _Connection(http.client.HTTPSConnection):
-    """One exchange with a deadline over all of it: each address tried, the TLS handshake
-    and every read get only the time left, and :meth:`cut` (the watchdog, at the deadline)
-    shuts down whichever socket is open, ending a blocked read at once."""
-
-    def __init__(self, scheme: str, host: str, port: int | None, timeout: float):
-        super().__init__(host, port or (443 if scheme == "https" else 80), timeout=timeout)
-        self.tls = scheme == "https"
-        self.deadline = time.monotonic() + timeout
-        self.was_cut = threading.Event()
-
-    def left(self) -> float:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0 or self.was_cut.is_set():
-            raise TimeoutError("the receiver took longer than the webhook timeout")
-        return remaining
-
-    def connect(self) -> None:
-        error: OSError | None = None
-        for family, kind, proto, _, address in socket.getaddrinfo(
-                self.host, self.port, type=socket.SOCK_STREAM):
-            sock = socket.socket(family, kind, proto)
-            self.sock = sock
-            try:
-                sock.settimeout(self.left())
-                sock.connect(address)
-                break
-            except OSError as exc:
-                sock.close()
-                self.sock, error = None, exc
-                if isinstance(exc, TimeoutError) and self.was_cut.is_set():
-                    raise
-        else:
-            raise error or OSError(f"{self.host} has no address")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls:
-            wrapped = self._context.wrap_socket(sock, server_hostname=self.host,
-                                                do_handshake_on_connect=False)
-            self.sock = wrapped
-            wrapped.settimeout(self.left())
-            wrapped.do_handshake()
-        self.sock.settimeout(self.left())
-
-    def cut(self) -> None:
-        self.was_cut.set()
-        sock = self.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        }, timeout=settings.MEMORYRELAY_WEBHOOK_TIMEOUT, name="webhook_url",
+            allow_local=_allow_local(), read_limit=1024)
+    except OutboundRefused as exc:
+        raise WebhookRefused(str(exc)) from None
+    if not 200 <= answer.status < 300:
+        raise DeliveryFailed(f"the receiver answered {answer.status} {answer.reason}")
 
 
 def webhook_deliveries_sweep(cutoff: datetime) -> int:

@@ -5,12 +5,17 @@ llama.cpp's server), for the optional LLM features. Off unless configured; every
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 from django.conf import settings
+
+from .outbound import OutboundRefused, outbound_post
+
+ANSWER_LIMIT = 4 << 20  # bytes of an account's endpoint's answer read at most
 
 
 class LLMUnavailable(Exception):
@@ -23,6 +28,11 @@ class ChatEndpoint:
     model: str
     api_key: str = ""
     timeout: float = 20.0
+    # An account's own endpoint (not the operator's settings): called through
+    # ``outbound_post``, its addresses checked on the connection that sends the request
+    # (``allow_local`` as its setting says), no redirect followed, and no proxy.
+    account_url: bool = False
+    allow_local: bool = False
 
     @property
     def completions_url(self) -> str:
@@ -40,18 +50,33 @@ class ChatEndpoint:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.completions_url, method="POST",
-                                         data=json.dumps(payload).encode(), headers=headers)
+        data = json.dumps(payload).encode()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = json.loads(response.read())
+            body = json.loads(self._post(data, headers))
             content = body["choices"][0]["message"]["content"]
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError, KeyError,
-                IndexError, TypeError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OutboundRefused,
+                TimeoutError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             raise LLMUnavailable(f"{self.completions_url}: {exc}") from exc
         if not isinstance(content, str) or not content.strip():
             raise LLMUnavailable(f"{self.completions_url}: an empty answer")
         return content.strip()
+
+    def _post(self, data: bytes, headers: dict) -> bytes:
+        if not self.account_url:  # the operator's: urllib, so its proxy settings hold
+            request = urllib.request.Request(self.completions_url, method="POST", data=data,
+                                             headers=headers)
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.read()
+        answer = outbound_post(self.completions_url, body=data, headers=headers,
+                               timeout=self.timeout, name="base_url",
+                               allow_local=self.allow_local, read_limit=ANSWER_LIMIT)
+        if not 200 <= answer.status < 300:
+            raise OSError(f"HTTP {answer.status} {answer.reason}")
+        if answer.body_error is not None:
+            raise OSError(f"the answer was cut short: {answer.body_error}")
+        if answer.truncated:
+            raise ValueError(f"an answer longer than {ANSWER_LIMIT} bytes")
+        return answer.body
 
 
 def chat_endpoint(prefix: str) -> ChatEndpoint | None:

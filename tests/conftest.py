@@ -207,6 +207,46 @@ def fake_llm():
 
 
 @pytest.fixture
+def rebinding_dns(monkeypatch):
+    """A name server that rebinds: ``rebinding_dns(host, port)`` makes the first lookup of
+    ``host`` answer a public address and every later one 127.0.0.1 (where ``port`` is
+    served), the trick that turns a URL checked once into a request to this machine.
+    Connecting to the public address is refused at once (tests stay off the internet);
+    ``state["connects"]`` holds every address connected to for ``host`` (either one)."""
+    import socket
+
+    real_lookup, real_socket = socket.getaddrinfo, socket.socket
+    state = {"host": None, "port": None, "lookups": 0, "connects": []}
+
+    def lookup(host, port, *args, **kwargs):
+        if host != state["host"]:
+            return real_lookup(host, port, *args, **kwargs)
+        state["lookups"] += 1
+        address = PUBLIC_ADDRESS if state["lookups"] == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, state["port"]))]
+
+    class Socket(real_socket):
+        def connect(self, address):
+            if address[0] == PUBLIC_ADDRESS or address[1:2] == (state["port"],):
+                state["connects"].append(address)
+            if address[0] == PUBLIC_ADDRESS:
+                raise ConnectionRefusedError("a test does not go on the internet")
+            return super().connect(address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket, "socket", Socket)
+
+    def rebind(host: str, port: int) -> dict:
+        state["host"], state["port"] = host, port
+        return state
+
+    return rebind
+
+
+PUBLIC_ADDRESS = "93.184.215.14"
+
+
+@pytest.fixture
 def sdk(live_server):
     """The installed SDK 0.4.0's client, against the live test server, as an account of its
     own (a test using it needs ``django_db(transaction=True)``)."""

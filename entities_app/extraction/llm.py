@@ -36,8 +36,9 @@ class LLMExtractor:
     method = "llm"
 
     def __init__(self, *, url: str, model: str, api_key: str = "", timeout: float = 20.0,
-                 fallback=None):
-        self.endpoint = ChatEndpoint(url=url, model=model, api_key=api_key, timeout=timeout)
+                 fallback=None, account_url: bool = False, allow_local: bool = False):
+        self.endpoint = ChatEndpoint(url=url, model=model, api_key=api_key, timeout=timeout,
+                                     account_url=account_url, allow_local=allow_local)
         self.url, self.model = self.endpoint.completions_url, model
         self.fallback = fallback
 

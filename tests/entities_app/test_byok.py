@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,6 +14,7 @@ from django.db import connection
 
 from entities_app import pipeline
 from entities_app.models import EntityLink, ExtractionKey, MemoryExtraction
+from memoryrelay_site import llm
 from memoryrelay_site.secrets import secret_decrypt
 from memoryrelay_site.services import api_key_create
 from tests.conftest import assert_error, make_client
@@ -207,3 +209,65 @@ def test_concurrent_first_keys_store_every_key_and_one_active(db):
 def test_a_key_added_beside_an_active_one_is_stored_inactive(client):
     first, second = add_key(client, model="m1"), add_key(client, model="m2")
     assert (first["is_active"], second["is_active"]) == (True, False)
+
+
+def extract_with_key(client, base_url: str) -> str:
+    """Stores a key with ``base_url`` and extracts one memory: the method that ran."""
+    add_key(client, provider="custom", model="tiny-local", base_url=base_url)
+    memory = client.post("/v1/memories", {"agent_id": "a", "content": "Maria Lopez from "
+                                          "Acme Corp moved JIRA-4812 to pgvector.",
+                                          "auto_extract_entities": False},
+                         format="json").json()
+    pipeline.extraction_run_now(memory_ids=[memory["id"]])
+    return MemoryExtraction.objects.get(memory_id=memory["id"]).method
+
+
+def test_a_name_rebound_to_this_machine_after_its_check_is_never_called(
+        client, settings, fake_llm, rebinding_dns):
+    """The account's endpoint is called on the addresses checked: a name answering a
+    public address first and 127.0.0.1 afterwards reaches nothing on this machine."""
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = False
+    fake_llm["answer"] = answer(("Maria Lopez", "person"))
+    dns = rebinding_dns("llm.example.com", int(fake_llm["url"].rsplit(":", 1)[1]))
+    assert extract_with_key(client, "https://llm.example.com/v1") == "rules"
+    assert fake_llm["requests"] == []
+    assert [address[0] for address in dns["connects"]] == ["93.184.215.14"]
+
+
+def test_a_redirect_from_the_accounts_endpoint_is_not_followed(client, settings, fake_llm):
+    """Its target was never checked (a 302 would also turn the POST into a GET)."""
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
+    fake_llm["answer"] = answer(("Maria Lopez", "person"))
+    followed = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            self.send_response(302)
+            self.send_header("Location", fake_llm["url"] + "/v1/chat/completions")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):  # noqa: N802
+            followed.append(self.path)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        assert extract_with_key(client, url) == "rules"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fake_llm["requests"] == [] and followed == []
+
+
+def test_an_answer_larger_than_the_limit_is_not_read_whole(client, settings, fake_llm,
+                                                           monkeypatch):
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
+    monkeypatch.setattr(llm, "ANSWER_LIMIT", 2000, raising=False)
+    fake_llm["answer"] = answer(("Maria Lopez", "person")) + " " * 4000  # valid, but long
+    assert extract_with_key(client, fake_llm["url"] + "/v1") == "rules"
+    assert len(fake_llm["requests"]) == 1

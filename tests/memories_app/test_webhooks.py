@@ -20,8 +20,6 @@ from django.utils import timezone
 from memories_app import embeddings, tasks
 from memories_app.models import Memory, WebhookDelivery
 from memories_app.webhooks import (
-    WebhookRefused,
-    _check_url,
     webhook_deliver,
     webhook_deliveries_sweep,
     webhook_secret,
@@ -357,13 +355,39 @@ def test_a_public_https_url_is_taken(client, settings):
     assert post(client, content="x", webhook_url="https://93.184.215.14/hook").status_code == 202
 
 
-def test_a_host_name_resolving_to_a_private_address_is_refused_at_delivery(monkeypatch,
-                                                                           settings):
+def test_a_host_name_resolving_to_a_private_address_is_refused_at_delivery(
+        client, task_queue, monkeypatch, settings):
     settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = False
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443))])
-    with pytest.raises(WebhookRefused):
-        _check_url("https://hooks.example.com/x", resolve=True)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443))]
+        if host == "hooks.example.com" else real(host, *a, **k))
+    memory_id = post(client, content="private",
+                     webhook_url="https://hooks.example.com/x").json()["id"]
+    task_queue.run()
+    delivery = WebhookDelivery.objects.get(memory_id=memory_id)
+    assert (delivery.status, delivery.attempts) == ("refused", 1)
+    assert "private" in delivery.last_error
+
+
+def test_a_name_rebound_to_this_machine_after_its_check_is_never_connected_to(
+        client, task_queue, settings, rebinding_dns):
+    """The addresses checked are the ones connected to: a name server answering a public
+    address to the check and 127.0.0.1 to the connection reaches nothing here."""
+    settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = False
+    settings.MEMORYRELAY_TASK_MAX_ATTEMPTS = 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    dns = rebinding_dns("hooks.example.com", listener.getsockname()[1])
+    memory_id = post(client, content="rebound",
+                     webhook_url="https://hooks.example.com/x").json()["id"]
+    task_queue.run()
+    with pytest.raises(TimeoutError):
+        listener.accept()[0].close()  # nothing connected to this machine
+    listener.close()
+    assert [address[0] for address in dns["connects"]] == ["93.184.215.14"]
+    assert dns["lookups"] == 1
+    assert WebhookDelivery.objects.get(memory_id=memory_id).status == "failed"
 
 
 def test_a_host_name_that_does_not_resolve_for_now_is_retried_not_refused(
