@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db import InternalError as DjangoInternalError
 
 # SQLSTATE classes of PostgreSQL errors that say "not now" rather than "wrong": connection
@@ -100,3 +102,28 @@ def summary(exc: BaseException, limit: int = 160) -> str:
     text = str(exc.__cause__ or exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@contextmanager
+def consistent_read() -> Iterator[None]:
+    """The reads inside see one snapshot of the database (what several statements answer
+    agrees: a count and the page it counts, sessions and the memories naming them), and
+    take no write lock. PostgreSQL: a REPEATABLE READ, READ ONLY transaction. SQLite: a
+    deferred transaction, which reads one WAL snapshot and blocks no writer. Inside a
+    transaction already, that one's snapshot rules (no isolation can be set there)."""
+    if connection.in_atomic_block:
+        yield
+    elif connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+    else:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("COMMIT")

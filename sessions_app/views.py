@@ -11,6 +11,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from memoryrelay_site.db import consistent_read
 from memoryrelay_site.pagination import MAX_LIMIT, parse_int
 from memoryrelay_site.serializers import parse_bool
 from memoryrelay_site.views import AccountViewSet
@@ -168,10 +169,11 @@ class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
                    responses=SessionDetailOutput)
     def retrieve(self, request, pk=None):
         params = request.query_params
-        include = parse_bool(params, "include_memories")
-        session = self._session()
-        body = SessionSerializer(session).data
-        if include:
+        if not parse_bool(params, "include_memories"):
+            return Response(SessionSerializer(self._session()).data)
+        with consistent_read():  # memory_count counts the memories the page is cut from
+            session = self._session()
+            body = SessionSerializer(session).data
             body["memories"], body["memories_has_more"] = self._memories_of(session, params)
         return Response(body)
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from memories_app.embeddings import DIMENSION, get_provider
 from memories_app.models import Memory
+from memoryrelay_site.db import consistent_read
 from memoryrelay_site.errors import Invalid
 
 from .codec import ACCOUNT_FIELDS, dump, dump_account, fields_of, key
@@ -47,7 +46,7 @@ def account_export(*, out: IO[str], account: str | None = None, chunk_size: int 
                 "exported_at": timezone.now().isoformat(timespec="microseconds"),
                 "embedding_model": get_provider().name, "embedding_dimension": DIMENSION,
                 "embedding_encoding": ENCODING, "account": account})
-    with _snapshot():
+    with consistent_read():  # a memory never names a session written after them
         for user in users.iterator(chunk_size=chunk_size):
             write(out, {"kind": "account",
                         **{name: dump_account(user, name) for name in ACCOUNT_FIELDS}})
@@ -89,25 +88,3 @@ def _rows(model, user, chunk_size: int) -> Iterator[dict]:
         if len(batch) < chunk_size:
             return
         last = batch[-1]
-
-
-@contextmanager
-def _snapshot():
-    """One consistent read snapshot for the whole export, without a write lock: a memory
-    never names a session written after the sessions were read."""
-    if connection.in_atomic_block:
-        yield
-    elif connection.vendor == "postgresql":
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield
-    else:  # SQLite: a deferred transaction reads one WAL snapshot and blocks no writer
-        connection.ensure_connection()
-        with connection.cursor() as cursor:
-            cursor.execute("BEGIN DEFERRED")
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("COMMIT")

@@ -229,3 +229,40 @@ def test_new_agents_are_created_in_sorted_order(account, monkeypatch):
         agents = services.agents_for_write(account=account, refs=["zeta", "alpha", "mid"],
                                            at=timezone.now())
     assert order == ["alpha", "mid", "zeta"] and set(agents) == {"zeta", "alpha", "mid"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_memory_written_between_the_count_and_the_page_is_in_neither(account, api_key,
+                                                                       monkeypatch):
+    """A session's memory_count and its embedded page are read from one snapshot: a memory
+    another client commits between the two reads is in neither (it used to be in the page
+    and not the count: two memories listed under a count of one)."""
+    from sessions_app.views import SessionViewSet
+
+    session = services.session_create(account=account, agent_ref="owner")
+    client = make_client(api_key)
+
+    def write(content):
+        response = make_client(api_key).post("/v1/memories", {
+            "content": content, "agent_id": "owner", "session_id": str(session.id)},
+            format="json")
+        assert response.status_code == 201
+
+    write("the first memory")
+    real = SessionViewSet._memories_of
+
+    def with_a_write_between(self, session, params):
+        writer = threading.Thread(target=lambda: (write("written in between"),
+                                                  connection.close()))
+        writer.start()
+        writer.join()
+        return real(self, session, params)
+
+    monkeypatch.setattr(SessionViewSet, "_memories_of", with_a_write_between)
+    body = client.get(f"/v1/sessions/{session.id}?include_memories=true").json()
+    assert body["memory_count"] == len(body["memories"]) == 1
+    assert body["memories_has_more"] is False
+    monkeypatch.setattr(SessionViewSet, "_memories_of", real)
+    body = client.get(f"/v1/sessions/{session.id}?include_memories=true").json()
+    assert body["memory_count"] == len(body["memories"]) == 2
