@@ -9,11 +9,10 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from memoryrelay_site.views import AccountViewSet
+from memoryrelay_site.views import AccountViewSet, ListMixin
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
 
@@ -41,7 +40,7 @@ LINKED = {201: OpenApiResponse(EntityLinkSerializer, description="Linked"),
 
 @extend_schema_view(**{name: extend_schema(parameters=[ENTITY_ID]) for name in (
     "retrieve", "update", "partial_update", "destroy", "link")})
-class EntityViewSet(mixins.ListModelMixin, AccountViewSet):
+class EntityViewSet(ListMixin, AccountViewSet):
     serializer_class = EntitySerializer
     filterset_class = EntityFilterSet
     not_found_message = "Entity not found"

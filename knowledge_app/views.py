@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from memories_app import search
 from memories_app.linked_entities import with_entities
-from memoryrelay_site.views import AccountViewSet
+from memoryrelay_site.views import AccountViewSet, ListMixin
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
 
@@ -48,7 +47,7 @@ def deleted_body(row) -> dict:
 
 @extend_schema_view(**{name: extend_schema(parameters=[DECISION_ID]) for name in (
     "retrieve", "destroy", "supersede")})
-class DecisionViewSet(mixins.ListModelMixin, AccountViewSet):
+class DecisionViewSet(ListMixin, AccountViewSet):
     serializer_class = DecisionSerializer
     filterset_class = DecisionFilterSet
     not_found_message = "Decision not found"
@@ -100,7 +99,7 @@ PATTERN_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
 
 @extend_schema_view(**{name: extend_schema(parameters=[PATTERN_ID]) for name in (
     "retrieve", "destroy", "adopt")})
-class PatternViewSet(mixins.ListModelMixin, AccountViewSet):
+class PatternViewSet(ListMixin, AccountViewSet):
     serializer_class = PatternSerializer
     filterset_class = PatternFilterSet
     not_found_message = "Pattern not found"

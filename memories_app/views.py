@@ -9,13 +9,12 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from memoryrelay_site.errors import Invalid, ServiceError, flatten_validation
-from memoryrelay_site.views import AccountViewSet
+from memoryrelay_site.views import AccountViewSet, ListMixin
 from memoryrelay_site.views import HealthView as SiteHealthView
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import SessionViewSet as BaseSessionViewSet
@@ -56,7 +55,7 @@ MEMORY_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
 
 @extend_schema_view(**{name: extend_schema(parameters=[MEMORY_ID]) for name in (
     "retrieve", "update", "partial_update", "destroy")})
-class MemoryViewSet(mixins.ListModelMixin, AccountViewSet):
+class MemoryViewSet(ListMixin, AccountViewSet):
     serializer_class = MemorySerializer
     filterset_class = MemoryFilterSet
     not_found_message = "Memory not found"

@@ -12,14 +12,14 @@ from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from .errors import NotFound
 from .models import SCOPES, ApiKey
 from .serializers import IsoDateTimeField, StrictCharField
 from .services import api_key_issue, api_key_revoke
-from .views import AccountViewSet
+from .views import AccountViewSet, ListMixin
 
 DEFAULT_SCOPES = ["read", "write"]
 MAX_EXPIRES_DAYS = 365
@@ -88,7 +88,7 @@ class KeyRevokedOutput(serializers.Serializer):
     key_info = KeyInfoOutput()
 
 
-class KeyViewSet(mixins.ListModelMixin, AccountViewSet):
+class KeyViewSet(ListMixin, AccountViewSet):
     key_scope = "admin"
     serializer_class = KeyInfoOutput
     not_found_message = "API key not found"

@@ -12,12 +12,13 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import ratelimit
+from .db import consistent_read
 from .errors import NotFound, error_json_response, exception_response
 from .serializers import is_uuid
 from .tasks import task_queue_state
@@ -128,6 +129,16 @@ def _probe_sqlite() -> str:
         return "up"
     writable = os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK)
     return "up" if writable else "read_only"
+
+
+class ListMixin(mixins.ListModelMixin):
+    """``list`` reads its page and ``total_count`` (and what the serializer reads for the
+    page) from one snapshot (:func:`consistent_read`): a row committed between the count
+    and the page would otherwise be listed under a total that leaves it out."""
+
+    def list(self, request, *args, **kwargs):
+        with consistent_read():
+            return super().list(request, *args, **kwargs)
 
 
 class AccountViewSet(viewsets.GenericViewSet):

@@ -7,14 +7,14 @@ import json
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from memoryrelay_site.db import consistent_read
 from memoryrelay_site.pagination import MAX_LIMIT, parse_int
 from memoryrelay_site.serializers import parse_bool
-from memoryrelay_site.views import AccountViewSet
+from memoryrelay_site.views import AccountViewSet, ListMixin
 
 from . import projects, services
 from .filtersets import SessionFilterSet
@@ -53,7 +53,7 @@ AGENT_REF = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Agen
 
 @extend_schema_view(**{name: extend_schema(parameters=[AGENT_REF]) for name in (
     "retrieve", "update", "partial_update", "destroy", "stats")})
-class AgentViewSet(mixins.ListModelMixin, AccountViewSet):
+class AgentViewSet(ListMixin, AccountViewSet):
     serializer_class = AgentSerializer
 
     def get_queryset(self):
@@ -141,7 +141,7 @@ CASCADE = OpenApiParameter(
     retrieve=extend_schema(parameters=[SESSION_ID]), destroy=extend_schema(parameters=[SESSION_ID]),
     end=extend_schema(parameters=[SESSION_ID]), summarize=extend_schema(parameters=[SESSION_ID]),
 )
-class SessionViewSet(mixins.ListModelMixin, AccountViewSet):
+class SessionViewSet(ListMixin, AccountViewSet):
     serializer_class = SessionSerializer
     filterset_class = SessionFilterSet
     not_found_message = "Session not found"
@@ -262,7 +262,7 @@ RELATED_LIMIT = OpenApiParameter(
     **{name: extend_schema(parameters=[PROJECT_SLUG, RELATED_LIMIT],
                            responses=RelatedProjectsOutput)
        for name in ("dependencies", "dependents", "related")})
-class ProjectViewSet(mixins.ListModelMixin, AccountViewSet):
+class ProjectViewSet(ListMixin, AccountViewSet):
     """Projects, addressed by slug. Literal routes of other apps under ``projects/`` (such
     as ``projects/impact-analysis``) are routed before these."""
 

@@ -266,3 +266,42 @@ def test_a_memory_written_between_the_count_and_the_page_is_in_neither(account, 
     monkeypatch.setattr(SessionViewSet, "_memories_of", real)
     body = client.get(f"/v1/sessions/{session.id}?include_memories=true").json()
     assert body["memory_count"] == len(body["memories"]) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_written_between_a_lists_count_and_its_page_is_in_neither(account, api_key,
+                                                                        monkeypatch):
+    """Every list (one envelope: ``total_count`` and a page) reads both from one snapshot:
+    a memory committed by another client after the count is not on the page either."""
+    from memories_app.views import MemoryViewSet
+
+    client = make_client(api_key)
+
+    def write(content):
+        response = make_client(api_key).post("/v1/memories", {
+            "content": content, "agent_id": "owner"}, format="json")
+        assert response.status_code == 201
+
+    write("the first memory")
+    real_filter = MemoryViewSet.filter_queryset
+
+    def racing_filter(self, queryset):
+        rows = real_filter(self, queryset)
+
+        def count(qs):
+            counted = type(qs).__mro__[1].count(qs)
+            writer = threading.Thread(target=lambda: (write("written in between"),
+                                                      connection.close()))
+            writer.start()
+            writer.join()
+            return counted
+
+        rows.__class__ = type("Racing", (type(rows),), {"count": count})
+        return rows
+
+    monkeypatch.setattr(MemoryViewSet, "filter_queryset", racing_filter)
+    body = client.get("/v1/memories").json()
+    assert body["total_count"] == len(body["data"]) == 1
+    monkeypatch.setattr(MemoryViewSet, "filter_queryset", real_filter)
+    assert client.get("/v1/memories").json()["total_count"] == 2
