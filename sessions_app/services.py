@@ -169,36 +169,43 @@ ACTIVITY_RESOLUTION = timedelta(seconds=60)
 def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None,
                      created: list | None = None) -> dict[str, Agent]:
     """Inside a write transaction: the live agents named by ``refs`` (checked refs: UUIDs or
-    names), each held until commit, keyed by ref. A name not seen before creates its agent;
-    new names are created in sorted order, so two writes naming the same new agents in
-    another order never wait on each other's inserts (a deadlock). A ref that cannot be an
-    agent (a deleted agent's UUID) raises NotFound, or, given ``refused``, is put there
-    with its error and left out. ``created`` (when given) gets the agents created here.
+    names), each held until commit, keyed by ref. A name not seen before creates its agent.
+    A ref that cannot be an agent (a deleted agent's UUID) raises NotFound, or, given
+    ``refused``, is put there with its error and left out. ``created`` (when given) gets the
+    agents this transaction inserted (never one a concurrent write created first).
 
-    One SELECT ... FOR NO KEY UPDATE takes every known agent: a concurrent
-    :func:`agent_delete` (FOR UPDATE) waits for the write and then deletes what it added,
-    or committed first and the agent is not found live (a name then creates a new agent,
-    as a write after the delete would). Writers of one agent queue on its row. On SQLite
-    the write transaction holds the database's write lock, which serializes the same way.
-    ``last_active_at`` moves forward when older than ACTIVITY_RESOLUTION (one UPDATE for
-    all of them); a known agent active within it costs this write nothing more."""
+    Every agent is taken in the order of its name, known ones and new ones alike, so two
+    writes naming the same agents never hold one each while waiting for the other's (a
+    deadlock). Known agents are taken by one SELECT ... FOR NO KEY UPDATE, ordered by name.
+    When a write names several agents and only some are known, that SELECT is undone (a
+    savepoint: its locks go with it) and each agent is taken, or created, in turn.
+
+    A concurrent :func:`agent_delete` (FOR UPDATE) waits for the write and then deletes
+    what it added, or committed first and the agent is not found live (a name then creates
+    a new agent, as a write after the delete would). Writers of one agent queue on its row.
+    On SQLite the write transaction holds the database's write lock, which serializes the
+    same way. ``last_active_at`` moves forward when older than ACTIVITY_RESOLUTION (one
+    UPDATE for all of them); a known agent active within it costs this write nothing more."""
     refs = list(dict.fromkeys(refs))
+    if not refs:
+        return {}
     query = Q()
     for ref in refs:
         query |= Q(pk=ref) | Q(name=ref) if is_uuid(ref) else Q(name=ref)
-    found = list(Agent.objects.select_for_update(no_key=True).live().for_account(account)
-                 .filter(query).order_by("pk")) if refs else []
-    agents: dict[str, Agent] = {}
-    new = []
-    for ref in refs:
-        # A UUID wins over a name that happens to look like one.
-        matches = sorted((a for a in found if str(a.pk) == ref.lower() or a.name == ref),
-                         key=lambda agent: str(agent.pk) != ref.lower())
-        if matches:
-            agents[ref] = matches[0]
-        else:
-            new.append(ref)
-    for ref in sorted(new):
+    held = (Agent.objects.select_for_update(no_key=True).live().for_account(account)
+            .order_by("name"))
+    if len(refs) == 1:
+        found = list(held.filter(query))
+    else:
+        try:
+            with transaction.atomic():
+                found = list(held.filter(query))
+                if 0 < len(_matched(refs, found)) < len(refs):
+                    raise _OutOfOrder(found)
+        except _OutOfOrder as known:  # its locks were released with the savepoint
+            found = _take_in_name_order(account, refs, known.agents)
+    agents = _matched(refs, found)
+    for ref in sorted(ref for ref in refs if ref not in agents):
         try:
             _refuse_a_gone_agent(account, ref)
         except ServiceError as exc:
@@ -206,9 +213,11 @@ def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None
                 raise
             refused[ref] = exc
             continue
-        agents[ref] = _agent_create_held(account, ref)
-        if created is not None:
+        agents[ref], inserted = _agent_create_held(account, ref)
+        if inserted and created is not None:
             created.append(agents[ref])
+    if created is not None:
+        created.extend(a for a in found if getattr(a, "inserted_here", False))
     stale = {a.pk: a for a in agents.values()
              if a.last_active_at is None or at - a.last_active_at >= ACTIVITY_RESOLUTION}
     if stale:
@@ -216,6 +225,47 @@ def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None
         for agent in stale.values():
             agent.last_active_at = at
     return agents
+
+
+class _OutOfOrder(Exception):
+    def __init__(self, agents):
+        self.agents = agents
+
+
+def _matched(refs, found) -> dict[str, Agent]:
+    """{ref: its agent} of the refs ``found`` holds (a UUID wins over a name that happens
+    to look like one)."""
+    agents = {}
+    for ref in refs:
+        matches = sorted((a for a in found if str(a.pk) == ref.lower() or a.name == ref),
+                         key=lambda agent: str(agent.pk) != ref.lower())
+        if matches:
+            agents[ref] = matches[0]
+    return agents
+
+
+def _take_in_name_order(account, refs, known) -> list[Agent]:
+    """Inside a write transaction: the agents ``refs`` name, each taken in the order of its
+    name: a known one (``known``: as a first read found them) by its id, a new name created
+    (or, when a concurrent write created it first, taken). Refs that name no live agent and
+    cannot create one are left for the caller to refuse."""
+    by_ref = _matched(refs, known)
+    order = sorted(refs, key=lambda ref: by_ref[ref].name if ref in by_ref else ref)
+    taken: list[Agent] = []
+    live = Agent.objects.select_for_update(no_key=True).live().for_account(account)
+    for ref in order:
+        agent = live.filter(pk=by_ref[ref].pk).first() if ref in by_ref else None
+        if agent is not None:
+            taken.append(agent)
+            continue
+        try:  # a deleted agent's UUID (or a name that cannot be stored): refused by the caller
+            _refuse_a_gone_agent(account, ref)
+        except ServiceError:
+            continue
+        agent, inserted = _agent_create_held(account, ref)
+        agent.inserted_here = inserted
+        taken.append(agent)
+    return taken
 
 
 def parents_for_write(*, account, agent_ref: str | None, session_id=None,
@@ -236,19 +286,19 @@ def parents_for_write(*, account, agent_ref: str | None, session_id=None,
     return agent, session
 
 
-def _agent_create_held(account, name: str) -> Agent:
-    """Inside a write transaction: a new agent named ``name`` (uncommitted, so held), or
-    the live one a concurrent write created first, held (or, when that one was deleted
-    before it could be read, a new one again)."""
+def _agent_create_held(account, name: str) -> tuple[Agent, bool]:
+    """Inside a write transaction: (a new agent named ``name``, True), uncommitted, so
+    held; or (the live one a concurrent write created first, False), held (or, when that
+    one was deleted before it could be read, a new one again)."""
     for _ in range(CREATE_ROUNDS):
         try:
             with transaction.atomic():
-                return Agent.objects.create(account=account, name=name)
+                return Agent.objects.create(account=account, name=name), True
         except IntegrityError:
             winner = (Agent.objects.select_for_update(no_key=True).live().for_account(account)
                       .filter(name=name).first())
             if winner is not None:
-                return winner
+                return winner, False
     raise _name_kept_changing(name)
 
 

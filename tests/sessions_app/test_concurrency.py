@@ -305,3 +305,52 @@ def test_a_row_written_between_a_lists_count_and_its_page_is_in_neither(account,
     assert body["total_count"] == len(body["data"]) == 1
     monkeypatch.setattr(MemoryViewSet, "filter_queryset", real_filter)
     assert client.get("/v1/memories").json()["total_count"] == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_items_fail_never_deletes_an_agent_another_write_created(account,
+                                                                               api_key):
+    """A batch that loses the race to create a new agent, and whose items for it all fail,
+    used to delete the winner's agent as its own leftover, and with it (a cascade) the
+    memories other batches had been answered for."""
+    gone = services.session_create(account=account)
+    services.session_delete(session=gone, cascade_memories=False)
+    stored = []
+    for round_ in range(6):
+        name = f"new-agent-{round_}"
+
+        def call(i, name=name):
+            item = {"agent_id": name, "content": f"memory {i} of {name}"}
+            if i % 2:
+                item["session_id"] = str(gone.pk)  # fails: the session is deleted
+            response = make_client(api_key).post("/v1/memories/batch", {"memories": [item]},
+                                                 format="json")
+            assert response.status_code == 200, response.content
+            return response.json()["results"]
+
+        for results in run_together(THREADS, call):
+            stored += [r["memory_id"] for r in results if r["status"] == "success"]
+    assert len(stored) == 6 * THREADS // 2
+    assert Memory.objects.filter(pk__in=stored, deleted_at__isnull=True).count() == len(stored)
+    assert Agent.objects.filter(name__startswith="new-agent-").count() == 6
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_batches_naming_the_same_new_agents_never_deadlock(account, api_key):
+    """Known agents were held in the order of their ids and new ones in the order of their
+    names: two batches could hold one each and wait for the other (a 503)."""
+    codes = []
+    for round_ in range(6):
+        names = [f"pair-{round_}-{side}" for side in "ab"]
+
+        def call(i, names=names):
+            body = {"memories": [{"agent_id": n, "content": f"note {i} for {n}"}
+                                 for n in (names if i % 2 else names[::-1])]}
+            return make_client(api_key).post("/v1/memories/batch", body,
+                                             format="json").status_code
+
+        codes += run_together(THREADS, call)
+    assert codes == [200] * len(codes)
+    assert Agent.objects.filter(name__startswith="pair-").count() == 12
