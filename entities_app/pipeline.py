@@ -146,6 +146,12 @@ def extraction_apply(*, claim: Claim) -> int | None:
     mentions, method, model = run_extractor(tool, memory.content)
     mentions = _best_per_entity(mentions)
     with transaction.atomic():
+        # The memory first, as every writer of the memory or of its links takes it (a
+        # link, an update, a delete): the co-occurrence triggers take it on each link
+        # changed, so taking the links first could deadlock with a link being written.
+        if not Memory.objects.live().select_for_update(no_key=True).filter(
+                pk=memory.pk).values_list("pk", flat=True):
+            return None
         current = (MemoryExtraction.objects.select_for_update()
                    .filter(memory_id=memory.pk, generation=claim.generation,
                            status=ExtractionStatus.PROCESSING).first())

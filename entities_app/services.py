@@ -158,7 +158,9 @@ def entity_link(
             return link, True
         except IntegrityError:  # linked already (or concurrently): idempotent
             link = EntityLink.objects.select_for_update().get(entity=entity, memory=memory)
-    given = {"relationship": relationship, "relevance_score": relevance_score}
+    given = {"relationship": relationship, "relevance_score": relevance_score,
+             # A link asked for by hand stays through re-extraction, even one it found too.
+             "source": source if source == LinkSource.MANUAL else None}
     changed = {f: v for f, v in given.items() if v is not None and getattr(link, f) != v}
     if changed:
         EntityLink.objects.filter(pk=link.pk).update(**changed)

@@ -5,6 +5,7 @@ replaced on re-extraction (manual ones kept), and the three endpoints."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -387,3 +388,59 @@ def test_the_connection_used_after_the_response_is_given_back(client, settings):
     finally:
         request_finished.connect(close_old_connections)
     assert MemoryExtraction.objects.filter(memory_id=memory_id).exists()
+
+
+@pytest.mark.postgres
+def test_a_link_written_while_re_extraction_drops_it_waits_instead_of_deadlocking(
+        client, account, monkeypatch):
+    """The link holds the memory and then writes its row; re-extraction deleted its old
+    extracted link and then (the co-occurrence trigger) waited for the memory: each held
+    what the other waited for. It takes the memory first now, so one waits for the other.
+    The link asked for by hand stays (it becomes manual)."""
+    from entities_app import services as entity_services
+
+    memory_id = write(client, "Maria Lopez joined the billing team.")
+    pipeline.extraction_run_now(memory_ids=[memory_id])
+    maria = Entity.objects.get(name="Maria Lopez")
+    assert linked(memory_id)["Maria Lopez"][1] == "extracted"
+    Memory.objects.filter(pk=memory_id).update(content="Nobody is named here any more.")
+    holds_memory, extracting = threading.Event(), threading.Event()
+    real = entity_services._memory_for_link
+
+    def held_a_while(**kwargs):
+        memory = real(**kwargs)
+        holds_memory.set()
+        extracting.wait(10)
+        time.sleep(0.5)  # re-extraction is now inside its transaction, waiting or deleting
+        return memory
+
+    monkeypatch.setattr(entity_services, "_memory_for_link", held_a_while)
+    errors = []
+
+    def link():
+        try:
+            entity_services.entity_link(account=account, entity=maria, memory_id=memory_id)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def extract():
+        holds_memory.wait(10)
+        extracting.set()
+        try:
+            pipeline.extraction_run_now(memory_ids=[memory_id])
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=link), threading.Thread(target=extract)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert {name: source for name, (_, source, _) in linked(memory_id).items()} == {
+        "Maria Lopez": "manual"}
+    assert MemoryExtraction.objects.get(memory_id=memory_id).status == "done"
