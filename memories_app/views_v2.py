@@ -58,7 +58,7 @@ class MemoryAsyncView(APIView):
 
 
 class MemoryStatusView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.UUID,
+    @extend_schema(parameters=[OpenApiParameter("memory_id", OpenApiTypes.UUID,
                                                 OpenApiParameter.PATH)],
                    responses=MemoryStatusOutput)
     def get(self, request, memory_id: str):

@@ -51,6 +51,16 @@ def test_the_schema_lists_exactly_the_served_routes(schema):
     assert schema["openapi"].startswith("3.")
 
 
+def test_every_operation_names_exactly_the_parameters_of_its_path(schema):
+    """A path parameter the template does not hold makes the document invalid (and a
+    client generated from it asks for a value it cannot send)."""
+    for path, ops in schema["paths"].items():
+        in_template = set(re.findall(r"{([^}]+)}", path))
+        for method, op in ops.items():
+            named = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert named == in_template, (method, path)
+
+
 def test_every_operation_but_health_takes_either_key_header(schema):
     schemes = schema["components"]["securitySchemes"]
     assert schemes["BearerAuth"]["scheme"] == "bearer"
