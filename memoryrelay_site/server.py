@@ -89,6 +89,17 @@ class HttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """What is not HTTP (a request line too long or with a NUL, a negative or doubled
+        Content-Length, both Content-Length and Transfer-Encoding) is a 400 in the error
+        body, as every other error (uvicorn's own answers in plain text)."""
+        self._disarm()
+        logger.info("%s - 400: %s", self.client, msg)
+        headers, body = error_response(400, NOT_HTTP)
+        lines = b"".join(b"%s: %s\r\n" % header for header in headers)
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n" + lines + b"\r\n" + body)
+        self.transport.close()
+
     def _between_requests(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
 
@@ -110,6 +121,10 @@ class HttpProtocol(HttpToolsProtocol):
             logger.info("%s - 408: the request's %s did not arrive in time", self.client, part)
             self.transport.write(timeout_response(part))
         self.transport.close()
+
+
+NOT_HTTP = ("Bad request: not a valid HTTP request (its request line, its headers or the "
+            "length of its body)")
 
 
 def error_response(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:

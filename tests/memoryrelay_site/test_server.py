@@ -418,3 +418,25 @@ def test_chunks_still_arriving_after_an_over_large_body_never_reach_django():
     asyncio.run(gate(scope, receive, send))
     assert seen[0] == {"type": "http.request", "body": b"", "more_body": False}
     assert seen[1] == {"type": "http.disconnect"}
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /v1/health?q=" + b"a" * 70000 + b" HTTP/1.1\r\nHost: test\r\n\r\n",
+    b"GET /v1/he\x00alth HTTP/1.1\r\nHost: test\r\n\r\n",
+    b"POST /v1/memories HTTP/1.1\r\nHost: test\r\nContent-Length: -1\r\n\r\n",
+    b"POST /v1/memories HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+])
+def test_a_request_that_is_not_http_is_a_400_in_the_error_body(server, request_bytes):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        sock.sendall(request_bytes)
+        answer = read_until_closed(sock, 10)
+    finally:
+        sock.close()
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)
+    assert error["code"] == 400 and "not a valid HTTP request" in error["message"]
+    assert error["request_id"].encode() in head
