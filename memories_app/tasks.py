@@ -27,6 +27,7 @@ from memoryrelay_site.tasks import (
     retry_delay,
     task_enqueue,
 )
+from sessions_app.models import Agent
 
 from .embeddings import EmbeddingError, get_provider
 from .models import UNFINISHED, Memory, WriteStatus
@@ -68,16 +69,21 @@ def _embed(memory: Memory) -> str:
     for _ in range(EMBED_ROUNDS):
         vector = provider.embed([memory.content])[0] if provider.available else None
         duplicate = None
-        if memory.dedup_threshold is not None:
-            duplicate = _duplicate_of(memory.account, memory.agent, memory.content, vector,
-                                      memory.dedup_threshold, exclude=memory.pk)
-        fields = {**vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
-                  "status_changed_at": timezone.now()}
-        if duplicate is not None:
-            fields.update(duplicate_of=duplicate.pk, deleted_at=timezone.now())
         claimed = Memory.objects.filter(pk=memory.pk, status=WriteStatus.PROCESSING,
                                         deleted_at__isnull=True)
-        with transaction.atomic():  # the outcome and its webhook event, together
+        with transaction.atomic():  # the verdict, the outcome and its webhook event, together
+            if memory.dedup_threshold is not None:
+                # Under the agent's row lock, as a synchronous write judges its duplicates:
+                # two workers finishing the same text at once judge one after the other, so
+                # the second sees the first (each used to miss the other, both kept).
+                Agent.objects.select_for_update(no_key=True).filter(
+                    pk=memory.agent_id).values_list("pk", flat=True).first()
+                duplicate = _duplicate_of(memory.account, memory.agent, memory.content, vector,
+                                          memory.dedup_threshold, exclude=memory.pk)
+            fields = {**vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
+                      "status_changed_at": timezone.now()}
+            if duplicate is not None:
+                fields.update(duplicate_of=duplicate.pk, deleted_at=timezone.now())
             done = claimed.filter(content=memory.content).update(**fields)
             event = webhook_queue(memory, WriteStatus.READY) if done else None
         if done:

@@ -290,3 +290,48 @@ def test_a_patch_while_the_task_embeds_is_embedded_and_judged_as_patched(client,
     assert float(np.dot(np.asarray(row.embedding), expected)) > 0.999
     assert client.get(f"/v1/memories/{second}").status_code == 200
     assert client.get(f"/v1/memories/{first}").status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_finishing_the_same_text_at_once_keep_one(client, task_queue,
+                                                              monkeypatch):
+    """Each worker judged its memory against the others before either had written its
+    vector, so both were kept; the verdicts are now taken one after the other."""
+    import threading
+
+    from django.db import connection
+
+    first = post(client, content="Standup moved to 9:30", deduplicate=True).json()["id"]
+    second = post(client, content="Standup moved to 9:30", deduplicate=True).json()["id"]
+    provider = embeddings.get_provider()
+    real = type(provider).embed
+    both_embedding = threading.Barrier(2)
+
+    def embed_together(self, texts):
+        vectors = real(self, texts)
+        both_embedding.wait(10)  # both vectors ready before either verdict
+        return vectors
+
+    monkeypatch.setattr(type(provider), "embed", embed_together)
+    errors = []
+
+    def finish(memory_id):
+        try:
+            memory_embed.call(memory_id)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=finish, args=(pk,)) for pk in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    statuses = [status_of(client, pk) for pk in (first, second)]
+    assert [s["status"] for s in statuses] == ["ready", "ready"]
+    assert sum(s.get("duplicate_of") is not None for s in statuses) == 1
+    assert Memory.objects.filter(content="Standup moved to 9:30",
+                                 deleted_at__isnull=True).count() == 1
