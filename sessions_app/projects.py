@@ -139,8 +139,11 @@ def project_relate(
         return existing, False
     try:
         with transaction.atomic():
-            for pk in sorted([project.pk, target.pk]):  # one lock order: no deadlock
-                locked_live(Project, pk, _not_found(), no_key=True)
+            gone = {project.pk: _not_found(),  # a target deleted meanwhile is as unknown
+                    target.pk: Invalid(f"No project with slug {target_slug!r}",
+                                       field="target_project")}
+            for pk in sorted(gone):  # one lock order: no deadlock
+                locked_live(Project, pk, gone[pk], no_key=True)
             ProjectRelationship.objects.create(
                 account_id=project.account_id, metadata=metadata or {}, **edge)
         created = True

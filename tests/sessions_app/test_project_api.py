@@ -255,6 +255,28 @@ def test_a_bad_relationship_is_a_422_naming_the_field(client, fields, field):
     assert ProjectRelationship.objects.count() == 0
 
 
+def test_a_target_deleted_while_the_relationship_is_written_is_a_422_on_it(client,
+                                                                          monkeypatch):
+    """The target found, then deleted before its row is held: the same answer as a target
+    deleted before the call (it was a 404, as if the source project were missing)."""
+    register(client, "web")
+    register(client, "api")
+    real = projects.project_find
+
+    def found_then_deleted(*, account, slug):
+        row = real(account=account, slug=slug)
+        if slug == "api":
+            assert client.delete("/v1/projects/api").status_code == 200
+        return row
+
+    monkeypatch.setattr(projects, "project_find", found_then_deleted)
+    response = client.post("/v1/projects/web/relationships",
+                           {"target_project": "api", "relationship_type": "depends_on"},
+                           format="json")
+    assert_error(response, 422, "validation_error", "target_project")
+    assert ProjectRelationship.objects.count() == 0
+
+
 def test_a_relationship_cannot_target_another_accounts_project(client, other_client):
     register(client, "web")
     register(other_client, "api")
