@@ -103,7 +103,9 @@ def agent_get_or_create(
 ) -> tuple[Agent, bool]:
     """Creates the agent, or returns the live one with that name (race-free: the loser of
     a concurrent insert answers the winner, or creates anew when the winner was deleted
-    before it could be read)."""
+    before it could be read). A name that is the id of another of the account's agents is
+    refused (:func:`_refuse_another_agents_id`)."""
+    _refuse_another_agents_id(account, name)
     for _ in range(CREATE_ROUNDS):
         existing = Agent.objects.live().for_account(account).filter(name=name).first()
         if existing is not None:
@@ -117,6 +119,14 @@ def agent_get_or_create(
         except IntegrityError:
             continue
     raise _name_kept_changing(name)
+
+
+def _refuse_another_agents_id(account, name: str, own=None) -> None:
+    """A name that is the id of another agent of the account (live or deleted) is refused:
+    refs are looked up by id first, so no ref could reach an agent so named."""
+    if is_uuid(name) and str(own).lower() != name.lower() and Agent.objects.for_account(
+            account).filter(pk=name).exists():
+        raise Invalid("name is the id of another agent of this account", field="name")
 
 
 # Tries of a create whose racing winner (same agent name, same session external_id)
@@ -136,6 +146,8 @@ def agent_update(*, agent: Agent, changes: dict[str, Any]) -> Agent:
     """Partial update of the live agent: keys absent or None are left unchanged; metadata is
     replaced. An agent deleted meanwhile is a NotFound."""
     given = {f: changes[f] for f in AGENT_UPDATABLE if changes.get(f) is not None}
+    if "name" in given:
+        _refuse_another_agents_id(agent.account_id, given["name"], own=agent.pk)
     try:
         with transaction.atomic():
             row = locked_live(Agent, agent.pk, NotFound("Agent not found"))

@@ -79,6 +79,20 @@ def test_renaming_an_agent_onto_a_taken_name_is_a_409(client, agent):
     assert Agent.objects.get(pk=agent.pk).name == "my-assistant"
 
 
+def test_a_name_that_is_another_agents_id_is_a_422(client, agent):
+    """Refs are looked up by id first, so an agent named with another agent's id could
+    never be reached by its name."""
+    other = client.post("/v1/agents", {"name": "other-bot"}, format="json").json()
+    assert_error(client.post("/v1/agents", {"name": str(agent.pk)}, format="json"), 422,
+                 "validation_error", "name")
+    assert_error(client.patch(f"/v1/agents/{other['id']}", {"name": str(agent.pk).upper()},
+                              format="json"), 422, "validation_error", "name")
+    assert client.get(f"/v1/agents/{other['id']}").json()["name"] == "other-bot"
+    fresh = str(uuid.uuid4())  # a UUID that is no agent's id is a name like any other
+    assert client.post("/v1/agents", {"name": fresh}, format="json").status_code == 201
+    assert client.get(f"/v1/agents/{fresh}").json()["name"] == fresh
+
+
 def test_deleting_an_agent_soft_deletes_its_sessions_and_memories(client, agent, session,
                                                                    memory):
     response = client.delete(f"/v1/agents/{agent.id}")
