@@ -373,3 +373,16 @@ def test_every_served_path_answers_options_without_a_crash(client, agent):
     assert not list(filter(None, failures)), failures
     described = client.options("/v1/projects/impact-analysis").json()
     assert set(described["actions"]["POST"]) >= {"project", "change_description", "threshold"}
+
+
+def test_a_host_the_server_does_not_serve_is_a_400_logged_in_one_line(client, settings,
+                                                                       caplog):
+    """A Host header outside DJANGO_ALLOWED_HOSTS is the client's mistake: a 400 in the
+    error body, and one log line, not a traceback of framework frames per request."""
+    settings.ALLOWED_HOSTS = ["memory.example.com"]
+    with caplog.at_level("WARNING", logger="django.security"):
+        response = client.get("/v1/agents", HTTP_HOST="evil.example")
+    assert_error(response, 400, "validation_error")
+    records = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert len(records) == 1 and "evil.example" in records[0].getMessage()
+    assert records[0].exc_info is None and not records[0].exc_text
