@@ -114,7 +114,8 @@ def nearest(queryset, vector: np.ndarray, k: int) -> list[tuple]:
         return []
     sims = matrix @ vector
     top = np.argsort(-sims, kind="stable")[:k]
-    memories = queryset.model.objects.defer("embedding").in_bulk([pks[i] for i in top])
+    # Read through the queryset, so its annotations (the project id) come with the rows.
+    memories = queryset.defer("embedding").in_bulk([pks[i] for i in top])
     return [(memories[pks[i]], float(sims[i])) for i in top if pks[i] in memories]
 
 

@@ -334,23 +334,34 @@ def test_a_memory_matching_every_term_is_found_past_each_terms_match_cap(
     assert found(body)[0] == both and body["data"][0]["score"] == 1.0
 
 
-def test_search_query_count_does_not_grow_with_hits_or_memories(client, max_queries):
+@pytest.mark.parametrize("mode", ["hybrid", "semantic"])
+def test_search_query_count_does_not_grow_with_hits_or_memories(client, max_queries, mode):
+    """Memories with a project label too: each hit's project id comes with its row (on
+    SQLite the nearest rows were read again without it, one project query per hit)."""
+    client.post("/v1/projects", {"slug": "billing", "name": "Billing"}, format="json")
+
     def count(limit):
         with max_queries(100) as captured:
-            search(client, "retry counter deploy", limit=limit)
+            search(client, "retry counter deploy", limit=limit, search_mode=mode)
         return len(real_queries(captured))
 
-    for n in range(3):
+    def write(n):
         client.post("/v1/memories", {"content": f"Deploy {n}: the retry counter reset.",
-                                     "agent_id": f"agent-{n}"}, format="json")
+                                     "agent_id": f"agent-{n}",
+                                     "project": ("billing", "ops", None)[n % 3]},
+                    format="json")
+
+    for n in range(3):
+        write(n)
     few = count(limit=2)
     for n in range(3, 20):
-        client.post("/v1/memories", {"content": f"Deploy {n}: the retry counter reset.",
-                                     "agent_id": f"agent-{n}"}, format="json")
+        write(n)
     assert count(limit=20) == few
     with max_queries(8):  # key, nearest (+2 SET LOCAL on PG), the keyword statement (+1 on
         # PG), keyword-only hits
-        search(client, "retry counter deploy", limit=20)
+        body = search(client, "retry counter deploy", limit=20, search_mode=mode)
+    labelled = [hit["memory"]["project_id"] for hit in body["data"]]
+    assert None in labelled and any(p and p != "ops" for p in labelled) and "ops" in labelled
 
 
 def test_a_longer_questions_partial_match_counts_as_is_and_a_single_word_is_squared(client):
