@@ -49,6 +49,12 @@ class AdoptionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False  # projects adopt through the API
 
+    def get_queryset(self, request):
+        # Each row shows its project and names its pattern: read with the adoptions (the
+        # pattern without its vector), not two queries a row.
+        return (super().get_queryset(request).select_related("project", "pattern")
+                .defer("pattern__embedding"))
+
 
 @admin.register(Pattern)
 class PatternAdmin(SoftDeleteAdmin):

@@ -1,0 +1,127 @@
+"""Every page of the admin reads a fixed number of queries, however many rows it lists and
+however many rows hang off the one it shows (an inline, a related name in a column)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from memories_app.models import Memory, WebhookDelivery
+from tests.conftest import real_queries
+
+pytestmark = pytest.mark.django_db
+
+
+def populate(client, tag: str, n: int, shared: dict | None = None) -> dict:
+    """``n`` rows of every kind, each hanging off the ``shared`` rows (made on the first
+    call: a project, a pattern, an entity, a session of one agent, a superseded decision,
+    a memory), so that a second call grows both the lists and the children of those."""
+    def post(path, body):
+        response = client.post(path, body, format="json")
+        assert response.status_code in (200, 201), (path, response.content)
+        return response.json()
+
+    if shared is None:
+        first = post("/v1/decisions", {"title": "use PostgreSQL", "rationale": "JSONB"})
+        post(f"/v1/decisions/{first['id']}/supersede", {"title": "use PostgreSQL 16",
+                                                        "rationale": "pgvector 0.8"})
+        session = post("/v1/sessions", {"agent_id": "shared-agent", "title": "shared"})
+        shared = {
+            "hub": post("/v1/projects", {"slug": "hub", "name": "hub"}),
+            "pattern": post("/v1/patterns", {"title": "errors follow RFC 7807",
+                                             "description": "Every error is problem+json."}),
+            "entity": post("/v1/entities", {"name": "Acme", "entity_type": "organization"}),
+            "session": session,
+            "memory": post("/v1/memories", {"agent_id": "shared-agent", "content": "shared",
+                                            "session_id": session["id"]}),
+        }
+    post("/v1/extraction/keys", {"provider": "openai", "api_key": f"sk-{tag}-0123456789",
+                                 "model": "gpt-4o-mini"})
+    for i in range(n):
+        slug = f"{tag}-p{i}"
+        post("/v1/projects", {"slug": slug, "name": slug})
+        post(f"/v1/projects/{shared['hub']['slug']}/relationships",
+             {"target_project": slug, "relationship_type": "depends_on"})
+        post(f"/v1/patterns/{shared['pattern']['id']}/adopt", {"project": slug})
+        post("/v1/sessions", {"agent_id": "shared-agent", "title": slug})
+        memory = post("/v1/memories", {"agent_id": "shared-agent", "content": f"{tag} {i}",
+                                       "session_id": shared["session"]["id"],
+                                       "project": slug})
+        post("/v1/entities/links", {"entity_id": shared["entity"]["id"],
+                                    "memory_id": memory["id"]})
+        post("/v1/decisions", {"title": f"{tag} decision {i}", "rationale": "because",
+                               "project_slug": slug, "agent_id": "shared-agent",
+                               "session_id": shared["session"]["id"]})
+        for target in (memory["id"], shared["memory"]["id"]):
+            WebhookDelivery.objects.create(memory=Memory.objects.get(pk=target),
+                                           event="memory.ready")
+    return shared
+
+
+APPS = {"sessions_app", "memories_app", "knowledge_app", "entities_app", "memoryrelay_site"}
+
+
+def ours() -> dict:
+    return {model: model_admin for model, model_admin in admin.site._registry.items()
+            if model._meta.app_label in APPS}
+
+
+def pages(model_admin, obj_pk) -> list[str]:
+    meta = model_admin.model._meta
+    name = f"admin:{meta.app_label}_{meta.model_name}"
+    return [reverse(f"{name}_changelist"), reverse(f"{name}_change", args=[obj_pk])]
+
+
+def count(admin_client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return len(real_queries(captured))
+
+
+def test_every_admin_page_costs_the_same_for_few_rows_as_for_many(admin_client, client):
+    shared = populate(client, "few", 1)
+    first = {model: model._base_manager.order_by("pk").first() for model in ours()}
+    from entities_app.models import Entity
+    from knowledge_app.models import Pattern
+    from sessions_app.models import Agent, Project, Session
+
+    first.update({  # the rows whose children grow
+        Project: Project.objects.get(pk=shared["hub"]["id"]),
+        Pattern: Pattern.objects.get(pk=shared["pattern"]["id"]),
+        Entity: Entity.objects.get(pk=shared["entity"]["id"]),
+        Session: Session.objects.get(pk=shared["session"]["id"]),
+        Memory: Memory.objects.get(pk=shared["memory"]["id"]),
+        Agent: Agent.objects.get(name="shared-agent")})
+    urls = {model: pages(model_admin, first[model].pk)
+            for model, model_admin in ours().items() if first[model] is not None}
+    assert len(urls) >= 11  # every model of the API has rows here
+    for url_list in urls.values():  # once beforehand: once-a-minute bookkeeping stays out
+        for url in url_list:
+            count(admin_client, url)
+    few = {url: count(admin_client, url) for url_list in urls.values() for url in url_list}
+    populate(client, "many", 8, shared)
+    many = {url: count(admin_client, url) for url_list in urls.values() for url in url_list}
+    grown = {url: (few[url], many[url]) for url in few if many[url] != few[url]}
+    assert grown == {}
+    assert max(many.values()) <= 12
+
+
+def test_a_pattern_page_reads_its_adoptions_with_their_projects(admin_client, client):
+    """The adoption inline named each row's project and pattern: two queries a row."""
+    populate(client, "one", 1)
+    from knowledge_app.models import Pattern
+
+    pattern = Pattern.objects.get()
+    url = reverse("admin:knowledge_app_pattern_change", args=[pattern.pk])
+    count(admin_client, url)
+    one = count(admin_client, url)
+    for i in range(6):
+        client.post("/v1/projects", {"slug": f"extra-{i}", "name": f"extra {i}"}, format="json")
+        client.post(f"/v1/patterns/{pattern.pk}/adopt", {"project": f"extra-{i}"},
+                    format="json")
+    assert count(admin_client, url) == one
