@@ -109,12 +109,14 @@ def test_a_failing_receiver_is_retried_until_it_answers(client, receiver, task_q
 def test_a_receiver_slower_than_the_timeout_gets_the_event_again(client, receiver,
                                                                   task_queue, settings):
     settings.MEMORYRELAY_WEBHOOK_TIMEOUT = 0.3
-    Receiver.slow_first = 3.0
+    Receiver.slow_first = 5.0
     started = time.monotonic()
     post(client, content="slow receiver", webhook_url=receiver)
     task_queue.run()
     assert len(Receiver.received) == 2
-    assert time.monotonic() - started < 2.5  # the first call was cut short, not waited on
+    # The first call was cut short, not waited on (the queue's own polling takes a second
+    # or two on a busy machine).
+    assert time.monotonic() - started < 4.5
 
 
 def test_a_receiver_that_keeps_failing_is_given_up_after_the_attempts(client, receiver,
