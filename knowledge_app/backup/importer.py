@@ -9,6 +9,7 @@ from typing import IO
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
 from django.db.models.constants import OnConflict
+from django.utils import timezone
 
 from knowledge_app.services import knowledge_reembed
 from memories_app.embeddings import get_provider
@@ -41,7 +42,7 @@ def backup_import(*, file: IO[bytes], dry_run: bool = False, reembed: bool = Tru
     if dry_run:
         return report
     file.seek(0)
-    writer = _Writer(report, overwrite=overwrite)
+    writer = _Writer(report, overwrite=overwrite, parked=forward.parked)
     try:
         with transaction.atomic():
             for chunk in _chunks(file, ImportReport(), progress, progress_every, "imported"):
@@ -100,19 +101,27 @@ def _check_chunk(chunk: list[Line], forward: _ForwardLinks, *, overwrite: bool =
                  overwrite)
     written = [line for line in chunk if line.obj.id not in kept]
     for line in written if spec.unique else []:
-        values = tuple(getattr(line.obj, name) for name in spec.unique)
-        if None in values or getattr(line.obj, "deleted_at", None) is not None:
+        values = _unique_values(spec, line.obj)
+        forward.moved(spec, line.obj, values)
+        if values is None:
             continue
         live = {"deleted_at__isnull": True} if spec.soft_deleted else {}
         taken = (rows.filter(account__username=line.account, **live,
                              **dict(zip(spec.unique, values, strict=True)))
                  .exclude(pk=line.obj.id).values_list("pk", flat=True).first())
         if taken:
-            raise ImportRefused(f"{describe(spec.unique, values)} is taken by the live "
-                                f"{spec.name} {taken} of {line.account!r} on this server",
-                                line=line.number)
+            forward.taken(spec, taken, values, line)
     for line in written if spec.forward else []:
         forward.add(spec, line)
+
+
+def _unique_values(spec, obj) -> tuple | None:
+    """The values ``obj`` holds unique among live rows, or None when it holds none (deleted,
+    or a value left empty)."""
+    values = tuple(getattr(obj, name) for name in spec.unique)
+    if None in values or getattr(obj, "deleted_at", None) is not None:
+        return None
+    return values
 
 
 class _ForwardLinks:
@@ -120,11 +129,27 @@ class _ForwardLinks:
     the import writes may not name a row another row of this server already names, unless
     that row is written too (the writer clears and sets again the links of every row it
     writes). Judged once the whole file is read, so a link moved between two rows far apart
-    in the file is not refused."""
+    in the file is not refused.
+
+    Unique values are judged over the whole file as well: a value taken by another row
+    here is not refused when the file writes that row too, with another value (two agents
+    that swapped names). The writer parks such holders (``parked``) before it writes their
+    kind, so the value is free when the row taking it is written."""
 
     def __init__(self):
         self.links: list[tuple] = []  # (kind, name, ref, line number)
         self.written: set = set()  # ids of the rows written, of kinds with such links
+        self.values: dict[str, dict] = {}  # kind: {id written: its unique values or None}
+        self.versions: dict[str, dict] = {}  # kind: {id written: the file's updated_at}
+        self.conflicts: list[tuple] = []  # (kind spec, holder id, values, line)
+        self.parked: dict[str, dict] = {}  # kind: {holder to park first: file's updated_at}
+
+    def moved(self, spec, obj, values) -> None:
+        self.values.setdefault(spec.name, {})[obj.id] = values
+        self.versions.setdefault(spec.name, {})[obj.id] = getattr(obj, "updated_at", None)
+
+    def taken(self, spec, holder, values, line: Line) -> None:
+        self.conflicts.append((spec, holder, values, line))
 
     def add(self, spec, line: Line) -> None:
         self.written.add(line.obj.id)
@@ -134,6 +159,13 @@ class _ForwardLinks:
                 self.links.append((spec, name, ref, line.number))
 
     def check(self) -> None:
+        for spec, holder, values, line in self.conflicts:
+            written = self.values.get(spec.name, {})
+            if not spec.soft_deleted or holder not in written or written[holder] == values:
+                raise ImportRefused(f"{describe(spec.unique, values)} is taken by the live "
+                                    f"{spec.name} {holder} of {line.account!r} on this "
+                                    "server", line=line.number)
+            self.parked.setdefault(spec.name, {})[holder] = self.versions[spec.name][holder]
         for start in range(0, len(self.links), CHUNK):
             batch = self.links[start:start + CHUNK]
             for spec, name in {(spec, name) for spec, name, _, _ in batch}:
@@ -175,9 +207,11 @@ class _Writer:
     newer (unless ``overwrite``): those, and their links, are left as they are. Links that
     may point forward are written once every row is in."""
 
-    def __init__(self, report: ImportReport, *, overwrite: bool = False):
+    def __init__(self, report: ImportReport, *, overwrite: bool = False,
+                 parked: dict[str, dict] | None = None):
         self.report = report
         self.overwrite = overwrite
+        self.parked = dict(parked or {})  # kind: holders of values the file moves
         self.user_ids: dict[str, int] = {}
         self.forward: list[tuple[str, uuid.UUID, str, uuid.UUID, int]] = []
         self.where: tuple[int, int] | None = None
@@ -189,6 +223,7 @@ class _Writer:
                 self._account(line.record)
             return
         spec = KINDS[chunk[0].kind]
+        self._park(spec)
         objs = {line.obj.id: line.obj for line in chunk}  # a row listed twice: the later wins
         here = _held(spec.model, objs, lock=True)
         kept = _kept(here, objs, self.overwrite)
@@ -206,6 +241,24 @@ class _Writer:
         self.report.kept[spec.name] += len(kept)
         self.report.updated[spec.name] += len(here) - len(kept)
         self.report.created[spec.name] += len(objs) - len(here)
+
+    def _park(self, spec) -> None:
+        """Before the first row of its kind is written: the rows whose unique values the
+        file gives to others, and which the file writes too, are set aside (deleted for
+        the moment, which frees a value unique among live rows). Each is written again, as
+        the file has it, in this same transaction: only those the file will write are set
+        aside, judged under their row locks as the writes judge them (one edited since the
+        check, and so kept, keeps its value, and the row taking it is refused)."""
+        holders = self.parked.pop(spec.name, None)
+        if not holders:
+            return
+        here = _held(spec.model, holders, lock=True)
+        kept = _kept(here, {pk: _Version(at) for pk, at in holders.items() if pk in here},
+                     self.overwrite)
+        aside = {"live_slug": None} if spec.name == "project" else {}
+        spec.model._base_manager.filter(
+            pk__in=[pk for pk in here if pk not in kept], deleted_at__isnull=True,
+        ).update(deleted_at=timezone.now(), **aside)
 
     def link_forward(self) -> None:
         """Sets the links held back (``superseded_by``), ``CHUNK`` rows per query."""
@@ -229,6 +282,13 @@ class _Writer:
         else:
             self.report.updated["account"] += 1  # matched by username, left as it is
         self.user_ids[user.username] = user.pk
+
+
+class _Version:
+    """The file's ``updated_at`` of a row, as :func:`_kept` reads it off a row."""
+
+    def __init__(self, updated_at):
+        self.updated_at = updated_at
 
 
 def _upsert(model, objs: list) -> None:

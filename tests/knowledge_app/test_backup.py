@@ -392,6 +392,73 @@ def test_a_live_agent_name_taken_by_another_agent_on_this_server_is_refused(data
         run_import(text)
 
 
+def _swap_names_since(account) -> tuple[str, str]:
+    """Two agents swap names through a third, as the API would rename them."""
+    from sessions_app.services import agent_get_or_create, agent_update
+
+    first, _ = agent_get_or_create(account=account, name="alpha")
+    second, _ = agent_get_or_create(account=account, name="beta")
+    older = export(account="alice")
+    agent_update(agent=first, changes={"name": "swap"})
+    agent_update(agent=second, changes={"name": "alpha"})
+    agent_update(agent=Agent.objects.get(pk=first.pk), changes={"name": "beta"})
+    return older, export(account="alice")
+
+
+def test_a_newer_file_in_which_two_agents_swapped_names_is_imported(data, account):
+    """Each name is taken here by the other agent, which the file writes too: both are
+    written (the holders set aside first), not refused."""
+    older, newer = _swap_names_since(account)
+    run_import(older, overwrite=True)  # this server goes back to before the swap
+    assert set(Agent.objects.filter(name__in=["alpha", "beta"]).values_list(
+        "name", flat=True)) == {"alpha", "beta"}
+    report = run_import(newer)
+    names = {str(a.pk): a.name for a in Agent.objects.filter(account=account)}
+    in_file = {i["id"]: i["name"] for i in records(newer) if i.get("kind") == "agent"}
+    assert in_file == {pk: names[pk] for pk in in_file}
+    assert Agent.objects.filter(account=account, deleted_at__isnull=True,
+                                name__in=["alpha", "beta"]).count() == 2
+    assert report.updated["agent"] == 2
+    assert run_import(older, overwrite=True).updated["agent"] >= 2  # and back again
+
+
+def test_a_swap_whose_other_side_was_edited_here_since_is_refused_and_changes_nothing(
+        data, account):
+    older, newer = _swap_names_since(account)
+    run_import(older, overwrite=True)
+    holder = Agent.objects.get(account=account, name="beta")  # the file gives "beta" away
+    Agent.objects.filter(pk=holder.pk).update(description="edited here",
+                                              updated_at=timezone.now())
+    before = snapshot()
+    with pytest.raises(ImportRefused):
+        run_import(newer)
+    assert snapshot() == before  # the holder still live, with its name
+
+
+def test_a_swap_whose_other_side_is_edited_while_the_file_imports_loses_nothing(
+        data, account, monkeypatch):
+    """Edited after the check and before the writes: the holder is kept, so it is not set
+    aside (set aside and then kept, it would stay deleted); the row taking its name is
+    refused by the database, and nothing is imported."""
+    from knowledge_app.backup import importer
+
+    older, newer = _swap_names_since(account)
+    run_import(older, overwrite=True)
+    holder = Agent.objects.get(account=account, name="beta")
+    real = importer._ForwardLinks.check
+
+    def edited_after_the_check(self):
+        real(self)
+        Agent.objects.filter(pk=holder.pk).update(description="edited meanwhile",
+                                                  updated_at=timezone.now())
+
+    monkeypatch.setattr(importer._ForwardLinks, "check", edited_after_the_check)
+    with pytest.raises(ImportRefused, match="nothing was imported"):
+        run_import(newer)
+    holder.refresh_from_db()
+    assert holder.deleted_at is None and holder.name == "beta"
+
+
 def test_a_database_refusal_during_the_writes_rolls_everything_back(data, monkeypatch):
     from knowledge_app.backup import importer
 
