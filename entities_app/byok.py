@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -36,14 +37,21 @@ def byok_key_create(*, account, provider: str, api_key: str, model: str,
         raise Invalid(f"provider must be one of {', '.join(Provider.values)}", field="provider")
     if not api_key.strip() or len(api_key) > API_KEY_MAX:
         raise Invalid(f"api_key must be 1-{API_KEY_MAX} characters", field="api_key")
+    if not api_key.strip().isprintable():  # it is sent in a header: no CR, LF or the like
+        raise Invalid("api_key must not hold control characters", field="api_key")
     base_url = (base_url or "").strip()
     url = base_url or DEFAULT_BASE_URLS.get(provider, "")
     if not url:
         raise Invalid(f"base_url is required for the provider {provider!r}", field="base_url")
     refusal = outbound_refusal(url, name="base_url",
                                allow_local=settings.MEMORYRELAY_BYOK_ALLOW_LOCAL)
+    if refusal and not base_url:
+        refusal = (f"the {provider} default ({url}) is a local address this server may not "
+                   "call (MEMORYRELAY_BYOK_ALLOW_LOCAL); give a base_url")
     if refusal:
         raise Invalid(refusal, field="base_url")
+    if urlsplit(url).query or urlsplit(url).fragment:  # the chat path is added to it
+        raise Invalid("base_url must not hold a query or a fragment", field="base_url")
     fields = dict(account=account, provider=provider, model=model.strip(), label=label or "",
                   base_url=base_url, encrypted_key=secret_encrypt(api_key.strip()),
                   masked_key=secret_mask(api_key.strip()))

@@ -49,13 +49,17 @@ class ChatEndpoint:
             payload["max_tokens"] = max_tokens
         headers = {"Content-Type": "application/json"}
         if self.api_key:
+            if not self.api_key.isprintable():  # a header would refuse it, quoting it
+                raise LLMUnavailable(f"{self.completions_url}: the API key holds a control "
+                                     "character")
             headers["Authorization"] = f"Bearer {self.api_key}"
         data = json.dumps(payload).encode()
         try:
             body = json.loads(self._post(data, headers))
             content = body["choices"][0]["message"]["content"]
         except (urllib.error.URLError, http.client.HTTPException, OutboundRefused,
-                TimeoutError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+                TimeoutError, OSError, ValueError, KeyError, IndexError, TypeError,
+                RecursionError) as exc:  # RecursionError: JSON nested past Python's stack
             raise LLMUnavailable(f"{self.completions_url}: {exc}") from exc
         if not isinstance(content, str) or not content.strip():
             raise LLMUnavailable(f"{self.completions_url}: an empty answer")

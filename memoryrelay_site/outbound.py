@@ -49,9 +49,27 @@ def outbound_refusal(url: str, *, name: str, allow_local: bool) -> str | None:
         return None  # a name: checked when called
 
 
+# IPv6 addresses that carry an IPv4 one a gateway reaches: NAT64 (DNS64 answers a v4-only
+# name with one) and the IPv4-compatible form, each judged by the IPv4 address it carries;
+# 6to4 (2002::/16) by the one it routes to. Local-use NAT64, Teredo and the old site-local
+# range are refused whole.
+_CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
 def _address_refusal(address, name: str) -> str | None:
+    refusal = f"{name} may not point to a loopback, private or link-local address"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address.sixtofour is not None:
+            address = address.sixtofour
+        elif address.teredo is not None or address in _NAT64_LOCAL or address.is_site_local:
+            return refusal
+        elif any(address in network for network in _CARRY_IPV4):
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     if not address.is_global or address.is_multicast:
-        return f"{name} may not point to a loopback, private or link-local address"
+        return refusal
     return None
 
 
@@ -93,15 +111,39 @@ def outbound_post(url: str, *, body: bytes, headers: dict, timeout: float, name:
         content, error = b"", None
         try:
             content = response.read(read_limit + 1)
-        except (OSError, http.client.HTTPException) as exc:
-            error = exc
-        if connection.was_cut.is_set() and error is None and len(content) <= read_limit:
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a
+            error = exc  # chunk size that is not a number
+        complete = len(content) > read_limit or not response.length
+        if error is None and connection.was_cut.is_set() and len(content) <= read_limit:
             error = TimeoutError(f"the body did not arrive within {timeout:g} s")
+        elif error is None and not complete:  # the connection closed before its length
+            error = http.client.IncompleteRead(content, response.length)
         return Answer(response.status, response.reason, content[:read_limit], error,
                       len(content) > read_limit)
     finally:
         watchdog.cancel()
         connection.close()
+
+
+def _lookup(host: str, port: int, seconds: float) -> list:
+    """``getaddrinfo`` within ``seconds``: a name server that answers slowly (or never)
+    cannot hold the exchange past its deadline (the lookup goes on in its thread)."""
+    answer: list = []
+
+    def look() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            answer.append(exc)
+
+    thread = threading.Thread(target=look, daemon=True, name="outbound-lookup")
+    thread.start()
+    thread.join(seconds)
+    if not answer:
+        raise TimeoutError(f"{host} did not resolve within the timeout")
+    if isinstance(answer[0], OSError):
+        raise answer[0]
+    return answer[0]
 
 
 class _Connection(http.client.HTTPSConnection):
@@ -125,7 +167,7 @@ class _Connection(http.client.HTTPSConnection):
         return remaining
 
     def connect(self) -> None:
-        infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        infos = _lookup(self.host, self.port, self.left())
         if not self.allow_local:
             for *_, address in infos:
                 refusal = _address_refusal(ipaddress.ip_address(address[0]), self.field)
@@ -155,10 +197,14 @@ class _Connection(http.client.HTTPSConnection):
             wrapped.settimeout(self.left())
             wrapped.do_handshake()
         self.sock.settimeout(self.left())
+        # http.client lets go of ``self.sock`` once an answer says it closes the connection
+        # (HTTP/1.0, ``Connection: close``, no length), while its body is still read off
+        # the same socket: :meth:`cut` must find it all the same.
+        self.open_socket = self.sock
 
     def cut(self) -> None:
         self.was_cut.set()
-        sock = self.sock
+        sock = self.sock or getattr(self, "open_socket", None)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

@@ -63,7 +63,7 @@ class LLMExtractor:
         try:
             items = json.loads(FENCE.sub("", content.strip()))["entities"]
             return dedupe([m for m in (_mention(text, item) for item in items) if m])
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, RecursionError) as exc:
             raise LLMUnavailable(f"unexpected answer from {self.url}: {exc}") from exc
 
 

@@ -80,15 +80,22 @@ def test_bad_keys_are_refused_naming_the_field(client, settings):
     assert_error(client.post("/v1/extraction/keys", {"provider": "custom", "api_key": "k",
                                                      "model": "m"}, format="json"),
                  422, "validation_error", "base_url")
+    for secret in ("sk-abc\r\nX-Injected: 1", "sk-abc\x7f", "sk-\tabc"):
+        assert_error(client.post("/v1/extraction/keys", {
+            "provider": "openai", "api_key": secret, "model": "m"}, format="json"),
+            422, "validation_error", "api_key")
     for url in ("http://127.0.0.1:11434/v1", "https://10.0.0.5/v1", "https://localhost/v1",
                 "http://llm.example.com/v1", "https://llm.example.com:99999/v1",
-                "https://llm.example.com:x/v1", "https://[::1/v1"):
+                "https://llm.example.com:x/v1", "https://[::1/v1",
+                "https://[64:ff9b::a9fe:a9fe]/v1", "https://[2002:7f00:1::]/v1",
+                "https://llm.example.com/v1?x=1", "https://llm.example.com/v1#part"):
         assert_error(client.post("/v1/extraction/keys", {
             "provider": "custom", "api_key": "k", "model": "m", "base_url": url},
             format="json"), 422, "validation_error", "base_url")
-    assert_error(client.post("/v1/extraction/keys", {"provider": "ollama", "api_key": "k",
-                                                     "model": "llama3"}, format="json"),
-                 422, "validation_error", "base_url")  # its default is this machine
+    body = assert_error(client.post("/v1/extraction/keys", {
+        "provider": "ollama", "api_key": "k", "model": "llama3"}, format="json"),
+        422, "validation_error", "base_url")  # its default is this machine
+    assert "ollama default" in body["message"] and "give a base_url" in body["message"]
     settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
     assert add_key(client, provider="ollama", model="llama3")["base_url"] is None
     settings.MEMORYRELAY_BYOK_ENABLED = False
@@ -271,3 +278,17 @@ def test_an_answer_larger_than_the_limit_is_not_read_whole(client, settings, fak
     fake_llm["answer"] = answer(("Maria Lopez", "person")) + " " * 4000  # valid, but long
     assert extract_with_key(client, fake_llm["url"] + "/v1") == "rules"
     assert len(fake_llm["requests"]) == 1
+
+
+@pytest.mark.parametrize("answer", [
+    {"raw": b"[" * 100_000 + b"]" * 100_000},
+    {"answer": "[" * 100_000 + "]" * 100_000},
+])
+def test_an_answer_nested_past_the_stack_falls_back_to_the_rules(client, settings, fake_llm,
+                                                                answer):
+    """It failed the extraction (a RecursionError is no ValueError) instead of falling
+    back, as every other failure does."""
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
+    fake_llm.update(answer)
+    assert extract_with_key(client, fake_llm["url"] + "/v1") == "rules"
+    assert MemoryExtraction.objects.get().status == "done"

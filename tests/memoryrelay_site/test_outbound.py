@@ -1,0 +1,116 @@
+"""Requests to URLs an account gave (memoryrelay_site.outbound): one deadline over the
+whole exchange, whatever the receiver does, and addresses checked as they are connected to."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from memoryrelay_site.outbound import OutboundRefused, outbound_post
+
+
+@pytest.fixture
+def raw_server():
+    """Answers each connection with ``state["answer"]``, then the bytes of
+    ``state["trickle"]`` one every ``state["pause"]`` seconds, then closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    state = {"answer": b"", "trickle": b"", "pause": 0.0}
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                try:
+                    conn.sendall(state["answer"])
+                    for byte in state["trickle"]:
+                        time.sleep(state["pause"])
+                        conn.sendall(bytes([byte]))
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    yield state
+    listener.close()
+
+
+def post(url, timeout=1.0, read_limit=1024):
+    return outbound_post(url, body=b"{}", headers={}, timeout=timeout, name="url",
+                         allow_local=True, read_limit=read_limit)
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.0 200 OK\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n",
+])
+def test_a_body_trickled_on_a_closing_connection_ends_at_the_deadline(raw_server, answer):
+    """http.client lets go of its socket once an answer says the connection closes: the
+    deadline used to find nothing to cut, and each byte in time kept the read going."""
+    raw_server.update(answer=answer, trickle=b"x" * 40, pause=0.25)  # 10 s in all
+    started = time.monotonic()
+    reply = post(raw_server["url"], timeout=1.0)
+    assert time.monotonic() - started < 3
+    assert reply.status == 200 and isinstance(reply.body_error, TimeoutError)
+
+
+def test_a_name_server_slower_than_the_deadline_ends_the_exchange(monkeypatch):
+    real = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host == "slow.example.com":
+            time.sleep(3)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        post("http://slow.example.com/hook", timeout=0.5)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("answer, error", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial", "IncompleteRead"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+     "ValueError|IncompleteRead"),
+])
+def test_a_body_cut_short_or_badly_framed_is_said_so_not_raised(raw_server, answer, error):
+    raw_server.update(answer=answer)
+    reply = post(raw_server["url"])
+    assert reply.status == 200
+    assert type(reply.body_error).__name__ in error.split("|")
+
+
+def test_a_whole_body_and_one_past_the_limit_are_told_apart(raw_server):
+    raw_server.update(answer=b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    reply = post(raw_server["url"])
+    assert (reply.body, reply.body_error, reply.truncated) == (b"hello", None, False)
+    reply = post(raw_server["url"], read_limit=3)
+    assert (reply.body, reply.body_error, reply.truncated) == (b"hel", None, True)
+
+
+@pytest.mark.parametrize("address", [
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b:1::1",  # local-use NAT64
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "::a00:1",  # IPv4-compatible 10.0.0.1
+    "fec0::1",  # site-local
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+])
+def test_ipv6_addresses_carrying_a_private_ipv4_one_are_refused(address, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))])
+    with pytest.raises(OutboundRefused):
+        outbound_post("https://hooks.example.com/x", body=b"{}", headers={}, timeout=1,
+                      name="url", allow_local=False, read_limit=10)
+    with pytest.raises(OutboundRefused):
+        outbound_post(f"https://[{address}]/x", body=b"{}", headers={}, timeout=1,
+                      name="url", allow_local=False, read_limit=10)
