@@ -189,6 +189,42 @@ def test_impact_queries_do_not_grow_with_the_rows_searched(client, account, chai
     assert body["total"] == 3
 
 
+def test_impact_costs_a_fixed_number_of_queries_per_affected_project(client, account):
+    """Each affected project is searched on its own (its decisions, its memories), so the
+    statements grow with the projects the walk reaches, by the same number each, and never
+    with their rows; the walk stops at IMPACT_MAX_PROJECTS."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conftest import real_queries
+
+    project(account, "core")
+
+    def cost() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.post("/v1/projects/impact-analysis",
+                                   {"project": "core", "change_description": "token cache"},
+                                   format="json")
+        assert response.status_code == 200, response.content
+        return len(real_queries(captured))
+
+    costs = []
+    for n in range(1, 5):
+        downstream = project(account, f"svc-{n}")
+        relate(downstream, "core")
+        record(client, title=f"Token cache rule {n}", rationale="Auth tokens.",
+               project_slug=f"svc-{n}")
+        remember(account, f"svc-{n}", f"Token cache fact {n}")
+        cost()  # once beforehand: once-a-minute bookkeeping stays out
+        costs.append(cost())
+    steps = {later - earlier for earlier, later in zip(costs, costs[1:], strict=False)}
+    assert len(steps) == 1, costs  # the same for every project added
+    per_project = steps.pop()
+    assert per_project <= (13 if connection.vendor == "postgresql" else 8), costs
+    bound = costs[0] + per_project * (project_views.IMPACT_MAX_PROJECTS - 1)
+    assert bound <= 350  # the most one analysis can cost
+
+
 # --- shared patterns ----------------------------------------------------------------------
 
 
