@@ -139,8 +139,12 @@ class Reader:
                     values[name] = load(users._meta.get_field(name), record[name])
                 except ValueError as exc:
                     raise ImportRefused(f"{name} {exc}", line=number) from None
-        try:
-            users(**values).clean_fields(exclude=["password"])
+        most = users._meta.get_field("username").max_length
+        if len(username) > most or not username.isprintable() or username != username.strip():
+            raise ImportRefused(f"username must be printable, at most {most} characters, "
+                                "without spaces around it", line=number)
+        try:  # any name this server can hold, the ones Django's form would refuse included
+            users(**values).clean_fields(exclude=["password", "username"])
         except ValidationError as exc:
             name, messages = next(iter(exc.message_dict.items()))
             raise ImportRefused(f"{name}: {messages[0]}", line=number) from None

@@ -364,12 +364,25 @@ def test_a_bad_account_line_is_refused_with_its_number(data):
     wipe()
     for change, message in ((edit(date_joined="yesterday"), "date_joined must be an ISO"),
                             (drop("username"), "needs a username"),
-                            (edit(username="has space!"), "username")):
+                            (edit(username="has\nnewline"), "username"),
+                            (edit(username=" padded"), "username")):
         with pytest.raises(ImportRefused) as refused:
             run_import(corrupt(lines_of(items), number, change))
         assert refused.value.message.startswith(f"line {number}: ")
         assert message in refused.value.message
     assert not User.objects.exists()
+
+
+def test_an_account_named_outside_djangos_rule_is_exported_and_imported(data, account):
+    """Accounts made before names were checked (``create_api_key --user "ops team"``) are
+    on servers; one of them refused the whole file, every account with it."""
+    odd = User.objects.create(username="ops team!")
+    memory_create(account=odd, agent_ref="bot", content="kept across the restore")
+    text = export()
+    wipe()
+    report = run_import(text)
+    assert report.created["account"] == 3
+    assert Memory.objects.filter(account__username="ops team!").count() == 1
 
 
 def test_an_id_that_belongs_to_another_account_on_this_server_is_refused(data):

@@ -8,6 +8,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.core.management import CommandError, call_command
 from django.urls import reverse
@@ -126,6 +127,17 @@ def test_create_api_key_refuses_a_user_name_too_long_for_an_account(db):
     with pytest.raises(CommandError, match="--user must be at most 150"):
         run("create_api_key", "--user", "u" * 151)
     assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["ops team", "bad user!", "tab\there"])
+def test_create_api_key_refuses_a_new_account_name_outside_djangos_rule(db, name):
+    """Such a name could not be typed into the admin's form either; an account that already
+    has one keeps getting keys."""
+    with pytest.raises(CommandError, match="--user: Enter a valid username"):
+        run("create_api_key", "--user", name)
+    assert not ApiKey.objects.exists()
+    get_user_model().objects.create(username=name)
+    assert "Created API key" in run("create_api_key", "--user", name)
 
 
 def test_revoke_api_key_revokes_the_key_its_prefix_names(account, api_key):

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -37,9 +38,15 @@ class Command(BaseCommand):
             raise CommandError(f"--expires-days must be 1 to {MAX_EXPIRES_DAYS}")
         if len(name) > ApiKey._meta.get_field("name").max_length:
             raise CommandError("--name must be at most 255 characters")
-        username_max = get_user_model()._meta.get_field("username").max_length
+        users = get_user_model()
+        username_max = users._meta.get_field("username").max_length
         if len(user.strip()) > username_max:
             raise CommandError(f"--user must be at most {username_max} characters")
+        if not users.objects.filter(username=user.strip()).exists():
+            try:  # a new account's name follows Django's rule, as the admin's form does
+                users.username_validator(user.strip())
+            except ValidationError as exc:
+                raise CommandError(f"--user: {exc.messages[0]}") from None
         if rate_limit is not None and rate_limit < 0:
             raise CommandError("--rate-limit must be 0 (unlimited) or more")
         wanted = list(dict.fromkeys(s.strip() for s in scopes.split(",") if s.strip()))
