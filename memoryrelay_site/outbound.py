@@ -114,8 +114,8 @@ def outbound_post(url: str, *, body: bytes, headers: dict, timeout: float, name:
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a
             error = exc  # chunk size that is not a number
         complete = len(content) > read_limit or not response.length
-        if error is None and connection.was_cut.is_set() and len(content) <= read_limit:
-            error = TimeoutError(f"the body did not arrive within {timeout:g} s")
+        if connection.was_cut.is_set() and len(content) <= read_limit:  # whatever the cut
+            error = TimeoutError(f"the body did not arrive within {timeout:g} s")  # raised
         elif error is None and not complete:  # the connection closed before its length
             error = http.client.IncompleteRead(content, response.length)
         return Answer(response.status, response.reason, content[:read_limit], error,
