@@ -7,7 +7,9 @@ agent, then the session, it adds a row to."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from memories_app import search
 from memories_app.embeddings import get_provider
 from memories_app.services import embedding_of, rows_reembed, vector_fields
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
+from memoryrelay_site.purge import along, delete_in_order
 from sessions_app.models import Project, ProjectRelationship
 from sessions_app.projects import project_find, project_get
 from sessions_app.services import agent_ref_checked, locked_live, parents_for_write
@@ -410,21 +413,19 @@ def knowledge_reembed(*, batch_size: int = 64, dry_run: bool = False,
 class KnowledgePurgeReport:
     decisions: int
     patterns: int
+    along: Counter = dataclass_field(default_factory=Counter)  # removed with them, by model
 
 
 def knowledge_purge_deleted(*, older_than_days: int, dry_run: bool = False,
                             now: datetime | None = None) -> KnowledgePurgeReport:
     """Removes for good the decisions and patterns soft-deleted more than
     ``older_than_days`` ago (a decision they superseded keeps its status, without the link;
-    a pattern's adoptions go with it)."""
+    a pattern's adoptions go with it, counted in ``along``)."""
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
-    querysets = [Decision.objects.filter(deleted_at__lt=cutoff),
-                 Pattern.objects.filter(deleted_at__lt=cutoff)]
-    counts = [qs.count() for qs in querysets]
-    if not dry_run:
-        with transaction.atomic():
-            for qs in querysets:
-                qs.delete()
-    return KnowledgePurgeReport(*counts)
+    removed = delete_in_order([Decision.objects.filter(deleted_at__lt=cutoff),
+                               Pattern.objects.filter(deleted_at__lt=cutoff)], dry_run=dry_run)
+    labels = [Decision._meta.label, Pattern._meta.label]
+    return KnowledgePurgeReport(*(sum(c[label] for c in removed) for label in labels),
+                                along=along(removed, labels))

@@ -9,18 +9,20 @@ its agent and session until it commits."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from memoryrelay_site.errors import Invalid, NotFound, ServiceError
+from memoryrelay_site.purge import along, delete_in_order, named_by_another_row
 from memoryrelay_site.serializers import is_uuid
 from sessions_app.models import Agent, Project, ProjectRelationship, Session
 from sessions_app.services import (
@@ -506,32 +508,34 @@ class PurgeReport:
     project_relationships: int = 0
     projects: int = 0
     webhook_deliveries: int = 0
+    along: Counter = dataclass_field(default_factory=Counter)  # removed with them, by model
+
+
+PURGED = (Memory, Session, Agent, ProjectRelationship, Project, WebhookDelivery)
 
 
 def purge_deleted(*, older_than_days: int, dry_run: bool = False,
                   now: datetime | None = None) -> PurgeReport:
     """Removes for good the rows soft-deleted more than ``older_than_days`` ago.
 
-    Memories first, then sessions (memories kept from a purged session lose the link,
-    not their content), then agents that no longer own any live row, then project
-    relationships and projects (a purged project takes its hidden relationships along), and
-    the record of webhook deliveries settled (sent, given up or refused) before the cutoff."""
+    Memories first, then sessions and agents that no other row names any more (a live
+    memory of a deleted session keeps it, and so does a decision of a deleted agent: a
+    purge changes no row it does not remove), then project relationships and projects (a
+    purged project takes its hidden relationships and adoptions along), and the record of
+    webhook deliveries settled (sent, given up or refused) before the cutoff. ``along``
+    counts what went with them (their entity links, extraction records, ...)."""
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
-    owns_live = Exists(Memory.objects.live().filter(agent=OuterRef("pk"))) | Exists(
-        Session.objects.live().filter(agent=OuterRef("pk")))
     querysets = [
         Memory.objects.filter(deleted_at__lt=cutoff),
-        Session.objects.filter(deleted_at__lt=cutoff),
-        Agent.objects.filter(deleted_at__lt=cutoff).exclude(owns_live),
+        Session.objects.filter(deleted_at__lt=cutoff).exclude(named_by_another_row(Session)),
+        Agent.objects.filter(deleted_at__lt=cutoff).exclude(named_by_another_row(Agent)),
         ProjectRelationship.objects.filter(deleted_at__lt=cutoff),
         Project.objects.filter(deleted_at__lt=cutoff),
         WebhookDelivery.objects.filter(updated_at__lt=cutoff, status__in=SETTLED_DELIVERIES),
     ]
-    counts = [qs.count() for qs in querysets]
-    if not dry_run:
-        with transaction.atomic():
-            for qs in querysets:
-                qs.delete()
-    return PurgeReport(*counts)
+    removed = delete_in_order(querysets, dry_run=dry_run)
+    labels = [model._meta.label for model in PURGED]
+    counts = [sum(c[label] for c in removed) for label in labels]
+    return PurgeReport(*counts, along=along(removed, labels))

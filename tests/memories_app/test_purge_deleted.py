@@ -44,13 +44,55 @@ def test_dry_run_reports_the_same_counts_and_removes_nothing(account, agent):
     assert Memory.objects.filter(pk=gone.pk).exists()
 
 
-def test_a_kept_memory_of_a_purged_session_survives_without_the_link(account, agent, session):
+def test_a_deleted_session_a_live_memory_still_names_is_kept_until_it_goes(account, agent,
+                                                                          session):
+    """The memory would have lost its session (a purge changed a row it did not remove)."""
     kept = memory_create(account=account, agent_ref=agent.name, content="keep me",
                          session_id=session.id)
     session_delete(session=session, at=days_ago(40))
-    assert "1 sessions" in purge("--older-than-days", "30")
+    assert "0 sessions" in purge("--older-than-days", "30")
     kept.refresh_from_db()
-    assert kept.session_id is None and kept.content == "keep me" and kept.deleted_at is None
+    assert kept.session_id == session.id and kept.deleted_at is None
+    Memory.objects.filter(pk=kept.pk).update(deleted_at=days_ago(40))
+    assert "Purged 1 memories, 1 sessions" in purge("--older-than-days", "30")
+    assert not Session.objects.exists()
+
+
+def test_live_decisions_of_a_deleted_agent_and_session_are_left_as_they_are(client, account):
+    """Decisions stay when their agent is deleted; purging the agent or the session set
+    their links to null, on live rows, behind their updated_at."""
+    from knowledge_app.models import Decision
+
+    session = client.post("/v1/sessions", {"agent_id": "w", "title": "s"},
+                          format="json").json()
+    decision = client.post("/v1/decisions", {"title": "d", "rationale": "r", "agent_id": "w",
+                                             "session_id": session["id"]},
+                           format="json").json()
+    agent_delete(agent=Agent.objects.get(name="w"), at=days_ago(40))
+    fields = ["agent_id", "session_id", "updated_at", "status", "deleted_at"]
+    before = Decision.objects.values(*fields).get(pk=decision["id"])
+    out = purge("--older-than-days", "30")
+    assert "0 sessions, 0 agents" in out
+    assert Decision.objects.values(*fields).get(pk=decision["id"]) == before
+    assert before["agent_id"] is not None and before["session_id"] is not None
+    Decision.objects.filter(pk=decision["id"]).update(deleted_at=days_ago(40))
+    assert "1 sessions, 1 agents, 1 decisions" in purge("--older-than-days", "30")
+
+
+def test_the_rows_that_go_along_are_counted_and_a_dry_run_counts_the_same(client, account,
+                                                                          agent):
+    memory = memory_create(account=account, agent_ref=agent.name, content="Acme deal")
+    entity = client.post("/v1/entities", {"name": "Acme", "entity_type": "organization"},
+                         format="json").json()
+    client.post("/v1/entities/links", {"entity_id": entity["id"], "memory_id": str(memory.pk)},
+                format="json")
+    Memory.objects.filter(pk=memory.pk).update(deleted_at=days_ago(40))
+    dry = purge("--older-than-days", "30", "--dry-run")
+    assert "Would purge 1 memories" in dry and "1 entity links" in dry
+    assert Memory.objects.filter(pk=memory.pk).exists()
+    real = purge("--older-than-days", "30")
+    assert real.replace("Purged", "Would purge") == dry
+    assert not Memory.objects.filter(pk=memory.pk).exists()
 
 
 def test_a_deleted_agent_goes_with_its_sessions_and_memories_and_live_agents_stay(

@@ -1,5 +1,9 @@
+from collections import Counter
+
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from entities_app.services import entities_purge_deleted
 from knowledge_app.services import knowledge_purge_deleted
@@ -22,8 +26,10 @@ class Command(BaseCommand):
         "memories, sessions, agents, projects and project relationships "
         "soft-deleted more than "
         "--older-than-days ago (default: MEMORYRELAY_RETENTION_DAYS), and the record of "
-        "webhook deliveries settled before then. Live rows are never "
-        "touched; memories kept from a purged session stay, without the link."
+        "webhook deliveries settled before then. A deleted session or agent that another "
+        "row still names (a live memory, a decision) stays until that row goes: a purge "
+        "changes no row it does not remove. --dry-run does the work and undoes it, so its "
+        "counts are exact, what goes along with the rows included."
     )
 
     def add_arguments(self, parser):
@@ -37,9 +43,12 @@ class Command(BaseCommand):
         except ValueError:
             raise CommandError(
                 "--older-than-days must be a whole number of days, 0 or more") from None
-        knowledge = knowledge_purge_deleted(older_than_days=retention, dry_run=dry_run)
-        entities = entities_purge_deleted(older_than_days=retention, dry_run=dry_run)
-        report = purge_deleted(older_than_days=retention, dry_run=dry_run)
+        with transaction.atomic():  # one run, and a dry run undone whole: its counts exact
+            knowledge = knowledge_purge_deleted(older_than_days=retention)
+            entities = entities_purge_deleted(older_than_days=retention)
+            report = purge_deleted(older_than_days=retention)
+            if dry_run:
+                transaction.set_rollback(True)
         verb = "Would purge" if dry_run else "Purged"
         self.stdout.write(
             f"{verb} {report.memories} memories, {report.sessions} sessions, "
@@ -50,3 +59,8 @@ class Command(BaseCommand):
             f"deleted more than {retention} days ago, and {report.webhook_deliveries} "
             "webhook deliveries settled before then."
         )
+        with_them = Counter(knowledge.along) + Counter(report.along)  # links of memories...
+        if with_them:
+            self.stdout.write("Along with them: " + ", ".join(
+                f"{count} {apps.get_model(label)._meta.verbose_name_plural}"
+                for label, count in sorted(with_them.items())) + ".")

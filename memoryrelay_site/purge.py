@@ -1,0 +1,47 @@
+"""Removing soft-deleted rows for good (``manage.py purge_deleted``), shared by every app's
+purge: deletes run in order in one transaction, a dry run undoes them, and what each
+removed is counted by model, cascades included, so a report never says less than happened.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+
+
+def delete_in_order(querysets, *, dry_run: bool) -> list[Counter]:
+    """Deletes each queryset in turn, in one transaction (rolled back for ``dry_run``, so its
+    counts are the ones a real run gives): each sees what the ones before it removed. For
+    each, what it removed by model label (``memories_app.Memory``), cascades included."""
+    removed = []
+    with transaction.atomic():
+        for queryset in querysets:
+            _, per_model = queryset.delete()
+            removed.append(Counter({k: v for k, v in per_model.items() if v}))
+        if dry_run:
+            transaction.set_rollback(True)
+    return removed
+
+
+def named_by_another_row(model) -> Q:
+    """True for the rows of ``model`` that a row of another kind still names (any foreign
+    key to it, live row or deleted): such a row is kept, so that a purge never changes a
+    row it does not remove (a live decision would lose its agent, a memory its session)."""
+    condition = Q(pk__in=[])
+    for relation in model._meta.related_objects:
+        if relation.one_to_many or relation.one_to_one:
+            related = relation.related_model._base_manager
+            condition |= Q(Exists(related.filter(**{relation.field.name: OuterRef("pk")})))
+    return condition
+
+
+def along(removed: list[Counter], own: list[str]) -> Counter:
+    """What the deletes removed besides the rows they were for (``own``: model labels)."""
+    total = Counter()
+    for counts in removed:
+        total.update(counts)
+    for label in own:
+        total.pop(label, None)
+    return total
