@@ -89,8 +89,10 @@ class Reader:
                 f"the file ends at line {number} without its end line (cut short?)")
 
     def _parse(self, raw: bytes, number: int) -> dict:
-        try:
-            record = json.loads(raw)
+        try:  # NaN and Infinity are not JSON, and no JSON column takes them
+            record = json.loads(raw, parse_constant=_not_json)
+        except RecursionError:
+            raise ImportRefused("nested too deep", line=number) from None
         except ValueError as exc:
             raise ImportRefused(f"not valid JSON ({exc})", line=number) from None
         if not isinstance(record, dict):
@@ -258,3 +260,7 @@ def describe(names: tuple[str, ...], values: tuple) -> str:
     if len(names) == 1:
         return f"the {names[0]} {values[0]!r}"
     return "the same " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True))
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON number")

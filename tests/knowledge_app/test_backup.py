@@ -660,3 +660,43 @@ def test_a_version_1_file_still_imports_and_holds_only_its_four_kinds(db):
     items.insert(-1, {"kind": "project", "id": str(uuid.uuid4()), "account": "dana"})
     with pytest.raises(ImportRefused, match=f"line {len(items) - 1}: unknown kind 'project'"):
         run_import(lines_of(items))
+
+
+@pytest.mark.parametrize("where", ["missing/dir/backup.jsonl", "."])
+def test_an_export_to_a_path_it_cannot_write_is_a_command_error_before_any_read(
+        tmp_path, data, where, django_assert_max_num_queries):
+    target = tmp_path / where
+    with django_assert_max_num_queries(0), pytest.raises(CommandError, match=r"cannot write|"
+                                                         r"is a directory"):
+        call_command("export", "-o", str(target), stderr=io.StringIO())
+
+
+def test_an_export_whose_reader_stops_reading_says_it_is_incomplete(data, monkeypatch):
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with pytest.raises(CommandError, match="incomplete"):
+        call_command("export", "-o", "-", stderr=io.StringIO())
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_a_number_json_has_not_is_refused_at_the_check_naming_its_line(data, value):
+    """Python reads NaN; no JSON column takes it: the dry run passed the file the import
+    then failed on, naming a range of lines."""
+    items = records(export())
+    number = next(n for n, i in enumerate(items, 1) if i.get("kind") == "memory")
+    text = lines_of(items).splitlines()
+    text[number - 1] = text[number - 1].replace('"metadata": {', f'"metadata": {{"x": {value}, ', 1)
+    with pytest.raises(ImportRefused, match=f"line {number}: not valid JSON.*{value}"):
+        run_import("\n".join(text) + "\n", dry_run=True)
+
+
+def test_a_line_nested_past_the_stack_is_refused_naming_it(data):
+    items = records(export())
+    text = lines_of(items).splitlines()
+    text.insert(2, "[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ImportRefused, match="line 3: nested too deep"):
+        run_import("\n".join(text) + "\n", dry_run=True)
+

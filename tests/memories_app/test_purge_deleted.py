@@ -112,7 +112,7 @@ def test_running_twice_purges_nothing_the_second_time(account, agent):
     assert "Purged 0 memories, 0 sessions, 0 agents" in purge("--older-than-days", "30")
 
 
-@pytest.mark.parametrize("value", ["-1", "soon", "1.5"])
+@pytest.mark.parametrize("value", ["-1", "soon", "1.5", "1000000", "99999999999"])
 def test_a_bad_retention_is_a_command_error(db, value):
     with pytest.raises(CommandError):
         purge("--older-than-days", value)

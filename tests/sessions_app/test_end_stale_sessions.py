@@ -88,7 +88,7 @@ def test_running_twice_ends_nothing_the_second_time(account):
     assert "Ended 0 sessions" in run("--idle-hours", "24")
 
 
-@pytest.mark.parametrize("value", ["0", "-3"])
+@pytest.mark.parametrize("value", ["0", "-3", "inf", "nan", "1e308"])
 def test_a_non_positive_idle_time_is_a_command_error(db, value):
     with pytest.raises(CommandError):
         run("--idle-hours", value)

@@ -32,8 +32,13 @@ class Command(BaseCommand):
 
         try:
             if output == "-":
-                report = account_export(out=sys.stdout, account=account,
-                                        chunk_size=chunk_size, progress=progress)
+                try:
+                    report = account_export(out=sys.stdout, account=account,
+                                            chunk_size=chunk_size, progress=progress)
+                except BrokenPipeError:  # `export | head`: the reader stopped reading
+                    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the exit's flush
+                    raise CommandError("standard output was closed before the end: this "
+                                       "export is incomplete") from None
             else:
                 report = self._to_file(output, account=account, chunk_size=chunk_size,
                                        progress=progress)
@@ -48,7 +53,12 @@ class Command(BaseCommand):
         """Written beside the target and renamed at the end: a cut-off export never takes
         the place of a good one."""
         folder = os.path.dirname(os.path.abspath(path))
-        fd, partial = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".jsonl")
+        if os.path.isdir(path):
+            raise CommandError(f"{path} is a directory: name the file to write")
+        try:  # checked before anything is read: a path that cannot be written fails at once
+            fd, partial = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".jsonl")
+        except OSError as exc:
+            raise CommandError(f"cannot write beside {path}: {exc.strerror}") from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 report = account_export(out=out, **kwargs)

@@ -9,10 +9,12 @@ from entities_app.services import entities_purge_deleted
 from knowledge_app.services import knowledge_purge_deleted
 from memories_app.services import purge_deleted
 
+MAX_DAYS = 36_500  # a century: further back than any row, and within what dates can hold
+
 
 def days(value: str) -> int:
     number = int(value)
-    if number < 0:
+    if not 0 <= number <= MAX_DAYS:
         raise ValueError(value)
     return number
 
@@ -42,7 +44,7 @@ class Command(BaseCommand):
             retention = days(older_than_days)
         except ValueError:
             raise CommandError(
-                "--older-than-days must be a whole number of days, 0 or more") from None
+                f"--older-than-days must be a whole number of days, 0 to {MAX_DAYS}") from None
         with transaction.atomic():  # one run, and a dry run undone whole: its counts exact
             knowledge = knowledge_purge_deleted(older_than_days=retention)
             entities = entities_purge_deleted(older_than_days=retention)

@@ -3,6 +3,8 @@ from django.core.management.base import BaseCommand, CommandError
 from memoryrelay_site.progress import Progress
 from sessions_app.services import sessions_end_stale
 
+MAX_IDLE_HOURS = 24 * 36_500.0  # a century
+
 
 class Command(BaseCommand):
     help = (
@@ -17,8 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="report counts, change nothing")
 
     def handle(self, *args, idle_hours: float, summarize: bool, dry_run: bool, **options):
-        if not idle_hours > 0:
-            raise CommandError("--idle-hours must be more than 0")
+        if not 0 < idle_hours <= MAX_IDLE_HOURS:  # inf and NaN too: no date that far back
+            raise CommandError(f"--idle-hours must be more than 0 and at most "
+                               f"{MAX_IDLE_HOURS:g}")
         # Progress (count, rate, time left) on stderr, every few seconds and at the end.
         label = "ending and summarizing sessions" if summarize else "ending sessions"
         report = sessions_end_stale(
