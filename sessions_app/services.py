@@ -606,7 +606,10 @@ def session_restore(*, session: Session) -> Session:
         raise Invalid("Restore the session's agent first", field="agent_id")
     if row.external_id and _live_by_external_id(row.account_id, row.external_id):
         raise Conflict("A live session already uses this external_id", field="external_id")
-    row.memories.filter(deleted_at=row.deleted_at).update(deleted_at=None)
+    # Restored rows are changed rows: their updated_at moves, so a backup taken now carries
+    # them back over an older copy (an import keeps a copy as new as the file's).
+    row.memories.filter(deleted_at=row.deleted_at).update(deleted_at=None,
+                                                          updated_at=timezone.now())
     row.deleted_at = None
     row.save(update_fields=["deleted_at", "updated_at"])
     return row
@@ -620,9 +623,9 @@ def agent_restore(*, agent: Agent) -> Agent:
         return row
     if Agent.objects.live().for_account(row.account_id).filter(name=row.name).exists():
         raise Conflict("A live agent already uses this name", field="name")
-    at = row.deleted_at
-    row.sessions.filter(deleted_at=at).update(deleted_at=None)
-    row.memories.filter(deleted_at=at).update(deleted_at=None)
+    at, now = row.deleted_at, timezone.now()  # restored rows are changed rows (see above)
+    row.sessions.filter(deleted_at=at).update(deleted_at=None, updated_at=now)
+    row.memories.filter(deleted_at=at).update(deleted_at=None, updated_at=now)
     row.deleted_at = None
     row.save(update_fields=["deleted_at", "updated_at"])
     return row

@@ -700,3 +700,21 @@ def test_a_line_nested_past_the_stack_is_refused_naming_it(data):
     with pytest.raises(ImportRefused, match="line 3: nested too deep"):
         run_import("\n".join(text) + "\n", dry_run=True)
 
+
+
+def test_an_agent_restored_since_comes_back_with_its_sessions_and_memories(data, account):
+    """A restore moved the agent's updated_at and not its sessions' or memories': a newer
+    file brought the agent back and kept them deleted, as older copies."""
+    from sessions_app.services import agent_restore
+
+    agent = Agent.objects.get(account=account, name="planner")
+    agent_delete(agent=agent)
+    deleted = export()
+    agent_restore(agent=Agent.objects.get(pk=agent.pk))
+    restored = export()
+    run_import(deleted, overwrite=True)  # another server, holding the deleted state
+    assert not Memory.objects.filter(agent=agent, deleted_at__isnull=True).exists()
+    run_import(restored)
+    assert Agent.objects.get(pk=agent.pk).deleted_at is None
+    assert Session.objects.filter(agent=agent, deleted_at__isnull=True).count() == 1
+    assert Memory.objects.filter(agent=agent, deleted_at__isnull=True).count() == 2
