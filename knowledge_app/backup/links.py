@@ -18,6 +18,7 @@ from typing import Any
 from django.utils import timezone
 
 from entities_app.models import EntityLink, LinkSource
+from entities_app.models_extraction import ExtractionStatus, MemoryExtraction
 
 from .codec import ImportRefused, _load_datetime
 
@@ -99,6 +100,13 @@ def links_write(memories: list, account_ids: dict, *, replace: bool = False) -> 
             (EntityLink.objects.filter(memory_id=memory_id)
              .exclude(entity_id__in=[link["entity_id"] for link in links]).delete())
     now = timezone.now()
+    # Their entities are the file's: the memories count as extracted (a backfill after a
+    # restore would extract them all again, bringing back entities deleted since). A memory
+    # this server has a record of keeps it.
+    MemoryExtraction.objects.bulk_create(
+        [MemoryExtraction(memory_id=memory_id, status=ExtractionStatus.DONE, method="import",
+                          entity_count=len(links), created_at=now, updated_at=now)
+         for memory_id, _, links in memories], ignore_conflicts=True)
     rows = {(memory_id, link["entity_id"]): EntityLink(  # a memory listed twice: the later
         account_id=account_ids[account], memory_id=memory_id,  # line wins
         **{**link, "created_at": link["created_at"] or now})

@@ -162,3 +162,19 @@ def test_a_version_2_file_without_entities_still_imports(graph):
     report = run_import("".join(json.dumps(i) + "\n" for i in items))
     assert report.version == 2 and report.created["memory"] == 4
     assert by_kind()["entity"] == 0 and not Entity.objects.exists()
+
+
+def test_a_backfill_after_a_restore_does_not_bring_back_entities_deleted_before_it(graph):
+    """The memories came back with the entities the file gives them: they count as
+    extracted, so a backfill (of memories never processed) leaves them alone instead of
+    extracting every one again and making live an entity the user had deleted."""
+    from entities_app import pipeline
+
+    retired = Entity.objects.get(name="Legacy")
+    text = export()
+    wipe()
+    run_import(text)
+    assert list(pipeline.backfill_candidates()) == []
+    assert Entity.objects.get(pk=retired.pk).deleted_at is not None
+    status = pipeline.extraction_of(memory=graph["first"])
+    assert (status.status, status.method, status.entity_count) == ("done", "import", 2)
