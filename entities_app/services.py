@@ -144,7 +144,12 @@ def entity_link(
 ) -> tuple[EntityLink, bool]:
     """Links the live ``entity`` to the live memory ``memory_id`` of the account; linking
     again changes nothing but the relationship and score given (``created`` False). Both
-    rows are held while the link is written, so neither is deleted under it."""
+    rows are held while the link is written, so neither is deleted under it. A link made
+    or changed is a change of the memory (its ``entities``): its ``updated_at`` moves, so a
+    backup taken after carries the link over an older copy of the memory."""
+    given = {"relationship": relationship, "relevance_score": relevance_score,
+             # A link asked for by hand stays through re-extraction, even one it found too.
+             "source": source if source == LinkSource.MANUAL else None}
     with transaction.atomic():
         locked_live(Entity, entity.pk, missing_entity or entity_not_found(), no_key=True)
         memory = _memory_for_link(account=account, memory_id=memory_id)
@@ -155,18 +160,18 @@ def entity_link(
                     relationship=relationship or DEFAULT_RELATIONSHIP,
                     relevance_score=1.0 if relevance_score is None else relevance_score,
                     source=source)
-            return link, True
+            created, changed = True, {"link": True}
         except IntegrityError:  # linked already (or concurrently): idempotent
             link = EntityLink.objects.select_for_update().get(entity=entity, memory=memory)
-    given = {"relationship": relationship, "relevance_score": relevance_score,
-             # A link asked for by hand stays through re-extraction, even one it found too.
-             "source": source if source == LinkSource.MANUAL else None}
-    changed = {f: v for f, v in given.items() if v is not None and getattr(link, f) != v}
-    if changed:
-        EntityLink.objects.filter(pk=link.pk).update(**changed)
-        for field, value in changed.items():
-            setattr(link, field, value)
-    return link, False
+            created = False
+            changed = {f: v for f, v in given.items() if v is not None and getattr(link, f) != v}
+            if changed:
+                EntityLink.objects.filter(pk=link.pk).update(**changed)
+                for field, value in changed.items():
+                    setattr(link, field, value)
+        if changed and source == LinkSource.MANUAL:
+            Memory.objects.filter(pk=memory.pk).update(updated_at=timezone.now())
+    return link, created
 
 
 def entity_for_link_missing() -> Invalid:

@@ -178,3 +178,17 @@ def test_a_backfill_after_a_restore_does_not_bring_back_entities_deleted_before_
     assert Entity.objects.get(pk=retired.pk).deleted_at is not None
     status = pipeline.extraction_of(memory=graph["first"])
     assert (status.status, status.method, status.entity_count) == ("done", "import", 2)
+
+
+def test_a_link_made_since_comes_with_a_newer_file(graph, account):
+    """A link moved nothing the import compares: a newer file kept the older copy of the
+    memory, and the link was lost on the way."""
+    older = export()
+    dana = entity_get_or_create(account=account, name="Dana", entity_type="person")[0]
+    entity_link(account=account, entity=dana, memory_id=graph["first"].id)
+    newer = export()
+    run_import(older, overwrite=True)  # another server, holding the older copy
+    assert not EntityLink.objects.filter(entity=dana).exists()
+    report = run_import(newer)
+    assert EntityLink.objects.filter(entity=dana, memory=graph["first"]).exists()
+    assert report.updated["memory"] == 1
