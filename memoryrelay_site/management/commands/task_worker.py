@@ -95,15 +95,54 @@ class Command(BaseCommand):
                 delay = min(delay * 2, 30.0)
 
     def _run_rq(self, *, burst, worker_id):
+        from django_tasks.signals import task_finished, task_started
+
+        # Jobs run one after another on this thread's connections: one the database broke
+        # (a restart) is closed between jobs, as Django does between requests; otherwise
+        # every later job fails on it.
+        for signal in (task_started, task_finished):
+            signal.connect(_fresh_connections, dispatch_uid="task_worker_fresh_connections")
+        try:
+            self._work_rq(burst=burst, worker_id=worker_id)
+        finally:  # the signals are this worker's: a process that goes on (tests) keeps none
+            for signal in (task_started, task_finished):
+                signal.disconnect(dispatch_uid="task_worker_fresh_connections")
+
+    def _work_rq(self, *, burst, worker_id):
         import django_rq
         from django_tasks_rq import Job
+        from redis.exceptions import RedisError
         from rq import SimpleWorker
 
-        # SimpleWorker runs each job in this process (RQ's default Worker forks one child
-        # per job, which would load the embedding model again for every memory).
-        worker = django_rq.get_worker(settings.MEMORYRELAY_TASK_QUEUE, name=worker_id,
-                                      job_class=Job, worker_class=SimpleWorker)
-        worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        delay, rounds = 1.0, 0
+        while True:
+            rounds += 1
+            # SimpleWorker runs each job in this process (RQ's default Worker forks one
+            # child per job, which would load the embedding model again for every memory).
+            # A new name each round: the last one may still be registered.
+            worker = django_rq.get_worker(
+                settings.MEMORYRELAY_TASK_QUEUE, job_class=Job, worker_class=SimpleWorker,
+                name=worker_id if rounds == 1 else f"{worker_id}-{rounds}")
+            started = time.monotonic()
+            try:
+                worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+                return
+            except RedisError:
+                # Redis went away (mid-job, RQ's own bookkeeping raised): nothing restarts a
+                # worker that exits, so it waits and works again; the sweep hands out what
+                # the lost round left.
+                if burst:
+                    raise
+                if time.monotonic() - started > 60:
+                    delay = 1.0
+                logger.exception("task worker: Redis failed; working again in %.0f s", delay)
+                connections.close_all()
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+
+def _fresh_connections(sender, **kwargs) -> None:
+    close_old_connections()
 
 
 def _sweep(lease: float) -> None:

@@ -1,0 +1,68 @@
+"""``manage.py task_worker`` on RQ through faults: a database connection a restart broke is
+not used for every later job, and Redis going away does not end the worker."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django_tasks import task
+
+from memories_app.models import Memory
+from memories_app.services import memory_create
+from memories_app.tasks import memory_embed
+from memoryrelay_site.management.commands import task_worker
+from memoryrelay_site.tasks import task_enqueue
+from tests.taskqueue import redis_or_skip, use_backend
+
+
+@task()
+def break_the_database_connection() -> None:
+    """As a PostgreSQL restart does to a worker's connection: its next statement fails."""
+    connection.ensure_connection()
+    connection.connection.close()
+    Memory.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_job_after_the_database_broke_the_connection_gets_a_new_one(account, settings):
+    """The job the break hit fails (it is retried); the ones after it used to fail too, on
+    the same dead connection, until the worker was restarted."""
+    redis_or_skip()
+    use_backend(settings, "rq")
+    memory = memory_create(account=account, agent_ref="a", content="after the restart",
+                           pending=True, queued=True)
+    task_enqueue(break_the_database_connection)
+    task_enqueue(memory_embed, str(memory.pk))
+    call_command("task_worker", "--burst", stdout=io.StringIO())
+    memory.refresh_from_db()
+    assert memory.status == "ready" and memory.embedding is not None
+
+
+def test_redis_going_away_does_not_end_the_worker(settings, monkeypatch, caplog):
+    """RQ's bookkeeping raised out of ``work`` and the worker exited; nothing restarted it,
+    and every write waited for an operator."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    use_backend(settings, "rq")
+    rounds = []
+
+    class Worker:  # RQ's, as far as the command uses it
+        def __init__(self, name):
+            self.name = name
+
+        def work(self, **kwargs):
+            rounds.append(self.name)
+            if len(rounds) == 1:
+                raise RedisConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr("django_rq.get_worker", lambda *args, name, **kwargs: Worker(name))
+    monkeypatch.setattr(task_worker.time, "sleep", lambda seconds: None)
+    with caplog.at_level(logging.ERROR, logger="memoryrelay.tasks"):
+        task_worker.Command()._run_rq(burst=False, worker_id="w-1")
+    assert rounds == ["w-1", "w-1-2"]  # worked again, under a new name
+    assert "Redis failed" in caplog.text
