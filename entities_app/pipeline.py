@@ -16,14 +16,15 @@ import secrets
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from memories_app.models import Memory
+from memories_app.models import Memory, WriteStatus
 from memoryrelay_site.tasks import backend_name, task_enqueue
 
 from .byok import account_extractor
@@ -82,6 +83,29 @@ def _request(ids: list) -> int:
         else:
             transaction.on_commit(lambda: _enqueue(ids))
     return len(ids)
+
+
+LOST_REQUESTS_WINDOW = timedelta(days=1)
+
+
+def lost_requests_sweep(cutoff: datetime) -> int:
+    """Asks again for the extraction of memories written in the last day (before ``cutoff``:
+    their request had time to be made) that should have had one and have no record of it:
+    the request, made after the response was sent, failed (the database went away just
+    after the commit, the process was killed). Older memories are left to
+    ``backfill_entities``, which says what it will do: a backup restored long ago is not
+    extracted again behind the operator's back."""
+    wanted = Q(extract_entities=True)
+    if settings.MEMORYRELAY_AUTO_EXTRACT_ENTITIES:
+        wanted |= Q(extract_entities__isnull=True)
+    ids = list(Memory.objects.live().filter(
+        wanted, status=WriteStatus.READY, extraction__isnull=True,
+        created_at__gte=cutoff - LOST_REQUESTS_WINDOW, created_at__lt=cutoff,
+    ).values_list("pk", flat=True)[:1000])
+    if ids:
+        logger.warning("asking again for the extraction of %d memories whose request was "
+                       "lost", len(ids))
+    return _request(ids)
 
 
 def _commit_without_waiting_for_disk() -> None:

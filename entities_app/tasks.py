@@ -6,7 +6,8 @@ is ``pending``, so a second delivery or a run after the memory was deleted does 
 failed attempt goes back to ``pending`` and is enqueued again after a backoff; the last
 allowed attempt leaves it ``failed`` with the error. An extraction left ``pending`` or
 ``processing`` past the lease (its task lost, its worker killed) is handed out again by
-``extractions_sweep``, which every worker runs."""
+``extractions_sweep``, which every worker runs; a recent memory whose extraction request
+was lost after its write (``pipeline.lost_requests_sweep``) is asked for again."""
 
 from __future__ import annotations
 
@@ -74,3 +75,4 @@ def extractions_sweep(cutoff: datetime) -> int:
 
 
 register_sweeper(extractions_sweep)
+register_sweeper(pipeline.lost_requests_sweep)

@@ -226,6 +226,36 @@ def test_a_lost_task_is_handed_out_again_by_the_sweep(client, monkeypatch):
     assert memory_extract_entities.call(memory_id) == "done"
 
 
+def test_a_request_lost_after_the_write_is_made_again_by_the_sweep(client, task_queue,  # noqa: F811
+                                                                    monkeypatch):
+    """The write committed and was answered; asking for its extraction then failed (the
+    database went away). Nothing recorded it, so nothing retried it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from memoryrelay_site.tasks import tasks_sweep
+
+    real = pipeline._request
+    monkeypatch.setattr(pipeline, "_request", lambda ids: (_ for _ in ()).throw(
+        RuntimeError("the database went away (test)")))
+    lost = write(client, TEXT)
+    kept_out = write(client, "Nobody wants this one extracted.", auto_extract_entities=False)
+    assert not MemoryExtraction.objects.exists()
+    monkeypatch.setattr(pipeline, "_request", real)
+    Memory.objects.filter(pk__in=[lost, kept_out]).update(
+        created_at=timezone.now() - timedelta(minutes=10))
+    tasks_sweep(lease_seconds=60)
+    task_queue.run()
+    assert status(client, lost)["status"] == "done" and "Maria Lopez" in linked(lost)
+    assert not MemoryExtraction.objects.filter(memory_id=kept_out).exists()
+    old = write(client, "Written long ago, before a restore.", auto_extract_entities=True)
+    MemoryExtraction.objects.filter(memory_id=old).delete()
+    Memory.objects.filter(pk=old).update(created_at=timezone.now() - timedelta(days=3))
+    tasks_sweep(lease_seconds=60)
+    assert not MemoryExtraction.objects.filter(memory_id=old).exists()  # backfill's to ask
+
+
 def test_a_request_during_a_run_is_not_overwritten(client):
     memory_id = write(client, auto_extract_entities=False)
     pipeline.extraction_request(memory_ids=[memory_id])
