@@ -144,6 +144,8 @@ class Memory(SoftDeleteModel):
         ]
         indexes = [
             models.Index(fields=["account", "created_at"], name="memory_account_created"),
+            # The recent memories of every account (entities' lost-request sweep, the admin).
+            models.Index(fields=["created_at"], name="memory_created"),
             models.Index(fields=["session", "created_at"], name="memory_session_created"),
             models.Index(fields=["agent", "created_at"], name="memory_agent_created"),
             models.Index(fields=["account", "project"], name="memory_account_project"),
