@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
@@ -83,13 +84,16 @@ class HealthView(APIView):
         return {"database": database}
 
 
-_STATUS_OF = {"up": "healthy", "read_only": "degraded", "down": "unhealthy"}
+_STATUS_OF = {"up": "healthy", "read_only": "degraded", "full": "degraded",
+              "down": "unhealthy"}
+SQLITE_MIN_FREE = 1 << 20  # bytes free beside the SQLite file, below which writes fail
 
 
 def database_state(timeout: float) -> str:
-    """``"up"``, ``"read_only"`` or ``"down"``, answered within ``timeout`` seconds even when
-    PostgreSQL hangs: its probe runs in a thread of its own on a connection of its own,
-    itself bounded by that connection's timeouts, so no probe outlives a few seconds."""
+    """``"up"``, ``"read_only"``, ``"full"`` (SQLite's disk) or ``"down"``, answered within
+    ``timeout`` seconds even when PostgreSQL hangs: its probe runs in a thread of its own on
+    a connection of its own, itself bounded by that connection's timeouts, so no probe
+    outlives a few seconds."""
     if connection.vendor != "postgresql":
         return _probe_sqlite()
     result: list[str] = []
@@ -127,8 +131,11 @@ def _probe_sqlite() -> str:
     path = str(connection.settings_dict["NAME"])
     if connection.is_in_memory_db() or not os.path.exists(path):
         return "up"
-    writable = os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK)
-    return "up" if writable else "read_only"
+    folder = os.path.dirname(path) or "."
+    if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK)):
+        return "read_only"
+    # A full disk refuses every write (503 "out of resources") while reads go on.
+    return "full" if shutil.disk_usage(folder).free < SQLITE_MIN_FREE else "up"
 
 
 class ListMixin(mixins.ListModelMixin):

@@ -276,6 +276,26 @@ def test_health_is_healthy_with_every_field_when_the_database_is_writable(anon, 
                          "uptime_seconds", "services"}
 
 
+def test_health_says_degraded_when_the_disk_under_sqlite_is_full(anon, db, monkeypatch,
+                                                                  tmp_path):
+    """Every write answered 503 "out of resources" while health said healthy."""
+    import shutil
+    from collections import namedtuple
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's own file")
+    path = tmp_path / "db.sqlite3"
+    path.write_bytes(b"")
+    monkeypatch.setitem(connection.settings_dict, "NAME", str(path))
+    monkeypatch.setattr(connection, "is_in_memory_db", lambda: False)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 << 20, 10 << 20, 4096))
+    body = anon.get("/v1/health").json()
+    assert (body["status"], body["services"]["database"]) == ("degraded", "full")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 << 30, 1 << 30, 9 << 30))
+    assert anon.get("/v1/health").json()["services"]["database"] == "up"
+
+
 def test_health_answers_within_its_timeout_when_the_database_hangs(anon, db, monkeypatch):
     from memoryrelay_site import views
 
