@@ -85,7 +85,9 @@ def test_a_body_cut_short_or_badly_framed_is_said_so_not_raised(raw_server, answ
     raw_server.update(answer=answer)
     reply = post(raw_server["url"])
     assert reply.status == 200
-    assert type(reply.body_error).__name__ in error.split("|")
+    # (A reset instead of an orderly close, when the receiver closes with our request
+    # unread, says the same.)
+    assert type(reply.body_error).__name__ in [*error.split("|"), "ConnectionResetError"]
 
 
 def test_a_whole_body_and_one_past_the_limit_are_told_apart(raw_server):
