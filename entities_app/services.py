@@ -151,8 +151,10 @@ def entity_link(
              # A link asked for by hand stays through re-extraction, even one it found too.
              "source": source if source == LinkSource.MANUAL else None}
     with transaction.atomic():
-        locked_live(Entity, entity.pk, missing_entity or entity_not_found(), no_key=True)
+        # The memory before the entity, as an extraction (the memory, then its links and
+        # their entities) and a merge take them.
         memory = _memory_for_link(account=account, memory_id=memory_id)
+        locked_live(Entity, entity.pk, missing_entity or entity_not_found(), no_key=True)
         try:
             with transaction.atomic():
                 link = EntityLink.objects.create(
@@ -205,14 +207,20 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
     """Merges entities of one account into one: the one with the most links is kept (the
     oldest among equals); every link of the others moves to it, a memory linked to several
     of them keeps one link with the highest relevance, and the others are soft-deleted.
-    One transaction, every entity row locked (in id order, so two merges cannot deadlock)
-    and their links too."""
+    One transaction. Locks go in the order every writer of links takes them: the memories
+    the links name (moving or deleting a link takes its memory, through the co-occurrence
+    trigger, and an extraction or a link request takes the memory first), then the
+    entities, then the links, each in id order."""
     if len({e.account_id for e in entities}) > 1:
         raise Invalid("Entities of different accounts cannot be merged", field="entities")
     ids = sorted({e.pk for e in entities})
     if len(ids) < 2:
         raise Invalid("Select at least two entities to merge", field="entities")
     with transaction.atomic():
+        memory_ids = set(EntityLink.objects.filter(entity_id__in=ids)
+                         .values_list("memory_id", flat=True))
+        list(Memory.objects.select_for_update(no_key=True).filter(pk__in=memory_ids)
+             .order_by("pk").values_list("pk", flat=True))
         rows = list(Entity.objects.select_for_update().filter(pk__in=ids, deleted_at__isnull=True)
                     .order_by("pk"))
         if len(rows) < 2:

@@ -521,7 +521,8 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
     Memories first, then sessions and agents that no other row names any more (a live
     memory of a deleted session keeps it, and so does a decision of a deleted agent: a
     purge changes no row it does not remove), then project relationships and projects (a
-    purged project takes its hidden relationships and adoptions along), and the record of
+    purged project takes its hidden relationships and adoptions along; one a pattern names
+    as its source is kept), and the record of
     webhook deliveries settled (sent, given up or refused) before the cutoff. ``along``
     counts what went with them (their entity links, extraction records, ...)."""
     if older_than_days < 0:
@@ -532,7 +533,8 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
         Session.objects.filter(deleted_at__lt=cutoff).exclude(named_by_another_row(Session)),
         Agent.objects.filter(deleted_at__lt=cutoff).exclude(named_by_another_row(Agent)),
         ProjectRelationship.objects.filter(deleted_at__lt=cutoff),
-        Project.objects.filter(deleted_at__lt=cutoff),
+        Project.objects.filter(deleted_at__lt=cutoff).exclude(
+            named_by_another_row(Project, along_too=False)),
         WebhookDelivery.objects.filter(updated_at__lt=cutoff, status__in=SETTLED_DELIVERIES),
     ]
     removed = delete_in_order(querysets, dry_run=dry_run)

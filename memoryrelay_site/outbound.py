@@ -41,6 +41,10 @@ def outbound_refusal(url: str, *, name: str, allow_local: bool) -> str | None:
     if allow_local:
         return None
     host = parts.hostname.lower()
+    try:
+        host.encode("idna")  # a label over 63 characters, or empty: no name can resolve it
+    except UnicodeError:
+        return f"{name} is not a valid URL (its host)"
     if host == "localhost" or host.endswith(".localhost"):
         return f"{name} may not point to this machine"
     try:
@@ -133,7 +137,7 @@ def _lookup(host: str, port: int, seconds: float) -> list:
     def look() -> None:
         try:
             answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a host IDNA cannot encode
             answer.append(exc)
 
     thread = threading.Thread(target=look, daemon=True, name="outbound-lookup")
@@ -141,6 +145,8 @@ def _lookup(host: str, port: int, seconds: float) -> list:
     thread.join(seconds)
     if not answer:
         raise TimeoutError(f"{host} did not resolve within the timeout")
+    if isinstance(answer[0], UnicodeError):
+        raise OutboundRefused(f"{host} is not a valid host name")
     if isinstance(answer[0], OSError):
         raise answer[0]
     return answer[0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 
 
@@ -25,15 +25,21 @@ def delete_in_order(querysets, *, dry_run: bool) -> list[Counter]:
     return removed
 
 
-def named_by_another_row(model) -> Q:
+def named_by_another_row(model, *, along_too: bool = True) -> Q:
     """True for the rows of ``model`` that a row of another kind still names (any foreign
     key to it, live row or deleted): such a row is kept, so that a purge never changes a
-    row it does not remove (a live decision would lose its agent, a memory its session)."""
+    row it does not remove (a live decision would lose its agent, a memory its session).
+    ``along_too=False``: rows that would go along with it (``CASCADE``: a purged project's
+    hidden relationships) or stay as they are (``DO_NOTHING``) do not keep it; only those
+    it would change (``SET_NULL``: a pattern's source project) or that forbid it."""
     condition = Q(pk__in=[])
     for relation in model._meta.related_objects:
-        if relation.one_to_many or relation.one_to_one:
-            related = relation.related_model._base_manager
-            condition |= Q(Exists(related.filter(**{relation.field.name: OuterRef("pk")})))
+        if not (relation.one_to_many or relation.one_to_one):
+            continue
+        if not along_too and relation.on_delete in (models.CASCADE, models.DO_NOTHING):
+            continue
+        related = relation.related_model._base_manager
+        condition |= Q(Exists(related.filter(**{relation.field.name: OuterRef("pk")})))
     return condition
 
 

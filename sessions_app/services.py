@@ -26,8 +26,9 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
+from django.db.models.functions import Collate
 from django.utils import timezone
 
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
@@ -205,7 +206,7 @@ def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None
     for ref in refs:
         query |= Q(pk=ref) | Q(name=ref) if is_uuid(ref) else Q(name=ref)
     held = (Agent.objects.select_for_update(no_key=True).live().for_account(account)
-            .order_by("name"))
+            .order_by(_by_code_point("name")))
     if len(refs) == 1:
         found = list(held.filter(query))
     else:
@@ -237,6 +238,13 @@ def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None
         for agent in stale.values():
             agent.last_active_at = at
     return agents
+
+
+def _by_code_point(field: str):
+    """``field`` ordered as Python sorts text (by code point), whatever the database's
+    collation: known agents are held in this order and new ones created in ``sorted()``
+    order, and the two must agree (``en_US`` puts "a" before "B", Python "B" first)."""
+    return Collate(field, "C") if connection.vendor == "postgresql" else field
 
 
 class _OutOfOrder(Exception):

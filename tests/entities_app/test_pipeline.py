@@ -474,3 +474,55 @@ def test_a_link_written_while_re_extraction_drops_it_waits_instead_of_deadlockin
     assert {name: source for name, (_, source, _) in linked(memory_id).items()} == {
         "Maria Lopez": "manual"}
     assert MemoryExtraction.objects.get(memory_id=memory_id).status == "done"
+
+
+@pytest.mark.postgres
+def test_a_merge_and_a_re_extraction_of_one_memory_wait_instead_of_deadlocking(account,
+                                                                                monkeypatch):
+    """The merge held its entities and links and then (moving a link: the co-occurrence
+    trigger) waited for the memory, which the extraction held while waiting for the links."""
+    from entities_app import services as entity_services
+    from entities_app.models import LinkSource
+    from memories_app.services import memory_create
+
+    memory = memory_create(account=account, agent_ref="bot", content="Nothing to find here.")
+    other = memory_create(account=account, agent_ref="bot", content="other")
+    acme = Entity.objects.create(account=account, name="Acme", entity_type="organization")
+    globex = Entity.objects.create(account=account, name="Globex", entity_type="organization")
+    for entity, target in ((acme, memory), (globex, memory), (acme, other)):
+        EntityLink.objects.create(account=account, entity=entity, memory=target,
+                                  source=LinkSource.EXTRACTED)
+    MemoryExtraction.objects.update_or_create(memory_id=memory.pk, defaults={
+        "status": "processing", "generation": 7, "attempts": 1})
+    real_better = entity_services._better
+
+    def slowly(*args):  # the merge holds what it took for a while
+        time.sleep(0.5)
+        return real_better(*args)
+
+    monkeypatch.setattr(entity_services, "_better", slowly)
+    monkeypatch.setattr(pipeline, "run_extractor", lambda tool, text: ([], "rules", ""))
+    errors = []
+
+    def run(call, delay):
+        time.sleep(delay)
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(
+            lambda: entity_services.entities_merge(entities=[acme, globex]), 0)),
+        threading.Thread(target=run, args=(
+            lambda: pipeline.extraction_apply(claim=pipeline.Claim(str(memory.pk), 7, 1)),
+            0.3)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert MemoryExtraction.objects.get(memory_id=memory.pk).status == "done"

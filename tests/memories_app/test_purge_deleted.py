@@ -134,3 +134,19 @@ def test_settled_webhook_deliveries_past_retention_go_and_unsettled_ones_stay(ac
     assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {
         rows["recent sent"], rows["old unsent"]}
     assert Memory.objects.filter(pk=memory.pk).exists()  # live rows never touched
+
+
+def test_a_deleted_project_a_live_pattern_names_as_its_source_is_kept(account):
+    """Purging it set the pattern's source_project to null, behind its updated_at."""
+    from knowledge_app.models import Pattern
+    from knowledge_app.services import pattern_create
+    from sessions_app.projects import project_create, project_delete
+
+    web = project_create(account=account, slug="web", name="Web")
+    pattern = pattern_create(account=account, title="Errors follow RFC 7807",
+                             description="problem+json", source_project="web")
+    project_delete(project=web, at=days_ago(40))
+    before = Pattern.objects.values("source_project_id", "updated_at").get(pk=pattern.pk)
+    assert "0 projects" in purge("--older-than-days", "30")
+    assert Pattern.objects.values("source_project_id", "updated_at").get(
+        pk=pattern.pk) == before

@@ -116,3 +116,16 @@ def test_ipv6_addresses_carrying_a_private_ipv4_one_are_refused(address, monkeyp
     with pytest.raises(OutboundRefused):
         outbound_post(f"https://[{address}]/x", body=b"{}", headers={}, timeout=1,
                       name="url", allow_local=False, read_limit=10)
+
+
+def test_a_host_name_no_name_server_could_resolve_is_refused_not_retried():
+    """A label over 63 characters: the lookup raised UnicodeError in its thread, which died,
+    and the call said "did not resolve within the timeout", to be retried until given up."""
+    from memoryrelay_site.outbound import outbound_refusal
+
+    url = "https://" + "a" * 64 + ".example.com/hook"
+    assert "not a valid URL" in outbound_refusal(url, name="url", allow_local=False)
+    started = time.monotonic()
+    with pytest.raises(OutboundRefused, match="not a valid host name"):
+        post(url, timeout=2)
+    assert time.monotonic() - started < 1

@@ -354,3 +354,20 @@ def test_batches_naming_the_same_new_agents_never_deadlock(account, api_key):
         codes += run_together(THREADS, call)
     assert codes == [200] * len(codes)
     assert Agent.objects.filter(name__startswith="pair-").count() == 12
+
+
+@pytest.mark.postgres
+def test_known_agents_are_held_in_the_order_new_ones_are_created_whatever_the_collation(
+        account):
+    """New agents are created in Python's order (by code point); known ones were held in
+    the database collation's, and under en_US ("a" before "B") two batches naming both
+    kinds held them in opposite orders: a deadlock."""
+    from django.test.utils import CaptureQueriesContext
+
+    for name in ("a", "B"):
+        Agent.objects.create(account=account, name=name)
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        held = services.agents_for_write(account=account, refs=["a", "B"], at=timezone.now())
+    assert set(held) == {"a", "B"}
+    locking = [q["sql"] for q in captured.captured_queries if "FOR NO KEY UPDATE" in q["sql"]]
+    assert locking and all('COLLATE "C"' in sql for sql in locking), locking
