@@ -50,3 +50,25 @@ def test_a_read_costs_the_same_for_few_rows_as_for_many(client, settings, method
     many = measure(client, method, path, body)
     assert (few, many) == (few, few)
     assert many <= bound
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_list_and_a_session_page_read_outside_a_test_transaction(account, api_key):
+    """Outside a test's own transaction, as on a server: the lists' snapshot (on SQLite a
+    deferred transaction of its own) holds nothing that opens another transaction inside it,
+    and leaves the connection as it found it."""
+    from django.db import connection
+
+    from tests.conftest import make_client
+
+    client = make_client(api_key)
+    shared = populate(client, "solo", 2)
+    paths = ["/v1/agents", "/v1/sessions", "/v1/memories", "/v1/projects", "/v1/decisions",
+             "/v1/patterns", "/v1/entities", "/v1/keys",
+             f"/v1/sessions/{shared['session']['id']}?include_memories=true"]
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.content)
+        assert not connection.in_atomic_block and connection.get_autocommit()
+    assert client.post("/v1/memories", {"agent_id": "after", "content": "writes still work"},
+                       format="json").status_code == 201
