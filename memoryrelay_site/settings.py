@@ -284,16 +284,14 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A request the client got wrong in a way Django calls suspicious (a Host header not in
+    # DJANGO_ALLOWED_HOSTS, too many fields) is answered 400 in the error body and logged in
+    # one line, not with a traceback of framework frames.
     "filters": {"without_traceback": {"()": "memoryrelay_site.logfilters.WithoutTraceback"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "filters": ["without_traceback"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
-        # A request the client got wrong in a way Django calls suspicious (a Host header
-        # not in DJANGO_ALLOWED_HOSTS, too many fields) is answered 400 in the error body
-        # and logged in one line, not with a traceback of framework frames.
-        **{f"django.security.{name}": {"filters": ["without_traceback"]} for name in (
-            "DisallowedHost", "DisallowedRedirect", "RequestDataTooBig",
-            "TooManyFieldsSent", "TooManyFilesSent", "SuspiciousOperation")},
         # Every 5xx is logged once, by "memoryrelay.errors": one line for an unavailable
         # database, one traceback for a bug. django.request would log each a second time
         # (it logs 4xx as warnings and 5xx as errors, nothing as critical).

@@ -386,3 +386,18 @@ def test_a_host_the_server_does_not_serve_is_a_400_logged_in_one_line(client, se
     records = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
     assert len(records) == 1 and "evil.example" in records[0].getMessage()
     assert records[0].exc_info is None and not records[0].exc_text
+
+
+def test_every_suspicious_request_django_logs_is_one_line_and_other_errors_keep_theirs(
+        caplog):
+    import logging
+
+    with caplog.at_level("ERROR"):
+        for name in ("django.security.SuspiciousMultipartForm", "memoryrelay.errors"):
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logging.getLogger(name).error("logged", exc_info=True)
+    suspicious, bug = caplog.records[-2:]
+    assert suspicious.exc_info is None
+    assert bug.exc_info is not None  # a bug keeps its traceback
