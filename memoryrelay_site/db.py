@@ -62,9 +62,24 @@ def unavailable_reason(exc: BaseException) -> str | None:
     # No SQLSTATE: the client library failed (refused, timed out, connection lost, pool
     # exhausted) or Django's "connection already closed".
     if isinstance(exc, (InterfaceError, OperationalError)):
-        timed_out = type(cause).__name__ == "PoolTimeout" or "timeout" in str(cause).lower()
-        return "timeout" if timed_out else "unreachable"
+        if type(cause).__name__ == "PoolTimeout":
+            return _pool_wait_reason()
+        return "timeout" if "timeout" in str(cause).lower() else "unreachable"
     return None
+
+
+def _pool_wait_reason() -> str:
+    """Why no pooled connection came in time: the pool, below its size, could not open
+    one (the server refuses or is gone: ``unreachable``), or every connection it may open
+    is in use (``busy``)."""
+    from django.db import connections
+
+    pool = getattr(connections["default"], "pool", None)
+    try:
+        stats = pool.get_stats()
+    except Exception:  # noqa: BLE001 - no pool to ask: say what the client saw
+        return "timeout"
+    return "busy" if stats.get("pool_size", 0) >= pool.max_size else "unreachable"
 
 
 _last_drain = [0.0]

@@ -73,6 +73,8 @@ def test_a_database_at_a_closed_port_is_a_quick_503_and_health_unhealthy_logged_
     write, health = json.loads(run.stdout)
     assert write["status"] == 503 and write["body"]["type"] == "service_unavailable"
     assert write["body"]["code"] == 503 and write["retry_after"].isdigit()
+    # Named as what it is (through the pool, it was "did not answer in time").
+    assert "cannot be reached" in write["body"]["message"], write["body"]
     assert write["seconds"] < 5  # at most the pool's wait (2 s), never a hang
     assert health["status"] == 503 and health["seconds"] < 5
     assert health["body"]["status"] == "unhealthy"
