@@ -152,11 +152,26 @@ def _lookup(host: str, port: int, seconds: float) -> list:
     return answer[0]
 
 
+class _Response(http.client.HTTPResponse):
+    """http.client skips a ``100 Continue`` before the answer; other informational answers
+    (``103 Early Hints``, ``102 Processing``) are skipped too, so the status read is the
+    final one."""
+
+    def _read_status(self):
+        while True:
+            version, status, reason = super()._read_status()
+            if not 100 < status < 200 or status == 101:
+                return version, status, reason
+            http.client._read_headers(self.fp)  # its headers; the final answer follows
+
+
 class _Connection(http.client.HTTPSConnection):
     """One exchange with a deadline over all of it: the name looked up once and its
     addresses checked, each address tried, the TLS handshake and every read get only the
     time left, and :meth:`cut` (the watchdog, at the deadline) shuts down whichever socket
     is open, ending a blocked read at once."""
+
+    response_class = _Response
 
     def __init__(self, scheme: str, host: str, port: int | None, timeout: float, *,
                  allow_local: bool, name: str):

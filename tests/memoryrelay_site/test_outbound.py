@@ -129,3 +129,13 @@ def test_a_host_name_no_name_server_could_resolve_is_refused_not_retried():
     with pytest.raises(OutboundRefused, match="not a valid host name"):
         post(url, timeout=2)
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("informational", [b"103 Early Hints\r\nLink: </s.css>; rel=preload",
+                                           b"102 Processing"])
+def test_an_informational_answer_before_the_final_one_is_skipped(raw_server, informational):
+    """A receiver sending 103 Early Hints had its webhook retried until it failed."""
+    raw_server.update(answer=b"HTTP/1.1 " + informational + b"\r\n\r\n"
+                      b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+    reply = post(raw_server["url"])
+    assert (reply.status, reply.body_error) == (204, None)
