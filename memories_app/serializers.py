@@ -192,7 +192,8 @@ class SearchOutput(serializers.Serializer):
 
 class BatchInput(serializers.Serializer):
     memories = serializers.ListField(
-        child=serializers.JSONField(), min_length=1, max_length=100, allow_empty=False,
+        child=serializers.JSONField(allow_null=True),  # a null item fails alone, as others
+        min_length=1, max_length=100, allow_empty=False,
         help_text="Up to 100 memories (the fields of POST /v1/memories each). Their contents "
         "may need at most MEMORYRELAY_BATCH_MAX_TOKENS (default 8,192) tokens of the local "
         "embedding model, each memory counting at most 256 (about 30,000 characters of "

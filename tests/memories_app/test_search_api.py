@@ -225,15 +225,16 @@ def test_batch_stores_good_items_and_fails_bad_ones_alone(client, session):
         {"content": "third fact", "agent_id": "b", "importance": 0.9},
         "not an object",
         {"content": "no agent given"},
+        None,  # fails alone too (it refused the whole batch while a string failed alone)
     ]
     response = client.post("/v1/memories/batch", {"memories": items}, format="json")
     assert response.status_code == 200
     body = response.json()
     assert (body["success"], body["total"], body["succeeded"], body["failed"],
-            body["skipped"]) == (False, 5, 2, 3, 0)
+            body["skipped"]) == (False, 6, 2, 4, 0)
     statuses = [r["status"] for r in body["results"]]
-    assert statuses == ["success", "failed", "success", "failed", "failed"]
-    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4]
+    assert statuses == ["success", "failed", "success", "failed", "failed", "failed"]
+    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4, 5]
     assert "content" in body["results"][1]["error"]
     assert body["results"][4]["error"].startswith("agent_id")
     stored = Memory.objects.get(pk=body["results"][0]["id"])
