@@ -211,7 +211,11 @@ def per_minute(own: int | None) -> int:
 
 
 def request_cost(request, view) -> int:
-    """1 per request; a batch costs its items."""
+    """1 per request; a batch costs its items; a view may say it costs nothing
+    (``rate_limit_cost = 0``: asking for the quota is never counted nor refused)."""
+    own = getattr(view, "rate_limit_cost", None)
+    if own is not None:
+        return own
     if getattr(view, "action", None) != "batch" or not isinstance(request.data, dict):
         return 1
     items = request.data.get(BATCH_ITEMS_FIELD)

@@ -174,9 +174,12 @@ def server_error(request):
 
 class QuotaView(APIView):
     """``GET /v1/quota``: the calling key's current rate-limit window (OpenClaw reads
-    ``used``, ``limit`` and ``resetAt``). This request is counted in ``used``; ``limit`` is
-    null for an unlimited key, and ``used`` null when nothing is counted (an unlimited key,
-    or the store down: requests are then served unlimited)."""
+    ``used``, ``limit`` and ``resetAt``). This request is not counted and never refused, so
+    a key at its limit can still ask when the window resets; ``limit`` is null for an
+    unlimited key, and ``used`` null when nothing is counted (an unlimited key, or the store
+    down: requests are then served unlimited)."""
+
+    rate_limit_cost = 0
 
     @extend_schema(responses=inline_serializer("Quota", {
         "used": serializers.IntegerField(allow_null=True),

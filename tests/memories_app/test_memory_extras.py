@@ -230,17 +230,24 @@ def test_every_extra_response_matches_its_documented_schema(schema, client, othe
 # --- GET /v1/quota --------------------------------------------------------------------------
 
 
-def test_quota_reports_the_keys_window_counting_this_request(account, settings, tmp_path):
+def test_quota_reports_the_keys_window_without_counting_itself(account, settings, tmp_path):
+    """Asking for the quota is not counted and never refused: a key at its limit can ask
+    when its window resets (it got a 429 from the quota itself)."""
     from memoryrelay_site.services import api_key_create
     from tests.conftest import make_client
 
     settings.MEMORYRELAY_RATE_LIMIT_PATH = str(tmp_path / "ratelimit.sqlite3")
     limited = make_client(api_key_create(user=account, rate_limit_per_minute=7)[1])
     first = limited.get("/v1/quota").json()
-    assert (first["used"], first["limit"], first["remaining"]) == (1, 7, 6)
+    assert (first["used"], first["limit"], first["remaining"]) == (0, 7, 7)
     limited.get("/v1/agents")
     second = limited.get("/v1/quota").json()
-    assert (second["used"], second["remaining"]) == (3, 4)
+    assert (second["used"], second["remaining"]) == (1, 6)
+    for _ in range(6):
+        assert limited.get("/v1/agents").status_code == 200
+    assert limited.get("/v1/agents").status_code == 429
+    at_limit = limited.get("/v1/quota")
+    assert at_limit.status_code == 200 and at_limit.json()["remaining"] == 0
     assert second["resetAt"] == first["resetAt"] or second["resetAt"] > first["resetAt"]
     assert second["resetAt"].endswith("Z") and second["window_seconds"] == 60
     unlimited = make_client(api_key_create(user=account, rate_limit_per_minute=0)[1])
