@@ -102,10 +102,30 @@ def lost_requests_sweep(cutoff: datetime) -> int:
         wanted, status=WriteStatus.READY, extraction__isnull=True,
         created_at__gte=cutoff - LOST_REQUESTS_WINDOW, created_at__lt=cutoff,
     ).values_list("pk", flat=True)[:1000])
-    if ids:
-        logger.warning("asking again for the extraction of %d memories whose request was "
-                       "lost", len(ids))
-    return _request(ids)
+    asked = _request_missing(ids)
+    if asked:
+        logger.warning("asked again for the extraction of %d memories whose request was "
+                       "lost", asked)
+    return asked
+
+
+def _request_missing(ids: list) -> int:
+    """Requests the extraction of the memories ``ids`` that still have no record of one: a
+    request made since they were read (its write's response just finished) is not
+    overwritten, nor its memory extracted twice."""
+    if not ids:
+        return 0
+    generation, now = _generation(), timezone.now()
+    with transaction.atomic():
+        MemoryExtraction.objects.bulk_create(
+            [MemoryExtraction(memory_id=pk, status=ExtractionStatus.PENDING,
+                              generation=generation, created_at=now, updated_at=now)
+             for pk in ids], ignore_conflicts=True)
+        ours = list(MemoryExtraction.objects.filter(memory_id__in=ids, generation=generation)
+                    .values_list("memory_id", flat=True))
+        if ours:
+            transaction.on_commit(lambda: _enqueue(ours))
+    return len(ours)
 
 
 def _commit_without_waiting_for_disk() -> None:

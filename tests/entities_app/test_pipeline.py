@@ -526,3 +526,15 @@ def test_a_merge_and_a_re_extraction_of_one_memory_wait_instead_of_deadlocking(a
         t.join(30)
     assert errors == []
     assert MemoryExtraction.objects.get(memory_id=memory.pk).status == "done"
+
+
+def test_the_lost_request_sweep_never_overwrites_a_request_made_meanwhile(client):
+    """The sweep read a memory without a record; its write's own request landed before the
+    sweep's: that request (its generation) stands, and nothing is asked twice."""
+    fresh = write(client, "Requested just now.", auto_extract_entities=False)
+    lost = write(client, "Never requested.", auto_extract_entities=False)
+    pipeline.extraction_request(memory_ids=[fresh])
+    generation = MemoryExtraction.objects.get(memory_id=fresh).generation
+    assert pipeline._request_missing([fresh, lost]) == 1
+    assert MemoryExtraction.objects.get(memory_id=fresh).generation == generation
+    assert MemoryExtraction.objects.get(memory_id=lost).status == "pending"
