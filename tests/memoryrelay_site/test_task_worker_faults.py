@@ -66,3 +66,42 @@ def test_redis_going_away_does_not_end_the_worker(settings, monkeypatch, caplog)
         task_worker.Command()._run_rq(burst=False, worker_id="w-1")
     assert rounds == ["w-1", "w-1-2"]  # worked again, under a new name
     assert "Redis failed" in caplog.text
+
+
+def test_a_stop_during_the_wait_after_a_redis_failure_ends_the_worker_cleanly(settings,
+                                                                              monkeypatch):
+    import os
+    import signal
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    use_backend(settings, "rq")
+
+    class Worker:
+        def __init__(self, name):
+            self.name = name
+
+        def work(self, **kwargs):
+            raise RedisConnectionError("Connection closed by server.")
+
+    def stopped_while_waiting(seconds):
+        os.kill(os.getpid(), signal.SIGTERM)  # as an operator's stop, during the wait
+
+    class RaisedOutOfTheWait(Exception):
+        pass
+
+    def as_the_failed_workers_handler(signum, frame):  # RQ's own raise out of the sleep
+        raise RaisedOutOfTheWait
+
+    monkeypatch.setattr("django_rq.get_worker", lambda *args, name, **kwargs: Worker(name))
+    monkeypatch.setattr(task_worker.time, "sleep", stopped_while_waiting)
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    out = io.StringIO()
+    signal.signal(signal.SIGTERM, as_the_failed_workers_handler)
+    try:
+        command = task_worker.Command(stdout=out)
+        command._run_rq(burst=False, worker_id="w-1")
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    assert "task worker stopped" in out.getvalue()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -100,13 +101,13 @@ class Command(BaseCommand):
         # Jobs run one after another on this thread's connections: one the database broke
         # (a restart) is closed between jobs, as Django does between requests; otherwise
         # every later job fails on it.
-        for signal in (task_started, task_finished):
-            signal.connect(_fresh_connections, dispatch_uid="task_worker_fresh_connections")
+        for sent in (task_started, task_finished):
+            sent.connect(_fresh_connections, dispatch_uid="task_worker_fresh_connections")
         try:
             self._work_rq(burst=burst, worker_id=worker_id)
         finally:  # the signals are this worker's: a process that goes on (tests) keeps none
-            for signal in (task_started, task_finished):
-                signal.disconnect(dispatch_uid="task_worker_fresh_connections")
+            for sent in (task_started, task_finished):
+                sent.disconnect(dispatch_uid="task_worker_fresh_connections")
 
     def _work_rq(self, *, burst, worker_id):
         import django_rq
@@ -137,8 +138,30 @@ class Command(BaseCommand):
                     delay = 1.0
                 logger.exception("task worker: Redis failed; working again in %.0f s", delay)
                 connections.close_all()
-                time.sleep(delay)
+                if not _wait_unless_stopped(delay):
+                    self.stdout.write("task worker stopped")
+                    return
                 delay = min(delay * 2, 30.0)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _wait_unless_stopped(seconds: float) -> bool:
+    """Sleeps ``seconds``; False when SIGTERM or SIGINT came meanwhile. The failed RQ worker's
+    own signal handlers are still installed, and would raise out of the sleep."""
+    def stop(signum, frame):
+        raise _Stop
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    try:
+        time.sleep(seconds)
+    except (_Stop, KeyboardInterrupt):
+        return False
+    return True
 
 
 def _fresh_connections(sender, **kwargs) -> None:
