@@ -216,7 +216,7 @@ def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None
                 if 0 < len(_matched(refs, found)) < len(refs):
                     raise _OutOfOrder(found)
         except _OutOfOrder as known:  # its locks were released with the savepoint
-            found = _take_in_name_order(account, refs, known.agents)
+            found = _take_in_name_order(account, refs, known.agents, created)
     agents = _matched(refs, found)
     for ref in sorted(ref for ref in refs if ref not in agents):
         try:
@@ -229,8 +229,6 @@ def agents_for_write(*, account, refs, at: datetime, refused: dict | None = None
         agents[ref], inserted = _agent_create_held(account, ref)
         if inserted and created is not None:
             created.append(agents[ref])
-    if created is not None:
-        created.extend(a for a in found if getattr(a, "inserted_here", False))
     stale = {a.pk: a for a in agents.values()
              if a.last_active_at is None or at - a.last_active_at >= ACTIVITY_RESOLUTION}
     if stale:
@@ -264,11 +262,12 @@ def _matched(refs, found) -> dict[str, Agent]:
     return agents
 
 
-def _take_in_name_order(account, refs, known) -> list[Agent]:
+def _take_in_name_order(account, refs, known, created: list | None) -> list[Agent]:
     """Inside a write transaction: the agents ``refs`` name, each taken in the order of its
     name: a known one (``known``: as a first read found them) by its id, a new name created
-    (or, when a concurrent write created it first, taken). Refs that name no live agent and
-    cannot create one are left for the caller to refuse."""
+    (or, when a concurrent write created it first, taken; ``created`` gets those this
+    transaction inserted). Refs that name no live agent and cannot create one are left for
+    the caller to refuse."""
     by_ref = _matched(refs, known)
     order = sorted(refs, key=lambda ref: by_ref[ref].name if ref in by_ref else ref)
     taken: list[Agent] = []
@@ -283,7 +282,8 @@ def _take_in_name_order(account, refs, known) -> list[Agent]:
         except ServiceError:
             continue
         agent, inserted = _agent_create_held(account, ref)
-        agent.inserted_here = inserted
+        if inserted and created is not None:
+            created.append(agent)
         taken.append(agent)
     return taken
 
