@@ -207,6 +207,41 @@ def fake_llm():
 
 
 @pytest.fixture
+def raw_http_server():
+    """A peer on 127.0.0.1 (``state.url``) that answers each connection with the bytes
+    ``state.answer``, then those of ``state.trickle`` one every ``state.pause`` seconds, then
+    closes; ``state.calls`` counts the connections. For answers no HTTP server would give."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    state = type("State", (), {"answer": b"", "trickle": b"", "pause": 0.0, "calls": 0})()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                state.calls += 1
+                conn.recv(65536)
+                try:
+                    conn.sendall(state.answer)
+                    for byte in state.trickle:
+                        time.sleep(state.pause)
+                        conn.sendall(bytes([byte]))
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    state.url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    yield state
+    listener.close()
+
+
+@pytest.fixture
 def rebinding_dns(monkeypatch):
     """A name server that rebinds: ``rebinding_dns(host, port)`` makes the first lookup of
     ``host`` answer a public address and every later one 127.0.0.1 (where ``port`` is

@@ -212,35 +212,12 @@ def test_a_receiver_given_up_on_and_a_refused_url_are_recorded(client, receiver,
 
 
 @pytest.fixture
-def raw_receiver(settings):
+def raw_receiver(settings, raw_http_server):
     """A receiver that answers each connection with ``raw_receiver.answer`` (bytes, then a
     pause of ``raw_receiver.pause`` seconds between the bytes of ``raw_receiver.trickle``)."""
     settings.MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = True
     settings.MEMORYRELAY_TASK_BACKOFF = 0
-    listener = socket.create_server(("127.0.0.1", 0))
-    state = type("State", (), {"answer": b"", "trickle": b"", "pause": 0.0, "calls": 0})()
-
-    def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                state.calls += 1
-                conn.recv(65536)
-                try:
-                    conn.sendall(state.answer)
-                    for byte in state.trickle:
-                        time.sleep(state.pause)
-                        conn.sendall(bytes([byte]))
-                except OSError:
-                    pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    state.url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-    yield state
-    listener.close()
+    return raw_http_server
 
 
 def test_a_malformed_answer_is_a_failed_attempt_and_ends_failed(client, raw_receiver,

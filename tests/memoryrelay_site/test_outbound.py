@@ -4,41 +4,11 @@ whole exchange, whatever the receiver does, and addresses checked as they are co
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
 
 from memoryrelay_site.outbound import OutboundRefused, outbound_post
-
-
-@pytest.fixture
-def raw_server():
-    """Answers each connection with ``state["answer"]``, then the bytes of
-    ``state["trickle"]`` one every ``state["pause"]`` seconds, then closes."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    state = {"answer": b"", "trickle": b"", "pause": 0.0}
-
-    def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                try:
-                    conn.sendall(state["answer"])
-                    for byte in state["trickle"]:
-                        time.sleep(state["pause"])
-                        conn.sendall(bytes([byte]))
-                except OSError:
-                    pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    state["url"] = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-    yield state
-    listener.close()
 
 
 def post(url, timeout=1.0, read_limit=1024):
@@ -51,12 +21,13 @@ def post(url, timeout=1.0, read_limit=1024):
     b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n",
 ])
-def test_a_body_trickled_on_a_closing_connection_ends_at_the_deadline(raw_server, answer):
+def test_a_body_trickled_on_a_closing_connection_ends_at_the_deadline(raw_http_server, answer):
     """http.client lets go of its socket once an answer says the connection closes: the
     deadline used to find nothing to cut, and each byte in time kept the read going."""
-    raw_server.update(answer=answer, trickle=b"x" * 40, pause=0.25)  # 10 s in all
+    raw_http_server.answer = answer
+    raw_http_server.trickle, raw_http_server.pause = b"x" * 40, 0.25  # 10 s in all
     started = time.monotonic()
-    reply = post(raw_server["url"], timeout=1.0)
+    reply = post(raw_http_server.url, timeout=1.0)
     assert time.monotonic() - started < 3
     assert reply.status == 200 and isinstance(reply.body_error, TimeoutError)
 
@@ -81,20 +52,20 @@ def test_a_name_server_slower_than_the_deadline_ends_the_exchange(monkeypatch):
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
      "ValueError|IncompleteRead"),
 ])
-def test_a_body_cut_short_or_badly_framed_is_said_so_not_raised(raw_server, answer, error):
-    raw_server.update(answer=answer)
-    reply = post(raw_server["url"])
+def test_a_body_cut_short_or_badly_framed_is_said_so_not_raised(raw_http_server, answer, error):
+    raw_http_server.answer = answer
+    reply = post(raw_http_server.url)
     assert reply.status == 200
     # (A reset instead of an orderly close, when the receiver closes with our request
     # unread, says the same.)
     assert type(reply.body_error).__name__ in [*error.split("|"), "ConnectionResetError"]
 
 
-def test_a_whole_body_and_one_past_the_limit_are_told_apart(raw_server):
-    raw_server.update(answer=b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-    reply = post(raw_server["url"])
+def test_a_whole_body_and_one_past_the_limit_are_told_apart(raw_http_server):
+    raw_http_server.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    reply = post(raw_http_server.url)
     assert (reply.body, reply.body_error, reply.truncated) == (b"hello", None, False)
-    reply = post(raw_server["url"], read_limit=3)
+    reply = post(raw_http_server.url, read_limit=3)
     assert (reply.body, reply.body_error, reply.truncated) == (b"hel", None, True)
 
 
@@ -133,9 +104,9 @@ def test_a_host_name_no_name_server_could_resolve_is_refused_not_retried():
 
 @pytest.mark.parametrize("informational", [b"103 Early Hints\r\nLink: </s.css>; rel=preload",
                                            b"102 Processing"])
-def test_an_informational_answer_before_the_final_one_is_skipped(raw_server, informational):
+def test_an_informational_answer_before_the_final_one_is_skipped(raw_http_server, informational):
     """A receiver sending 103 Early Hints had its webhook retried until it failed."""
-    raw_server.update(answer=b"HTTP/1.1 " + informational + b"\r\n\r\n"
-                      b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-    reply = post(raw_server["url"])
+    raw_http_server.answer = (b"HTTP/1.1 " + informational + b"\r\n\r\n"
+                              b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+    reply = post(raw_http_server.url)
     assert (reply.status, reply.body_error) == (204, None)
