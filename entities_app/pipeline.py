@@ -63,24 +63,31 @@ def extraction_request(*, memory_ids: Iterable) -> int:
     return _request(ids)
 
 
-def _request(ids: list) -> int:
-    """One upsert marks them pending under a new generation. On the database queue their
-    tasks commit with it (one commit); on RQ they are queued once it commits (a task run
-    before the commit would find nothing pending; the sweep catches a lost enqueue)."""
+def _request(ids: list, *, only_missing: bool = False) -> int:
+    """One upsert marks them pending under a new generation (``only_missing``: only those
+    with no record yet, so a request made meanwhile stands); returns how many it asked for.
+    On the database queue their tasks commit with it (one commit); on RQ they are queued
+    once it commits (a task run before the commit would find nothing pending; the sweep
+    catches a lost enqueue)."""
     if not ids:
         return 0
-    now = timezone.now()
+    generation, now = _generation(), timezone.now()
     rows = [MemoryExtraction(memory_id=pk, status=ExtractionStatus.PENDING, attempts=0,
-                             error="", generation=_generation(), created_at=now,
+                             error="", generation=generation, created_at=now,
                              updated_at=now) for pk in ids]
     with transaction.atomic():
         _commit_without_waiting_for_disk()
-        MemoryExtraction.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["memory"],
-            update_fields=["status", "attempts", "error", "generation", "updated_at"])
-        if backend_name() == "database":
-            _enqueue(ids)
+        if only_missing:
+            MemoryExtraction.objects.bulk_create(rows, ignore_conflicts=True)
+            ids = list(MemoryExtraction.objects.filter(memory_id__in=ids, generation=generation)
+                       .values_list("memory_id", flat=True))
         else:
+            MemoryExtraction.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["memory"],
+                update_fields=["status", "attempts", "error", "generation", "updated_at"])
+        if ids and backend_name() == "database":
+            _enqueue(ids)
+        elif ids:
             transaction.on_commit(lambda: _enqueue(ids))
     return len(ids)
 
@@ -102,30 +109,13 @@ def lost_requests_sweep(cutoff: datetime) -> int:
         wanted, status=WriteStatus.READY, extraction__isnull=True,
         created_at__gte=cutoff - LOST_REQUESTS_WINDOW, created_at__lt=cutoff,
     ).values_list("pk", flat=True)[:1000])
-    asked = _request_missing(ids)
+    # Only where there is still no record: a request made since the read (its write's
+    # response just finished) is not overwritten, nor its memory extracted twice.
+    asked = _request(ids, only_missing=True)
     if asked:
         logger.warning("asked again for the extraction of %d memories whose request was "
                        "lost", asked)
     return asked
-
-
-def _request_missing(ids: list) -> int:
-    """Requests the extraction of the memories ``ids`` that still have no record of one: a
-    request made since they were read (its write's response just finished) is not
-    overwritten, nor its memory extracted twice."""
-    if not ids:
-        return 0
-    generation, now = _generation(), timezone.now()
-    with transaction.atomic():
-        MemoryExtraction.objects.bulk_create(
-            [MemoryExtraction(memory_id=pk, status=ExtractionStatus.PENDING,
-                              generation=generation, created_at=now, updated_at=now)
-             for pk in ids], ignore_conflicts=True)
-        ours = list(MemoryExtraction.objects.filter(memory_id__in=ids, generation=generation)
-                    .values_list("memory_id", flat=True))
-        if ours:
-            transaction.on_commit(lambda: _enqueue(ours))
-    return len(ours)
 
 
 def _commit_without_waiting_for_disk() -> None:

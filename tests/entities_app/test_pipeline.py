@@ -535,6 +535,6 @@ def test_the_lost_request_sweep_never_overwrites_a_request_made_meanwhile(client
     lost = write(client, "Never requested.", auto_extract_entities=False)
     pipeline.extraction_request(memory_ids=[fresh])
     generation = MemoryExtraction.objects.get(memory_id=fresh).generation
-    assert pipeline._request_missing([fresh, lost]) == 1
+    assert pipeline._request([fresh, lost], only_missing=True) == 1
     assert MemoryExtraction.objects.get(memory_id=fresh).generation == generation
     assert MemoryExtraction.objects.get(memory_id=lost).status == "pending"
