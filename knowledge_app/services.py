@@ -23,7 +23,7 @@ from memories_app import search
 from memories_app.embeddings import get_provider
 from memories_app.services import embedding_of, rows_reembed, vector_fields
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
-from memoryrelay_site.purge import along, delete_in_order
+from memoryrelay_site.purge import delete_in_order, tally
 from sessions_app.models import Project, ProjectRelationship
 from sessions_app.projects import project_find, project_get
 from sessions_app.services import agent_ref_checked, locked_live, parents_for_write
@@ -426,6 +426,5 @@ def knowledge_purge_deleted(*, older_than_days: int, dry_run: bool = False,
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
     removed = delete_in_order([Decision.objects.filter(deleted_at__lt=cutoff),
                                Pattern.objects.filter(deleted_at__lt=cutoff)], dry_run=dry_run)
-    labels = [Decision._meta.label, Pattern._meta.label]
-    return KnowledgePurgeReport(*(sum(c[label] for c in removed) for label in labels),
-                                along=along(removed, labels))
+    counts, with_them = tally(removed, (Decision, Pattern))
+    return KnowledgePurgeReport(*counts, along=with_them)

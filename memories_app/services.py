@@ -22,7 +22,7 @@ from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from memoryrelay_site.errors import Invalid, NotFound, ServiceError
-from memoryrelay_site.purge import along, delete_in_order, named_by_another_row
+from memoryrelay_site.purge import delete_in_order, named_by_another_row, tally
 from memoryrelay_site.serializers import is_uuid
 from sessions_app.models import Agent, Project, ProjectRelationship, Session
 from sessions_app.services import (
@@ -537,7 +537,5 @@ def purge_deleted(*, older_than_days: int, dry_run: bool = False,
             named_by_another_row(Project, along_too=False)),
         WebhookDelivery.objects.filter(updated_at__lt=cutoff, status__in=SETTLED_DELIVERIES),
     ]
-    removed = delete_in_order(querysets, dry_run=dry_run)
-    labels = [model._meta.label for model in PURGED]
-    counts = [sum(c[label] for c in removed) for label in labels]
-    return PurgeReport(*counts, along=along(removed, labels))
+    counts, with_them = tally(delete_in_order(querysets, dry_run=dry_run), PURGED)
+    return PurgeReport(*counts, along=with_them)

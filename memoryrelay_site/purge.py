@@ -43,11 +43,11 @@ def named_by_another_row(model, *, along_too: bool = True) -> Q:
     return condition
 
 
-def along(removed: list[Counter], own: list[str]) -> Counter:
-    """What the deletes removed besides the rows they were for (``own``: model labels)."""
+def tally(removed: list[Counter], own) -> tuple[list[int], Counter]:
+    """How many rows of each of the models ``own`` the deletes removed, in that order, and
+    what they removed besides (by model label)."""
     total = Counter()
     for counts in removed:
         total.update(counts)
-    for label in own:
-        total.pop(label, None)
-    return total
+    labels = [model._meta.label for model in own]
+    return [total.pop(label, 0) for label in labels], total
