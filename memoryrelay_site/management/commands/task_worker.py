@@ -76,24 +76,14 @@ class Command(BaseCommand):
             worker_id=worker_id[:64], excluded_queue_names=[],
         )
         worker.configure_signals()
-        delay = 1.0
-        while True:
-            started = time.monotonic()
-            try:
-                worker.run()
-                return
-            except DatabaseError:
-                # Locked (SQLite, a long import), restarting, read-only or out of reach for a
-                # while: nothing restarts a worker that exits, so it waits and polls again.
-                if burst or not worker.running:
-                    raise
-                if time.monotonic() - started > 60:
-                    delay = 1.0
-                logger.exception("task worker: the database failed; polling again in %.0f s",
-                                 delay)
-                connections.close_all()
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+        def wait(seconds: float) -> bool:  # the worker's own signal handlers stay in place
+            time.sleep(seconds)
+            return True
+
+        # Locked (SQLite, a long import), restarting, read-only or out of reach for a while.
+        _keep_working(lambda rounds: worker.run(), failure=DatabaseError, what="the database",
+                      keep_going=lambda: not burst and worker.running, wait=wait)
 
     def _run_rq(self, *, burst, worker_id):
         from django_tasks.signals import task_finished, task_started
@@ -115,33 +105,44 @@ class Command(BaseCommand):
         from redis.exceptions import RedisError
         from rq import SimpleWorker
 
-        delay, rounds = 1.0, 0
-        while True:
-            rounds += 1
+        def work(rounds: int) -> None:
             # SimpleWorker runs each job in this process (RQ's default Worker forks one
             # child per job, which would load the embedding model again for every memory).
             # A new name each round: the last one may still be registered.
             worker = django_rq.get_worker(
                 settings.MEMORYRELAY_TASK_QUEUE, job_class=Job, worker_class=SimpleWorker,
                 name=worker_id if rounds == 1 else f"{worker_id}-{rounds}")
-            started = time.monotonic()
-            try:
-                worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
-                return
-            except RedisError:
-                # Redis went away (mid-job, RQ's own bookkeeping raised): nothing restarts a
-                # worker that exits, so it waits and works again; the sweep hands out what
-                # the lost round left.
-                if burst:
-                    raise
-                if time.monotonic() - started > 60:
-                    delay = 1.0
-                logger.exception("task worker: Redis failed; working again in %.0f s", delay)
-                connections.close_all()
-                if not _wait_unless_stopped(delay):
-                    self.stdout.write("task worker stopped")
-                    return
-                delay = min(delay * 2, 30.0)
+            worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+
+        # Redis went away (mid-job, RQ's own bookkeeping raised); the sweep hands out what
+        # the lost round left.
+        if not _keep_working(work, failure=RedisError, what="Redis",
+                             keep_going=lambda: not burst, wait=_wait_unless_stopped):
+            self.stdout.write("task worker stopped")
+
+
+def _keep_working(work, *, failure, what: str, keep_going, wait) -> bool:
+    """Runs ``work(round)`` until it returns. On ``failure`` nothing restarts a worker that
+    exits, so unless ``keep_going()`` says otherwise (then it raises) it logs, waits (1 s,
+    doubling up to 30 s, back to 1 s after a round that worked a minute) and works again.
+    False when ``wait`` says a stop came during a wait."""
+    delay, rounds = 1.0, 0
+    while True:
+        rounds += 1
+        started = time.monotonic()
+        try:
+            work(rounds)
+            return True
+        except failure:
+            if not keep_going():
+                raise
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            logger.exception("task worker: %s failed; working again in %.0f s", what, delay)
+            connections.close_all()
+            if not wait(delay):
+                return False
+            delay = min(delay * 2, 30.0)
 
 
 class _Stop(Exception):
