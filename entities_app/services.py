@@ -17,9 +17,9 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from memories_app.models import Memory
+from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 from sessions_app.models import Agent
-from sessions_app.services import locked_live
 
 from .models import Entity, EntityLink, LinkSource
 from .names import entity_key

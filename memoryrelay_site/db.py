@@ -142,3 +142,18 @@ def consistent_read() -> Iterator[None]:
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("COMMIT")
+
+
+def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
+    """Inside a transaction: the live row ``pk`` of ``model``, locked until commit.
+
+    Raises ``missing`` when the row is gone or soft-deleted; on PostgreSQL a delete that
+    held the lock is seen once it commits (the row is re-checked after the wait). ``no_key``
+    takes ``FOR NO KEY UPDATE``, which writers into the row's children take, and which a
+    delete's ``FOR UPDATE`` waits for. SQLite serializes every write transaction anyway.
+    """
+    row = model.objects.select_for_update(no_key=no_key).filter(
+        pk=pk, deleted_at__isnull=True).first()
+    if row is None:
+        raise missing
+    return row

@@ -15,10 +15,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 
 from .models import DEPENDENCY_TYPES, RESERVED_SLUGS, Project, ProjectRelationship
-from .services import locked_live
 
 PROJECT_UPDATABLE = ("name", "description", "stack", "repo_url", "metadata")
 

@@ -31,6 +31,7 @@ from django.db.models import Q
 from django.db.models.functions import Collate
 from django.utils import timezone
 
+from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 from memoryrelay_site.llm import LLMUnavailable
 from memoryrelay_site.serializers import METADATA_MAX_BYTES, is_uuid
@@ -43,21 +44,6 @@ from .summarizer_llm import llm_summarize, summary_endpoint
 logger = logging.getLogger("memoryrelay.summaries")
 
 # --- Row locks ------------------------------------------------------------------------
-
-
-def locked_live(model, pk, missing: ServiceError, *, no_key: bool = False):
-    """Inside a transaction: the live row ``pk`` of ``model``, locked until commit.
-
-    Raises ``missing`` when the row is gone or soft-deleted; on PostgreSQL a delete that
-    held the lock is seen once it commits (the row is re-checked after the wait). ``no_key``
-    takes ``FOR NO KEY UPDATE``, which writers into the row's children take, and which a
-    delete's ``FOR UPDATE`` waits for. SQLite serializes every write transaction anyway.
-    """
-    row = model.objects.select_for_update(no_key=no_key).filter(
-        pk=pk, deleted_at__isnull=True).first()
-    if row is None:
-        raise missing
-    return row
 
 
 # --- Agents -----------------------------------------------------------------------------
