@@ -3,6 +3,7 @@ maintenance (with a fixed clock), agent stats in both shapes, and embed."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -230,11 +231,17 @@ def test_every_extra_response_matches_its_documented_schema(schema, client, othe
 # --- GET /v1/quota --------------------------------------------------------------------------
 
 
-def test_quota_reports_the_keys_window_without_counting_itself(account, settings, tmp_path):
+def test_quota_reports_the_keys_window_without_counting_itself(account, settings, tmp_path,
+                                                               monkeypatch):
     """Asking for the quota is not counted and never refused: a key at its limit can ask
     when its window resets (it got a 429 from the quota itself)."""
+    from memoryrelay_site import ratelimit
     from memoryrelay_site.services import api_key_create
     from tests.conftest import make_client
+
+    # One clock for the whole test: on a slow run the minute's window turned over midway.
+    start = (time.time() // ratelimit.WINDOW_SECONDS) * ratelimit.WINDOW_SECONDS + 5
+    monkeypatch.setattr(ratelimit, "_now", lambda: start)
 
     settings.MEMORYRELAY_RATE_LIMIT_PATH = str(tmp_path / "ratelimit.sqlite3")
     limited = make_client(api_key_create(user=account, rate_limit_per_minute=7)[1])
