@@ -2,12 +2,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
+from memoryrelay_site.admin_tools import DeletedFilter, EditForm, SoftDeleteAdmin, service_action
 from memoryrelay_site.errors import ServiceError
 
 from . import services
 from .models import Entity, EntityLink, ExtractionKey
 from .names import entity_key
+from .serializers import EntityUpdateInput
 
 
 class EntityLinkInline(admin.TabularInline):
@@ -36,7 +37,7 @@ class EntityLinkInline(admin.TabularInline):
         return False
 
 
-class EntityForm(forms.ModelForm):
+class EntityForm(EditForm):
     class Meta:
         model = Entity
         fields = ["name", "entity_type", "metadata"]
@@ -76,6 +77,7 @@ merge_selected.short_description = "Merge selected entities"
 @admin.register(Entity)
 class EntityAdmin(SoftDeleteAdmin):
     form = EntityForm
+    api_input = EntityUpdateInput
     list_display = ["name", "entity_type", "account", "link_count", "created_at", "is_deleted"]
     list_filter = ["entity_type", DeletedFilter]
     list_select_related = ["account"]

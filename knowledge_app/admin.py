@@ -4,6 +4,7 @@ from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service
 
 from . import services
 from .models import Decision, Pattern, PatternAdoption
+from .serializers import DecisionRecordInput, PatternCreateInput
 
 
 @admin.register(Decision)
@@ -14,6 +15,7 @@ class DecisionAdmin(SoftDeleteAdmin):
     list_select_related = ["account", "agent"]
     search_fields = ["title", "rationale", "project_slug"]
     raw_id_fields = ["agent", "session", "superseded_by"]
+    api_input, api_skip = DecisionRecordInput, ("status",)  # reverted, superseded: here
     readonly_fields = ["id", "account", "agent", "session", "superseded_by", "embedding_model",
                        "created_at", "updated_at", "deleted_at"]
     fields = ["id", "account", "agent", "session", "project_slug", "title", "rationale",
@@ -63,6 +65,7 @@ class PatternAdmin(SoftDeleteAdmin):
     list_filter = ["scope", DeletedFilter, "category"]
     list_select_related = ["account"]
     search_fields = ["title", "description", "category", "source_project_slug"]
+    api_input = PatternCreateInput
     readonly_fields = ["id", "account", "source_project", "source_project_slug",
                        "embedding_model", "created_at", "updated_at", "deleted_at"]
     fields = ["id", "account", "title", "description", "scope", "category", "tags",

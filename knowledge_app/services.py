@@ -22,11 +22,12 @@ from django.utils import timezone
 from memories_app import search
 from memories_app.embeddings import get_provider
 from memories_app.services import embedding_of, rows_reembed, vector_fields
+from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 from memoryrelay_site.purge import delete_in_order, tally
 from sessions_app.models import Project, ProjectRelationship
 from sessions_app.projects import project_find, project_get
-from sessions_app.services import agent_ref_checked, locked_live, parents_for_write
+from sessions_app.services import agent_ref_checked, parents_for_write
 
 from .models import Decision, DecisionStatus, Pattern, PatternAdoption
 
@@ -189,6 +190,9 @@ def decision_update(*, decision: Decision, changes: dict[str, Any]) -> Decision:
     with transaction.atomic():
         row = locked_live(Decision, decision.pk,
                           NotFound("Decision not found"))
+        if row.superseded_by_id is not None and given.get("status", row.status) != row.status:
+            raise Invalid("A superseded decision stays superseded: record a new one to "
+                          "change course", field="status")
         return _write_changes(row, given, embedded, ("title", "rationale"))
 
 

@@ -1,9 +1,16 @@
 from django.contrib import admin
 
-from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
+from memoryrelay_site.admin_tools import (
+    DeletedFilter,
+    SoftDeleteAdmin,
+    service_action,
+    write_changed,
+)
+from memoryrelay_site.errors import NotFound
 
 from . import services, tasks
 from .models import Memory, WebhookDelivery
+from .serializers import MemoryUpdateInput
 
 
 @admin.register(Memory)
@@ -16,6 +23,7 @@ class MemoryAdmin(SoftDeleteAdmin):
     list_select_related = ["agent", "session"]
     search_fields = ["content"]
     raw_id_fields = ["agent", "session"]
+    api_input = MemoryUpdateInput
     readonly_fields = ["id", "account", "embedding_model", "created_at", "updated_at",
                        "deleted_at", "status", "status_error", "status_attempts",
                        "status_changed_at"]
@@ -41,13 +49,14 @@ class MemoryAdmin(SoftDeleteAdmin):
         return False  # agents write memories through the API
 
     def save_model(self, request, obj, form, change):
-        """Manual edits go through the update service (which re-embeds changed content)."""
-        fresh = Memory.objects.get(pk=obj.pk)
+        """Manual edits go through the update service (which re-embeds changed content);
+        its agent, session and project label are written under the row's lock."""
+        other = [f for f in form.changed_data if f not in services.UPDATABLE]
+        write_changed(obj, other, NotFound("Memory not found"))
         changed = {f: getattr(obj, f) for f in form.changed_data if f in services.UPDATABLE}
-        services.memory_update(memory=fresh, changes=changed)
-        other = {f: getattr(obj, f) for f in form.changed_data if f not in services.UPDATABLE}
-        if other:
-            Memory.objects.filter(pk=obj.pk).update(**other)
+        if changed:
+            services.memory_update(memory=Memory.objects.without_vectors().get(pk=obj.pk),
+                                   changes=changed)
 
 
 @admin.register(WebhookDelivery)
@@ -69,3 +78,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a pending delivery is the outbox: deleting it loses the event

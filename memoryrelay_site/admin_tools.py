@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import IntegrityError, models, transaction
+from django.http import HttpResponseRedirect
+from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from .errors import ServiceError
+from .db import locked_live
+from .errors import Conflict, ServiceError
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -45,7 +51,148 @@ def service_action(service: Callable, description: str, done: str):
     return action
 
 
-class SoftDeleteAdmin(admin.ModelAdmin):
+# --- Manual edits ---------------------------------------------------------------------------
+
+
+def _holds_nul(value) -> bool:
+    """Whether a JSON value holds U+0000 in a key or a string (PostgreSQL's jsonb refuses
+    it; the API's parser never lets one through)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+class EditForm(forms.ModelForm):
+    """A staff edit, checked as the API checks one and written as only what staff changed.
+
+    - Each field carries the value the page was opened with (``show_hidden_initial``), so
+      ``changed_data`` is what staff changed, not what differs from the row now: a field the
+      API wrote meanwhile is not written back with the page's stale value.
+    - A changed field the API also takes is checked by the API's own serializer field
+      (``api_input``: shapes, lengths, the 10 KB metadata cap); a JSON field may not be
+      emptied where the model needs a value, nor hold U+0000.
+    - A row picked by id (an agent, a session) must be a live row of the edited row's own
+      account: no edit moves data into another account.
+    - The model's constraints are checked with the account and deletion time taken into
+      account (they are read-only here, which Django would otherwise leave out), so a name
+      another live row holds is a form error, not a failed save.
+    """
+
+    api_input = None  # a DRF serializer class, set by EditAdmin.get_form
+    api_skip: tuple = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.show_hidden_initial = True
+
+    def _get_validation_exclusions(self):
+        exclude = super()._get_validation_exclusions()
+        names = {f.name for f in self._meta.model._meta.get_fields()}
+        return exclude - ({"account", "deleted_at"} & names)
+
+    def clean(self):
+        data = super().clean()
+        account_id = getattr(self.instance, "account_id", None)
+        checked = {}
+        for name in self.changed_data:
+            if name not in data:
+                continue  # already refused by its field
+            value = data[name]
+            model_field = self._meta.model._meta.get_field(name)
+            if model_field.is_relation and value is not None:
+                if getattr(value, "account_id", account_id) != account_id:
+                    self.add_error(name, "belongs to another account")
+                elif getattr(value, "deleted_at", None) is not None:
+                    self.add_error(name, "is deleted: restore it first")
+            elif isinstance(model_field, models.JSONField):
+                if value is None and not model_field.null:
+                    self.add_error(name, "Enter JSON: {} or [] for none")
+                elif _holds_nul(value):
+                    self.add_error(name, "may not contain the NUL character (\\u0000)")
+            if self.api_input and name not in self.api_skip and name not in self.errors:
+                checked[name] = value
+        if checked:
+            fields = self.api_input().fields
+            for name, value in checked.items():
+                if name not in fields or value is None:
+                    continue
+                try:
+                    fields[name].run_validation(value)
+                except DRFValidationError as exc:
+                    detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
+                    self.add_error(name, "; ".join(str(d) for d in detail))
+        return data
+
+
+class EditAdmin(admin.ModelAdmin):
+    """A model admin whose edits are checked like the API's and written like its updates.
+
+    The change page of a deleted row is read only (restore it first). A save runs outside
+    the admin's usual transaction: the services (and :func:`write_changed`) lock and write
+    the row in their own, and compute embeddings before it, so a slow model never holds the
+    database's write lock. A save the service refuses (the row was deleted meanwhile, a name
+    taken meanwhile ...) changes nothing and is shown as an error, never a server error.
+    """
+
+    form = EditForm
+    api_input = None
+    api_skip: tuple = ()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.api_input, form.api_skip = self.api_input, self.api_skip
+        return form
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and getattr(obj, "deleted_at", None) is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method != "POST" or object_id is None:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        try:
+            return self._changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as exc:
+            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
+        except IntegrityError:
+            self.message_user(request, "Not saved: another row took one of these values "
+                              "meanwhile", messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def get_changelist_instance(self, request):
+        """A filter value holding U+0000 is a bad filter (PostgreSQL refuses it in a query)."""
+        if any("\x00" in v for values in request.GET.lists() for v in values[1]):
+            raise IncorrectLookupParameters("NUL in a filter")
+        return super().get_changelist_instance(request)
+
+
+def write_changed(obj, names, missing: ServiceError, *, extra: dict | None = None):
+    """Writes the fields ``names`` (those staff changed) and ``extra`` from ``obj`` to the
+    live row under its lock; a unique value another row took meanwhile is a Conflict, a row
+    deleted meanwhile ``missing``."""
+    changed = {f: getattr(obj, f) for f in names}
+    changed.update(extra or {})
+    if not changed:
+        return
+    model = type(obj)
+    try:
+        with transaction.atomic():
+            row = locked_live(model, obj.pk, missing)
+            for field, value in changed.items():
+                setattr(row, field, value)
+            touched = [*changed, *(["updated_at"] if hasattr(row, "updated_at") else [])]
+            row.save(update_fields=touched)
+    except IntegrityError:
+        raise Conflict("Another row holds one of these values") from None
+
+
+class SoftDeleteAdmin(EditAdmin):
     """Shows deleted rows to staff; hard deletes are the purge command's job."""
 
     def get_actions(self, request):

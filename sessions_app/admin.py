@@ -2,12 +2,32 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
+from memoryrelay_site.admin_tools import (
+    DeletedFilter,
+    SoftDeleteAdmin,
+    service_action,
+    write_changed,
+)
+from memoryrelay_site.errors import NotFound
 
 from . import projects, services
 from .models import Agent, Project, ProjectRelationship, Session
+from .serializers import (
+    AgentUpdateInput,
+    ProjectRelationshipInput,
+    ProjectUpdateInput,
+    SessionCreateInput,
+    SessionEndInput,
+)
 
 MEMORIES_SHOWN = 20
+
+
+class SessionEditInput(SessionCreateInput):
+    """What the API checks of a session's fields: those it starts with, and its summary as
+    an end gives it."""
+
+    summary = SessionEndInput._declared_fields["summary"]
 
 
 @admin.register(Agent)
@@ -17,6 +37,7 @@ class AgentAdmin(SoftDeleteAdmin):
     list_filter = [DeletedFilter, "account"]
     list_select_related = ["account"]
     search_fields = ["name", "description"]
+    api_input = AgentUpdateInput
     readonly_fields = ["id", "account", "last_active_at", "created_at", "updated_at",
                        "deleted_at"]
     fields = ["id", "account", "name", "description", "config", "metadata", *readonly_fields[2:]]
@@ -28,6 +49,12 @@ class AgentAdmin(SoftDeleteAdmin):
 
     def get_queryset(self, request):
         return Agent.objects.with_counts()
+
+    def save_model(self, request, obj, form, change):
+        """Through the update service: only what staff changed, a name checked as the
+        API checks it (not another agent's, nor another agent's id)."""
+        services.agent_update(agent=obj, changes={f: getattr(obj, f)
+                                                  for f in form.changed_data})
 
     @admin.display(ordering="memory_count")
     def memory_count(self, obj) -> int:
@@ -46,6 +73,7 @@ class SessionAdmin(SoftDeleteAdmin):
     list_select_related = ["account", "agent"]
     search_fields = ["title", "external_id"]
     raw_id_fields = ["agent"]
+    api_input = SessionEditInput
     readonly_fields = ["id", "account", "status", "started_at", "ended_at", "created_at",
                        "updated_at", "deleted_at", "summary_method", "memories"]
     fields = ["id", "account", "agent", "external_id", "project", "title", "summary",
@@ -66,6 +94,12 @@ class SessionAdmin(SoftDeleteAdmin):
 
     def has_add_permission(self, request):
         return False  # sessions start through the API
+
+    def save_model(self, request, obj, form, change):
+        """Only what staff changed, under the row's lock; a summary written here is
+        ``provided``, as one given at the end is."""
+        extra = {"summary_method": "provided"} if "summary" in form.changed_data else None
+        write_changed(obj, form.changed_data, NotFound("Session not found"), extra=extra)
 
     @admin.display(ordering="memory_count")
     def memory_count(self, obj) -> int:
@@ -92,6 +126,7 @@ class ProjectAdmin(SoftDeleteAdmin):
     list_filter = [DeletedFilter, "account"]
     list_select_related = ["account"]
     search_fields = ["slug", "name", "description", "repo_url"]
+    api_input = ProjectUpdateInput
     readonly_fields = ["id", "account", "slug", "created_at", "updated_at", "deleted_at"]
     fields = ["id", "account", "slug", "name", "description", "stack", "repo_url", "metadata",
               *readonly_fields[3:]]
@@ -124,6 +159,7 @@ class ProjectRelationshipAdmin(SoftDeleteAdmin):
     list_filter = ["relationship_type", DeletedFilter, "account"]
     list_select_related = ["source", "target", "account"]
     search_fields = ["source__slug", "target__slug"]
+    api_input = ProjectRelationshipInput
     readonly_fields = ["id", "account", "source", "target", "relationship_type", "created_at",
                        "deleted_at"]
     fields = [*readonly_fields[:5], "metadata", *readonly_fields[5:]]
@@ -136,3 +172,6 @@ class ProjectRelationshipAdmin(SoftDeleteAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def save_model(self, request, obj, form, change):
+        write_changed(obj, form.changed_data, NotFound("Relationship not found"))

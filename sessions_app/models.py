@@ -68,6 +68,8 @@ class Agent(SoftDeleteModel):
                 fields=["account", "name"],
                 condition=Q(deleted_at__isnull=True),
                 name="agent_unique_live_name_per_account",
+                violation_error_message=("Another live agent of this account already exists with "
+                                         "this name"),
             ),
         ]
         indexes = [models.Index(fields=["account", "created_at"], name="agent_account_created")]
@@ -149,6 +151,8 @@ class Session(SoftDeleteModel):
                 fields=["account", "external_id"],
                 condition=Q(deleted_at__isnull=True, external_id__isnull=False),
                 name="session_unique_live_external_id_per_account",
+                violation_error_message=("Another live session of this account already exists with "
+                                         "this external_id"),
             ),
             models.CheckConstraint(
                 condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),

@@ -1,0 +1,273 @@
+"""Staff edits in the admin: checked as the API checks them, written as only what staff
+changed, kept inside the row's account, and refused with a message, never a 500."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.urls import reverse
+
+from knowledge_app.models import Decision
+from knowledge_app.services import decision_record, decision_supersede
+from memories_app import services as memory_services
+from memories_app.models import Memory, WebhookDelivery
+from memories_app.services import memory_create, memory_delete
+from sessions_app.models import Agent, Session
+from sessions_app.services import agent_get_or_create, session_create
+
+
+class _Form(HTMLParser):
+    """The fields a browser would send from the page's change form."""
+
+    def __init__(self):
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._textarea = self._select = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "checkbox", "file"):
+            self.data[name] = a.get("value") or ""
+        elif tag == "input" and name and a.get("type") == "checkbox" and "checked" in a:
+            self.data[name] = a.get("value") or "on"
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.data[name] = ""
+        elif tag == "select" and name:
+            self._select = name
+            self.data.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.data[self._select] = a.get("value") or ""
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.data[self._textarea] += data
+
+    def handle_endtag(self, tag):
+        if tag == "textarea":
+            if self._textarea:
+                # Django starts a textarea with a newline a browser drops.
+                self.data[self._textarea] = self.data[self._textarea].removeprefix("\n")
+            self._textarea = None
+        elif tag == "select":
+            self._select = None
+
+
+def opened(admin_client, model: str, pk) -> tuple[str, dict[str, str]]:
+    """The change page's URL and its form as a browser holds it once opened."""
+    url = reverse(f"admin:{model}_change", args=[pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    parser = _Form()
+    parser.feed(page.content.decode())
+    return url, parser.data
+
+
+def errors_of(response) -> str:
+    return response.content.decode() if response.status_code == 200 else ""
+
+
+def said(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+# --- only what staff changed ----------------------------------------------------------
+
+
+def test_a_memory_edit_keeps_what_the_api_changed_while_the_page_was_open(admin_client,
+                                                                          memory):
+    url, form = opened(admin_client, "memories_app_memory", memory.pk)
+    memory_services.memory_update(memory=memory, changes={"importance": 0.1})  # the API
+    form["content"] = "Edited by staff"
+    assert admin_client.post(url, form).status_code == 302
+    memory.refresh_from_db()
+    assert memory.content == "Edited by staff"
+    assert memory.importance == 0.1 and memory.tier == "cold"
+
+
+def test_a_session_edit_keeps_the_summary_an_end_wrote_meanwhile(admin_client, session,
+                                                                 client):
+    url, form = opened(admin_client, "sessions_app_session", session.pk)
+    ended = client.post(f"/v1/sessions/{session.pk}/end",
+                            {"summary": "API summary", "metadata": {"from": "api"}},
+                            format="json")
+    assert ended.status_code == 200
+    form["title"] = "Renamed by staff"
+    assert admin_client.post(url, form).status_code == 302
+    session.refresh_from_db()
+    assert session.title == "Renamed by staff"
+    assert session.summary == "API summary" and session.metadata["from"] == "api"
+
+
+def test_a_summary_staff_write_is_a_provided_one(admin_client, session):
+    url, form = opened(admin_client, "sessions_app_session", session.pk)
+    form["summary"] = "Written by staff"
+    assert admin_client.post(url, form).status_code == 302
+    session.refresh_from_db()
+    assert (session.summary, session.summary_method) == ("Written by staff", "provided")
+
+
+def test_an_agent_edit_keeps_the_description_the_api_wrote_meanwhile(admin_client, agent,
+                                                                     client):
+    url, form = opened(admin_client, "sessions_app_agent", agent.pk)
+    assert client.patch(f"/v1/agents/{agent.pk}", {"description": "from the API"},
+                            format="json").status_code == 200
+    form["config"] = '{"model": "fast"}'
+    assert admin_client.post(url, form).status_code == 302
+    agent.refresh_from_db()
+    assert agent.config == {"model": "fast"} and agent.description == "from the API"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_content_edit_embeds_outside_any_transaction(admin_client, memory, monkeypatch):
+    """SQLite takes its write lock at BEGIN: a model running inside the admin's transaction
+    held every API write out for as long as it ran."""
+    seen = []
+    real = memory_services.embedding_of
+
+    def embedding_of(text):
+        seen.append(connection.in_atomic_block)
+        return real(text)
+
+    monkeypatch.setattr(memory_services, "embedding_of", embedding_of)
+    url, form = opened(admin_client, "memories_app_memory", memory.pk)
+    form["content"] = "A new text to embed"
+    assert admin_client.post(url, form).status_code == 302
+    assert seen == [False]
+
+
+# --- the row's own account ------------------------------------------------------------
+
+
+def test_a_memory_cannot_be_moved_to_another_accounts_agent_or_session(admin_client, memory,
+                                                                       other_account):
+    eve = agent_get_or_create(account=other_account, name="eve")[0]
+    theirs = session_create(account=other_account, agent_ref="eve")
+    url, form = opened(admin_client, "memories_app_memory", memory.pk)
+    response = admin_client.post(url, {**form, "agent": str(eve.pk), "session": str(theirs.pk)})
+    assert "belongs to another account" in errors_of(response)
+    memory.refresh_from_db()
+    assert memory.agent_id != eve.pk and memory.session_id != theirs.pk
+    assert not Memory.objects.filter(session=theirs).exists()
+
+
+def test_a_session_cannot_be_given_another_accounts_or_a_deleted_agent(admin_client, session,
+                                                                       other_account, account):
+    eve = agent_get_or_create(account=other_account, name="eve")[0]
+    url, form = opened(admin_client, "sessions_app_session", session.pk)
+    assert "belongs to another account" in errors_of(
+        admin_client.post(url, {**form, "agent": str(eve.pk)}))
+    gone = agent_get_or_create(account=account, name="gone")[0]
+    Agent.objects.filter(pk=gone.pk).update(deleted_at="2026-01-01T00:00:00Z")
+    assert "is deleted" in errors_of(admin_client.post(url, {**form, "agent": str(gone.pk)}))
+    assert Session.objects.get(pk=session.pk).agent_id == session.agent_id
+
+
+# --- checked as the API checks ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "fixture", "field", "value", "error"), [
+    ("memories_app_memory", "memory", "metadata", '"str"', "must be a JSON object"),
+    ("memories_app_memory", "memory", "content", "x" * 50_001, "50000"),
+    ("sessions_app_agent", "agent", "metadata", "", "Enter JSON"),
+    ("sessions_app_agent", "agent", "metadata", "[1, 2]", "must be a JSON object"),
+    ("sessions_app_session", "session", "metadata", "null", "Enter JSON"),
+    ("memories_app_memory", "memory", "metadata", '{"a": "\\u0000"}', "NUL"),
+    ("sessions_app_agent", "agent", "config", '{"\\u0000k": 1}', "NUL"),
+])
+def test_fields_are_checked_as_the_api_checks_them(admin_client, request, model, fixture,
+                                                   field, value, error):
+    row = request.getfixturevalue(fixture)
+    url, form = opened(admin_client, model, row.pk)
+    response = admin_client.post(url, {**form, field: value})
+    assert response.status_code == 200 and error in response.content.decode()
+    fresh = type(row).objects.get(pk=row.pk)
+    assert getattr(fresh, field) == getattr(row, field)
+
+
+def test_decision_tags_must_be_a_list_of_strings(admin_client, account):
+    decision = decision_record(account=account, title="Use Postgres", rationale="JSONB")
+    url, form = opened(admin_client, "knowledge_app_decision", decision.pk)
+    response = admin_client.post(url, {**form, "tags": '"notalist"'})
+    assert response.status_code == 200
+    assert Decision.objects.get(pk=decision.pk).tags == decision.tags
+
+
+def test_an_agent_name_another_agent_holds_is_a_form_error(admin_client, account, agent):
+    other = agent_get_or_create(account=account, name="other")[0]
+    url, form = opened(admin_client, "sessions_app_agent", other.pk)
+    response = admin_client.post(url, {**form, "name": agent.name})
+    assert response.status_code == 200 and "already exists with this" in response.content.decode()
+    assert Agent.objects.get(pk=other.pk).name == "other"
+
+
+def test_an_external_id_another_session_holds_is_a_form_error(admin_client, account, agent):
+    first = session_create(account=account, agent_ref=agent.name, external_id="ext-1")
+    second = session_create(account=account, agent_ref=agent.name, external_id="ext-2")
+    url, form = opened(admin_client, "sessions_app_session", second.pk)
+    response = admin_client.post(url, {**form, "external_id": first.external_id})
+    assert response.status_code == 200 and "already exists with this" in response.content.decode()
+    assert Session.objects.get(pk=second.pk).external_id == "ext-2"
+
+
+def test_an_agent_named_after_another_agents_id_is_refused(admin_client, account, agent):
+    other = agent_get_or_create(account=account, name="other")[0]
+    url, form = opened(admin_client, "sessions_app_agent", other.pk)
+    response = admin_client.post(url, {**form, "name": str(agent.pk)})
+    assert response.status_code == 302 and any("Not saved" in m for m in said(response))
+    assert Agent.objects.get(pk=other.pk).name == "other"
+
+
+# --- refused, never a 500 --------------------------------------------------------------
+
+
+def test_a_superseded_decision_stays_superseded(admin_client, account):
+    old = decision_record(account=account, title="Use MySQL", rationale="familiar")
+    decision_supersede(account=account, decision=old, title="Use Postgres", rationale="JSONB")
+    url, form = opened(admin_client, "knowledge_app_decision", old.pk)
+    response = admin_client.post(url, {**form, "status": "active"})
+    assert response.status_code == 302
+    assert any("stays superseded" in m for m in said(response))
+    assert Decision.objects.get(pk=old.pk).status == "superseded"
+
+
+def test_a_decision_becomes_superseded_only_by_superseding_it(admin_client, account):
+    decision = decision_record(account=account, title="Use MySQL", rationale="familiar")
+    url, form = opened(admin_client, "knowledge_app_decision", decision.pk)
+    response = admin_client.post(url, {**form, "status": "superseded"})
+    assert response.status_code == 302 and any("Not saved" in m for m in said(response))
+    assert Decision.objects.get(pk=decision.pk).status == "active"
+
+
+def test_a_row_deleted_while_its_page_was_open_is_not_saved(admin_client, memory):
+    url, form = opened(admin_client, "memories_app_memory", memory.pk)
+    memory_delete(memory=memory)
+    response = admin_client.post(url, {**form, "content": "too late"})
+    assert response.status_code in (302, 403)
+    assert Memory.objects.get(pk=memory.pk).content != "too late"
+
+
+def test_a_deleted_rows_page_is_read_only(admin_client, memory):
+    memory_delete(memory=memory)
+    url = reverse("admin:memories_app_memory_change", args=[memory.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert admin_client.post(url, {"content": "edited"}).status_code == 403
+
+
+@pytest.mark.parametrize("query", ["?status=%00", "?memory_type=a%00b"])
+def test_a_nul_in_a_filter_is_a_bad_filter_not_a_500(admin_client, memory, query):
+    response = admin_client.get(reverse("admin:memories_app_memory_changelist") + query)
+    assert response.status_code in (200, 302)
+
+
+def test_webhook_deliveries_cannot_be_deleted_from_the_admin(admin_client, account, agent):
+    memory = memory_create(account=account, agent_ref=agent.name, content="hook")
+    delivery = WebhookDelivery.objects.create(memory=memory, event="memory.ready")
+    url = reverse("admin:memories_app_webhookdelivery_delete", args=[delivery.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert WebhookDelivery.objects.filter(pk=delivery.pk).exists()
