@@ -16,7 +16,6 @@ from entities_app.names import entity_key
 from knowledge_app.models import Decision, DecisionStatus, Pattern, PatternAdoption
 from memories_app.models import Memory
 from sessions_app.models import (
-    RESERVED_SLUGS,
     SLUG_PATTERN,
     Agent,
     Project,
@@ -96,8 +95,6 @@ def rule_broken(kind: str, obj) -> str | None:
             return "ended_at is before started_at"
     if kind == "project" and not re.fullmatch(SLUG_PATTERN, obj.slug):
         return "slug must be lowercase letters, digits and hyphens"
-    if kind == "project" and obj.slug in RESERVED_SLUGS:
-        return f"the slug {obj.slug!r} is a path of the API"
     if kind == "project_relationship" and obj.source_id == obj.target_id:
         return "a project cannot be related to itself"
     if kind == "decision" and obj.superseded_by_id is not None:
