@@ -2,7 +2,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from memoryrelay_site.admin_tools import DeletedFilter, EditForm, SoftDeleteAdmin, service_action
+from memoryrelay_site.admin_tools import (
+    DeletedFilter,
+    EditForm,
+    SoftDeleteAdmin,
+    restore_action,
+    service_action,
+)
 from memoryrelay_site.errors import ServiceError
 
 from . import services
@@ -87,8 +93,7 @@ class EntityAdmin(SoftDeleteAdmin):
     inlines = [EntityLinkInline]
     actions = [
         merge_selected,
-        service_action(lambda e: services.entity_restore(entity=e), "Restore selected",
-                       "Restored"),
+        restore_action(lambda e: services.entity_restore(entity=e)),
         service_action(lambda e: services.entity_delete(entity=e), "Soft-delete selected",
                        "Deleted"),
     ]

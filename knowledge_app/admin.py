@@ -1,6 +1,11 @@
 from django.contrib import admin
 
-from memoryrelay_site.admin_tools import DeletedFilter, SoftDeleteAdmin, service_action
+from memoryrelay_site.admin_tools import (
+    DeletedFilter,
+    SoftDeleteAdmin,
+    restore_action,
+    service_action,
+)
 
 from . import services
 from .models import Decision, Pattern, PatternAdoption
@@ -22,8 +27,7 @@ class DecisionAdmin(SoftDeleteAdmin):
               "alternatives", "status", "superseded_by", "tags", "metadata",
               *readonly_fields[5:]]
     actions = [
-        service_action(lambda d: services.decision_restore(decision=d), "Restore selected",
-                       "Restored"),
+        restore_action(lambda d: services.decision_restore(decision=d)),
         service_action(lambda d: services.decision_delete(decision=d), "Soft-delete selected",
                        "Deleted"),
     ]
@@ -72,8 +76,7 @@ class PatternAdmin(SoftDeleteAdmin):
               "example_code", "metadata", *readonly_fields[2:]]
     inlines = [AdoptionInline]
     actions = [
-        service_action(lambda p: services.pattern_restore(pattern=p), "Restore selected",
-                       "Restored"),
+        restore_action(lambda p: services.pattern_restore(pattern=p)),
         service_action(lambda p: services.pattern_delete(pattern=p), "Soft-delete selected",
                        "Deleted"),
     ]

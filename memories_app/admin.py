@@ -3,6 +3,7 @@ from django.contrib import admin
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
     SoftDeleteAdmin,
+    restore_action,
     service_action,
     write_changed,
 )
@@ -30,12 +31,12 @@ class MemoryAdmin(SoftDeleteAdmin):
     fields = ["id", "account", "agent", "session", "project", "content", "metadata",
               "memory_type", "importance", "tier", "visibility", *readonly_fields[2:]]
     actions = [
-        service_action(lambda m: services.memory_restore(memory=m), "Restore selected",
-                       "Restored"),
+        restore_action(lambda m: services.memory_restore(memory=m)),
         service_action(lambda m: services.memory_delete(memory=m), "Soft-delete selected",
                        "Deleted"),
         service_action(lambda m: tasks.memory_embed_retry(memory_ids=[m.pk]),
-                       "Retry failed writes", "Queued again (those failed)"),
+                       "Retry failed writes", "Queued again", only=lambda m: m.status == "failed",
+                       otherwise="not failed"),
     ]
 
     def get_queryset(self, request):

@@ -31,13 +31,19 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
-def service_action(service: Callable, description: str, done: str):
+def service_action(service: Callable, description: str, done: str, *,
+                   only: Callable | None = None, otherwise: str = ""):
     """An admin action calling ``service(row)`` for each selected row (the same service the
-    API uses); a ServiceError is shown as a warning naming the row, the others proceed."""
+    API uses); a ServiceError is shown as a warning naming the row, the others proceed.
+    Rows ``only`` refuses are left alone and counted apart (``otherwise`` says what they
+    are), so the count of those done is what was done."""
 
     def action(model_admin, request, queryset):
-        succeeded = 0
+        succeeded = left = 0
         for row in queryset:
+            if only is not None and not only(row):
+                left += 1
+                continue
             try:
                 service(row)
                 succeeded += 1
@@ -45,10 +51,19 @@ def service_action(service: Callable, description: str, done: str):
                 model_admin.message_user(request, f"{row}: {exc.message}", messages.WARNING)
         if succeeded:
             model_admin.message_user(request, f"{done}: {succeeded}.", messages.SUCCESS)
+        if left:
+            model_admin.message_user(request, f"Left alone ({otherwise}): {left}.",
+                                     messages.INFO)
 
     action.short_description = description
     action.__name__ = description.lower().replace(" ", "_")
     return action
+
+
+def restore_action(service: Callable):
+    """"Restore selected": ``service(row)`` for each selected deleted row."""
+    return service_action(service, "Restore selected", "Restored",
+                          only=lambda row: row.deleted_at is not None, otherwise="not deleted")
 
 
 # --- Manual edits ---------------------------------------------------------------------------

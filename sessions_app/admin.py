@@ -5,6 +5,7 @@ from django.utils.html import format_html, format_html_join
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
     SoftDeleteAdmin,
+    restore_action,
     service_action,
     write_changed,
 )
@@ -42,7 +43,7 @@ class AgentAdmin(SoftDeleteAdmin):
                        "deleted_at"]
     fields = ["id", "account", "name", "description", "config", "metadata", *readonly_fields[2:]]
     actions = [
-        service_action(lambda a: services.agent_restore(agent=a), "Restore selected", "Restored"),
+        restore_action(lambda a: services.agent_restore(agent=a)),
         service_action(lambda a: services.agent_delete(agent=a), "Soft-delete selected",
                        "Deleted"),
     ]
@@ -83,8 +84,7 @@ class SessionAdmin(SoftDeleteAdmin):
                        "Ended"),
         service_action(lambda s: services.session_summarize(session=s),
                        "Summarize selected sessions", "Summarized"),
-        service_action(lambda s: services.session_restore(session=s), "Restore selected",
-                       "Restored"),
+        restore_action(lambda s: services.session_restore(session=s)),
         service_action(lambda s: services.session_delete(session=s), "Soft-delete selected",
                        "Deleted"),
     ]
@@ -131,8 +131,7 @@ class ProjectAdmin(SoftDeleteAdmin):
     fields = ["id", "account", "slug", "name", "description", "stack", "repo_url", "metadata",
               *readonly_fields[3:]]
     actions = [
-        service_action(lambda p: projects.project_restore(project=p), "Restore selected",
-                       "Restored"),
+        restore_action(lambda p: projects.project_restore(project=p)),
         service_action(lambda p: projects.project_delete(project=p), "Soft-delete selected",
                        "Deleted"),
     ]
@@ -164,8 +163,7 @@ class ProjectRelationshipAdmin(SoftDeleteAdmin):
                        "deleted_at"]
     fields = [*readonly_fields[:5], "metadata", *readonly_fields[5:]]
     actions = [
-        service_action(lambda r: projects.relationship_restore(relationship=r),
-                       "Restore selected", "Restored"),
+        restore_action(lambda r: projects.relationship_restore(relationship=r)),
         service_action(lambda r: projects.relationship_delete(relationship=r),
                        "Soft-delete selected", "Deleted"),
     ]

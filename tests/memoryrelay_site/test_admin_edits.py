@@ -271,3 +271,17 @@ def test_webhook_deliveries_cannot_be_deleted_from_the_admin(admin_client, accou
     url = reverse("admin:memories_app_webhookdelivery_delete", args=[delivery.pk])
     assert admin_client.post(url, {"post": "yes"}).status_code == 403
     assert WebhookDelivery.objects.filter(pk=delivery.pk).exists()
+
+
+def test_restore_and_retry_count_only_the_rows_they_acted_on(admin_client, account, agent):
+    live = memory_create(account=account, agent_ref=agent.name, content="still here")
+    gone = memory_create(account=account, agent_ref=agent.name, content="deleted one")
+    memory_delete(memory=gone)
+    url = reverse("admin:memories_app_memory_changelist")
+    response = admin_client.post(url, {"action": "restore_selected",
+                                       "_selected_action": [live.pk, gone.pk]}, follow=True)
+    messages = [str(m) for m in response.context["messages"]]
+    assert "Restored: 1." in messages and "Left alone (not deleted): 1." in messages
+    response = admin_client.post(url, {"action": "retry_failed_writes",
+                                       "_selected_action": [live.pk]}, follow=True)
+    assert [str(m) for m in response.context["messages"]] == ["Left alone (not failed): 1."]
