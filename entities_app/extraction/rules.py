@@ -6,6 +6,7 @@ embedding typer, ``zeroshot.py``); without one they are dropped, which favours p
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,13 +19,17 @@ from .base import Mention, dedupe
 # optionally led by . # @ (.env, .NET, #data-alerts).
 TOKEN = re.compile(r"(?<![\w.#@])[.#@]?[^\W_][\w.+#/'’:&-]*[\w+#]|(?<![\w.#@])[.#@]?[^\W_]")
 TICKET = re.compile(r"\b[A-Z][A-Z0-9]{1,9}-\d{1,7}\b")
-FILE = re.compile(r"(?:[\w-]+)?\.(?:py|toml|js|ts|tsx|jsx|json|ya?ml|md|txt|env|cfg|ini|lock|"
+FILE = re.compile(r"\.(?:py|toml|js|ts|tsx|jsx|json|ya?ml|md|txt|env|cfg|ini|lock|"
                   r"sql|csv|pdf|docx?|xlsx?|sh|go|rs|rb|java|kt|swift|html|css|conf)$")
 DOMAIN = re.compile(r"^[a-z0-9-]+\.(?:io|com|org|net|dev|ai|app|co|de|fr|uk|eu)$")
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$")
 CAMEL = re.compile(r"^[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*$")  # WeasyPrint, iPadOS, MinIO
 DOTJS = re.compile(r"^[A-Z][\w]*\.js$")
-SENTENCE_END = re.compile(r"[.!?:;]\s*[\"'(\[]?\s*$|^\s*[\"'(\[]?\s*$|\n\s*$|[-–—•*]\s+$")
+# How much text around a capitalised span its typing reads (a cue word before it, a verb
+# after it): a bounded window, so one long text costs linear time, not a copy per span.
+CONTEXT = 120
+# At most this many distinct untyped names go to the typer (each is a model call's row).
+TYPED_MAX = 200
 
 ORG_SUFFIXES = frozenset("""Inc Inc. Corp Corp. Corporation Ltd Ltd. LLC GmbH PLC AG SA SAS BV
 Labs Technologies Technology Systems Industries Group Holdings Bank Capital Ventures Partners
@@ -125,6 +130,7 @@ class RuleExtractor:
         self.common = common_words or (lambda word: False)
 
     def extract(self, text: str) -> list[Mention]:
+        """Linear in the text's length: every look around a token reads a bounded window."""
         tokens = _tokens(text)
         taken = [False] * len(tokens)
         found: list[Mention] = []
@@ -140,7 +146,13 @@ class RuleExtractor:
             else:
                 found.append(Mention(cand.name, typed[0], typed[1], cand.start, cand.end))
         if untyped and self.typer is not None:
-            for cand, typed in zip(untyped, self.typer(text, untyped), strict=True):
+            first = {}  # each distinct name typed once, the first TYPED_MAX of them
+            for cand in untyped:
+                if cand.name not in first and len(first) < TYPED_MAX:
+                    first[cand.name] = cand
+            types = dict(zip(first, self.typer(text, list(first.values())), strict=True))
+            for cand in untyped:
+                typed = types.get(cand.name)
                 if typed is not None:
                     found.append(Mention(cand.name, typed[0], typed[1], cand.start, cand.end))
         return dedupe(found)
@@ -149,11 +161,15 @@ class RuleExtractor:
 
     def _tickets(self, text, tokens, taken) -> list[Mention]:
         out = []
+        starts = [s for s, _, _ in tokens]
         for match in TICKET.finditer(text):
             out.append(Mention(match.group(), "document", 0.95, match.start(), match.end()))
-            for i, (s, e, _) in enumerate(tokens):
-                if s < match.end() and e > match.start():
+            # the tokens overlapping the match: from the last one starting before its start
+            i = max(0, bisect.bisect_right(starts, match.start()) - 1)
+            while i < len(tokens) and tokens[i][0] < match.end():
+                if tokens[i][1] > match.start():
                     taken[i] = True
+                i += 1
         return out
 
     def _gazetteer(self, text, tokens, taken) -> list[Mention]:
@@ -194,7 +210,7 @@ class RuleExtractor:
         for i, (start, end, word) in enumerate(tokens):
             if taken[i]:
                 continue
-            typed = _code_type(word, text[:start])
+            typed = _code_type(word)
             if typed is not None:
                 out.append(Mention(word, typed[0], typed[1], start, end))
                 taken[i] = True
@@ -215,13 +231,13 @@ class RuleExtractor:
                 current.append(i)
             else:
                 current = []
-                spans = [s for s in spans if s]
         out = []
         for span in filter(None, spans):
             span = self._trim(text, tokens, span)
             if span:
                 start, end = tokens[span[0]][0], tokens[span[-1]][1]
-                out.append(Candidate(start, end, text[start:end], text[:start], text[end:]))
+                out.append(Candidate(start, end, text[start:end],
+                                     text[max(0, start - CONTEXT):start], text[end:end + CONTEXT]))
         return out
 
     def _trim(self, text, tokens, span: list[int]) -> list[int]:
@@ -233,7 +249,8 @@ class RuleExtractor:
             span, words = span[:-1], words[:-1]
         if not span:
             return []
-        initial = SENTENCE_END.search(text[:tokens[span[0]][0]]) is not None
+        start = tokens[span[0]][0]
+        initial = _starts_sentence(text[max(0, start - CONTEXT):start], start <= CONTEXT)
         if (initial and words[0] not in _first_names() and words[-1] not in ORG_SUFFIXES
                 and words[0] not in PROJECT_HEADS and self.common(words[0])):
             span, words = span[1:], words[1:]
@@ -273,6 +290,24 @@ def _tokens(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+def _starts_sentence(before: str, whole: bool) -> bool:
+    """Whether a word after ``before`` starts a sentence, ``whole`` saying ``before`` is
+    all the text before it: at the start of the text (spaces, an opening quote or bracket
+    aside), after a sentence's end (``.!?:;``, then maybe an opening quote or bracket), on
+    a new line, or after a list bullet (``-``, ``•``, ``*`` ... then a space). Linear:
+    regular expressions with ``\\s*$`` retried from every position took seconds on long runs
+    of blanks."""
+    stripped = before.rstrip()
+    gap = before[len(stripped):]
+    if "\n" in gap:
+        return True
+    if stripped and stripped[-1] in "-–—•*" and gap:
+        return True
+    if stripped and stripped[-1] in "\"'([":
+        stripped = stripped[:-1].rstrip()
+    return stripped[-1:] in (".", "!", "?", ":", ";") or (whole and not stripped)
+
+
 def _adjacent(text: str, tokens, i: int, n: int) -> bool:
     """Tokens i..i+n-1 are separated by single spaces only (no punctuation between)."""
     return all(text[tokens[k][1]:tokens[k + 1][0]] == " " for k in range(i, i + n - 1))
@@ -282,7 +317,7 @@ def _is_cap(word: str) -> bool:
     return word[0].isupper() and not word.isdigit()
 
 
-def _code_type(word: str, before: str) -> tuple[str, float] | None:
+def _code_type(word: str) -> tuple[str, float] | None:
     if DOTJS.match(word):
         return "technology", 0.8
     if FILE.search(word) and ("." in word[1:] or word.startswith(".")):
