@@ -45,6 +45,10 @@ import numpy as np
 
 DEFAULT_BUDGET = 1000  # characters
 LONG_UNIT = 400  # memories longer than this are split into sentences
+# The sentences of one memory that can be chosen: its first and last halves of this many
+# (where a note states and concludes). Each is scored apart: 40 memories of 12,500 one-word
+# sentences each cost 14 s and 400 MB.
+SENTENCES_MAX = 40
 DUPLICATE_SIMILARITY = 0.8  # TF-IDF cosine: the same words
 DUPLICATE_MEANING = 0.8  # embedding cosine: the same meaning
 KEEP_RATIO = 0.5  # units weighing less than this share of the best one are dropped
@@ -117,6 +121,8 @@ def _units(items: Sequence[SummaryItem]) -> list[_Unit]:
         factor = (0.5 + min(1.0, max(0.0, item.importance))) * TYPE_WEIGHTS.get(
             item.memory_type, 1.0)
         pieces = [p for p in pieces if p]
+        if len(pieces) > SENTENCES_MAX:
+            pieces = pieces[:SENTENCES_MAX // 2] + pieces[-(SENTENCES_MAX // 2):]
         meaning = _meaning(item.vector)
         for n, piece in enumerate(pieces):
             words = _words(piece)

@@ -222,3 +222,16 @@ def test_a_session_summary_counts_paraphrases_once_by_their_stored_embeddings(cl
     summary = client.post(f"/v1/sessions/{session}/summarize").json()["summary"]
     assert sum(text in summary for text in same) == 1
     assert other in summary
+
+
+def test_a_memory_of_thousands_of_sentences_is_read_by_its_first_and_last_ones():
+    """Each sentence is scored apart: 40 memories of 12,500 sentences each cost 14 s."""
+    from sessions_app import summarizer
+
+    many = item(1, "Opening: the email queue retries forever. " + "ab. " * 12_500
+                + "Fixed: the retry counter now counts SMTP timeouts.", 0.9)
+    units = summarizer._units([many])
+    assert len(units) == summarizer.SENTENCES_MAX
+    assert units[0].text.startswith("Opening") and units[-1].text.startswith("Fixed")
+    summary = summarize([many], budget=200)
+    assert "retry counter" in summary or "retries forever" in summary
