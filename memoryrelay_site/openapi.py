@@ -3,7 +3,11 @@ every operation, and the slash-less paths the API is served on."""
 
 from __future__ import annotations
 
+import threading
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.views import SpectacularJSONAPIView
+from rest_framework.response import Response
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -92,3 +96,21 @@ def error_responses(result, generator, request, public):
 def _either_key(requirements: list[dict]) -> list[dict]:
     """One key header or the other, not both: one requirement object per scheme."""
     return [{name: scopes} for requirement in requirements for name, scopes in requirement.items()]
+
+
+class SchemaView(SpectacularJSONAPIView):
+    """``GET /v1/openapi.json``: built once per process and API version, since it is the
+    same for every request and anyone may ask for it (building it takes about half a second
+    of CPU: a loop of requests kept a worker busy)."""
+
+    _built: dict = {}
+    _lock = threading.Lock()
+
+    def _get_schema_response(self, request):
+        version = self.api_version or request.version or self._get_version_parameter(request)
+        with self._lock:
+            if version not in self._built:
+                self._built[version] = super()._get_schema_response(request)
+            built = self._built[version]
+        return Response(data=built.data, headers={
+            "Content-Disposition": built["Content-Disposition"]})

@@ -5,9 +5,10 @@ redirected), and literal routes such as ``get-or-create`` come before ``{id}``."
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
 from .keys_api import KeyViewSet
+from .openapi import SchemaView
 from .routers import Router
 from .views import QuotaView
 
@@ -17,7 +18,7 @@ keys.register("keys", KeyViewSet, basename="key")
 urlpatterns = [
     re_path(r"^v1/quota/?$", QuotaView.as_view(), name="quota"),
     path("v1/", include(keys.urls)),
-    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("v1/openapi.json", SchemaView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi")),
     path("admin/", admin.site.urls),

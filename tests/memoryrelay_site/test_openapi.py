@@ -241,3 +241,24 @@ def test_the_schema_generates_without_warnings_and_validates(tmp_path, db):
     call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json",
                  "--file", str(out))
     assert out.stat().st_size > 0
+
+
+def test_the_document_is_built_once_per_process(client, monkeypatch):
+    """Anyone may ask for it, and building it takes about half a second of CPU."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    from memoryrelay_site.openapi import SchemaView
+
+    monkeypatch.setattr(SchemaView, "_built", {})
+    built = []
+    real = SchemaGenerator.get_schema
+
+    def get_schema(self, *args, **kwargs):
+        built.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", get_schema)
+    first, second = client.get("/v1/openapi.json"), client.get("/v1/openapi.json")
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content and "/v1/memories" in first.json()["paths"]
+    assert len(built) == 1
