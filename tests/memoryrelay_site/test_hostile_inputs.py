@@ -401,3 +401,22 @@ def test_every_suspicious_request_django_logs_is_one_line_and_other_errors_keep_
     suspicious, bug = caplog.records[-2:]
     assert suspicious.exc_info is None
     assert bug.exc_info is not None  # a bug keeps its traceback
+
+
+def test_checking_a_deep_document_holds_no_copy_of_each_elements_path():
+    """A 1 MB body of numbers 62 lists deep took 330 MB to check: each element was queued
+    with its own copy of the path to it."""
+    import tracemalloc
+
+    from memoryrelay_site.parsers import check_document
+
+    document = [0] * 100_000
+    for _ in range(60):
+        document = [document]
+    tracemalloc.start()
+    try:
+        check_document({"metadata": document})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak
