@@ -5,6 +5,7 @@ from django.db.models import Count, Q
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
     EditForm,
+    FilterSafeAdmin,
     SoftDeleteAdmin,
     restore_action,
     service_action,
@@ -116,7 +117,7 @@ class EntityAdmin(SoftDeleteAdmin):
 
 
 @admin.register(ExtractionKey)
-class ExtractionKeyAdmin(admin.ModelAdmin):
+class ExtractionKeyAdmin(FilterSafeAdmin):
     """Accounts' own LLM keys: staff see which exist and can switch them off or delete them,
     never the key (only its mask is shown; the encrypted value is not a field here)."""
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
+    FilterSafeAdmin,
     SoftDeleteAdmin,
     restore_action,
     service_action,
@@ -61,7 +62,7 @@ class MemoryAdmin(SoftDeleteAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(FilterSafeAdmin):
     """Each webhook event of an asynchronous write and how its delivery went (read only:
     the task and the sweep write these)."""
 

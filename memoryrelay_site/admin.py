@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from .admin_tools import FilterSafeAdmin
 from .models import SCOPES, ApiKey, all_scopes
 from .services import api_key_create, api_key_revoke
 
@@ -24,7 +25,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(FilterSafeAdmin):
     form = ApiKeyForm
     list_display = ["prefix", "name", "user", "scopes", "created_at", "last_used_at",
                     "expires_at", "rate_limit_per_minute", "is_active"]

@@ -259,9 +259,13 @@ def test_a_deleted_rows_page_is_read_only(admin_client, memory):
     assert admin_client.post(url, {"content": "edited"}).status_code == 403
 
 
-@pytest.mark.parametrize("query", ["?status=%00", "?memory_type=a%00b"])
-def test_a_nul_in_a_filter_is_a_bad_filter_not_a_500(admin_client, memory, query):
-    response = admin_client.get(reverse("admin:memories_app_memory_changelist") + query)
+@pytest.mark.parametrize(("changelist", "query"), [
+    ("memories_app_memory", "?status=%00"), ("memories_app_memory", "?memory_type=a%00b"),
+    ("memories_app_webhookdelivery", "?event=%00"), ("entities_app_extractionkey", "?provider=%00"),
+    ("memoryrelay_site_apikey", "?revoked_at__isnull=%00"),
+])
+def test_a_nul_in_a_filter_is_a_bad_filter_not_a_500(admin_client, memory, changelist, query):
+    response = admin_client.get(reverse(f"admin:{changelist}_changelist") + query)
     assert response.status_code in (200, 302)
 
 
