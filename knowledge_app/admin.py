@@ -3,9 +3,12 @@ from django.contrib import admin
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
     SoftDeleteAdmin,
+    cleared,
     restore_action,
     service_action,
+    write_changed,
 )
+from memoryrelay_site.errors import NotFound
 
 from . import services
 from .models import Decision, Pattern, PatternAdoption
@@ -39,7 +42,9 @@ class DecisionAdmin(SoftDeleteAdmin):
         return False  # agents record decisions through the API
 
     def save_model(self, request, obj, form, change):
-        """Manual edits go through the update service (which re-embeds a changed text)."""
+        """Manual edits go through the update service (which re-embeds a changed text); a
+        field staff emptied (the service reads None as "unchanged") is written as empty."""
+        write_changed(obj, cleared(obj, form), NotFound("Decision not found"))
         changed = {f: getattr(obj, f) for f in form.changed_data}
         services.decision_update(decision=Decision.objects.without_vectors().get(pk=obj.pk),
                                  changes=changed)
@@ -92,7 +97,9 @@ class PatternAdmin(SoftDeleteAdmin):
         return False  # agents create patterns through the API
 
     def save_model(self, request, obj, form, change):
-        """Manual edits go through the update service (which re-embeds a changed text)."""
+        """Manual edits go through the update service (which re-embeds a changed text); a
+        field staff emptied is written as empty."""
+        write_changed(obj, cleared(obj, form), NotFound("Pattern not found"))
         changed = {f: getattr(obj, f) for f in form.changed_data}
         services.pattern_update(pattern=Pattern.objects.without_vectors().get(pk=obj.pk),
                                 changes=changed)

@@ -192,6 +192,11 @@ class EditAdmin(FilterSafeAdmin):
 
 
 
+def cleared(obj, form) -> list[str]:
+    """The fields staff emptied (now None): the update services read None as "leave it"."""
+    return [f for f in form.changed_data if getattr(obj, f) is None]
+
+
 def write_changed(obj, names, missing: ServiceError, *, extra: dict | None = None):
     """Writes the fields ``names`` (those staff changed) and ``extra`` from ``obj`` to the
     live row under its lock; a unique value another row took meanwhile is a Conflict, a row

@@ -289,3 +289,12 @@ def test_restore_and_retry_count_only_the_rows_they_acted_on(admin_client, accou
     response = admin_client.post(url, {"action": "retry_failed_writes",
                                        "_selected_action": [live.pk]}, follow=True)
     assert [str(m) for m in response.context["messages"]] == ["Left alone (not failed): 1."]
+
+
+def test_a_field_staff_empty_is_emptied(admin_client, account):
+    """The update services read None as "leave it"; an emptied box is written as empty."""
+    decision = decision_record(account=account, title="Use Postgres", rationale="JSONB",
+                               project_slug="northrelay")
+    url, form = opened(admin_client, "knowledge_app_decision", decision.pk)
+    assert admin_client.post(url, {**form, "project_slug": ""}).status_code == 302
+    assert Decision.objects.get(pk=decision.pk).project_slug is None
