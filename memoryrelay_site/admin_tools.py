@@ -191,7 +191,6 @@ class EditAdmin(FilterSafeAdmin):
         return HttpResponseRedirect(request.get_full_path())
 
 
-
 def cleared(obj, form) -> list[str]:
     """The fields staff emptied (now None): the update services read None as "leave it"."""
     return [f for f in form.changed_data if getattr(obj, f) is None]
