@@ -49,10 +49,6 @@ MODES = ("hybrid", "semantic", "keyword")
 # 1M memories each match read is a heap page (benchmarks/scale_bench.py); 1,000 before.
 TERM_MATCH_CAP = 200
 MAX_TERMS = 12
-# Characters of one term kept (a long URL or path still matches by its start): the text
-# indexes read a term of several words as a phrase, whose cost grows with its length times
-# its words' matches ("a.a.a...", 5,000 words, took 79 s on SQLite, before any account).
-TERM_MAX_CHARS = 64
 SCORE_DIGITS = 6  # decimals of a score in a response (see shown)
 AUTHOR_WEIGHT = 0.7  # see named_author
 ASKING_WEIGHT = 0.85  # see _weight
@@ -102,7 +98,7 @@ def query_terms(text: str) -> list[str]:
     """The distinct informative tokens of the query, in order (ids and codes kept whole)."""
     seen: dict[str, None] = {}
     for token in _TOKEN.findall(text.lower()):
-        token = token[:TERM_MAX_CHARS].strip(".:/@#+-")
+        token = token.strip(".:/@#+-")
         if len(token) > 1 and token not in STOPWORDS:
             seen.setdefault(token, None)
     return list(seen)[:MAX_TERMS]
