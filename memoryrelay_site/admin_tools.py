@@ -69,18 +69,6 @@ def restore_action(service: Callable):
 # --- Manual edits ---------------------------------------------------------------------------
 
 
-def _holds_nul(value) -> bool:
-    """Whether a JSON value holds U+0000 in a key or a string (PostgreSQL's jsonb refuses
-    it; the API's parser never lets one through)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
-
-
 class EditForm(forms.ModelForm):
     """A staff edit, checked as the API checks one and written as only what staff changed.
 
@@ -88,8 +76,8 @@ class EditForm(forms.ModelForm):
       ``changed_data`` is what staff changed, not what differs from the row now: a field the
       API wrote meanwhile is not written back with the page's stale value.
     - A changed field the API also takes is checked by the API's own serializer field
-      (``api_input``: shapes, lengths, the 10 KB metadata cap); a JSON field may not be
-      emptied where the model needs a value, nor hold U+0000.
+      (``api_input``: shapes, lengths, the 10 KB metadata cap, no U+0000, which PostgreSQL
+      cannot store); a JSON field may not be emptied where the model needs a value.
     - A row picked by id (an agent, a session) must be a live row of the edited row's own
       account: no edit moves data into another account.
     - The model's constraints are checked with the account and deletion time taken into
@@ -113,7 +101,7 @@ class EditForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         account_id = getattr(self.instance, "account_id", None)
-        checked = {}
+        api_fields = self.api_input().fields if self.api_input else {}
         for name in self.changed_data:
             if name not in data:
                 continue  # already refused by its field
@@ -124,20 +112,12 @@ class EditForm(forms.ModelForm):
                     self.add_error(name, "belongs to another account")
                 elif getattr(value, "deleted_at", None) is not None:
                     self.add_error(name, "is deleted: restore it first")
-            elif isinstance(model_field, models.JSONField):
-                if value is None and not model_field.null:
-                    self.add_error(name, "Enter JSON: {} or [] for none")
-                elif _holds_nul(value):
-                    self.add_error(name, "may not contain the NUL character (\\u0000)")
-            if self.api_input and name not in self.api_skip and name not in self.errors:
-                checked[name] = value
-        if checked:
-            fields = self.api_input().fields
-            for name, value in checked.items():
-                if name not in fields or value is None:
-                    continue
+            elif isinstance(model_field, models.JSONField) and value is None \
+                    and not model_field.null:
+                self.add_error(name, "Enter JSON: {} or [] for none")
+            elif name in api_fields and name not in self.api_skip and value is not None:
                 try:
-                    fields[name].run_validation(value)
+                    api_fields[name].run_validation(value)
                 except DRFValidationError as exc:
                     detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
                     self.add_error(name, "; ".join(str(d) for d in detail))
