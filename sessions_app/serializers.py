@@ -65,6 +65,7 @@ class AgentCreateInput(serializers.Serializer):
         max_length=1000, required=False, allow_null=True, allow_blank=True
     )
     metadata = MetadataField()
+    config = MetadataField()
 
     def validate(self, attrs):
         attrs["name"] = attrs.get("name") or attrs.get("id")

@@ -86,7 +86,8 @@ def _refuse_a_gone_agent(account, ref: str) -> None:
 
 
 def agent_get_or_create(
-    *, account, name: str, description: str | None = None, metadata: dict | None = None
+    *, account, name: str, description: str | None = None, metadata: dict | None = None,
+    config: dict | None = None,
 ) -> tuple[Agent, bool]:
     """Creates the agent, or returns the live one with that name (race-free: the loser of
     a concurrent insert answers the winner, or creates anew when the winner was deleted
@@ -101,7 +102,7 @@ def agent_get_or_create(
             with transaction.atomic():
                 agent = Agent.objects.create(
                     account=account, name=name, description=description,
-                    metadata=metadata or {})
+                    metadata=metadata or {}, config=config or {})
             return agent, True
         except IntegrityError:
             continue

@@ -69,7 +69,7 @@ class AgentViewSet(ListMixin, AccountViewSet):
         data = validated(AgentCreateInput, request.data)
         agent, created = services.agent_get_or_create(
             account=request.user, name=data["name"], description=data.get("description"),
-            metadata=data.get("metadata"),
+            metadata=data.get("metadata"), config=data.get("config"),
         )
         # Read back with its counts; an agent deleted as soon as it was made is answered as
         # it was made (the delete came after), not a 404.

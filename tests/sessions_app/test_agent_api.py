@@ -29,6 +29,14 @@ def test_creating_an_agent_answers_201_then_200_for_the_same_name(client):
     assert Agent.objects.count() == 1
 
 
+def test_an_agents_config_given_at_creation_is_stored(client):
+    body = client.post("/v1/agents", {"name": "planner", "config": {"model": "x", "n": 2}},
+                       format="json").json()
+    assert body["config"] == {"model": "x", "n": 2}
+    assert client.get("/v1/agents/planner").json()["config"] == {"model": "x", "n": 2}
+    assert Agent.objects.get().config == {"model": "x", "n": 2}
+
+
 def test_sdk_030_style_create_uses_id_as_the_name(client):
     response = client.post("/v1/agents", {"id": "bot-7", "name": None, "description": None,
                                           "metadata": None}, format="json")
@@ -42,7 +50,8 @@ def test_sdk_030_style_create_uses_id_as_the_name(client):
                                                 ({"name": 7}, "name"),
                                                 ({"name": "a", "description": "d" * 1001},
                                                  "description"),
-                                                ({"name": "a", "metadata": 3}, "metadata")])
+                                                ({"name": "a", "metadata": 3}, "metadata"),
+                                                ({"name": "a", "config": [1]}, "config")])
 def test_creating_an_agent_with_bad_input_is_a_422(client, payload, field):
     assert_error(client.post("/v1/agents", payload, format="json"), 422, "validation_error",
                  field)
