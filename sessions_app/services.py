@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -600,14 +601,32 @@ def session_restore(*, session: Session) -> Session:
     if owner and owner.deleted_at is not None:
         raise Invalid("Restore the session's agent first", field="agent_id")
     if row.external_id and _live_by_external_id(row.account_id, row.external_id):
-        raise Conflict("A live session already uses this external_id", field="external_id")
+        raise _external_id_taken(row.external_id)
     # Restored rows are changed rows: their updated_at moves, so a backup taken now carries
     # them back over an older copy (an import keeps a copy as new as the file's).
     row.memories.filter(deleted_at=row.deleted_at).update(deleted_at=None,
                                                           updated_at=timezone.now())
     row.deleted_at = None
-    row.save(update_fields=["deleted_at", "updated_at"])
+    with _external_id_kept(row.external_id):
+        row.save(update_fields=["deleted_at", "updated_at"])
     return row
+
+
+def _external_id_taken(external_id: str | None, of: str = "this session") -> Conflict:
+    named = f" {external_id!r}" if external_id else ""
+    return Conflict(f"A live session already uses the external_id{named} of {of}: delete "
+                    "that session first", field="external_id")
+
+
+@contextmanager
+def _external_id_kept(external_id: str | None, of: str = "this session"):
+    """A restore's unique violation on external_id (a session created with it since the
+    check, by a concurrent get-or-create) is the same Conflict as the check's."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError:
+        raise _external_id_taken(external_id, of) from None
 
 
 @transaction.atomic
@@ -619,7 +638,14 @@ def agent_restore(*, agent: Agent) -> Agent:
     if Agent.objects.live().for_account(row.account_id).filter(name=row.name).exists():
         raise Conflict("A live agent already uses this name", field="name")
     at, now = row.deleted_at, timezone.now()  # restored rows are changed rows (see above)
-    row.sessions.filter(deleted_at=at).update(deleted_at=None, updated_at=now)
+    sessions = row.sessions.filter(deleted_at=at)
+    taken = (Session.objects.live().for_account(row.account_id)
+             .filter(external_id__in=sessions.exclude(external_id=None).values("external_id"))
+             .values_list("external_id", flat=True).first())
+    if taken is not None:  # one of its sessions' conversation goes on in a new session
+        raise _external_id_taken(taken, of="one of the agent's sessions")
+    with _external_id_kept(None, of="one of the agent's sessions"):
+        sessions.update(deleted_at=None, updated_at=now)
     row.memories.filter(deleted_at=at).update(deleted_at=None, updated_at=now)
     row.deleted_at = None
     row.save(update_fields=["deleted_at", "updated_at"])

@@ -92,6 +92,44 @@ def test_agent_restore_brings_back_its_sessions_and_memories(admin_client, agent
     assert Memory.objects.live().filter(pk=memory.pk).exists()
 
 
+def test_an_agent_whose_sessions_conversation_went_on_elsewhere_is_not_restored(
+        admin_client, client, account):
+    """Its session's external_id was taken by a new session of another agent: the restore
+    is refused as a warning, and the agent, its sessions and memories stay as they were."""
+    sid = client.post("/v1/sessions/get-or-create", {"external_id": "shared:1",
+                                                     "agent_id": "owner1"}, format="json")
+    sid = sid.json()["id"]
+    mid = client.post("/v1/memories", {"agent_id": "owner1", "session_id": sid,
+                                       "content": "owner memory"}, format="json").json()["id"]
+    owner = Agent.objects.get(name="owner1")
+    assert client.delete("/v1/agents/owner1").status_code == 200
+    again = client.post("/v1/sessions/get-or-create", {"external_id": "shared:1",
+                                                       "agent_id": "helper1"}, format="json")
+    assert again.status_code == 201
+    response = act(admin_client, "sessions_app_agent", "restore_selected", [owner])
+    assert response.status_code == 200
+    assert any("'shared:1'" in m and "external_id" in m for m in texts(response))
+    assert Agent.objects.get(pk=owner.pk).deleted_at is not None
+    assert Session.objects.get(pk=sid).deleted_at is not None
+    assert Memory.objects.get(pk=mid).deleted_at is not None
+    assert Session.objects.live().filter(external_id="shared:1").count() == 1
+
+
+def test_a_session_restore_that_loses_the_external_id_to_a_racing_create_is_refused(
+        admin_client, account, monkeypatch):
+    """The check passes, then a concurrent get-or-create commits the external_id first:
+    the unique constraint answers, as the same refusal (not a 500)."""
+    from sessions_app import services
+
+    gone = Session.objects.create(account=account, title="Gone", external_id="run:7")
+    session_delete(session=gone)
+    Session.objects.create(account=account, title="New", external_id="run:7")
+    monkeypatch.setattr(services, "_live_by_external_id", lambda *args: None)
+    response = act(admin_client, "sessions_app_session", "restore_selected", [gone])
+    assert any("'run:7'" in m for m in texts(response))
+    assert Session.objects.get(pk=gone.pk).deleted_at is not None
+
+
 def test_admin_soft_deletes_instead_of_removing(admin_client, agent, memory):
     act(admin_client, "memories_app_memory", "soft-delete_selected", [memory])
     assert Memory.objects.get(pk=memory.pk).deleted_at is not None
