@@ -76,6 +76,13 @@ class Conflict(ServiceError):
     type = "conflict"
 
 
+class Unauthorized(ServiceError):
+    """The calling key was revoked while its request ran."""
+
+    status = 401
+    type = "unauthorized"
+
+
 def status_type(status: int) -> str:
     return STATUS_TYPES.get(status, "internal_error" if status >= 500 else "validation_error")
 

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from .errors import Conflict, Invalid, NotFound, ServiceError
+from .errors import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from .models import ApiKey, all_scopes
 from .ratelimit import key_limit, per_minute
 
@@ -74,6 +74,11 @@ def api_key_issue(*, parent: ApiKey, expires_at: datetime | None,
                       f"({ceiling} per minute)", field="rate_limit_per_minute")
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=parent.user_id).first()
+        # The parent's row too: a revoke of it waits for this create, or this create sees
+        # it revoked (then no key is made by a key that no longer works).
+        if not ApiKey.objects.select_for_update().filter(
+                pk=parent.pk, revoked_at__isnull=True).values_list("pk", flat=True).first():
+            raise Unauthorized("Invalid or revoked API key")
         cap = settings.MEMORYRELAY_MAX_KEYS_PER_ACCOUNT
         if ApiKey.objects.active().filter(user_id=parent.user_id).count() >= cap:
             raise Conflict(f"the account holds {cap} unrevoked keys, the most it may "
@@ -90,10 +95,16 @@ def account_key_create(*, username: str, **key_fields) -> tuple[ApiKey, str]:
     return api_key_create(user=user, **key_fields)
 
 
+@transaction.atomic
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    """Revoke ``key`` (idempotent: a revoked key keeps its first ``revoked_at``)."""
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    key.revoked_at = ApiKey.objects.values_list("revoked_at", flat=True).get(pk=key.pk)
+    """Revoke ``key`` (idempotent: a revoked key keeps its first ``revoked_at``). Its time
+    is read once the row is locked: after any key it was making (:func:`api_key_issue`)."""
+    revoked_at = ApiKey.objects.select_for_update().values_list(
+        "revoked_at", flat=True).get(pk=key.pk)
+    if revoked_at is None:
+        revoked_at = timezone.now()
+        ApiKey.objects.filter(pk=key.pk).update(revoked_at=revoked_at)
+    key.revoked_at = revoked_at
     return key
 
 

@@ -406,3 +406,40 @@ def test_concurrent_creates_never_pass_the_keys_cap(account, settings):
     codes = run_together(10, call)
     assert sorted(codes) == [201] * 3 + [409] * 7
     assert ApiKey.objects.filter(user=account, revoked_at__isnull=True).count() == 4
+
+
+def test_a_key_revoked_while_its_create_request_runs_makes_no_key(account):
+    """Authenticated, then revoked before its new key is written: a 401, and no key."""
+    from memoryrelay_site.services import api_key_issue
+
+    parent = ApiKey.objects.get(pk=api_key_create(user=account, scopes=["admin"])[0].pk)
+    ApiKey.objects.filter(pk=parent.pk).update(revoked_at=timezone.now())
+    before = ApiKey.objects.count()
+    with pytest.raises(Exception) as refused:
+        api_key_issue(parent=parent, expires_at=None, rate_limit_per_minute=None, name="child",
+                      scopes=["read"])
+    assert getattr(refused.value, "status", None) == 401
+    assert ApiKey.objects.count() == before
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_no_key_is_made_by_a_key_after_its_revoke_committed(account, settings):
+    settings.MEMORYRELAY_MAX_KEYS_PER_ACCOUNT = 100
+    for round_ in range(3):
+        parent, raw = api_key_create(user=account, name=f"parent-{round_}", scopes=["admin"])
+        other = key_with(account, "admin")
+
+        def call(i, raw=raw, parent=parent, other=other):
+            if i == 0:
+                return make_client(other).delete(f"/v1/keys/{parent.pk}").status_code
+            return make_client(raw).post("/v1/keys", {"name": f"child-{i}"},
+                                         format="json").status_code
+
+        codes = run_together(10, call)
+        assert codes[0] == 200 and set(codes[1:]) <= {201, 401}
+        revoked_at = ApiKey.objects.get(pk=parent.pk).revoked_at
+        late = ApiKey.objects.filter(user=account, name__startswith="child-",
+                                     created_at__gt=revoked_at)
+        assert not late.exists()
+        ApiKey.objects.filter(name__startswith="child-").delete()
