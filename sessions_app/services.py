@@ -447,16 +447,19 @@ def session_end(
 
     A given ``summary`` replaces the stored one; ``metadata`` merges into the stored one;
     ``auto_summarize`` with no summary stores one generated from the memories (before the
-    transaction opens: no lock is held while it is built).
+    transaction opens: no lock is held while it is built), unless the session holds a
+    summary someone wrote (``provided``): ending again never writes over it.
     """
     method = "provided" if summary is not None else None
-    if summary is None and auto_summarize:
+    if summary is None and auto_summarize and session.summary_method != "provided":
         items = _summary_items(session)
         if items:
             summary, method = _summary_text(items, session=session), "extractive"
     with transaction.atomic():
         row = _locked(session)
         row.mark_ended(at or timezone.now())
+        if method == "extractive" and row.summary_method == "provided":
+            summary = method = None  # written meanwhile: it wins
         if summary is not None:
             row.summary, row.summary_method = summary, method
         if metadata:

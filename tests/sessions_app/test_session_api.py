@@ -417,6 +417,40 @@ def test_a_given_summary_wins_over_auto_summarize(client, session, memory):
     assert body["summary"] == "mine"
 
 
+def test_ending_again_with_auto_summarize_keeps_a_summary_someone_wrote(client, session,
+                                                                         memory):
+    client.post(f"/v1/sessions/{session.id}/end", {"summary": "written by hand"},
+                format="json")
+    again = client.put(f"/v1/sessions/{session.id}/end", {"auto_summarize": True},
+                       format="json").json()
+    assert again["summary"] == "written by hand" and again["summary_method"] == "provided"
+    # a generated one is generated again; a given one still replaces it
+    session.refresh_from_db()
+    Session.objects.filter(pk=session.pk).update(summary="old", summary_method="extractive")
+    body = client.put(f"/v1/sessions/{session.id}/end", {"auto_summarize": True},
+                      format="json").json()
+    assert body["summary"] == memory.content + "." and body["summary_method"] == "extractive"
+    body = client.put(f"/v1/sessions/{session.id}/end", {"summary": "new"}, format="json")
+    assert body.json()["summary"] == "new"
+
+
+def test_a_summary_written_while_auto_summarize_builds_wins(client, session, memory,
+                                                            monkeypatch):
+    from sessions_app import services
+
+    build = services._summary_text
+
+    def slow_build(items, **kwargs):  # the hand-written summary lands meanwhile
+        Session.objects.filter(pk=session.pk).update(summary="by hand",
+                                                     summary_method="provided")
+        return build(items, **kwargs)
+
+    monkeypatch.setattr(services, "_summary_text", slow_build)
+    body = client.post(f"/v1/sessions/{session.id}/end", {"auto_summarize": True},
+                       format="json").json()
+    assert body["summary"] == "by hand" and body["summary_method"] == "provided"
+
+
 @pytest.mark.parametrize(("payload", "field"), [({"summary": "x" * 50_001}, "summary"),
                                                 ({"summary": 5}, "summary"),
                                                 ({"metadata": [1]}, "metadata"),
