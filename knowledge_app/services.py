@@ -420,15 +420,30 @@ class KnowledgePurgeReport:
     along: Counter = dataclass_field(default_factory=Counter)  # removed with them, by model
 
 
+def _decisions_purged(cutoff) -> set:
+    """The decisions deleted before ``cutoff`` that no decision kept names, the way a chain
+    of supersedes is walked: each round keeps those named by a decision kept in the one
+    before (a chain is as long as its supersedes)."""
+    gone = set(Decision.objects.filter(deleted_at__lt=cutoff).values_list("pk", flat=True))
+    links = Decision.objects.filter(superseded_by__in=gone).values_list("pk", "superseded_by")
+    named_by: dict = {}
+    for source, target in links:
+        named_by.setdefault(target, set()).add(source)
+    while kept := {pk for pk in gone if named_by.get(pk, set()) - gone}:
+        gone -= kept
+    return gone
+
+
 def knowledge_purge_deleted(*, older_than_days: int, dry_run: bool = False,
                             now: datetime | None = None) -> KnowledgePurgeReport:
     """Removes for good the decisions and patterns soft-deleted more than
-    ``older_than_days`` ago (a decision they superseded keeps its status, without the link;
-    a pattern's adoptions go with it, counted in ``along``)."""
+    ``older_than_days`` ago (a pattern's adoptions go with it, counted in ``along``). A
+    deleted decision that a decision kept names as ``superseded_by`` is kept too: a purge
+    changes no row it does not remove (the kept one would be superseded by nothing)."""
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
-    removed = delete_in_order([Decision.objects.filter(deleted_at__lt=cutoff),
+    removed = delete_in_order([Decision.objects.filter(pk__in=_decisions_purged(cutoff)),
                                Pattern.objects.filter(deleted_at__lt=cutoff)], dry_run=dry_run)
     counts, with_them = tally(removed, (Decision, Pattern))
     return KnowledgePurgeReport(*counts, along=with_them)

@@ -3,6 +3,7 @@ services) and the purge command covering them."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -80,6 +81,30 @@ def test_purge_removes_decisions_deleted_past_retention(client):
     assert Decision.objects.count() == 3
     call_command("purge_deleted", "--older-than-days", "30", stdout=out)
     assert set(Decision.objects.values_list("title", flat=True)) == {"recent", "live"}
+
+
+def test_purge_keeps_a_deleted_decision_that_a_kept_decision_is_superseded_by(client):
+    """A live decision superseded by a deleted one, through a chain of deleted ones: none of
+    the chain goes, so no kept decision is left superseded by nothing."""
+    first = record(client, title="Use REST")["id"]
+    second = client.post(f"/v1/decisions/{first}/supersede",
+                         {"title": "Use gRPC", "rationale": "fast"}, format="json").json()["id"]
+    third = client.post(f"/v1/decisions/{second}/supersede",
+                        {"title": "Use GraphQL", "rationale": "flexible"},
+                        format="json").json()["id"]
+    alone = record(client, title="Deleted alone")["id"]
+    for pk in (second, third, alone):
+        assert client.delete(f"/v1/decisions/{pk}").status_code == 200
+    Decision.objects.exclude(pk=first).update(deleted_at=timezone.now() - timedelta(days=40))
+    call_command("purge_deleted", "--older-than-days", "30", stdout=StringIO())
+    assert set(Decision.objects.values_list("pk", flat=True)) == {
+        uuid.UUID(first), uuid.UUID(second), uuid.UUID(third)}
+    assert str(Decision.objects.get(pk=first).superseded_by_id) == second
+    assert str(Decision.objects.get(pk=second).superseded_by_id) == third
+    # once the live one is deleted and old too, the whole chain goes
+    Decision.objects.filter(pk=first).update(deleted_at=timezone.now() - timedelta(days=40))
+    call_command("purge_deleted", "--older-than-days", "30", stdout=StringIO())
+    assert not Decision.objects.exists()
 
 
 def test_purge_removes_patterns_deleted_past_retention_with_their_adoptions(client, account):
