@@ -222,6 +222,11 @@ class ProjectContextOutput(serializers.Serializer):
         "first, at most 20"))
     active_decisions = DecisionSerializer(many=True, help_text="Newest first, at most 20")
     adopted_patterns = PatternSerializer(many=True, help_text="Newest first, at most 20")
+    # The same lists under the names the OpenClaw plugin reads when it starts an agent.
+    recent_decisions = DecisionSerializer(many=True, source="active_decisions",
+                                          help_text="active_decisions, as OpenClaw reads it")
+    active_patterns = PatternSerializer(many=True, source="adopted_patterns",
+                                        help_text="adopted_patterns, as OpenClaw reads it")
     context = serializers.CharField(allow_blank=True, help_text=(
         "Markdown for an LLM: the project, then its key memories, active decisions and "
         "adopted patterns, each text cut at 500 characters, the whole at most 16,000 "

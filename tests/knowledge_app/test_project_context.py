@@ -41,7 +41,11 @@ def test_context_has_hot_memories_active_decisions_adopted_patterns_and_markdown
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"object", "project", "hot_memories", "active_decisions",
-                         "adopted_patterns", "context", "total_chars", "truncated"}
+                         "adopted_patterns", "recent_decisions", "active_patterns", "context",
+                         "total_chars", "truncated"}
+    # OpenClaw's agent-start hook reads the decisions and patterns under these names
+    assert body["recent_decisions"] == body["active_decisions"]
+    assert body["active_patterns"] == body["adopted_patterns"]
     assert body["project"]["id"] == str(api.pk) and body["project"]["memory_count"] == 3
     assert [m["content"] for m in body["hot_memories"]] == ["Invoices are immutable once sent."]
     assert body["hot_memories"][0]["project_id"] == str(api.pk)
