@@ -104,10 +104,17 @@ class MemoryViewSet(ListMixin, AccountViewSet):
         return Response(DeletedOutput({"id": memory.id, "deleted": True,
                                        "deleted_at": memory.deleted_at}).data)
 
-    @extend_schema(request=SearchInput, responses=SearchOutput)
+    @extend_schema(request=SearchInput, responses=SearchOutput, parameters=[OpenApiParameter(
+        "session_id", OpenApiTypes.UUID, OpenApiParameter.QUERY, required=False,
+        description="The body's session_id, when the body has none (OpenClaw sends it here)")])
     @action(detail=False, methods=["post"])
     def search(self, request):
-        data = validated(SearchInput, request.data)
+        body = request.data
+        if (isinstance(body, dict) and "session_id" not in body
+                and "session_id" in request.query_params):
+            # OpenClaw's session-scoped recall sends the session in the query string alone
+            body = {**body, "session_id": request.query_params["session_id"]}
+        data = validated(SearchInput, body)
         mode = data.get("search_mode") or "hybrid"
         hits = services.memory_search(
             account=request.user, text=data["query"], mode=mode, limit=data["limit"],

@@ -129,6 +129,22 @@ def test_search_filters_narrow_by_agent_session_tier_importance_and_metadata(cli
     assert len(found(search(client, query))) == 4
 
 
+def test_a_session_given_in_the_query_string_scopes_the_search(client, session):
+    """OpenClaw's session recall: ``?q=..&scope=session&session_id=..`` with a body that
+    holds the query but not the session. The body's own session_id wins."""
+    inside = client.post("/v1/memories", {"content": "deploy window is friday", "agent_id": "a",
+                                          "session_id": str(session.id)}, format="json")
+    client.post("/v1/memories", {"content": "deploy window moved", "agent_id": "a"},
+                format="json")
+    url = f"/v1/memories/search?q=deploy&limit=5&scope=session&session_id={session.id}"
+    body = client.post(url, {"query": "deploy window", "limit": 5}, format="json").json()
+    assert found(body) == [inside.json()["id"]]
+    both = client.post(url, {"query": "deploy window", "session_id": None}, format="json")
+    assert len(found(both.json())) == 2
+    assert_error(client.post("/v1/memories/search?session_id=nope", {"query": "deploy"},
+                             format="json"), 422, "validation_error", "session_id")
+
+
 def test_confidential_memories_need_include_confidential(client):
     made = client.post("/v1/memories", {"content": "The vault password rotates monthly",
                                         "agent_id": "a", "visibility": "confidential"},
