@@ -135,7 +135,8 @@ class EntityRelationshipsView(EntityGraphView):
 class EntityNeighborhoodView(EntityGraphView):
     @extend_schema(parameters=[
         ENTITY_ID,
-        _query("depth", f"Hops to follow, 1-{graph.MAX_DEPTH}", default=1),
+        _query("depth", f"Hops to follow, 1-{graph.MAX_DEPTH} (larger values are clamped)",
+               default=1),
         _query("max_neighbors", f"Neighbours followed per node, 1-{graph.MAX_NEIGHBORS} "
                "(larger values are clamped)", default=graph.DEFAULT_NEIGHBORS),
     ], responses=NeighborhoodOutput)
@@ -144,9 +145,8 @@ class EntityNeighborhoodView(EntityGraphView):
         last hop adds its ``max_neighbors`` strongest neighbours (most shared live memories,
         ties by id); edges join them, weighted by the memories shared."""
         params = request.query_params
-        depth = parse_int(params, "depth", 1, minimum=1)
-        if depth > graph.MAX_DEPTH:
-            raise Invalid(f"depth must be at most {graph.MAX_DEPTH}", field="depth")
+        # OpenClaw's entity_graph tool offers depths up to 5: deeper is clamped, and said
+        depth = parse_int(params, "depth", 1, minimum=1, maximum=graph.MAX_DEPTH)
         max_neighbors = parse_int(params, "max_neighbors", graph.DEFAULT_NEIGHBORS, minimum=1,
                                   maximum=graph.MAX_NEIGHBORS)
         entity = self.entity(request, pk)

@@ -222,13 +222,20 @@ def test_max_neighbors_keeps_the_strongest_and_breaks_ties_by_id(client, hand_gr
     assert neighborhood(client, max_neighbors=100)["max_neighbors"] == graph.MAX_NEIGHBORS
 
 
+def test_a_depth_past_the_most_is_clamped_and_the_answer_says_so(client, hand_graph):
+    deepest = neighborhood(client, depth=graph.MAX_DEPTH)
+    for depth in (graph.MAX_DEPTH + 1, 5, 10**6):
+        assert neighborhood(client, depth=depth) == deepest
+    assert deepest["depth"] == graph.MAX_DEPTH
+
+
 def test_the_answer_is_the_same_every_time(client, hand_graph):
     first = neighborhood(client, depth=3, max_neighbors=2)
     assert all(neighborhood(client, depth=3, max_neighbors=2) == first for _ in range(3))
 
 
 @pytest.mark.parametrize("params, field", [
-    ({"depth": 4}, "depth"), ({"depth": 0}, "depth"), ({"depth": "two"}, "depth"),
+    ({"depth": 0}, "depth"), ({"depth": "two"}, "depth"),
     ({"max_neighbors": 0}, "max_neighbors"), ({"max_neighbors": "x"}, "max_neighbors"),
 ])
 def test_bad_parameters_are_a_422_naming_the_field(client, hand_graph, params, field):
@@ -288,7 +295,7 @@ def test_every_graph_response_matches_its_documented_schema(schema, client, hand
     check(client.get(f"/v1/entities/{a}/relationships", {"limit": 0}), relationships, "get")
     check(client.get(f"/v1/entities/{uuid.uuid4()}/relationships"), relationships, "get")
     check(client.get(f"/v1/entities/{a}/neighborhood", {"depth": 3}), hood, "get")
-    check(client.get(f"/v1/entities/{a}/neighborhood", {"depth": 9}), hood, "get")
+    check(client.get(f"/v1/entities/{a}/neighborhood", {"depth": 0}), hood, "get")
     check(client.get(f"/v1/entities/{eid('X')}/neighborhood"), hood, "get")
     assert {(p, s) for p, _, s in check.seen} == {
         (relationships, 200), (relationships, 422), (relationships, 404),
