@@ -258,15 +258,31 @@ def pattern_create(
     """Stores a pattern (``global`` unless ``project`` scope). ``source_project`` is a slug,
     kept as given; it also links the project registered with it, if any."""
     embedded = vector_fields(embedding_of(pattern_text(title, description)))
-    source = project_find(account=account, slug=source_project) if source_project else None
-    pattern = Pattern.objects.create(
-        account=account, title=title, description=description, scope=scope or "global",
-        category=category or None, tags=tags or [], example_code=example_code,
-        source_project=source, source_project_slug=source_project or None,
-        metadata=metadata or {}, **embedded,
-    )
+    with transaction.atomic():
+        source = _project_held(account, source_project) if source_project else None
+        pattern = Pattern.objects.create(
+            account=account, title=title, description=description, scope=scope or "global",
+            category=category or None, tags=tags or [], example_code=example_code,
+            source_project=source, source_project_slug=source_project or None,
+            metadata=metadata or {}, **embedded,
+        )
     pattern.adoption_count = 0
     return pattern
+
+
+def _project_held(account, slug: str) -> Project | None:
+    """Inside a transaction: the live project registered with ``slug``, held until commit
+    (a delete waits for the link to be written), or None. One deleted between its reading
+    and its lock is read again: the slug may have been registered anew meanwhile."""
+    for _ in range(3):
+        found = project_find(account=account, slug=slug)
+        if found is None:
+            return None
+        held = Project.objects.select_for_update(no_key=True).filter(
+            pk=found.pk, deleted_at__isnull=True).first()
+        if held is not None:
+            return held
+    return None
 
 
 def pattern_adopt(*, account, pattern: Pattern, project_slug: str) -> Pattern:

@@ -33,6 +33,35 @@ def test_a_pattern_from_an_unregistered_project_keeps_the_slug_as_a_label(client
     assert body["scope"] == "global" and body["tags"] == [] and body["metadata"] == {}
 
 
+@pytest.mark.parametrize("registered_again", [False, True])
+def test_a_pattern_never_links_a_project_deleted_while_it_is_stored(client, account,
+                                                                    monkeypatch,
+                                                                    registered_again):
+    """The project is found, then deleted (and perhaps registered anew) before the pattern
+    is written: the pattern links the live project with the slug, or none."""
+    from knowledge_app import services
+
+    old = project(account, "my-api")
+    find = services.project_find
+    calls = []
+
+    def find_then_lose(**kwargs):
+        found = find(**kwargs)
+        if not calls:
+            project_delete(project=old)
+            if registered_again:
+                project(account, "my-api")
+        calls.append(found)
+        return found
+
+    monkeypatch.setattr(services, "project_find", find_then_lose)
+    body = create_pattern(client, source_project="my-api")
+    live = Pattern.objects.get(pk=body["id"]).source_project
+    assert live is None or live.deleted_at is None
+    assert (live is not None) == registered_again and live != old
+    assert body["source_project_slug"] == "my-api"
+
+
 @pytest.mark.parametrize("body, field", [
     ({"title": ""}, "title"), ({"title": "x" * 501}, "title"),
     ({"description": " "}, "description"), ({"description": "x" * 50_001}, "description"),
