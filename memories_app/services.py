@@ -305,12 +305,13 @@ def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None) ->
 
 
 def memory_delete(*, memory: Memory, at: datetime | None = None) -> Memory:
-    """Soft-deletes the live memory (one UPDATE, which waits for a racing update's lock);
-    a memory deleted meanwhile is a NotFound."""
-    at = at or timezone.now()
-    if not Memory.objects.filter(pk=memory.pk, deleted_at__isnull=True).update(
-            deleted_at=at, updated_at=at):
-        raise NotFound("Memory not found")
+    """Soft-deletes the live memory under its row lock; a memory deleted meanwhile is a
+    NotFound. Its time is read once the lock is held, so it follows any write that held the
+    row before (a link's ``updated_at``: a backup's newer copy is the deleted one)."""
+    with transaction.atomic():
+        locked_live(Memory, memory.pk, NotFound("Memory not found"))
+        at = at or timezone.now()
+        Memory.objects.filter(pk=memory.pk).update(deleted_at=at, updated_at=at)
     memory.deleted_at = memory.updated_at = at
     return memory
 

@@ -292,3 +292,43 @@ def test_writes_racing_an_agent_delete_leave_no_live_memory_or_session_of_it(acc
         assert not Memory.objects.live().filter(agent_id=agent_id).exists(), trial
         assert not Session.objects.live().filter(agent_id=agent_id).exists(), trial
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_memory_delete_that_waited_on_a_write_is_timed_after_it(memory):
+    """A write holds the memory's row (an entity link moving its updated_at); a delete
+    waits for it, and its time is read after: the deleted row is the newest copy."""
+    import threading
+    import time
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    held, written = threading.Event(), []
+
+    def write():
+        try:
+            with transaction.atomic():
+                Memory.objects.select_for_update().get(pk=memory.pk)
+                held.set()
+                time.sleep(0.3)
+                written.append(timezone.now())
+                Memory.objects.filter(pk=memory.pk).update(updated_at=written[0])
+        finally:
+            connection.close()
+
+    def delete():
+        try:
+            held.wait(5)
+            memory_services.memory_delete(memory=Memory.objects.get(pk=memory.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write), threading.Thread(target=delete)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    row = Memory.objects.get(pk=memory.pk)
+    assert row.deleted_at is not None and row.updated_at == row.deleted_at >= written[0]
