@@ -8,6 +8,7 @@ makes linking idempotent."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from django.utils import timezone
 from memories_app.models import Memory
 from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
+from memoryrelay_site.serializers import METADATA_MAX_BYTES
 from sessions_app.models import Agent
 
 from .models import Entity, EntityLink, LinkSource
@@ -230,7 +232,8 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
         counts = {row.pk: 0 for row in rows}
         for link in links:
             counts[link.entity_id] += 1
-        kept = min(rows, key=lambda r: (-counts[r.pk], r.created_at, str(r.pk)))
+        ranked = sorted(rows, key=lambda r: (-counts[r.pk], r.created_at, str(r.pk)))
+        kept, metadata = ranked[0], _metadata_merged(ranked)
         best: dict = {}  # memory id -> the link it keeps
         for link in links:
             current = best.get(link.memory_id)
@@ -247,8 +250,23 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
         at = timezone.now()
         Entity.objects.filter(pk__in=[r.pk for r in rows if r.pk != kept.pk]).update(
             deleted_at=at, updated_at=at)
-        Entity.objects.filter(pk=kept.pk).update(updated_at=at)
+        Entity.objects.filter(pk=kept.pk).update(updated_at=at, metadata=metadata)
+        kept.metadata = metadata
     return kept
+
+
+def _metadata_merged(ranked: list[Entity]) -> dict:
+    """The metadata of merged entities, one dict: on a key in several, the value of the
+    entity ranked first (the kept one). Over the size the API takes, the merge is refused
+    rather than a part dropped."""
+    merged: dict = {}
+    for row in reversed(ranked):
+        merged.update(row.metadata or {})
+    size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > METADATA_MAX_BYTES:
+        raise Invalid(f"the entities' metadata together would be {size} bytes as JSON, at "
+                      f"most {METADATA_MAX_BYTES}: trim it, then merge", field="metadata")
+    return merged
 
 
 def _better(link: EntityLink, current: EntityLink, kept: Entity) -> bool:

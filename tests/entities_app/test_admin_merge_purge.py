@@ -72,6 +72,32 @@ def test_merge_keeps_the_oldest_among_equal_link_counts(account, memories):
     assert set(EntityLink.objects.values_list("entity_id", flat=True)) == {older.pk}
 
 
+def test_merge_keeps_every_entitys_metadata_the_kept_ones_values_first(account, memories):
+    kept = make(account, "Postgres", "technology", metadata={"version": "16", "owner": "dba"})
+    other = make(account, "PostgreSQL", "technology", metadata={"version": "15", "url": "x"})
+    third = make(account, "PG", "product", metadata={"x": 1})
+    tie(kept, memories[0])
+    tie(kept, memories[1])
+    tie(other, memories[2])
+    merged = services.entities_merge(entities=[third, other, kept])
+    expected = {"version": "16", "owner": "dba", "url": "x", "x": 1}
+    assert merged.pk == kept.pk and merged.metadata == expected
+    assert Entity.objects.get(pk=kept.pk).metadata == expected
+
+
+def test_a_merge_whose_metadata_together_would_be_too_large_changes_nothing(account,
+                                                                            memories):
+    first = make(account, "Acme", metadata={"a": "x" * 6000})
+    second = make(account, "Acme Industries", metadata={"b": "y" * 6000})
+    tie(first, memories[0])
+    tie(second, memories[1])
+    with pytest.raises(Invalid) as refused:
+        services.entities_merge(entities=[first, second])
+    assert refused.value.field == "metadata"
+    assert Entity.objects.live().count() == 2
+    assert set(EntityLink.objects.values_list("entity_id", flat=True)) == {first.pk, second.pk}
+
+
 def test_merge_refuses_other_accounts_deleted_rows_and_single_entities(
         account, other_account, memories):
     mine, theirs = make(account, "Acme"), make(other_account, "Acme")
