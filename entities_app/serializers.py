@@ -23,12 +23,14 @@ class EntitySerializer(serializers.ModelSerializer):
     relationship_count = serializers.IntegerField(
         read_only=True, default=0,
         help_text="Other live entities linked to at least one of those memories")
+    type = serializers.CharField(source="entity_type", read_only=True,
+                                 help_text="entity_type again, as OpenClaw reads it")
     created_at = IsoDateTimeField(read_only=True)
     updated_at = IsoDateTimeField(read_only=True)
 
     class Meta:
         model = Entity
-        fields = ["object", "id", "name", "entity_type", "metadata", "memory_count",
+        fields = ["object", "id", "name", "entity_type", "type", "metadata", "memory_count",
                   "relationship_count", "created_at", "updated_at"]
         read_only_fields = fields
 

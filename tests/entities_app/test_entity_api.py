@@ -13,7 +13,7 @@ from memoryrelay_site.serializers import METADATA_MAX_BYTES
 from tests.conftest import assert_error
 from tests.entities_app.conftest import create_entity, link
 
-ENTITY_FIELDS = {"object", "id", "name", "entity_type", "metadata", "memory_count",
+ENTITY_FIELDS = {"object", "id", "name", "entity_type", "type", "metadata", "memory_count",
                  "relationship_count", "created_at", "updated_at"}
 LINK_FIELDS = {"entity_id", "memory_id", "relationship", "relevance_score", "created_at"}
 
@@ -32,6 +32,7 @@ def test_creating_an_entity_answers_201_with_every_field(client):
     assert set(body) == ENTITY_FIELDS
     assert body["object"] == "entity" and body["name"] == "Acme Corp"
     assert body["entity_type"] == "organization" and body["metadata"] == {"hq": "Springfield"}
+    assert body["type"] == "organization"  # what OpenClaw's /memory-entities prints
     assert (body["memory_count"], body["relationship_count"]) == (0, 0)
     assert body["created_at"].endswith("Z") and body["updated_at"].endswith("Z")
     assert client.get(f"/v1/entities/{body['id']}").json() == body
