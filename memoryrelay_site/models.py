@@ -1,4 +1,5 @@
-"""Plumbing models: API keys, and the soft-delete base every product model shares."""
+"""Plumbing models: API keys, task workers' heartbeats, and the soft-delete base every
+product model shares."""
 
 from __future__ import annotations
 
@@ -93,3 +94,19 @@ class ApiKey(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class TaskWorker(models.Model):
+    """A running ``manage.py task_worker``: it writes ``last_seen_at`` every
+    ``HEARTBEAT_SECONDS`` and removes its row when it stops, so health can tell work that
+    waits for a worker from work no worker will take (``memoryrelay_site.tasks``)."""
+
+    HEARTBEAT_SECONDS = 10
+
+    id = models.CharField(max_length=64, primary_key=True)
+    backend = models.CharField(max_length=16)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.id

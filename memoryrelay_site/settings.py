@@ -326,6 +326,9 @@ MEMORYRELAY_TASK_BACKOFF = float(os.environ.get("MEMORYRELAY_TASK_BACKOFF", "2")
 # Work claimed by a worker and unfinished after this many seconds (the worker was killed)
 # is handed out again.
 MEMORYRELAY_TASK_LEASE_SECONDS = float(os.environ.get("MEMORYRELAY_TASK_LEASE_SECONDS", "300"))
+# Health says the queue is "stalled" (and the server "degraded") when work has waited this
+# many seconds and no task worker has been seen for three heartbeats.
+MEMORYRELAY_TASK_STALL_SECONDS = float(os.environ.get("MEMORYRELAY_TASK_STALL_SECONDS", "60"))
 # Entity extraction (entities_app/pipeline.py): run after a write commits, by a task, for
 # writes whose auto_extract_entities is true, or null while this is on.
 MEMORYRELAY_AUTO_EXTRACT_ENTITIES = env_bool("MEMORYRELAY_AUTO_EXTRACT_ENTITIES", True)

@@ -92,20 +92,57 @@ def backend_name() -> str:
 
 
 def task_queue_state(*, database_down: bool = False) -> dict:
-    """``{"status": "up"|"down", "backend", "pending", "oldest_pending_age_seconds"}``:
-    tasks waiting to run (deferred retries not yet due excluded) and how long the oldest has
-    waited; ``down`` when the queue's store cannot be read."""
+    """``{"status", "backend", "pending", "oldest_pending_age_seconds", "workers"}``: tasks
+    waiting to run (deferred retries not yet due excluded), how long the oldest has waited,
+    and the task workers seen in the last three heartbeats. ``down`` when the queue's store
+    cannot be read; ``stalled`` when work has waited MEMORYRELAY_TASK_STALL_SECONDS and no
+    worker is seen (none runs, or all died); ``up`` otherwise."""
     state = {"status": "down", "backend": backend_name(), "pending": None,
-             "oldest_pending_age_seconds": None}
-    if database_down and state["backend"] == "database":
+             "oldest_pending_age_seconds": None, "workers": None}
+    if database_down:
+        return state if state["backend"] == "database" else {**state, **_queue_of(state)}
+    state.update(_queue_of(state))
+    try:
+        state["workers"] = workers_seen()
+    except Exception:  # noqa: BLE001 - unknown, not none
         return state
+    age = state["oldest_pending_age_seconds"]
+    if (state["status"] == "up" and state["workers"] == 0 and age is not None
+            and age >= settings.MEMORYRELAY_TASK_STALL_SECONDS):
+        state["status"] = "stalled"
+    return state
+
+
+def _queue_of(state: dict) -> dict:
     try:
         pending, oldest = (_rq_pending() if state["backend"] == "rq" else _db_pending())
     except Exception:  # noqa: BLE001 - any failure to answer is "down"
-        return state
+        return {}
     age = None if oldest is None else max(int((timezone.now() - oldest).total_seconds()), 0)
-    state.update(status="up", pending=pending, oldest_pending_age_seconds=age)
-    return state
+    return {"status": "up", "pending": pending, "oldest_pending_age_seconds": age}
+
+
+def workers_seen() -> int:
+    from .models import TaskWorker
+
+    since = timezone.now() - timedelta(seconds=3 * TaskWorker.HEARTBEAT_SECONDS)
+    return TaskWorker.objects.filter(last_seen_at__gte=since).count()
+
+
+def worker_heartbeat(worker_id: str) -> None:
+    """Marks ``worker_id`` alive now (and forgets workers unseen for a day: killed ones)."""
+    from .models import TaskWorker
+
+    now = timezone.now()
+    TaskWorker.objects.update_or_create(
+        id=worker_id[:64], defaults={"last_seen_at": now, "backend": backend_name()})
+    TaskWorker.objects.filter(last_seen_at__lt=now - timedelta(days=1)).delete()
+
+
+def worker_gone(worker_id: str) -> None:
+    from .models import TaskWorker
+
+    TaskWorker.objects.filter(id=worker_id[:64]).delete()
 
 
 def _db_pending() -> tuple[int, datetime | None]:

@@ -29,7 +29,8 @@ STARTED_AT = time.time()
 
 class HealthView(APIView):
     """200 ``healthy``; 200 ``degraded`` when the database answers but refuses writes (reads
-    still work, so a load balancer keeps the server; monitors read ``status``); 503
+    still work, so a load balancer keeps the server; monitors read ``status``), or when the
+    task queue is ``stalled`` (work waits and no task worker runs); 503
     ``unhealthy`` when the database cannot be reached or does not answer within
     MEMORYRELAY_HEALTH_TIMEOUT seconds. The probe uses a connection of its own."""
 
@@ -55,6 +56,7 @@ class HealthView(APIView):
                         "pending": serializers.IntegerField(allow_null=True),
                         "oldest_pending_age_seconds": serializers.IntegerField(
                             allow_null=True),
+                        "workers": serializers.IntegerField(allow_null=True),
                     }),
                 },
             )
@@ -65,8 +67,11 @@ class HealthView(APIView):
         # The task queue (memoryrelay_site.tasks): "up"/"down" among the services, and its
         # backlog beside them. Its database backend is down with the database.
         queue = task_queue_state(database_down=database == "down")
+        status = _STATUS_OF[database]
+        if status == "healthy" and queue["status"] == "stalled":
+            status = "degraded"  # writes are taken; their background work waits for none
         body = {
-            "status": _STATUS_OF[database],
+            "status": status,
             "version": settings.VERSION,
             "api_version": "v1",
             "environment": settings.ENVIRONMENT,

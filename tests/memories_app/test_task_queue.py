@@ -318,6 +318,37 @@ def test_health_reports_the_queue_its_backlog_and_the_age_of_the_oldest_task(
     assert anon.get("/v1/health").json()["task_queue"]["pending"] == 0
 
 
+def test_health_says_stalled_and_degraded_when_work_waits_and_no_worker_runs(
+        client, anon, settings, task_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from memoryrelay_site.models import TaskWorker
+    from memoryrelay_site.tasks import worker_gone, worker_heartbeat
+
+    settings.MEMORYRELAY_TASK_STALL_SECONDS = 60
+    client.post("/v2/memories", {"content": "waits for a worker", "agent_id": "a"},
+                format="json")
+    fresh = anon.get("/v1/health").json()
+    assert fresh["status"] == "healthy" and fresh["task_queue"]["status"] == "up"
+    assert fresh["task_queue"]["workers"] == 0 and fresh["task_queue"]["pending"] == 1
+    with _clock_ahead(timedelta(seconds=61)):
+        stalled = anon.get("/v1/health")
+        worker_heartbeat("w-1")  # a worker is alive: the work waits its turn
+        alive = anon.get("/v1/health").json()
+    assert stalled.status_code == 200  # writes are still taken
+    assert stalled.json()["status"] == "degraded"
+    assert stalled.json()["services"]["task_queue"] == "stalled"
+    assert alive["status"] == "healthy" and alive["task_queue"]["workers"] == 1
+    worker_gone("w-1")
+    assert not TaskWorker.objects.exists()
+    # a worker killed (no goodbye) stops counting after three heartbeats
+    TaskWorker.objects.create(id="w-2", backend="database",
+                              last_seen_at=timezone.now() - timedelta(seconds=31))
+    assert anon.get("/v1/health").json()["task_queue"]["workers"] == 0
+
+
 def test_health_reports_the_queue_down_when_redis_does_not_answer(anon, settings):
     from tests.taskqueue import use_backend
 
@@ -369,3 +400,22 @@ def test_make_run_starts_a_worker_beside_the_web_server_that_stops_with_it():
     web = next(i for i, line in enumerate(lines) if "/gunicorn " in line)
     assert worker < web and lines[worker].rstrip().endswith("&")
     assert "--stop-with $PPID" in lines[worker]
+
+
+class _clock_ahead:
+    """timezone.now() as it will be ``by`` from now (the queue's rows keep their times)."""
+
+    def __init__(self, by):
+        self.by = by
+
+    def __enter__(self):
+        from unittest import mock
+
+        from django.utils import timezone
+
+        real = timezone.now
+        self.patch = mock.patch("django.utils.timezone.now", lambda: real() + self.by)
+        self.patch.start()
+
+    def __exit__(self, *exc):
+        self.patch.stop()

@@ -105,3 +105,58 @@ def test_a_stop_during_the_wait_after_a_redis_failure_ends_the_worker_cleanly(se
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
     assert "task worker stopped" in out.getvalue()
+
+
+# --- the worker's heartbeat, and health telling a stalled queue -------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_worker_beats_and_removes_its_row_when_it_stops(settings, monkeypatch):
+    """The command's heartbeat thread marks it alive; its stop removes it at once."""
+    import threading
+
+    from memoryrelay_site.models import TaskWorker
+
+    beats = threading.Event()
+    real = task_worker.tasks.worker_heartbeat
+
+    def heartbeat(worker_id):
+        real(worker_id)
+        beats.set()
+
+    def work(self, **kwargs):  # runs until the heartbeat was written, then stops
+        assert beats.wait(5)
+        assert TaskWorker.objects.count() == 1
+
+    monkeypatch.setattr(task_worker.tasks, "worker_heartbeat", heartbeat)
+    monkeypatch.setattr(task_worker.Command, "_work", work)
+    call_command("task_worker", stdout=io.StringIO())
+    assert not TaskWorker.objects.exists()
+
+
+def test_dispatch_failing_is_logged_once_per_outage_and_backs_off(db, monkeypatch, caplog):
+    """While the database is out of reach the dispatcher logged two tracebacks every poll
+    (1,800 lines in 45 s); now one, then it waits 1 s doubling up to 30 s."""
+    outcomes = iter([False] * 8 + [True, True])
+    waits = []
+
+    def dispatch():
+        if not next(outcomes):
+            raise OSError("connection refused")
+        return 0
+
+    class Done(Exception):
+        pass
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) > 10:
+            raise Done
+
+    monkeypatch.setattr(task_worker.tasks, "tasks_dispatch", dispatch)
+    monkeypatch.setattr(task_worker.time, "sleep", sleep)
+    with caplog.at_level(logging.INFO, logger="memoryrelay.tasks"), pytest.raises(Done):
+        task_worker._dispatch_forever(0.5)
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and "works again" in caplog.text
+    assert waits[:10] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 0.5]

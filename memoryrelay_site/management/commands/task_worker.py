@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -24,6 +25,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from memoryrelay_site import tasks
+from memoryrelay_site.models import TaskWorker
 
 logger = logging.getLogger("memoryrelay.tasks")
 
@@ -46,11 +48,21 @@ class Command(BaseCommand):
         self.stdout.write(f"task worker {worker_id}: backend {tasks.backend_name()}, "
                           f"queue {settings.MEMORYRELAY_TASK_QUEUE}")
         self.stdout.flush()
+        # Health tells work waiting for a worker from work none will take by the heartbeat.
+        stop = threading.Event()
+        beating = threading.Thread(target=_heartbeat_until, args=(stop, worker_id), daemon=True)
+        if not burst:
+            beating.start()
         try:
             self._work(burst=burst, interval=interval, stop_with=stop_with, lease=lease,
                        worker_id=worker_id)
         except KeyboardInterrupt:  # Ctrl-C before the backend's own handlers were in place
             self.stdout.write("task worker stopped")
+        finally:
+            stop.set()
+            if beating.is_alive():
+                beating.join(5)
+            _quietly(tasks.worker_gone, worker_id)
 
     def _work(self, *, burst, interval, stop_with, lease, worker_id):
         _sweep(lease)
@@ -188,21 +200,49 @@ def _sweep(lease: float) -> None:
         close_old_connections()
 
 
-def _dispatch() -> None:
+def _dispatch(*, quiet: bool = False) -> bool:
     """Hands the work requests only recorded (an asynchronous write's pending memory) to
-    tasks of the database queue."""
+    tasks of the database queue; False when it failed (logged unless ``quiet``)."""
     try:
         tasks.tasks_dispatch()
+        return True
     except Exception:  # noqa: BLE001 - the next round tries again
-        logger.exception("task dispatch failed")
+        if not quiet:
+            logger.exception("task dispatch failed; trying again, quietly, until it works")
+        return False
     finally:
         close_old_connections()
 
 
 def _dispatch_forever(interval: float) -> None:
+    """Every poll interval; while it fails (the database out of reach), every 1 s doubling
+    up to 30 s, logged once per outage rather than once per round."""
+    interval = max(interval, 0.05)
+    delay, failing = interval, False
     while True:
-        time.sleep(max(interval, 0.05))
-        _dispatch()
+        time.sleep(delay)
+        if _dispatch(quiet=failing):
+            if failing:
+                logger.info("task dispatch works again")
+            delay, failing = interval, False
+        else:
+            delay, failing = min(max(delay * 2, 1.0), 30.0), True
+
+
+def _heartbeat_until(stop: threading.Event, worker_id: str) -> None:
+    _quietly(tasks.worker_heartbeat, worker_id)
+    while not stop.wait(TaskWorker.HEARTBEAT_SECONDS):
+        _quietly(tasks.worker_heartbeat, worker_id)
+
+
+def _quietly(step, worker_id: str) -> None:
+    """A heartbeat that fails (the database out of reach) is skipped: the worker's own loop
+    reports the database; health counts the worker again once it is back."""
+    for attempt in (partial(step, worker_id), close_old_connections):
+        try:
+            attempt()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _sweep_forever(lease: float) -> None:
