@@ -484,6 +484,79 @@ def test_two_links_to_one_memory_written_at_once_both_count(account, agent):
     assert graph.cooccurrence_rows() == {(a.pk, b.pk): 1, (b.pk, a.pk): 1}
 
 
+ROUNDS = 12
+SHARING = 12  # memories per round, each linked to the same SHARED entities
+SHARED = 6
+
+
+def shared_memories(account, agent, round_, session=None, bystander=None) -> list[Memory]:
+    """SHARING memories each linked to the same SHARED entities (each in turn linked first:
+    links come in any order), so every one of them counts the same pairs. Given those, a
+    third of them is in ``session`` and a third is ``bystander``'s."""
+    shared = [make_entity(account, f"R{round_}-{i}", pk=uuid.uuid4()) for i in range(SHARED)]
+    memories = []
+    for i in range(SHARING):
+        memory = Memory.objects.create(
+            account=account, agent=bystander if bystander and i % 3 == 0 else agent,
+            session=session if i % 3 == 1 else None, content=f"round {round_}, memory {i}")
+        link_all(account, memory, shared[i % SHARED:] + shared[:i % SHARED])
+        memories.append(memory)
+    return memories
+
+
+def assert_rebuild_agrees():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("entity_graph_rebuild", "--check", stdout=out)
+    assert out.getvalue().startswith("0 of "), out.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deletes_of_memories_sharing_entities_all_succeed(account, api_key, agent):
+    """Each delete counts the same pairs down: the trigger used to lock them in the order its
+    join met them, two deletes held one each and waited for the other's (a 503)."""
+    from tests.conftest import make_client
+    from tests.sessions_app.test_concurrency import run_together
+
+    codes = []
+    for round_ in range(ROUNDS):
+        memories = shared_memories(account, agent, round_)
+        codes += run_together(SHARING, lambda i, memories=memories: make_client(api_key)
+                              .delete(f"/v1/memories/{memories[i].id}").status_code)
+    assert codes == [200] * ROUNDS * SHARING
+    assert graph.cooccurrence_rows() == {}
+    assert_rebuild_agrees()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_session_and_agent_deletes_racing_memory_deletes_all_succeed(account, api_key, agent):
+    """A cascade (a session's memories, an agent's) counts down the pairs of many memories
+    in one statement, while single deletes (of the same memories and of another agent's)
+    count down the same pairs."""
+    from sessions_app.services import agent_get_or_create, session_create
+    from tests.conftest import make_client
+    from tests.sessions_app.test_concurrency import run_together
+
+    answers = []
+    for round_ in range(ROUNDS):
+        owner = agent_get_or_create(account=account, name=f"owner-{round_}")[0]
+        session = session_create(account=account, agent_ref=str(owner.id))
+        memories = shared_memories(account, owner, round_, session=session, bystander=agent)
+        calls = [f"/v1/memories/{m.id}" for m in memories] + [
+            f"/v1/sessions/{session.id}?cascade_memories=true", f"/v1/agents/{owner.id}"]
+        answers += run_together(len(calls), lambda i, calls=calls: (
+            calls[i], make_client(api_key).delete(calls[i]).status_code))
+    assert {code for _, code in answers} <= {200, 404}, answers
+    assert all(code == 200 for url, code in answers if "/agents/" in url), answers
+    assert graph.cooccurrence_rows() == {}
+    assert_rebuild_agrees()
+
+
 def test_the_rebuild_command_checks_and_repairs_the_table(hand_graph):
     from io import StringIO
 
