@@ -125,6 +125,7 @@ class ExtractionKeyAdmin(FilterSafeAdmin):
                     "created_at"]
     list_filter = ["provider", "is_active"]
     search_fields = ["account__username", "model", "label"]
+    secret_fields = ("encrypted_key",)
     fields = ["id", "account", "provider", "label", "model", "base_url", "masked_key",
               "is_active", "last_validated_at", "last_used_at", "created_at", "updated_at"]
     readonly_fields = fields

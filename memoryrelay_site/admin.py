@@ -27,6 +27,7 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(FilterSafeAdmin):
     form = ApiKeyForm
+    secret_fields = ("key_hash",)
     list_display = ["prefix", "name", "user", "scopes", "created_at", "last_used_at",
                     "expires_at", "rate_limit_per_minute", "is_active"]
     list_filter = ["revoked_at", "expires_at"]
