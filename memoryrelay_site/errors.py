@@ -33,6 +33,7 @@ STATUS_TYPES = {
     415: "validation_error",
     422: "validation_error",
     429: "rate_limit_exceeded",
+    431: "payload_too_large",
     503: "service_unavailable",
 }
 DEFAULT_MESSAGES = {

@@ -36,7 +36,9 @@ class HttpProtocol(HttpToolsProtocol):
     byte arrives, or on a fresh connection, nothing limits how long a client takes to send
     the rest. Here a request's headers must be complete ``header_timeout`` seconds after its
     first byte (or after the connection opened), and its body ``body_timeout`` seconds after
-    the headers.
+    the headers. Headers are bounded in size too (``MEMORYRELAY_MAX_HEADER_BYTES`` and
+    ``_FIELDS``): uvicorn keeps every header line it is sent, and one client streaming
+    header lines for its deadline grew a process by gigabytes.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -46,8 +48,12 @@ class HttpProtocol(HttpToolsProtocol):
         self.header_timeout = settings.MEMORYRELAY_HEADER_TIMEOUT
         self.max_connections = settings.MEMORYRELAY_MAX_CONNECTIONS
         self.body_timeout = settings.MEMORYRELAY_BODY_TIMEOUT
+        self.max_header_bytes = settings.MEMORYRELAY_MAX_HEADER_BYTES
+        self.max_header_fields = settings.MEMORYRELAY_MAX_HEADER_FIELDS
         self._deadline: asyncio.TimerHandle | None = None
         self._in_headers = False  # part of a request's headers has arrived
+        self._header_bytes = 0  # read since the request began (or the last one ended)
+        self._too_many_fields = False
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -58,10 +64,26 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():  # answered already (431, 408): read nothing more
+            return
+        if self._in_headers or self._between_requests():
+            self._header_bytes += len(data)
         super().data_received(data)  # this stops uvicorn's keep-alive timer
-        waiting = self._deadline is None and self.timeout_keep_alive_task is None
-        if waiting and self._between_requests() and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self._too_many_fields:
+            self._headers_too_large(f"over {self.max_header_fields} fields")
+        elif self._in_headers and self._header_bytes > self.max_header_bytes:
+            self._headers_too_large(f"over {self.max_header_bytes} bytes")
+        elif self._deadline is None and self.timeout_keep_alive_task is None and (
+                self._between_requests()):
             self._arm(self.header_timeout, "headers")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._too_many_fields:
+            return  # not kept: the request is refused once this read ends
+        super().on_header(name, value)
+        self._too_many_fields = len(self.headers) > self.max_header_fields
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -71,6 +93,11 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        self._header_bytes = 0
+        if self._too_many_fields:
+            self._headers_too_large(f"over {self.max_header_fields} fields")
+        if self.transport.is_closing():  # refused while its headers were read
+            return
         self._disarm()
         limit = self.max_connections
         if len(self.connections) > limit or len(self.tasks) >= limit:
@@ -93,12 +120,27 @@ class HttpProtocol(HttpToolsProtocol):
         """What is not HTTP (a request line too long or with a NUL, a negative or doubled
         Content-Length, both Content-Length and Transfer-Encoding) is a 400 in the error
         body, as every other error (uvicorn's own answers in plain text)."""
+        if self.transport.is_closing():  # answered already
+            return
         self._disarm()
         logger.info("%s - 400: %s", self.client, msg)
         headers, body = error_response(400, NOT_HTTP)
         lines = b"".join(b"%s: %s\r\n" % header for header in headers)
         self.transport.write(b"HTTP/1.1 400 Bad Request\r\n" + lines + b"\r\n" + body)
         self.transport.close()
+
+    def _headers_too_large(self, why: str) -> None:
+        self._disarm()
+        self._in_headers = False
+        logger.info("%s - 431: the request's headers are %s", self.client, why)
+        headers, body = error_response(
+            431, f"Request header fields too large: {why} (headers and request line)")
+        lines = b"".join(b"%s: %s\r\n" % header for header in headers)
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n" + lines
+                             + b"\r\n" + body)
+        self.transport.close()
+        if self.headers:
+            self.headers.clear()  # what was kept of them goes now
 
     def _between_requests(self) -> bool:
         return self.cycle is None or self.cycle.response_complete

@@ -187,6 +187,10 @@ MEMORYRELAY_HEADER_TIMEOUT = float(os.environ.get("MEMORYRELAY_HEADER_TIMEOUT", 
 MEMORYRELAY_BODY_TIMEOUT = float(os.environ.get("MEMORYRELAY_BODY_TIMEOUT", "30"))
 MEMORYRELAY_KEEPALIVE_TIMEOUT = float(os.environ.get("MEMORYRELAY_KEEPALIVE_TIMEOUT", "5"))
 MEMORYRELAY_MAX_CONNECTIONS = env_int("MEMORYRELAY_MAX_CONNECTIONS", 1000)
+# A request's headers may take at most this many bytes (request line included) and fields;
+# beyond, 431 and the connection closes (nothing else bounds what a client may send there).
+MEMORYRELAY_MAX_HEADER_BYTES = env_int("MEMORYRELAY_MAX_HEADER_BYTES", 64 * 1024)
+MEMORYRELAY_MAX_HEADER_FIELDS = env_int("MEMORYRELAY_MAX_HEADER_FIELDS", 100)
 MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4)
 
 # --- Product settings.

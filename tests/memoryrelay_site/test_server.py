@@ -440,3 +440,43 @@ def test_a_request_that_is_not_http_is_a_400_in_the_error_body(server, request_b
     error = json.loads(body)
     assert error["code"] == 400 and "not a valid HTTP request" in error["message"]
     assert error["request_id"].encode() in head
+
+
+def _send_slowly(sock: socket.socket, chunks) -> None:
+    """Sends each chunk apart (each its own read on the server), until the server closes."""
+    for chunk in chunks:
+        try:
+            sock.sendall(chunk)
+        except OSError:  # closed on us: answered
+            return
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("lines", [
+    [b"X-Pad-%d: %s\r\n" % (i, b"a" * 4000) for i in range(40)],  # 160 KB in 40 reads
+    [b"X-F%d: 1\r\n" % i for i in range(150)],  # 150 fields, a few bytes each
+])
+def test_headers_past_their_bounds_are_a_431_and_the_connection_closes(server, lines):
+    """uvicorn kept every header line sent while its deadline ran: a client streaming 65 KB
+    lines for 8 s grew a process from 269 MB to 3.6 GB, never given back."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        _send_slowly(sock, [b"GET /v1/health HTTP/1.1\r\nHost: test\r\n", *lines, b"\r\n"])
+        answer = read_until_closed(sock, 10)
+    finally:
+        sock.close()
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 431"), answer[:200]
+    error = json.loads(body)
+    assert error["code"] == 431 and "too large" in error["message"]
+    assert answer.count(b"HTTP/1.1") == 1  # the request was not served as well
+
+
+def test_a_request_with_many_ordinary_headers_is_served(server):
+    conn = server.connect()
+    try:
+        headers = {f"X-Trace-{i}": "v" * 100 for i in range(60)}
+        conn.request("GET", "/v1/health", headers=headers)
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
