@@ -25,9 +25,30 @@ def _fernet() -> Fernet:
     configured = getattr(settings, "MEMORYRELAY_ENCRYPTION_KEY", "")
     if configured:
         return Fernet(configured.encode())
+    return _derived(settings.SECRET_KEY)
+
+
+def _derived(secret_key: str) -> Fernet:
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"memoryrelay-secrets",
-                   info=b"fernet").derive(settings.SECRET_KEY.encode())
+                   info=b"fernet").derive(secret_key.encode())
     return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def secret_reencrypted(token: str) -> str | None:
+    """``token`` encrypted with this server's key, when it was encrypted with the fixed key
+    of earlier releases (public: anyone holding a copy of the database could read it); None
+    when it needs nothing or cannot be read with either."""
+    current = _fernet()
+    try:
+        current.decrypt(token.encode("ascii"))
+        return None
+    except (InvalidToken, ValueError):
+        pass
+    try:
+        plain = _derived(settings.LEGACY_SECRET_KEY).decrypt(token.encode("ascii"))
+    except (InvalidToken, ValueError):
+        return None
+    return current.encrypt(plain).decode("ascii")
 
 
 def secret_encrypt(plain: str) -> str:

@@ -1,8 +1,9 @@
 """Settings for the MemoryRelay server.
 
 Every value reads the environment with a safe local default: with no variable set the
-server runs on SQLite in the project folder with a development secret key. Setting
-``DJANGO_ENV=production`` refuses to start without a real ``DJANGO_SECRET_KEY``.
+server runs on SQLite in the project folder with a secret key made at random for this
+install on its first start. Setting ``DJANGO_ENV=production`` refuses to start without a
+``DJANGO_SECRET_KEY``.
 """
 
 import os
@@ -30,10 +31,53 @@ def env_int(name: str, default: int) -> int:
 
 ENVIRONMENT = os.environ.get("DJANGO_ENV", "development")
 DEBUG = env_bool("DJANGO_DEBUG", False)
-_DEV_SECRET = "dev-insecure-memoryrelay-secret-key-change-me"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", _DEV_SECRET)
-if ENVIRONMENT == "production" and SECRET_KEY == _DEV_SECRET:
+
+
+def install_secret(path: Path) -> str:
+    """The install's own secret key, kept in ``path`` (readable by its owner alone); made at
+    random the first time. Processes starting together agree: the file appears whole, by a
+    link of a finished one, and the first link wins."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    import secrets
+    import tempfile
+
+    try:
+        fd, draft = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
+        try:
+            os.write(fd, secrets.token_urlsafe(50).encode())
+            os.close(fd)
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process's came first
+            except OSError:  # a file system without hard links
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                    f.write(open(draft).read())
+        finally:
+            os.unlink(draft)
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"no DJANGO_SECRET_KEY is set and this install's own key cannot be kept in {path} "
+            f"({exc.strerror or exc}): set DJANGO_SECRET_KEY, or MEMORYRELAY_SECRET_KEY_FILE to "
+            "a writable place") from None
+
+
+# Django signs with it, and the server's secrets derive from it (accounts' webhook secrets;
+# the encryption of their provider keys unless MEMORYRELAY_ENCRYPTION_KEY is set). Several
+# machines serving one database must share it: set DJANGO_SECRET_KEY on each.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and ENVIRONMENT == "production":
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_ENV=production")
+SECRET_KEY_FILE = Path(os.environ.get("MEMORYRELAY_SECRET_KEY_FILE") or BASE_DIR / ".secret_key")
+SECRET_KEY = SECRET_KEY or install_secret(SECRET_KEY_FILE)
+# The fixed key used when DJANGO_SECRET_KEY was not set, before each install made its own:
+# public, so nothing is signed with it any more; a migration re-encrypts what was
+# encrypted with it (entities_app 0008).
+LEGACY_SECRET_KEY = "dev-insecure-memoryrelay-secret-key-change-me"
 
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [

@@ -292,3 +292,31 @@ def test_an_answer_nested_past_the_stack_falls_back_to_the_rules(client, setting
     fake_llm.update(answer)
     assert extract_with_key(client, fake_llm["url"] + "/v1") == "rules"
     assert MemoryExtraction.objects.get().status == "done"
+
+
+def test_keys_encrypted_with_the_old_fixed_secret_are_encrypted_again_by_the_migration(
+        client, settings):
+    """Earlier releases derived the encryption key from a secret key shipped in the code
+    when DJANGO_SECRET_KEY was not set; the migration moves those keys to this install's."""
+    import importlib
+
+    from django.apps import apps
+
+    from memoryrelay_site.secrets import _derived
+
+    add_key(client, api_key="sk-old-release-0001")
+    add_key(client, provider="anthropic", api_key="sk-new-release-0002",
+            model="claude-3-5-haiku-latest")
+    old = ExtractionKey.objects.get(provider="openai")
+    legacy = _derived(settings.LEGACY_SECRET_KEY).encrypt(b"sk-old-release-0001").decode()
+    ExtractionKey.objects.filter(pk=old.pk).update(encrypted_key=legacy)
+    kept = ExtractionKey.objects.get(provider="anthropic").encrypted_key
+    ExtractionKey.objects.create(account=old.account, provider="openai", model="m",
+                                 encrypted_key="not a token", masked_key="…", is_active=False)
+    migration = importlib.import_module(
+        "entities_app.migrations.0008_provider_keys_reencrypted")
+    migration.reencrypt(apps, None)
+    again = ExtractionKey.objects.get(pk=old.pk).encrypted_key
+    assert again != legacy and secret_decrypt(again) == "sk-old-release-0001"
+    assert ExtractionKey.objects.get(provider="anthropic").encrypted_key == kept  # untouched
+    assert ExtractionKey.objects.get(model="m").encrypted_key == "not a token"
