@@ -19,11 +19,12 @@ import asyncio
 import json
 import logging
 import os
-import re
 import uuid
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
+
+from .logfilters import RedactSecrets
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memoryrelay_site.settings")
 logger = logging.getLogger("uvicorn.error")
@@ -195,31 +196,6 @@ async def over_capacity(scope, receive, send) -> None:
     headers, body = error_response(503, "Server at capacity: retry shortly")
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-# A key in a query string (refused by the API) must not reach the log either: any mem_…
-# token, raw or percent-encoded, and the value of any key-like parameter.
-_KEY_TOKEN = re.compile(r"mem(?:_|%5f)[A-Za-z0-9_\-%]{12,}", re.IGNORECASE)
-_SECRET_PARAM = re.compile(
-    r"([?&;](?:api(?:[-_]|%5f)?key|key|token|access(?:[-_]|%5f)?token|auth|authorization"
-    r"|x-api-key|secret|password)=)[^&;\s\"]*",
-    re.IGNORECASE,
-)
-
-
-def redact_secrets(text: str) -> str:
-    return _KEY_TOKEN.sub("mem_[redacted]", _SECRET_PARAM.sub(r"\1[redacted]", text))
-
-
-class RedactSecrets(logging.Filter):
-    """Rewrites a log record whose message carries a key-like value."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact_secrets(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
 
 
 class Worker(UvicornWorker):

@@ -335,9 +335,10 @@ LOGGING = {
     # A request the client got wrong in a way Django calls suspicious (a Host header not in
     # DJANGO_ALLOWED_HOSTS, too many fields) is answered 400 in the error body and logged in
     # one line, not with a traceback of framework frames.
-    "filters": {"without_traceback": {"()": "memoryrelay_site.logfilters.WithoutTraceback"}},
+    "filters": {"without_traceback": {"()": "memoryrelay_site.logfilters.WithoutTraceback"},
+                "redact_secrets": {"()": "memoryrelay_site.logfilters.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler",
-                             "filters": ["without_traceback"]}},
+                             "filters": ["without_traceback", "redact_secrets"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
         # Every 5xx is logged once, by "memoryrelay.errors": one line for an unavailable

@@ -381,6 +381,19 @@ def test_a_bug_is_still_a_500_with_one_traceback(client, monkeypatch, caplog):
     assert len(records) == 1 and records[0].exc_info is not None
 
 
+def test_a_raw_key_in_a_logged_path_is_redacted_by_every_handler(caplog):
+    """The 500 and 503 lines (memoryrelay.errors) wrote request.path as it came; only the
+    access log was redacted. Now the one handler every logger writes to redacts."""
+    raw = "mem_prod_S3jsQ1wXyZ0123456789abcdefABCDEF"
+    with caplog.at_level("INFO"):
+        logging.getLogger("memoryrelay.errors").error("500 GET /v1/memories/%s [req_1]", raw)
+        logging.getLogger("memoryrelay.errors").warning(
+            "503 GET /v1/agents?api_key=%s: database down [req_2]", "plain-secret")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert raw not in logged and "plain-secret" not in logged
+    assert "mem_[redacted]" in logged and "api_key=[redacted]" in logged
+
+
 def test_sqlite_waits_for_its_lock_only_the_configured_few_seconds():
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
         pytest.skip("SQLite's lock timeout")
