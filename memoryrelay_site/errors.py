@@ -12,7 +12,12 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+)
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -117,6 +122,14 @@ def error_json_response(request, status: int, message: str | None = None) -> Jso
 def exception_response(request, exc: BaseException) -> JsonResponse:
     """The answer to an exception no view handled, logged once: a database that cannot
     serve now is a 503 in one line; anything else is a bug, a 500 with its traceback."""
+    if isinstance(exc, SuspiciousOperation):  # the client's doing (a 400), as Django has it
+        logging.getLogger(f"django.security.{type(exc).__name__}").warning(
+            "400 %s %s: %s [%s]", request.method, request.path, exc,
+            getattr(request, "request_id", None))
+        return error_json_response(request, 400, (
+            "Bad request: too many query or form parameters (at most "
+            f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS})" if isinstance(exc, TooManyFieldsSent)
+            else "Bad request"))
     reason = db.unavailable_reason(exc)
     if reason is None:
         logger.error("500 %s %s [%s]", request.method, request.path,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import uuid
 
@@ -420,3 +421,20 @@ def test_checking_a_deep_document_holds_no_copy_of_each_elements_path():
     finally:
         tracemalloc.stop()
     assert peak < 2_000_000, peak
+
+
+@pytest.mark.parametrize(("method", "path"), [("get", "/v1/health"), ("get", "/v1/memories"),
+                                              ("get", "/v1/openapi.json"),
+                                              ("post", "/v1/memories/search")])
+def test_too_many_query_parameters_are_a_400_in_one_line_not_a_500(client, anon, caplog,
+                                                                   method, path):
+    """Over DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) Django raises inside DRF's content
+    negotiation: a 500 with a traceback, unauthenticated too."""
+    query = "&".join(f"p{i}=1" for i in range(1001))
+    with caplog.at_level("WARNING"):
+        for caller in (client, anon):
+            response = (caller.post(f"{path}?{query}", {"query": "x"}, format="json")
+                        if method == "post" else caller.get(f"{path}?{query}"))
+            assert_error(response, 400, "validation_error")
+            assert "too many query or form parameters" in response.json()["message"]
+    assert all(r.exc_info is None and r.levelno < logging.ERROR for r in caplog.records)
