@@ -52,6 +52,9 @@ def byok_key_create(*, account, provider: str, api_key: str, model: str,
         raise Invalid(refusal, field="base_url")
     if urlsplit(url).query or urlsplit(url).fragment:  # the chat path is added to it
         raise Invalid("base_url must not hold a query or a fragment", field="base_url")
+    if "@" in urlsplit(url).netloc:  # stored, shown and logged in the clear: the key is apart
+        raise Invalid("base_url must not hold a user name or password (give the key as "
+                      "api_key)", field="base_url")
     fields = dict(account=account, provider=provider, model=model.strip(), label=label or "",
                   base_url=base_url, encrypted_key=secret_encrypt(api_key.strip()),
                   masked_key=secret_mask(api_key.strip()))

@@ -88,7 +88,8 @@ def test_bad_keys_are_refused_naming_the_field(client, settings):
                 "http://llm.example.com/v1", "https://llm.example.com:99999/v1",
                 "https://llm.example.com:x/v1", "https://[::1/v1",
                 "https://[64:ff9b::a9fe:a9fe]/v1", "https://[2002:7f00:1::]/v1",
-                "https://llm.example.com/v1?x=1", "https://llm.example.com/v1#part"):
+                "https://llm.example.com/v1?x=1", "https://llm.example.com/v1#part",
+                "https://user:pass@llm.example.com/v1", "https://token@llm.example.com/v1"):
         assert_error(client.post("/v1/extraction/keys", {
             "provider": "custom", "api_key": "k", "model": "m", "base_url": url},
             format="json"), 422, "validation_error", "base_url")
