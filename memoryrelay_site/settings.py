@@ -294,6 +294,9 @@ MEMORYRELAY_RATE_LIMIT_PATH = os.environ.get(
     "MEMORYRELAY_RATE_LIMIT_PATH", f"{SQLITE_PATH}-ratelimit")
 MEMORYRELAY_RATE_LIMIT_REDIS_PREFIX = os.environ.get(
     "MEMORYRELAY_RATE_LIMIT_REDIS_PREFIX", "memoryrelay:ratelimit:")
+# Sign-in attempts to the admin per client address per minute (0: unlimited): each costs a
+# password hash, so unbounded they are a brute force and a CPU flood at once.
+MEMORYRELAY_ADMIN_LOGINS_PER_MINUTE = env_int("MEMORYRELAY_ADMIN_LOGINS_PER_MINUTE", 10)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["memoryrelay_site.auth.ApiKeyAuthentication"],

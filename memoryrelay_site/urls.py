@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularSwaggerView
 
 from .keys_api import KeyViewSet
 from .openapi import SchemaView
+from .ratelimit import admin_login_limited
 from .routers import Router
 from .views import QuotaView
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("v1/openapi.json", SchemaView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi")),
+    path("admin/login/", admin_login_limited(admin.site.login)),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/docs", permanent=False)),
     # Each app's routes, included by name (this package imports no app). The highest app

@@ -237,3 +237,25 @@ def test_a_failing_store_fails_open_and_is_logged_once(settings, client, caplog,
 def test_the_429_is_documented_in_the_openapi_schema(client):
     schema = client.get("/v1/openapi.json").json()
     assert "429" in schema["paths"]["/v1/memories/batch"]["post"]["responses"]
+
+
+def test_admin_sign_in_attempts_are_limited_per_address(db, store, settings):
+    """Each attempt costs a password hash: unbounded, they were a brute force and a CPU
+    flood (16 wrong passwords at once took API requests from 10 ms to 4 s)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    settings.MEMORYRELAY_ADMIN_LOGINS_PER_MINUTE = 3
+    get_user_model().objects.create_superuser("boss", "b@example.org", "right-password")
+    browser = Client()
+    tries = [browser.post("/admin/login/", {"username": "boss", "password": "wrong"},
+                          REMOTE_ADDR="203.0.113.7").status_code for _ in range(3)]
+    assert tries == [200, 200, 200]  # the form again, with its error
+    refused = browser.post("/admin/login/", {"username": "boss", "password": "right-password"},
+                           REMOTE_ADDR="203.0.113.7")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert "_auth_user_id" not in browser.session
+    other = Client().post("/admin/login/", {"username": "boss", "password": "right-password"},
+                          REMOTE_ADDR="198.51.100.2")
+    assert other.status_code == 302  # another address signs in
+    assert Client().get("/admin/login/", REMOTE_ADDR="203.0.113.7").status_code == 200
