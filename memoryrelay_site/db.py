@@ -113,10 +113,19 @@ def discard_connection(reason: str) -> None:
 
 
 def summary(exc: BaseException, limit: int = 160) -> str:
-    """The first line of the driver's message, for a one-line log."""
-    text = str(exc.__cause__ or exc).strip().splitlines()
+    """The first line of the driver's message, for a one-line log; for a pool that gave no
+    connection, with the last error it met connecting in the minute before (its cause:
+    refused, no such database, authentication failed ...)."""
+    from .logfilters import PoolConnectErrors
+
+    cause = exc.__cause__ or exc
+    text = str(cause).strip().splitlines()
     line = text[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    line = line if len(line) <= limit else line[: limit - 1] + "…"
+    at, error = PoolConnectErrors.last
+    if type(cause).__name__ == "PoolTimeout" and error and time.time() - at < 60:
+        line += f"; connecting: {error if len(error) <= limit else error[: limit - 1] + '…'}"
+    return line
 
 
 @contextmanager

@@ -44,3 +44,19 @@ class RedactSecrets(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, ()
         return True
+
+
+class PoolConnectErrors(logging.Filter):
+    """On psycopg's pool logger: keeps the last "error connecting" (with its time) and drops
+    the pool's warnings, which it logs once per attempt during an outage, while a request
+    that got no connection only sees "couldn't get a connection after 2.00 sec". The 503
+    line of that request names this cause (``memoryrelay_site.db.summary``)."""
+
+    last: tuple[float, str] = (0.0, "")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("error connecting"):
+            error = record.args[-1] if isinstance(record.args, tuple) and record.args else ""
+            lines = str(error).strip().splitlines()
+            PoolConnectErrors.last = (record.created, lines[0] if lines else "")
+        return record.levelno >= logging.ERROR

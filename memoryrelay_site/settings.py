@@ -182,16 +182,18 @@ else:
         "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
         "keepalives_count": 3, "tcp_user_timeout": int(_DEADLINE * 1000) if not _COMMAND else 0,
     }
-    if MEMORYRELAY_DB_POOL:
+    if MEMORYRELAY_DB_POOL and not _COMMAND:
         # One pool per process, shared by its request threads (a thread per request under
-        # ASGI would otherwise open a connection per request: ~5 ms each, measured).
+        # ASGI would otherwise open a connection per request: ~5 ms each, measured). Not for
+        # manage.py commands: a pool that cannot connect says only that it waited, and a
+        # command's first connection should say why (refused, no such database or role).
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": 2, "max_size": MEMORYRELAY_DB_POOL_MAX_SIZE,
             "timeout": MEMORYRELAY_DB_POOL_TIMEOUT,
             # Give up a failed reconnection soon, so the next request tries afresh and a
             # restarted database is used at once, not after an exponential back-off.
             "reconnect_timeout": MEMORYRELAY_DB_POOL_TIMEOUT,
-            "connection_class": deadline_connection(0 if _COMMAND else _DEADLINE),
+            "connection_class": deadline_connection(_DEADLINE),
         }
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = 60
@@ -339,7 +341,8 @@ LOGGING = {
     # DJANGO_ALLOWED_HOSTS, too many fields) is answered 400 in the error body and logged in
     # one line, not with a traceback of framework frames.
     "filters": {"without_traceback": {"()": "memoryrelay_site.logfilters.WithoutTraceback"},
-                "redact_secrets": {"()": "memoryrelay_site.logfilters.RedactSecrets"}},
+                "redact_secrets": {"()": "memoryrelay_site.logfilters.RedactSecrets"},
+                "pool_connect_errors": {"()": "memoryrelay_site.logfilters.PoolConnectErrors"}},
     "handlers": {"console": {"class": "logging.StreamHandler",
                              "filters": ["without_traceback", "redact_secrets"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
@@ -348,8 +351,9 @@ LOGGING = {
         # database, one traceback for a bug. django.request would log each a second time
         # (it logs 4xx as warnings and 5xx as errors, nothing as critical).
         "django.request": {"level": "CRITICAL"},
-        # The pool's own "error connecting" lines, once per attempt during an outage.
-        "psycopg.pool": {"level": "ERROR"},
+        # The pool's own "error connecting" lines, once per attempt during an outage: kept,
+        # not printed; a request's 503 line names the last (memoryrelay_site.db.summary).
+        "psycopg.pool": {"level": "WARNING", "filters": ["pool_connect_errors"]},
     },
 }
 

@@ -82,6 +82,20 @@ def test_a_database_at_a_closed_port_is_a_quick_503_and_health_unhealthy_logged_
     logged = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(logged) == 1 and "Traceback" not in run.stderr, run.stderr
     assert logged[0].startswith("503 POST /v1/agents: database")
+    # The cause, through the pool too (it said only that it waited 2 s for a connection).
+    assert "refused" in logged[0].lower(), logged[0]
+
+
+def test_a_command_that_cannot_reach_the_database_says_why(tmp_path):
+    """`make run`'s migrate through the pool ended in "couldn't get a connection after 2.00
+    sec" for a wrong port, a missing database and an unknown role alike."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYRELAY_DB_")}
+    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings", PYTHONWARNINGS="ignore",
+               DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/memoryrelay")
+    run = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "refused" in run.stderr.lower() and "couldn't get a connection" not in run.stderr
 
 
 # Runs in a fresh interpreter whose database answers through a proxy that can freeze.
