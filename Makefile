@@ -28,7 +28,7 @@ migrate: $(STAMP)
 # With several machines, run the worker on its own: `manage.py task_worker`.
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py ensure_local_key --port $(PORT)
+	$(BIN)/python manage.py ensure_local_key --host $(HOST) --port $(PORT)
 	$(BIN)/python manage.py task_worker --stop-with $$PPID &
 	$(BIN)/gunicorn memoryrelay_site.asgi:application --bind $(HOST):$(PORT) \
 		--worker-class memoryrelay_site.server.Worker --workers $(WORKERS) \

@@ -145,6 +145,11 @@ DATABASES = {  # an empty DATABASE_URL counts as unset
         os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}", conn_max_age=0
     )
 }
+if not os.environ.get("DATABASE_URL") and not Path(SQLITE_PATH).resolve().parent.is_dir():
+    # Said here, with the path: SQLite's own "unable to open database file" names neither.
+    raise ImproperlyConfigured(
+        f"the SQLite database's folder {Path(SQLITE_PATH).resolve().parent} does not exist: "
+        "create it, or set MEMORYRELAY_SQLITE_PATH (or DATABASE_URL for PostgreSQL)")
 # Database trouble is a quick 503 (memoryrelay_site/db.py), never a hang: every wait on the
 # database is bounded. Management commands (migrate, export, import) may run long
 # statements and get no statement or client-side timeout.

@@ -90,3 +90,15 @@ def test_a_key_that_cannot_be_kept_is_a_clear_error_and_production_needs_one(tmp
                              MEMORYRELAY_SECRET_KEY_FILE=str(tmp_path / "secret"))
     assert production.returncode != 0 and "DJANGO_SECRET_KEY must be set" in production.stderr
     assert not (tmp_path / "secret").exists()
+
+
+def test_a_sqlite_path_in_a_missing_folder_is_a_clear_error_naming_it(tmp_path):
+    """SQLite said only "unable to open database file", after 31 frames of traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings",
+               MEMORYRELAY_SQLITE_PATH=str(tmp_path / "missing" / "db.sqlite3"))
+    done = subprocess.run([sys.executable, "-c", PRINT_DATABASE], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"folder {tmp_path / 'missing'} does not exist" in done.stderr
+    assert "MEMORYRELAY_SQLITE_PATH" in done.stderr
