@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from memories_app.models import Memory, WriteStatus
-from memoryrelay_site.tasks import backend_name, task_enqueue
+from memoryrelay_site.tasks import backend_name, log_not_queued, task_enqueue
 
 from .byok import account_extractor
 from .extraction import get_extractor
@@ -341,8 +341,9 @@ def _flush_deferred() -> bool:
         return False
     try:
         _request(ids)
-    except Exception:  # noqa: BLE001 - the write is kept; backfill_entities queues it
-        logger.exception("could not queue the extraction of %d memories", len(ids))
+    except Exception as exc:  # noqa: BLE001 - the write is kept; the sweep asks again
+        log_not_queued(f"the extraction of {len(ids)} memories", exc,
+                       "the sweep asks for it again")
     return True
 
 

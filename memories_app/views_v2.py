@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from memoryrelay_site.errors import NotFound
 from memoryrelay_site.serializers import is_uuid
-from memoryrelay_site.tasks import backend_name, task_enqueue
+from memoryrelay_site.tasks import backend_name, log_not_queued, task_enqueue
 from sessions_app.views import validated
 
 from . import services
@@ -48,8 +48,8 @@ class MemoryAsyncView(APIView):
         if not in_database:
             try:
                 job_id = task_enqueue(memory_embed, str(memory.pk))
-            except Exception:  # noqa: BLE001 - Redis is down: the sweep queues it later
-                logger.exception("could not enqueue memory %s", memory.pk)
+            except Exception as exc:  # noqa: BLE001 - Redis is down: the sweep queues it
+                log_not_queued(f"memory {memory.pk}", exc, "the sweep queues it later")
                 job_id = None
         return Response(MemoryAsyncOutput({
             "id": memory.pk, "status": memory.status, "job_id": job_id,

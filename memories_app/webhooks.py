@@ -34,7 +34,7 @@ from django_tasks import task
 
 from memoryrelay_site.errors import Invalid
 from memoryrelay_site.outbound import OutboundRefused, outbound_post, outbound_refusal
-from memoryrelay_site.tasks import register_sweeper, retry_delay, task_enqueue
+from memoryrelay_site.tasks import log_not_queued, register_sweeper, retry_delay, task_enqueue
 
 from .models import DeliveryStatus, Memory, WebhookDelivery, WriteStatus
 
@@ -105,8 +105,8 @@ def webhook_send(delivery: WebhookDelivery | None, *, delay: float = 0) -> None:
         return
     try:
         task_enqueue(webhook_deliver, str(delivery.pk), delay=delay)
-    except Exception:  # noqa: BLE001 - the sweep hands it out after the lease
-        logger.exception("webhook delivery %s not queued; the sweep will", delivery.pk)
+    except Exception as exc:  # noqa: BLE001 - the sweep hands it out after the lease
+        log_not_queued(f"webhook delivery {delivery.pk}", exc, "the sweep will send it")
 
 
 @task()

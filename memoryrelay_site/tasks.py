@@ -78,6 +78,22 @@ def retry_delay(attempt: int) -> float:
     return min(settings.MEMORYRELAY_TASK_BACKOFF * 2 ** max(attempt - 1, 0), 300.0)
 
 
+def log_not_queued(what: str, exc: BaseException, then: str) -> None:
+    """A task that could not be queued: the queue out of reach (Redis down, the database
+    unavailable) is an outage, one line per write; anything else is a bug, with its
+    traceback. ``then`` says what becomes of the work."""
+    from redis.exceptions import RedisError
+
+    from .db import unavailable_reason
+
+    if isinstance(exc, (RedisError, OSError)) or unavailable_reason(exc) is not None:
+        logger.warning("%s not queued (%s: %s); %s", what, type(exc).__name__,
+                       str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "",
+                       then)
+    else:
+        logger.error("%s not queued; %s", what, then, exc_info=exc)
+
+
 def task_enqueue(task, *args, delay: float = 0, **kwargs) -> str:
     """Enqueues ``task`` (a django_tasks task) after ``delay`` seconds; returns its job id."""
     options = {"queue_name": settings.MEMORYRELAY_TASK_QUEUE}

@@ -36,7 +36,7 @@ from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 from memoryrelay_site.llm import LLMUnavailable
 from memoryrelay_site.serializers import METADATA_MAX_BYTES, is_uuid
-from memoryrelay_site.tasks import task_enqueue
+from memoryrelay_site.tasks import log_not_queued, task_enqueue
 
 from .models import Agent, Session, SessionStatus
 from .summarizer import SummaryItem, summarize
@@ -477,8 +477,9 @@ def _summary_refine_later(session_id, replaces: str) -> None:
 
     try:
         task_enqueue(session_summary_llm, str(session_id), summary_fingerprint(replaces))
-    except Exception:  # noqa: BLE001 - the extractive summary stays; never fails the end
-        logger.exception("could not queue the LLM summary of session %s", session_id)
+    except Exception as exc:  # noqa: BLE001 - the extractive summary stays; never fails
+        log_not_queued(f"the LLM summary of session {session_id}", exc,
+                       "the extractive summary stays")
 
 
 def summary_fingerprint(text: str | None) -> str:
