@@ -53,7 +53,7 @@ class HttpProtocol(HttpToolsProtocol):
         self.max_header_fields = settings.MEMORYRELAY_MAX_HEADER_FIELDS
         self._deadline: asyncio.TimerHandle | None = None
         self._in_headers = False  # part of a request's headers has arrived
-        self._header_bytes = 0  # read since the request began (or the last one ended)
+        self._header_bytes = 0  # read since the request began (a read's slack aside)
         self._too_many_fields = False
 
     def connection_made(self, transport) -> None:
@@ -67,7 +67,7 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():  # answered already (431, 408): read nothing more
             return
-        if self._in_headers or self._between_requests():
+        if self._in_headers:  # the read that begins a request counts from its start
             self._header_bytes += len(data)
         super().data_received(data)  # this stops uvicorn's keep-alive timer
         if self.transport.is_closing():
@@ -88,7 +88,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_headers = True
+        self._in_headers, self._header_bytes = True, 0
         if self._deadline is None and self._between_requests():
             self._arm(self.header_timeout, "headers")
 

@@ -480,3 +480,4 @@ def test_a_request_with_many_ordinary_headers_is_served(server):
         assert conn.getresponse().status == 200
     finally:
         conn.close()
+
