@@ -75,6 +75,11 @@ class ApiKey(models.Model):
     scopes = models.JSONField(
         default=all_scopes, help_text="What the key may do: a list of read, write, delete and "
         "admin (admin: everything, API keys and account settings too).")
+    rate_bucket = models.UUIDField(
+        null=True, blank=True, editable=False,
+        help_text="The key whose rate-limit window this one's requests count in: a key made "
+        "through /v1/keys counts in its maker's (and so on up), so minting keys multiplies "
+        "no limit. Empty: its own.")
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -236,7 +236,8 @@ class ApiKeyRateThrottle(BaseThrottle):
             return True
         now = _now()
         cost = min(request_cost(request, view), limit)
-        self.usage = rate_limit_store().hit(str(key.pk), limit, cost, now)
+        # A key made through /v1/keys counts in its maker's window (ApiKey.rate_bucket).
+        self.usage = rate_limit_store().hit(str(key.rate_bucket or key.pk), limit, cost, now)
         if self.usage is None:  # the store is down: fail open
             return True
         request._request.rate_limit = self.usage
@@ -244,7 +245,8 @@ class ApiKeyRateThrottle(BaseThrottle):
             raise exceptions.Throttled(
                 wait=self.usage.retry_after(now),
                 detail=f"Rate limit exceeded: this API key may make {limit} requests per "
-                       f"minute (a batch counts its items).")
+                       "minute (a batch counts its items; a key made through /v1/keys "
+                       "counts in the window of the key that made it).")
         return True
 
     def wait(self) -> int | None:

@@ -46,6 +46,7 @@ class AmbiguousApiKey(ServiceError):
 def api_key_create(
     *, user, name: str = "", expires_at: datetime | None = None,
     rate_limit_per_minute: int | None = None, scopes: list[str] | None = None,
+    rate_bucket=None,
 ) -> tuple[ApiKey, str]:
     """Create a key for ``user``; returns the row and the raw key, which is never stored.
     ``scopes``: what it may do (default: everything, as an operator's key)."""
@@ -53,7 +54,7 @@ def api_key_create(
     key = ApiKey.objects.create(
         user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=hash_key(raw),
         expires_at=expires_at, rate_limit_per_minute=rate_limit_per_minute,
-        scopes=list(scopes) if scopes is not None else all_scopes(),
+        scopes=list(scopes) if scopes is not None else all_scopes(), rate_bucket=rate_bucket,
     )
     return key, raw
 
@@ -61,7 +62,8 @@ def api_key_create(
 def api_key_issue(*, parent: ApiKey, expires_at: datetime | None,
                   rate_limit_per_minute: int | None, **key_fields) -> tuple[ApiKey, str]:
     """A key made by the key ``parent`` of the same account (``POST /v1/keys``): no laxer
-    than ``parent`` (it expires no later, its rate limit is no higher), and only while the
+    than ``parent`` (it expires no later, its rate limit is no higher, and its requests
+    count in ``parent``'s rate-limit window, ``rate_bucket``), and only while the
     account holds fewer than MEMORYRELAY_MAX_KEYS_PER_ACCOUNT unrevoked keys (its row
     locked, so concurrent creates queue and never pass the cap)."""
     if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
@@ -84,7 +86,8 @@ def api_key_issue(*, parent: ApiKey, expires_at: datetime | None,
             raise Conflict(f"the account holds {cap} unrevoked keys, the most it may "
                            "(MEMORYRELAY_MAX_KEYS_PER_ACCOUNT): revoke one first")
         return api_key_create(user=parent.user, expires_at=expires_at,
-                              rate_limit_per_minute=rate_limit_per_minute, **key_fields)
+                              rate_limit_per_minute=rate_limit_per_minute,
+                              rate_bucket=parent.rate_bucket or parent.pk, **key_fields)
 
 
 @transaction.atomic

@@ -259,3 +259,20 @@ def test_admin_sign_in_attempts_are_limited_per_address(db, store, settings):
                           REMOTE_ADDR="198.51.100.2")
     assert other.status_code == 302  # another address signs in
     assert Client().get("/admin/login/", REMOTE_ADDR="203.0.113.7").status_code == 200
+
+
+def test_keys_made_through_the_api_count_in_their_makers_window(store, clock, account):
+    """A key at 5 a minute made a key (no higher), that one another: each had 5 of its own,
+    so minting keys multiplied the limit an operator set."""
+    raw = api_key_create(user=account, rate_limit_per_minute=5, scopes=["admin"])[1]
+    parent = make_client(raw)
+    child_raw = parent.post("/v1/keys", {"scopes": ["admin"]}, format="json").json()["key"]
+    child = make_client(child_raw)
+    grandchild = make_client(child.post("/v1/keys", {}, format="json").json()["key"])
+    codes = [c.get("/v1/agents").status_code for c in (parent, child, grandchild)]
+    assert codes == [200, 200, 200]  # 2 key creations + 3 reads: the family's 5 are spent
+    assert [c.get("/v1/agents").status_code for c in (parent, grandchild)] == [429, 429]
+    other = limited_client(account, 5)  # an operator's key keeps its own window
+    assert other.get("/v1/agents").status_code == 200
+    quota = grandchild.get("/v1/quota").json()
+    assert quota["used"] == 5 and quota["limit"] == 5
