@@ -150,12 +150,22 @@ def agent_update(*, agent: Agent, changes: dict[str, Any]) -> Agent:
 
 
 def agent_delete(*, agent: Agent, at: datetime | None = None) -> Agent:
-    """Soft-deletes the agent with its sessions and memories, all stamped with one time.
-    Writes racing it land first (and are deleted here) or are refused."""
+    """Soft-deletes the agent with its sessions and memories, all stamped with one time,
+    but for the sessions other agents wrote into (a conversation shared through an
+    external_id): those stay for them, without this agent's memories. Writes racing it land
+    first (and are deleted here, or keep a shared session) or are refused."""
     at = at or timezone.now()
     with transaction.atomic():
         row = locked_live(Agent, agent.pk, NotFound("Agent not found"))
-        row.sessions.filter(deleted_at__isnull=True).update(deleted_at=at, updated_at=at)
+        # Held before they are judged (the agent, then its sessions: every writer's order),
+        # so no other agent's memory lands in a session after it was judged its alone.
+        owned = list(row.sessions.filter(deleted_at__isnull=True).select_for_update()
+                     .order_by("pk").values_list("pk", flat=True))
+        memories = row.memories.model._base_manager  # the memories app's, not imported
+        shared = set(memories.filter(session_id__in=owned, deleted_at__isnull=True)
+                     .exclude(agent_id=row.pk).values_list("session_id", flat=True))
+        Session.objects.filter(pk__in=[pk for pk in owned if pk not in shared]).update(
+            deleted_at=at, updated_at=at)
         row.memories.filter(deleted_at__isnull=True).update(deleted_at=at, updated_at=at)
         row.deleted_at = at
         row.save(update_fields=["deleted_at", "updated_at"])

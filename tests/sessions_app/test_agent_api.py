@@ -115,6 +115,34 @@ def test_deleting_an_agent_soft_deletes_its_sessions_and_memories(client, agent,
     assert_error(client.delete(f"/v1/agents/{agent.id}"), 404, "not_found")
 
 
+def test_deleting_an_agent_keeps_the_sessions_other_agents_wrote_into(client):
+    """A conversation shared through an external_id went with the agent that opened it:
+    the others' memories pointed at a hidden session, and their next get-or-create split
+    the conversation into a new one (which then kept the agent from being restored)."""
+    def join(agent):
+        return client.post("/v1/sessions/get-or-create", {"external_id": "team:standup",
+                                                          "agent_id": agent}, format="json")
+
+    def write(agent, session_id, text):
+        return client.post("/v1/memories", {"agent_id": agent, "session_id": session_id,
+                                            "content": text}, format="json").json()["id"]
+
+    shared = join("opener").json()["id"]
+    alone = client.post("/v1/sessions", {"agent_id": "opener", "title": "solo"},
+                        format="json").json()["id"]
+    mine = write("opener", shared, "opener's note")
+    theirs = write("helper", shared, "helper's note")
+    write("opener", alone, "only mine")
+    assert client.delete("/v1/agents/opener").status_code == 200
+    assert client.get(f"/v1/sessions/{shared}").status_code == 200
+    assert_error(client.get(f"/v1/sessions/{alone}"), 404, "not_found")
+    assert_error(client.get(f"/v1/memories/{mine}"), 404, "not_found")
+    assert client.get(f"/v1/memories/{theirs}").status_code == 200
+    again = join("helper")
+    assert again.status_code == 200 and again.json()["id"] == shared
+    assert again.json()["memory_count"] == 1
+
+
 def test_a_deleted_agents_name_can_be_used_again(client, agent):
     client.delete(f"/v1/agents/{agent.id}")
     response = client.post("/v1/agents", {"name": "my-assistant"}, format="json")
