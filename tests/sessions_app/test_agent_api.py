@@ -141,6 +141,10 @@ def test_deleting_an_agent_keeps_the_sessions_other_agents_wrote_into(client):
     again = join("helper")
     assert again.status_code == 200 and again.json()["id"] == shared
     assert again.json()["memory_count"] == 1
+    summary = client.post(f"/v1/sessions/{shared}/summarize").json()["summary"]
+    assert "helper's note" in summary and "opener" not in summary
+    ended = client.put(f"/v1/sessions/{shared}/end", {}, format="json")
+    assert ended.status_code == 200 and ended.json()["status"] == "ended"
 
 
 def test_a_deleted_agents_name_can_be_used_again(client, agent):
