@@ -9,6 +9,7 @@ its agent and session until it commits."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def _store(account, writes: list[_Write]) -> list[Memory | ServiceError]:
             Memory.objects.bulk_create(rows)
             rows = []
             duplicate = _duplicate_of(account, agent, write.content, write.vector,
-                                      write.dedup_threshold)
+                                      write.dedup_threshold, visibility=write.visibility)
             if duplicate is not None:
                 duplicate.is_duplicate = True
                 answers.append(duplicate)
@@ -250,18 +251,40 @@ def vector_fields(vector: np.ndarray | None) -> dict:
             "embedding_dimension": int(vector.shape[0])}
 
 
+DEDUP_CANDIDATES = 5  # the nearest memories over the threshold judged for a duplicate
+# What a near-identical sentence can change and still be another fact: a number (a version,
+# a limit, an address, a phone, a time), a weekday or a month, a negation. "The API rate
+# limit is 100 requests per minute" and "... 1000 ..." are 0.96 alike to the model.
+_FACT = re.compile(
+    r"\d[\d.,:/x-]*\d|\d|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b"
+    r"|\b(?:january|february|march|april|june|july|august|september|october|november"
+    r"|december)\b|\b(?:not|no|never|longer|without)\b|n't\b", re.IGNORECASE)
+
+
+def _facts(text: str) -> Counter:
+    return Counter(token.lower() for token in _FACT.findall(text))
+
+
 def _duplicate_of(account, agent, content: str, vector, threshold: float,
-                  exclude=None) -> Memory | None:
-    """The agent's live memory nearest ``content`` if at least ``threshold`` similar; with
-    no embeddings, the one with the same text (case and spacing aside). ``exclude``: the
-    memory being deduplicated itself (an asynchronous write is stored first)."""
-    mine = Memory.objects.live().for_account(account).filter(agent=agent)
+                  exclude=None, visibility: str | None = None) -> Memory | None:
+    """The agent's live, finished memory nearest ``content`` if at least ``threshold``
+    similar, of the same ``visibility`` (a private write is no copy of a confidential
+    memory, nor the reverse), and saying the same numbers, days and negations (otherwise it
+    is a correction, kept); with no embeddings, the one with the same text (case and spacing
+    aside). ``exclude``: the memory being deduplicated itself (an asynchronous write is
+    stored first). A write still pending is no original: it may yet be deduplicated away."""
+    mine = Memory.objects.live().for_account(account).filter(
+        agent=agent, status=WriteStatus.READY,
+        visibility=visibility or Memory._meta.get_field("visibility").default)
     if exclude is not None:
         mine = mine.exclude(pk=exclude)
     if vector is not None:
-        found = vectors.nearest(mine, vector, 1)
-        if found and found[0][1] >= threshold:
-            return found[0][0]
+        wanted = _facts(content)
+        for candidate, similarity in vectors.nearest(mine, vector, DEDUP_CANDIDATES):
+            if similarity < threshold:
+                break
+            if _facts(candidate.content) == wanted:
+                return candidate
         return None
     wanted = " ".join(content.split()).casefold()
     for candidate in mine.filter(content__iexact=content.strip()):

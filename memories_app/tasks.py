@@ -79,7 +79,8 @@ def _embed(memory: Memory) -> str:
                 Agent.objects.select_for_update(no_key=True).filter(
                     pk=memory.agent_id).values_list("pk", flat=True).first()
                 duplicate = _duplicate_of(memory.account, memory.agent, memory.content, vector,
-                                          memory.dedup_threshold, exclude=memory.pk)
+                                          memory.dedup_threshold, exclude=memory.pk,
+                                          visibility=memory.visibility)
             fields = {**vector_fields(vector), "status": WriteStatus.READY, "status_error": "",
                       "status_changed_at": timezone.now()}
             if duplicate is not None:

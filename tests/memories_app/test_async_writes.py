@@ -146,6 +146,21 @@ def test_dedup_when_asked_keeps_the_first_and_reports_the_duplicate(client, task
     assert client.get(f"/v1/memories/{first}").status_code == 200
 
 
+def test_a_write_still_pending_is_no_original_for_a_duplicate(client, task_queue):
+    """A pending write patched to a text gets its vector at once, but may still be judged a
+    duplicate itself and deleted: a write deduplicated against it named a memory that was
+    gone by the time it was read."""
+    pending = post(client, content="Something else entirely", deduplicate=True).json()["id"]
+    assert client.patch(f"/v1/memories/{pending}", {"content": "Backups run at 02:00 UTC"},
+                        format="json").status_code == 200
+    assert Memory.objects.get(pk=pending).status == "pending"
+    assert Memory.objects.get(pk=pending).embedding is not None
+    direct = client.post("/v1/memories", {"content": "Backups run at 02:00 UTC",
+                                          "agent_id": "writer", "deduplicate": True},
+                         format="json")
+    assert direct.status_code == 201 and direct.json()["id"] != pending
+
+
 def test_without_dedup_a_same_text_memory_is_kept(client, task_queue):
     post(client, content="Same words twice")
     post(client, content="Same words twice")

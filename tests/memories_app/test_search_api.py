@@ -231,6 +231,47 @@ def test_dedup_threshold_decides_what_counts_as_a_duplicate(client):
                              format="json"), 422, "validation_error", "dedup_threshold")
 
 
+@requires_model
+@pytest.mark.parametrize(("stored", "correction"), [
+    ("The API rate limit is 100 requests per minute", "The API rate limit is 1000 requests "
+     "per minute"),
+    ("Release 1.29 fixed the login bug", "Release 1.30 fixed the login bug"),
+    ("The standup is on Tuesday at 3pm", "The standup is on Wednesday at 3pm"),
+    ("The staging database is at 10.0.0.12", "The staging database is at 10.0.0.13"),
+    ("Deploys happen on Fridays", "Deploys never happen on Fridays"),
+])
+def test_deduplicate_keeps_a_correction_of_a_number_a_day_or_a_negation(client, stored,
+                                                                       correction):
+    """Near-identical to the model (0.95 and more), another fact: deduplicate answered the
+    old memory, and the correction was lost (an MCP or OpenClaw client saw success)."""
+    first = client.post("/v1/memories", {"content": stored, "agent_id": "a"},
+                        format="json").json()["id"]
+    again = client.post("/v1/memories", {"content": correction, "agent_id": "a",
+                                         "deduplicate": True}, format="json")
+    assert again.status_code == 201 and again.json()["is_duplicate"] is False
+    assert again.json()["content"] == correction and again.json()["id"] != first
+    same = client.post("/v1/memories", {"content": stored + ".", "agent_id": "a",
+                                        "deduplicate": True}, format="json")
+    assert same.status_code == 200 and same.json()["id"] == first  # a copy still is one
+
+
+def test_deduplicate_never_takes_a_memory_of_another_visibility(client):
+    """A private write answered with a confidential memory vanished from every default
+    read (search, context); a confidential one answered with a private memory left the
+    secret in context bundles."""
+    secret = client.post("/v1/memories", {"content": "The vault code is kept by Dana",
+                                          "agent_id": "a", "visibility": "confidential"},
+                         format="json").json()["id"]
+    shared = client.post("/v1/memories", {"content": "The vault code is kept by Dana",
+                                          "agent_id": "a", "deduplicate": True},
+                         format="json")
+    assert shared.status_code == 201 and shared.json()["id"] != secret
+    again = client.post("/v1/memories", {"content": "The vault code is kept by Dana",
+                                         "agent_id": "a", "visibility": "confidential",
+                                         "deduplicate": True}, format="json")
+    assert again.status_code == 200 and again.json()["id"] == secret
+
+
 # --- batch --------------------------------------------------------------------------------
 
 
