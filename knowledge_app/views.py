@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from memories_app import search
 from memories_app.linked_entities import with_entities
+from memories_app.tiering import memories_mark_used
 from memoryrelay_site.views import AccountViewSet, ListMixin
 from sessions_app.serializers import DeletedOutput
 from sessions_app.views import validated
@@ -174,12 +175,15 @@ class ProjectKnowledgeViewSet(AccountViewSet):
     @action(detail=True, methods=["get"])
     def context(self, request, slug=None):
         ctx = projects.project_context(account=request.user, slug=slug)
-        return Response(ProjectContextOutput({
+        body = ProjectContextOutput({
             "project": ctx.project, "hot_memories": ctx.hot_memories,
             "active_decisions": ctx.active_decisions, "adopted_patterns": ctx.adopted_patterns,
             "context": ctx.context, "total_chars": len(ctx.context),
             "truncated": ctx.truncated,
-        }).data)
+        }).data
+        # Shown to an agent at every start: in use, so no maintenance demotes them out of it.
+        memories_mark_used(memories=ctx.hot_memories)
+        return Response(body)
 
     @extend_schema(request=ImpactInput, responses=ImpactOutput)
     @action(detail=False, methods=["post"], url_path="impact-analysis")

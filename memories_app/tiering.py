@@ -1,12 +1,13 @@
 """Tiers over time: which memories are in use, and the maintenance that demotes the others.
 
 A memory is *used* when it is written (``updated_at``) or returned by a read: fetched by id,
-or found by a search or a context build (``last_accessed_at``). Lists (``GET /v1/memories``,
-a session's memories) do not count: an export or a client paging through everything would
-otherwise keep every memory hot. ``last_accessed_at`` is kept to the hour: a read writes it
-only when the memory's last use (its last write or recorded read) is an hour old or more, in
-one UPDATE for all the memories a response returned, after the response is built and
-outside any transaction, so most reads write nothing.
+found by a search or a context build, or shown in its project's context
+(``last_accessed_at``). Lists (``GET /v1/memories``, a session's memories) do not count: an
+export or a client paging through everything would otherwise keep every memory hot.
+``last_accessed_at`` is kept to the hour: a read writes it only when the memory's last use
+(its last write or recorded read) is an hour old or more, in one UPDATE for all the
+memories a response returned, after the response is built and outside any transaction, so
+most reads write nothing.
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ def memories_maintain(*, account, action: str, now: datetime | None = None) -> i
 def memories_demote_cold(*, account, idle_days: int | None = None,
                          now: datetime | None = None) -> int:
     """Drops one tier (hot to warm, warm to cold) for each live memory of ``account`` neither
-    written nor read for ``idle_days`` (MEMORYRELAY_COLD_AFTER_DAYS). The demotion is a
-    write, so a memory drops at most one tier per idle period however often this runs. One
-    UPDATE: a memory written or read meanwhile no longer matches and keeps its tier."""
+    written nor read for ``idle_days`` (MEMORYRELAY_COLD_AFTER_DAYS). The demotion restarts
+    the idle clock (``last_accessed_at``), so a memory drops at most one tier per idle period
+    however often this runs; it is no write of the memory (``updated_at`` stays: the
+    recency a context bundle ranks by is its author's, not this job's). One UPDATE: a
+    memory written or read meanwhile no longer matches and keeps its tier."""
     now = now or timezone.now()
     days = settings.MEMORYRELAY_COLD_AFTER_DAYS if idle_days is None else idle_days
     cutoff = now - timedelta(days=days)
@@ -71,5 +74,5 @@ def memories_demote_cold(*, account, idle_days: int | None = None,
         tier__in=list(DEMOTED), updated_at__lt=cutoff,
     ).update(
         tier=Case(*[When(tier=old, then=Value(new)) for old, new in DEMOTED.items()]),
-        updated_at=now,
+        last_accessed_at=now,
     )

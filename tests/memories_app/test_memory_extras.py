@@ -125,11 +125,29 @@ def test_demote_cold_drops_one_tier_for_memories_unused_for_the_set_days(account
     assert tiering.memories_demote_cold(account=account, now=NOW) == 2
     assert [tier_of(m) for m in (hot, warm, cold, recent, read)] == [
         "warm", "cold", "cold", "hot", "hot"]
-    # The demotion is a write: a memory drops again only after another idle period.
+    # The demotion restarts the idle clock: a memory drops again only after another idle
+    # period. It is no write: updated_at (the recency a context bundle ranks by) stays.
     tiering.memories_demote_cold(account=account, now=NOW + timedelta(days=29))
     assert tier_of(hot) == "warm"
     tiering.memories_demote_cold(account=account, now=NOW + timedelta(days=31))
     assert tier_of(hot) == "cold"
+    assert Memory.objects.get(pk=hot.pk).updated_at == NOW - timedelta(days=31)
+
+
+def test_a_hot_memory_shown_in_its_projects_context_is_in_use(client, account, agent):
+    """Agents read their project's hot memories at every start, and maintenance demoted
+    them out of it: that read did not count as use."""
+    from sessions_app.projects import project_create
+
+    project_create(account=account, slug="tierproj", name="Tier project")
+    memory = memory_create(account=account, agent_ref=agent.name, content="Ship on Tuesdays",
+                           tier="hot", project="tierproj")
+    Memory.objects.filter(pk=memory.pk).update(updated_at=NOW - timedelta(days=400))
+    body = client.get("/v1/projects/tierproj/context").json()
+    assert [m["id"] for m in body["hot_memories"]] == [str(memory.pk)]
+    assert client.post("/v1/memories/maintenance", {"action": "demote_cold"},
+                       format="json").json()["demoted_count"] == 0
+    assert tier_of(memory) == "hot"
 
 
 def test_maintenance_over_http_answers_the_count_for_the_callers_memories_only(
