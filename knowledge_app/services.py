@@ -198,8 +198,33 @@ def decision_update(*, decision: Decision, changes: dict[str, Any]) -> Decision:
 
 def decision_delete(*, decision: Decision, at: datetime | None = None) -> Decision:
     """Soft-deletes the live decision under its row lock; one deleted meanwhile is a
-    NotFound."""
-    return _soft_delete(Decision, decision.pk, NotFound("Decision not found"), at)
+    NotFound. A decision in force that superseded another (the last of its chain) gives the
+    topic back to it: the one it superseded is in force again (``active``: a supersede does
+    not keep the status it replaced), not left superseded by a deleted decision with none in
+    force. Deleting a decision itself superseded leaves the chain as it is (the last is in
+    force). Restoring it later supersedes nothing again: supersede anew if it should."""
+    with transaction.atomic():
+        row = locked_live(Decision, decision.pk, NotFound("Decision not found"))
+        row.deleted_at = at or timezone.now()
+        row.save(update_fields=["deleted_at", "updated_at"])
+        if row.superseded_by_id is None:
+            for earlier in _live_predecessors(row):
+                earlier.status, earlier.superseded_by = DecisionStatus.ACTIVE, None
+                earlier.save(update_fields=["status", "superseded_by", "updated_at"])
+    return row
+
+
+def _live_predecessors(row: Decision) -> list[Decision]:
+    """Inside a transaction: the live decisions nearest ``row`` back along its chain of
+    supersedes (past the deleted ones between), held until commit."""
+    found, frontier, seen = [], [row.pk], {row.pk}
+    while frontier:
+        earlier = list(Decision.objects.filter(superseded_by__in=frontier)
+                       .exclude(pk__in=seen).select_for_update().order_by("pk"))
+        found += [d for d in earlier if d.deleted_at is None]
+        frontier = [d.pk for d in earlier if d.deleted_at is not None]
+        seen.update(d.pk for d in earlier)
+    return found
 
 
 def decision_restore(*, decision: Decision) -> Decision:

@@ -93,8 +93,8 @@ def test_purge_keeps_a_deleted_decision_that_a_kept_decision_is_superseded_by(cl
                         {"title": "Use GraphQL", "rationale": "flexible"},
                         format="json").json()["id"]
     alone = record(client, title="Deleted alone")["id"]
-    for pk in (second, third, alone):
-        assert client.delete(f"/v1/decisions/{pk}").status_code == 200
+    # Deleted as releases before the delete gave the topic back left them (a delete now
+    # puts the first back in force, so nothing would name a deleted decision).
     Decision.objects.exclude(pk=first).update(deleted_at=timezone.now() - timedelta(days=40))
     call_command("purge_deleted", "--older-than-days", "30", stdout=StringIO())
     assert set(Decision.objects.values_list("pk", flat=True)) == {

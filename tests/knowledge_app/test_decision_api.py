@@ -171,6 +171,40 @@ def test_superseding_a_superseded_decision_is_a_409_and_changes_nothing(client, 
     assert Decision.objects.count() == 2
 
 
+def test_deleting_the_decision_in_force_puts_the_one_it_superseded_back_in_force(
+        client, decision):
+    """It stayed superseded by a deleted decision: no decision in force on the topic, and
+    no way to revive it (supersede was a 409, the admin refused)."""
+    first = decision["id"]
+    second = client.post(f"/v1/decisions/{first}/supersede",
+                         {"title": "Use SQLite", "rationale": "Simpler."},
+                         format="json").json()["id"]
+    assert client.delete(f"/v1/decisions/{second}").status_code == 200
+    back = client.get(f"/v1/decisions/{first}").json()
+    assert back["status"] == "active" and back["superseded_by"] is None
+    found = client.get("/v1/decisions/check", {"query": decision["title"]}).json()["data"]
+    assert [hit["decision"]["id"] for hit in found] == [first]
+    again = client.post(f"/v1/decisions/{first}/supersede",
+                        {"title": "Use DuckDB", "rationale": "Columns."}, format="json")
+    assert again.status_code == 201
+
+
+def test_deleting_a_decision_in_the_middle_of_a_chain_leaves_the_last_in_force(client,
+                                                                             decision):
+    first = decision["id"]
+    second = client.post(f"/v1/decisions/{first}/supersede", {"title": "B", "rationale": "b"},
+                         format="json").json()["id"]
+    third = client.post(f"/v1/decisions/{second}/supersede", {"title": "C", "rationale": "c"},
+                        format="json").json()["id"]
+    assert client.delete(f"/v1/decisions/{second}").status_code == 200
+    assert client.get(f"/v1/decisions/{first}").json()["status"] == "superseded"
+    assert client.get(f"/v1/decisions/{third}").json()["status"] == "active"
+    # then the last: the topic goes back to the first, past the deleted one between
+    assert client.delete(f"/v1/decisions/{third}").status_code == 200
+    back = client.get(f"/v1/decisions/{first}").json()
+    assert back["status"] == "active" and back["superseded_by"] is None
+
+
 def test_superseding_another_accounts_decision_is_a_404(other_client, decision):
     response = other_client.post(f"/v1/decisions/{decision['id']}/supersede",
                                  {"title": "t", "rationale": "r"}, format="json")
