@@ -504,7 +504,9 @@ def rows_reembed(stale, text_of, *, batch_size: int = 64, step=None) -> int:
     embedding columns), keyset page by page in primary-key order, each page in one call to
     the provider and one transaction; ``step(n)`` after each page. A row changed while its
     page was embedded (``updated_at`` moved: its update stored its own vector) is left as it
-    is. Returns how many the provider failed to embed (they stay stale, for the next run)."""
+    is. An asynchronous write that had failed for want of its vector is ``ready`` once it
+    has one. Returns how many the provider failed to embed (they stay stale, for the next
+    run)."""
     failed, after = 0, None
     while True:
         page = stale.filter(pk__gt=after) if after is not None else stale
@@ -520,8 +522,12 @@ def rows_reembed(stale, text_of, *, batch_size: int = 64, step=None) -> int:
             continue
         with transaction.atomic():
             for row, vector in zip(batch, matrix, strict=True):
+                fields = vector_fields(vector)
+                if getattr(row, "status", None) == WriteStatus.FAILED:
+                    fields.update(status=WriteStatus.READY, status_error="",
+                                  status_changed_at=timezone.now())
                 stale.model.objects.filter(pk=row.pk, updated_at=row.updated_at).update(
-                    **vector_fields(vector))
+                    **fields)
 
 
 @dataclass(frozen=True)

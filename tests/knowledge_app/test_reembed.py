@@ -40,3 +40,18 @@ def test_a_model_change_makes_their_vectors_stale(client, openai_settings):
     get_provider.cache_clear()
     call_command("reembed", stdout=StringIO())
     assert Decision.objects.get().embedding_model == "openai:another-model"
+
+
+def test_an_asynchronous_write_that_failed_for_its_vector_is_ready_once_reembedded(
+        client, openai_settings):
+    """It stayed failed, with the old error, though searchable by meaning."""
+    from memories_app.models import Memory
+
+    FakeEmbeddings.mode = "error"
+    written = client.post("/v1/memories", {"content": "Nightly backups at 02:00",
+                                           "agent_id": "a"}, format="json").json()["id"]
+    Memory.objects.filter(pk=written).update(status="failed", status_error="provider down")
+    FakeEmbeddings.mode = "ok"
+    call_command("reembed", stdout=StringIO())
+    row = Memory.objects.get(pk=written)
+    assert row.embedding is not None and row.status == "ready" and row.status_error == ""
