@@ -92,7 +92,7 @@ def test_purge_keeps_a_deleted_decision_that_a_kept_decision_is_superseded_by(cl
     third = client.post(f"/v1/decisions/{second}/supersede",
                         {"title": "Use GraphQL", "rationale": "flexible"},
                         format="json").json()["id"]
-    alone = record(client, title="Deleted alone")["id"]
+    record(client, title="Deleted alone")
     # Deleted as releases before the delete gave the topic back left them (a delete now
     # puts the first back in force, so nothing would name a deleted decision).
     Decision.objects.exclude(pk=first).update(deleted_at=timezone.now() - timedelta(days=40))
