@@ -286,8 +286,13 @@ def _duplicate_of(account, agent, content: str, vector, threshold: float,
             if _facts(candidate.content) == wanted:
                 return candidate
         return None
-    wanted = " ".join(content.split()).casefold()
-    for candidate in mine.filter(content__iexact=content.strip()):
+    words = content.split()
+    if not words:
+        return None
+    wanted = " ".join(words).casefold()
+    # The texts holding its longest word, then compared with spacing folded (an exact
+    # match on the text missed a copy with a double space or a tab inside).
+    for candidate in mine.filter(content__icontains=max(words, key=len)).order_by("pk"):
         if " ".join(candidate.content.split()).casefold() == wanted:
             return candidate
     return None

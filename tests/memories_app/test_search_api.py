@@ -195,6 +195,25 @@ def test_without_an_embedding_provider_keyword_search_still_works(client, stored
 # --- dedup --------------------------------------------------------------------------------
 
 
+def test_without_embeddings_dedup_matches_a_copy_differing_in_case_and_spacing(client,
+                                                                              settings):
+    settings.MEMORYRELAY_EMBEDDINGS = "none"
+    get_provider.cache_clear()
+    try:
+        first = client.post("/v1/memories", {"content": "Deploys  freeze on\tFridays",
+                                             "agent_id": "a"}, format="json").json()["id"]
+        for copy in ("deploys freeze on fridays", "Deploys freeze  on Fridays\n"):
+            again = client.post("/v1/memories", {"content": copy, "agent_id": "a",
+                                                 "deduplicate": True}, format="json")
+            assert again.status_code == 200 and again.json()["id"] == first, copy
+        other = client.post("/v1/memories", {"content": "Deploys freeze on Mondays",
+                                             "agent_id": "a", "deduplicate": True},
+                            format="json")
+        assert other.status_code == 201
+    finally:
+        get_provider.cache_clear()
+
+
 def test_deduplicate_returns_the_existing_near_identical_memory(client):
     first = client.post("/v1/memories", {"content": "User prefers dark mode.", "agent_id": "a"},
                         format="json").json()
