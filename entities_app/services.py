@@ -88,7 +88,8 @@ def entity_update(*, entity: Entity, changes: dict[str, Any]) -> Entity:
             changed = {f: v for f, v in given.items() if getattr(row, f) != v}
             for field, value in changed.items():
                 setattr(row, field, value)
-            row.save(update_fields=[*changed, "updated_at"])
+            if changed:  # nothing new: nothing written, updated_at stays
+                row.save(update_fields=[*changed, "updated_at"])
     except IntegrityError:
         name = given.get("name", entity.name)
         kind = given.get("entity_type", entity.entity_type)

@@ -59,6 +59,8 @@ def _write_changes(row, given: dict[str, Any], embedded: dict | None, text_field
     changed = {f: v for f, v in given.items() if getattr(row, f) != v}
     if embedded is not None and any(f in changed for f in text_fields):
         changed.update(embedded)
+    if not changed:  # nothing new: nothing written, updated_at stays
+        return row
     for field, value in changed.items():
         setattr(row, field, value)
     row.save(update_fields=[*changed, "updated_at"])

@@ -323,6 +323,8 @@ def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None) ->
     changed = {f: v for f, v in given.items() if getattr(row, f) != v}
     if "content" in changed:
         changed.update(embedded)
+    if not changed:  # nothing new: nothing written, updated_at stays
+        return row
     for field, value in changed.items():
         setattr(row, field, value)
     row.save(update_fields=[*changed, "updated_at"])

@@ -140,9 +140,11 @@ def agent_update(*, agent: Agent, changes: dict[str, Any]) -> Agent:
     try:
         with transaction.atomic():
             row = locked_live(Agent, agent.pk, NotFound("Agent not found"))
-            for field, value in given.items():
+            changed = {f: v for f, v in given.items() if getattr(row, f) != v}
+            for field, value in changed.items():
                 setattr(row, field, value)
-            row.save(update_fields=[*given, "updated_at"])
+            if changed:  # only what changes is written; nothing new moves no updated_at
+                row.save(update_fields=[*changed, "updated_at"])
     except IntegrityError:
         raise Conflict(f"An agent named {given.get('name')!r} already exists",
                        field="name") from None

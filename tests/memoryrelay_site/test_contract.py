@@ -273,3 +273,28 @@ def test_health_is_503_unhealthy_when_the_database_is_down(anon, db, monkeypatch
 def test_uuid_path_ids_are_case_insensitive(client, session):
     assert client.get(f"/v1/sessions/{str(session.id).upper()}").status_code == 200
     assert_error(client.get(f"/v1/sessions/{uuid.uuid4()}x"), 404, "not_found")
+
+
+def test_an_update_that_changes_nothing_writes_nothing(client):
+    """A PATCH repeating the stored values moved updated_at (and, for a memory, its place
+    in a backup's "newer wins" and a context bundle's recency): nothing was written."""
+    from entities_app.models import Entity
+    from memories_app.models import Memory
+    from sessions_app.models import Agent
+
+    memory = client.post("/v1/memories", {"content": "Keep it", "agent_id": "still",
+                                          "metadata": {"a": 1}}, format="json").json()["id"]
+    agent = str(Agent.objects.get(name="still").pk)
+    entity = client.post("/v1/entities", {"name": "Acme", "entity_type": "organization",
+                                          "metadata": {"b": 2}}, format="json").json()["id"]
+    same = [(Memory, memory, f"/v1/memories/{memory}", {"content": "Keep it",
+                                                        "metadata": {"a": 1}}),
+            (Agent, agent, f"/v1/agents/{agent}", {"name": "still", "metadata": {}}),
+            (Entity, entity, f"/v1/entities/{entity}", {"name": "Acme", "metadata": {"b": 2}})]
+    for model, pk, url, body in same:
+        before = model.objects.get(pk=pk).updated_at
+        assert client.patch(url, body, format="json").status_code == 200, url
+        assert model.objects.get(pk=pk).updated_at == before, url
+    before = Memory.objects.get(pk=memory).updated_at
+    client.patch(f"/v1/memories/{memory}", {"metadata": {"a": 2}}, format="json")
+    assert Memory.objects.get(pk=memory).updated_at > before
