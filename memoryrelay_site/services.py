@@ -85,9 +85,12 @@ def api_key_issue(*, parent: ApiKey, expires_at: datetime | None,
         if ApiKey.objects.active().filter(user_id=parent.user_id).count() >= cap:
             raise Conflict(f"the account holds {cap} unrevoked keys, the most it may "
                            "(MEMORYRELAY_MAX_KEYS_PER_ACCOUNT): revoke one first")
+        # A limited key's keys share its window; an unlimited key (an operator's) has no
+        # window to multiply, and the keys it hands out keep their own.
+        bucket = (parent.rate_bucket or parent.pk) if key_limit(parent) else None
         return api_key_create(user=parent.user, expires_at=expires_at,
                               rate_limit_per_minute=rate_limit_per_minute,
-                              rate_bucket=parent.rate_bucket or parent.pk, **key_fields)
+                              rate_bucket=bucket, **key_fields)
 
 
 @transaction.atomic

@@ -239,7 +239,7 @@ def test_the_429_is_documented_in_the_openapi_schema(client):
     assert "429" in schema["paths"]["/v1/memories/batch"]["post"]["responses"]
 
 
-def test_admin_sign_in_attempts_are_limited_per_address(db, store, settings):
+def test_admin_sign_in_attempts_are_limited_per_address(db, store, clock, settings):
     """Each attempt costs a password hash: unbounded, they were a brute force and a CPU
     flood (16 wrong passwords at once took API requests from 10 ms to 4 s)."""
     from django.contrib.auth import get_user_model
@@ -276,3 +276,14 @@ def test_keys_made_through_the_api_count_in_their_makers_window(store, clock, ac
     assert other.get("/v1/agents").status_code == 200
     quota = grandchild.get("/v1/quota").json()
     assert quota["used"] == 5 and quota["limit"] == 5
+
+
+def test_keys_an_unlimited_key_hands_out_keep_windows_of_their_own(store, clock, account):
+    """An operator's unlimited key has no window to multiply: two client keys of 5 it made
+    shared one budget, and the second was refused on its first request."""
+    admin = make_client(api_key_create(user=account, scopes=["admin"],
+                                       rate_limit_per_minute=0)[1])
+    first, second = (make_client(admin.post("/v1/keys", {"rate_limit_per_minute": 5},
+                                            format="json").json()["key"]) for _ in range(2))
+    assert [first.get("/v1/agents").status_code for _ in range(5)] == [200] * 5
+    assert second.get("/v1/agents").status_code == 200
