@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import uuid
+from http import HTTPStatus
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
@@ -123,25 +124,22 @@ class HttpProtocol(HttpToolsProtocol):
         body, as every other error (uvicorn's own answers in plain text)."""
         if self.transport.is_closing():  # answered already
             return
-        self._disarm()
         logger.info("%s - 400: %s", self.client, msg)
-        headers, body = error_response(400, NOT_HTTP)
-        lines = b"".join(b"%s: %s\r\n" % header for header in headers)
-        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n" + lines + b"\r\n" + body)
-        self.transport.close()
+        self._answer_and_close(400, NOT_HTTP)
 
     def _headers_too_large(self, why: str) -> None:
-        self._disarm()
         self._in_headers = False
         logger.info("%s - 431: the request's headers are %s", self.client, why)
-        headers, body = error_response(
+        self._answer_and_close(
             431, f"Request header fields too large: {why} (headers and request line)")
-        lines = b"".join(b"%s: %s\r\n" % header for header in headers)
-        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n" + lines
-                             + b"\r\n" + body)
-        self.transport.close()
         if self.headers:
             self.headers.clear()  # what was kept of them goes now
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        """Writes the whole error answer straight to the socket, then closes it."""
+        self._disarm()
+        self.transport.write(raw_error(status, message))
+        self.transport.close()
 
     def _between_requests(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
@@ -162,7 +160,8 @@ class HttpProtocol(HttpToolsProtocol):
         started = self.cycle is not None and self.cycle.response_started
         if (part == "body" and not started) or (part == "headers" and self._in_headers):
             logger.info("%s - 408: the request's %s did not arrive in time", self.client, part)
-            self.transport.write(timeout_response(part))
+            self.transport.write(
+                raw_error(408, f"Request timeout: the request's {part} did not arrive in time"))
         self.transport.close()
 
 
@@ -184,12 +183,13 @@ def error_response(status: int, message: str) -> tuple[list[tuple[bytes, bytes]]
     return headers, body
 
 
-def timeout_response(part: str) -> bytes:
-    """A complete 408 response, written straight to the socket."""
-    headers, body = error_response(
-        408, f"Request timeout: the request's {part} did not arrive in time")
+def raw_error(status: int, message: str) -> bytes:
+    """A complete error answer (status line, headers, body), written straight to the socket
+    by the protocol itself (a 400, 408 or 431 that reaches no application)."""
+    headers, body = error_response(status, message)
     lines = b"".join(b"%s: %s\r\n" % header for header in headers)
-    return b"HTTP/1.1 408 Request Timeout\r\n" + lines + b"\r\n" + body
+    return b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()) + lines + (
+        b"\r\n" + body)
 
 
 async def over_capacity(scope, receive, send) -> None:
