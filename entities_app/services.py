@@ -8,7 +8,6 @@ makes linking idempotent."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from django.utils import timezone
 from memories_app.models import Memory
 from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
-from memoryrelay_site.serializers import METADATA_MAX_BYTES
+from memoryrelay_site.serializers import METADATA_MAX_BYTES, metadata_size
 from sessions_app.models import Agent
 
 from .models import Entity, EntityLink, LinkSource
@@ -263,7 +262,7 @@ def _metadata_merged(ranked: list[Entity]) -> dict:
     merged: dict = {}
     for row in reversed(ranked):
         merged.update(row.metadata or {})
-    size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+    size = metadata_size(merged)
     if size > METADATA_MAX_BYTES:
         raise Invalid(f"the entities' metadata together would be {size} bytes as JSON, at "
                       f"most {METADATA_MAX_BYTES}: trim it, then merge", field="metadata")

@@ -70,6 +70,12 @@ class StrictCharField(serializers.CharField):
                       "description": "A JSON object, at most 10 KB as JSON and "
                                      f"{METADATA_MAX_DEPTH} levels deep, with no NUL "
                                      "characters (\\u0000)"})
+def metadata_size(data: dict) -> int:
+    """Bytes of ``data`` as JSON, as :class:`MetadataField` counts them against
+    METADATA_MAX_BYTES (what a merge of stored metadata is held to as well)."""
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+
+
 class MetadataField(serializers.JSONField):
     """A JSON object of at most 10 KB and 32 levels. ``null`` is allowed and means "not
     given"."""

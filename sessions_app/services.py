@@ -18,7 +18,6 @@ Locks are taken agent first, then session, then memories, so two of these never 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from django.utils import timezone
 from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 from memoryrelay_site.llm import LLMUnavailable
-from memoryrelay_site.serializers import METADATA_MAX_BYTES, is_uuid
+from memoryrelay_site.serializers import METADATA_MAX_BYTES, is_uuid, metadata_size
 from memoryrelay_site.tasks import log_not_queued, task_enqueue
 
 from .models import Agent, Session, SessionStatus
@@ -440,7 +439,7 @@ def _merged_metadata(stored: dict, given: dict) -> dict:
     """``given`` merged into ``stored``; Invalid on ``metadata`` when the merge is over the
     size a request may send (each part within it can add up past it)."""
     merged = {**stored, **given}
-    size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+    size = metadata_size(merged)
     if size > METADATA_MAX_BYTES:
         raise Invalid(f"merged with the session's metadata it would be {size} bytes as JSON; "
                       f"at most {METADATA_MAX_BYTES}", field="metadata")
