@@ -44,18 +44,23 @@ def install_secret(path: Path) -> str:
     import secrets
     import tempfile
 
+    secret = secrets.token_urlsafe(50)
     try:
         fd, draft = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
         try:
-            os.write(fd, secrets.token_urlsafe(50).encode())
+            os.write(fd, secret.encode())
             os.close(fd)
             try:
                 os.link(draft, path)
             except FileExistsError:
                 pass  # another process's came first
-            except OSError:  # a file system without hard links
-                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-                    f.write(open(draft).read())
+            except OSError:  # a file system without hard links: created whole or not at all
+                try:
+                    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                              "w") as kept:
+                        kept.write(secret)
+                except FileExistsError:
+                    pass  # another process's came first
         finally:
             os.unlink(draft)
         return path.read_text().strip()
@@ -145,10 +150,11 @@ DATABASES = {  # an empty DATABASE_URL counts as unset
         os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}", conn_max_age=0
     )
 }
-if not os.environ.get("DATABASE_URL") and not Path(SQLITE_PATH).resolve().parent.is_dir():
+_SQLITE_FOLDER = Path(SQLITE_PATH).resolve().parent
+if not os.environ.get("DATABASE_URL") and not _SQLITE_FOLDER.is_dir():
     # Said here, with the path: SQLite's own "unable to open database file" names neither.
     raise ImproperlyConfigured(
-        f"the SQLite database's folder {Path(SQLITE_PATH).resolve().parent} does not exist: "
+        f"the SQLite database's folder {_SQLITE_FOLDER} does not exist: "
         "create it, or set MEMORYRELAY_SQLITE_PATH (or DATABASE_URL for PostgreSQL)")
 # Database trouble is a quick 503 (memoryrelay_site/db.py), never a hang: every wait on the
 # database is bounded. Management commands (migrate, export, import) may run long
