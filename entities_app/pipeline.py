@@ -25,15 +25,16 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from memories_app.models import Memory, WriteStatus
+from memoryrelay_site.errors import Conflict
 from memoryrelay_site.tasks import backend_name, log_not_queued, task_enqueue
 
 from .byok import account_extractor
 from .extraction import get_extractor
 from .extraction.base import Mention
-from .models import EntityLink, LinkSource
+from .models import Entity, EntityLink, LinkSource
 from .models_extraction import ExtractionStatus, MemoryExtraction
 from .names import KEY_MAX, entity_key
-from .services import entity_get_or_create
+from .services import CREATE_ATTEMPTS, entity_get_or_create
 
 logger = logging.getLogger("memoryrelay.entities")
 
@@ -229,11 +230,7 @@ def _replace_links(memory: Memory, mentions: list[Mention]) -> int:
     """The memory's extracted links become exactly ``mentions``' entities; manual links
     stay. Runs inside the caller's transaction."""
     scores: dict = {}
-    # In key order, so two runs creating the same new entities wait on each other instead
-    # of deadlocking on the unique index.
-    for m in sorted(mentions, key=lambda m: (entity_key(m.name), m.entity_type)):
-        entity, _ = entity_get_or_create(account=memory.account, name=m.name[:255],
-                                         entity_type=m.entity_type)
+    for m, entity in _entities_held(memory.account, mentions):
         scores[entity.pk] = max(scores.get(entity.pk, 0.0), round(float(m.confidence), 4))
     links = EntityLink.objects.filter(memory=memory)
     links.filter(source=LinkSource.EXTRACTED).exclude(entity_id__in=list(scores)).delete()
@@ -249,6 +246,33 @@ def _replace_links(memory: Memory, mentions: list[Mention]) -> int:
                 and link.relevance_score != score):
             EntityLink.objects.filter(pk=link.pk).update(relevance_score=score)
     return len(scores)
+
+
+def _entities_held(account, mentions: list[Mention]) -> list[tuple[Mention, Entity]]:
+    """Each mention with its live entity (found or created), every one held until commit
+    as a link writer holds it, so a merge or a delete that took an entity first is waited
+    for and not linked past: an entity it took away is looked up again (a merged-away name
+    is then a new entity, as an extraction after the merge finds it)."""
+    # Found or created in key order, so two runs creating the same new entities wait on
+    # each other instead of deadlocking on the unique index; then held in one statement in
+    # id order, as a merge takes its entities.
+    wanted = sorted(mentions, key=lambda m: (entity_key(m.name), m.entity_type))
+    if not wanted:
+        return []
+    found: dict[int, Entity] = {}
+    for _ in range(CREATE_ATTEMPTS):
+        for i, m in enumerate(wanted):
+            if i not in found:
+                found[i], _created = entity_get_or_create(
+                    account=account, name=m.name[:255], entity_type=m.entity_type)
+        live = set(Entity.objects.select_for_update(no_key=True)
+                   .filter(pk__in={e.pk for e in found.values()}, deleted_at__isnull=True)
+                   .order_by("pk").values_list("pk", flat=True))
+        found = {i: e for i, e in found.items() if e.pk in live}
+        if len(found) == len(wanted):
+            return [(m, found[i]) for i, m in enumerate(wanted)]
+    raise Conflict("The memory's entities were merged or deleted again and again while it "
+                   "was linked to them; try again", field="entities")
 
 
 def backfill_candidates(*, account=None, agent_ref: str | None = None, redo: bool = False):

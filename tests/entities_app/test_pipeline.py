@@ -538,3 +538,64 @@ def test_the_lost_request_sweep_never_overwrites_a_request_made_meanwhile(client
     assert pipeline._request([fresh, lost], only_missing=True) == 1
     assert MemoryExtraction.objects.get(memory_id=fresh).generation == generation
     assert MemoryExtraction.objects.get(memory_id=lost).status == "pending"
+
+
+@pytest.mark.postgres
+def test_an_extraction_racing_a_merge_links_no_merged_away_entity(account, monkeypatch):
+    """The extraction found "Cassandra" and then waited, to write its link, for the merge
+    folding Cassandra into ScyllaDB; the link then landed on the merged-away (deleted)
+    entity, and the memory showed no entities. Each entity is held live before it is linked
+    now, and one taken away meanwhile is looked up again."""
+    from entities_app import services as entity_services
+    from entities_app.extraction.base import Mention
+    from entities_app.models import LinkSource
+    from memories_app.services import memory_create
+
+    text = "We moved the event store to Cassandra"
+    memory = memory_create(account=account, agent_ref="bot", content=text)
+    cassandra = Entity.objects.create(account=account, name="Cassandra",
+                                      entity_type="technology")
+    scylla = Entity.objects.create(account=account, name="ScyllaDB", entity_type="technology")
+    for content in ("first", "second"):  # ScyllaDB has the most links: the merge keeps it
+        EntityLink.objects.create(
+            account=account, entity=scylla, source=LinkSource.MANUAL,
+            memory=memory_create(account=account, agent_ref="bot", content=content))
+    MemoryExtraction.objects.update_or_create(memory_id=memory.pk, defaults={
+        "status": "processing", "generation": 3, "attempts": 1})
+    real_merged = entity_services._metadata_merged
+
+    def slowly(*args):  # the merge holds the entities for a while
+        time.sleep(0.5)
+        return real_merged(*args)
+
+    monkeypatch.setattr(entity_services, "_metadata_merged", slowly)
+    monkeypatch.setattr(pipeline, "run_extractor", lambda tool, content: (
+        [Mention("Cassandra", "technology", 0.9, 28, 37)], "rules", ""))
+    errors = []
+
+    def run(call, delay):
+        time.sleep(delay)
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(
+            lambda: entity_services.entities_merge(entities=[cassandra, scylla]), 0)),
+        threading.Thread(target=run, args=(
+            lambda: pipeline.extraction_apply(claim=pipeline.Claim(str(memory.pk), 3, 1)),
+            0.2)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert Entity.objects.get(pk=cassandra.pk).deleted_at is not None  # merged away
+    links = list(EntityLink.objects.filter(memory=memory).select_related("entity"))
+    assert [(lk.entity.name, lk.entity.deleted_at) for lk in links] == [("Cassandra", None)]
+    assert links[0].entity_id != cassandra.pk
+    assert MemoryExtraction.objects.get(memory_id=memory.pk).entity_count == 1
