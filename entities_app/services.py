@@ -212,7 +212,8 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
     One transaction. Locks go in the order every writer of links takes them: the memories
     the links name (moving or deleting a link takes its memory, through the co-occurrence
     trigger, and an extraction or a link request takes the memory first), then the
-    entities, then the links, each in id order."""
+    entities, then the links, each in id order. The memories whose links moved are written
+    (``updated_at``), as a link made by hand writes its memory."""
     if len({e.account_id for e in entities}) > 1:
         raise Invalid("Entities of different accounts cannot be merged", field="entities")
     ids = sorted({e.pk for e in entities})
@@ -234,6 +235,7 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
             counts[link.entity_id] += 1
         ranked = sorted(rows, key=lambda r: (-counts[r.pk], r.created_at, str(r.pk)))
         kept, metadata = ranked[0], _metadata_merged(ranked)
+        changed = {link.memory_id for link in links if link.entity_id != kept.pk}
         best: dict = {}  # memory id -> the link it keeps
         for link in links:
             current = best.get(link.memory_id)
@@ -248,6 +250,10 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
             link.entity_id = kept.pk
         EntityLink.objects.bulk_update(moved, ["entity"])
         at = timezone.now()
+        # A memory whose link moved or went is changed (its ``entities``), as by a link
+        # made by hand: its ``updated_at`` moves, so a newer backup carries the merge over
+        # an older copy of it.
+        Memory.objects.filter(pk__in=changed).update(updated_at=at)
         Entity.objects.filter(pk__in=[r.pk for r in rows if r.pk != kept.pk]).update(
             deleted_at=at, updated_at=at)
         Entity.objects.filter(pk=kept.pk).update(updated_at=at, metadata=metadata)

@@ -192,3 +192,29 @@ def test_a_link_made_since_comes_with_a_newer_file(graph, account):
     report = run_import(newer)
     assert EntityLink.objects.filter(entity=dana, memory=graph["first"]).exists()
     assert report.updated["memory"] == 1
+
+
+def test_a_merge_made_since_comes_with_a_newer_file(graph, account):
+    """A merge moved links and no memory's ``updated_at``: a newer file kept the older copy
+    of each moved memory, linked to the merged-away entity, and the merge was lost."""
+    from entities_app.services import entities_merge
+
+    acme = graph["acme"]
+    acme_inc = entity_get_or_create(account=account, name="Acmeco",
+                                    entity_type="organization")[0]
+    only_there = memory_create(account=account, agent_ref="scout", content="Acmeco signed")
+    entity_link(account=account, entity=acme_inc, memory_id=only_there.id)
+    older = export()
+    before = only_there.__class__.objects.get(pk=only_there.pk).updated_at
+    kept = entities_merge(entities=[acme, acme_inc])
+    assert kept.pk == acme.pk  # the one with the most links
+    assert only_there.__class__.objects.get(pk=only_there.pk).updated_at > before
+    newer = export()
+    run_import(older, overwrite=True)  # another server, holding the older copy
+    assert EntityLink.objects.filter(entity=acme_inc, memory=only_there).exists()
+    run_import(newer)
+    assert Entity.objects.get(pk=acme_inc.pk).deleted_at is not None
+    # What the memory shows: its live entities (a plain import keeps links the file lacks;
+    # the one left names the merged-away entity, as a deleted entity keeps its links).
+    assert list(EntityLink.objects.filter(memory=only_there, entity__deleted_at__isnull=True)
+                .values_list("entity_id", flat=True)) == [acme.pk]
