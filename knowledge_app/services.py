@@ -27,7 +27,7 @@ from memoryrelay_site.errors import Conflict, Invalid, NotFound
 from memoryrelay_site.purge import delete_in_order, tally
 from sessions_app.models import Project, ProjectRelationship
 from sessions_app.projects import project_find, project_get
-from sessions_app.services import agent_ref_checked, parents_for_write
+from sessions_app.services import agent_ref_checked, agents_for_write, parents_for_write
 
 from .models import Decision, DecisionStatus, Pattern, PatternAdoption
 
@@ -149,7 +149,7 @@ def decision_supersede(
     """Records a new decision and marks ``decision`` superseded by it, in one transaction
     holding the old row's lock: of two concurrent supersedes one wins and the other is a
     409, as is superseding a superseded decision. The new decision keeps the old one's
-    project, tags and agent unless given."""
+    project, tags and agent unless given (the agent while it is live)."""
     ref = agent_ref_checked(agent_ref) if agent_ref else None
     embedded = vector_fields(embedding_of(decision_text(title, rationale)))
     with transaction.atomic():
@@ -157,11 +157,16 @@ def decision_supersede(
                           NotFound("Decision not found"))
         if old.status == DecisionStatus.SUPERSEDED:
             raise Conflict("Decision is already superseded", field="id")
-        if ref is None and old.agent_id is not None:
-            ref = str(old.agent_id)  # its agent, refused (404) if deleted meanwhile
         at = timezone.now()
+        inherited = None
+        if ref is None and old.agent_id is not None:
+            # Its agent, held as a write holds it; one deleted since is not carried over
+            # (the new decision has none) rather than refusing the supersede.
+            inherited = agents_for_write(account=account, refs=[str(old.agent_id)], at=at,
+                                         refused={}).get(str(old.agent_id))
         agent, session = parents_for_write(account=account, agent_ref=ref,
                                            session_id=session_id, at=at)
+        agent = agent or inherited
         new = _insert_decision(
             account=account, agent=agent, session=session, at=at, title=title,
             rationale=rationale, alternatives=alternatives, status=status,

@@ -157,6 +157,24 @@ def test_superseding_marks_the_old_decision_and_returns_the_new_one(client, deci
     assert old["status"] == "superseded" and old["superseded_by"] == new["id"]
 
 
+def test_superseding_a_decision_whose_agent_was_deleted_records_it_with_no_agent(
+        client, decision):
+    """The new decision took the old one's agent, and a deleted one refused the supersede
+    (404 "Agent not found", though the request named no agent): the decision could never
+    be superseded again by a client that names none."""
+    assert client.delete("/v1/agents/alice-laptop").status_code in (200, 204)
+    response = client.post(f"/v1/decisions/{decision['id']}/supersede",
+                           {"title": "Use SQLite", "rationale": "Simpler to run."},
+                           format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["agent_id"] is None
+    assert not Agent.objects.filter(deleted_at__isnull=True).exists()  # none made anew
+    named = client.post(f"/v1/decisions/{response.json()['id']}/supersede",
+                        {"title": "t", "rationale": "r", "agent_id": "bob"}, format="json")
+    assert named.status_code == 201
+    assert named.json()["agent_id"] == str(Agent.objects.get(name="bob").pk)
+
+
 def test_superseding_with_tags_replaces_them(client, decision):
     new = client.post(f"/v1/decisions/{decision['id']}/supersede",
                       {"title": "t", "rationale": "r", "tags": ["ops"]}, format="json").json()
