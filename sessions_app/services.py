@@ -405,11 +405,12 @@ def _live_by_external_id(account, external_id: str) -> Session | None:
 
 
 def session_contributors(*, session: Session) -> list[str]:
-    """Names of the agents that own the session or wrote live memories into it."""
+    """Names of the live agents that own the session or wrote live memories into it (a
+    deleted owner's name may since name another agent)."""
     writers = Q(pk__in=session.memories.filter(deleted_at__isnull=True).values("agent_id"))
     if session.agent_id is not None:
         writers |= Q(pk=session.agent_id)
-    return sorted(set(Agent.objects.filter(writers).values_list("name", flat=True)))
+    return sorted(set(Agent.objects.live().filter(writers).values_list("name", flat=True)))
 
 
 def _locked(session: Session) -> Session:

@@ -163,6 +163,20 @@ def test_get_or_create_lists_every_agent_that_wrote_into_the_session(client):
     assert body["agent_id"] == Agent.objects.get(name="my-assistant").id.__str__()
 
 
+def test_a_deleted_owner_is_no_contributor_even_when_its_name_is_taken_again(client):
+    """The session stays for the agent that wrote into it; the deleted owner was still
+    listed, by a name that now names another agent."""
+    sid = client.post("/v1/sessions/get-or-create",
+                      {"external_id": "shared", "agent_id": "owner"}, format="json").json()["id"]
+    add_memory(client, sid, "Reviewed the retry patch", agent="helper")
+    assert client.delete("/v1/agents/owner").status_code in (200, 204)
+    assert client.post("/v1/agents", {"name": "owner"}, format="json").status_code == 201
+    body = client.post("/v1/sessions/get-or-create",
+                       {"external_id": "shared", "agent_id": "helper"}, format="json").json()
+    assert body["id"] == sid
+    assert body["contributors"] == ["helper"]
+
+
 @pytest.mark.parametrize(
     "payload", [{}, {"external_id": ""}, {"external_id": None}, {"external_id": "x" * 256},
                 {"external_id": 42}],
