@@ -153,6 +153,26 @@ def consistent_read() -> Iterator[None]:
                 cursor.execute("COMMIT")
 
 
+@contextmanager
+def without_waiting() -> Iterator[None]:
+    """The statements inside give up at once ("busy") rather than wait for another
+    writer's lock: on SQLite the connection's busy handler is off meanwhile (set and put
+    back on the driver's connection, no statement of Django's). For bookkeeping a read
+    does on the side, which must never make the read wait for a writer. PostgreSQL:
+    unchanged (a row lock there is held for the length of a short transaction)."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    waited = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(waited)}")
+
+
 def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
     """Inside a transaction: the live row ``pk`` of ``model``, locked until commit.
 

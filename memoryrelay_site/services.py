@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import time
 import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from . import db
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from .models import ApiKey, all_scopes
 from .ratelimit import key_limit, per_minute
@@ -19,6 +22,7 @@ from .ratelimit import key_limit, per_minute
 KEY_PREFIX = "mem_prod_"
 VISIBLE_CHARS = 12  # "mem_prod_" plus three random characters
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+logger = logging.getLogger("memoryrelay.keys")
 
 
 def hash_key(raw_key: str) -> str:
@@ -170,7 +174,31 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
 
 
 def _touch(key: ApiKey) -> None:
+    """Records the key's use, to the minute. Bookkeeping only: while the database takes no
+    writes (read-only, or another writer holding SQLite's lock) the request is served all
+    the same, without waiting, and this process tries again for the key a minute later."""
     now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
+    if key.last_used_at is not None and now - key.last_used_at <= LAST_USED_RESOLUTION:
+        return
+    refused = _touch_refused.get(key.pk)
+    if refused is not None and time.monotonic() - refused < LAST_USED_RESOLUTION.seconds:
+        return
+    try:
+        with db.without_waiting():
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    except DatabaseError as exc:
+        reason = db.unavailable_reason(exc)
+        if reason is None or (connection.in_atomic_block and connection.vendor != "sqlite"):
+            raise
+        if len(_touch_refused) >= 10_000:
+            _touch_refused.clear()
+        _touch_refused[key.pk] = time.monotonic()
+        logger.info("key %s used; its last use not recorded: database %s (%s)",
+                    key.prefix, reason, db.summary(exc))
+        return
+    _touch_refused.pop(key.pk, None)
+    key.last_used_at = now
+
+
+# Keys whose last use this process could not record, with when (time.monotonic()).
+_touch_refused: dict = {}

@@ -285,6 +285,34 @@ def test_writes_work_again_once_the_database_is_writable_again(client, read_only
     assert answers in ([201], [503, 201]), answers
 
 
+def key_last_used_long_ago() -> None:
+    """The next request records the key's use (a write)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from memoryrelay_site.models import ApiKey
+
+    ApiKey.objects.update(last_used_at=timezone.now() - timedelta(minutes=5))
+
+
+@pytest.fixture
+def stale_key(client):
+    key_last_used_long_ago()
+
+
+@pytest.mark.postgres
+def test_reads_are_served_while_the_database_is_read_only_though_the_key_use_is_not_recorded(
+        client, stale_key, read_only_database, caplog):
+    """Authentication records a key's use (an UPDATE, once a minute): with the database
+    read-only every read of a key not used in the last minute was a 503."""
+    with caplog.at_level("INFO", logger="memoryrelay.keys"):
+        assert client.get("/v1/agents").status_code == 200
+        assert client.get("/v1/agents").status_code == 200
+    recorded = [r for r in caplog.records if r.name == "memoryrelay.keys"]
+    assert len(recorded) == 1 and "read_only" in recorded[0].getMessage()  # once a minute
+
+
 def test_health_is_healthy_with_every_field_when_the_database_is_writable(anon, db):
     body = anon.get("/v1/health").json()
     assert body["status"] == "healthy" and body["services"]["database"] == "up"
@@ -381,6 +409,55 @@ def test_a_locked_sqlite_database_is_a_503_with_retry_after(client, account, cap
         holder.join(10)
     assert_unavailable(response, "busy")
     assert len(unavailable_lines(caplog)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_never_waits_for_a_writer_to_record_its_key_use(client, account):
+    """Recording a key's use (an UPDATE, once a minute) waited for SQLite's write lock: a
+    GET behind a long write waited the lock timeout and was a 503 "busy"."""
+    from django.utils import timezone
+
+    from memoryrelay_site.models import ApiKey, TaskWorker
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock")
+    key_last_used_long_ago()
+    before = ApiKey.objects.get().last_used_at
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock():
+        try:
+            with transaction.atomic():
+                # a table the read does not read (the test database's shared cache locks
+                # tables; a file's WAL lets readers by)
+                TaskWorker.objects.create(id="holder", last_seen_at=timezone.now())
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def lock_wait() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout")
+            return cursor.fetchone()[0]
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 3000")  # a wait the read would notice
+        configured = lock_wait()
+        start = time.monotonic()
+        response = client.get("/v1/agents")
+        waited = time.monotonic() - start
+    finally:
+        release.set()
+        holder.join(10)
+    assert response.status_code == 200, response.content
+    assert waited < 1.5
+    assert ApiKey.objects.get().last_used_at == before
+    assert lock_wait() == configured  # the connection's own wait is back
 
 
 def test_a_bug_is_still_a_500_with_one_traceback(client, monkeypatch, caplog):
