@@ -21,6 +21,7 @@ from django.db import DatabaseError
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from memoryrelay_site import db
 from memoryrelay_site.errors import Invalid
 
 from .models import Memory, Tier
@@ -35,7 +36,8 @@ ACTIONS = ("demote_cold",)
 def memories_mark_used(*, memories: Iterable[Memory], now: datetime | None = None) -> int:
     """Records that ``memories`` were returned by a read: one UPDATE for those last used
     (written or read) an hour ago or more, none when all are fresh. Call it outside any
-    transaction; a failure (a busy database) is logged and loses only this mark."""
+    transaction; a failure (another writer holding SQLite's lock: it is not waited for, a
+    read-only database) is logged and loses only this mark."""
     now = now or timezone.now()
     stale = now - ACCESS_PRECISION
     ids = [m.pk for m in memories if m.updated_at < stale
@@ -43,9 +45,10 @@ def memories_mark_used(*, memories: Iterable[Memory], now: datetime | None = Non
     if not ids:
         return 0
     try:
-        return Memory.objects.filter(pk__in=ids).filter(
-            Q(last_accessed_at__isnull=True) | Q(last_accessed_at__lt=stale)
-        ).update(last_accessed_at=now)
+        with db.without_waiting():  # a read never waits for a writer to record itself
+            return Memory.objects.filter(pk__in=ids).filter(
+                Q(last_accessed_at__isnull=True) | Q(last_accessed_at__lt=stale)
+            ).update(last_accessed_at=now)
     except DatabaseError as exc:
         logger.warning("could not record that %d memories were read: %s", len(ids), exc)
         return 0
