@@ -50,12 +50,17 @@ def register_dispatcher(dispatcher: Callable[[], int], backlog=None) -> None:
 
 
 def tasks_dispatch() -> int:
-    handed = 0
+    """Runs every app's dispatcher; how many tasks they handed out. One that fails keeps
+    no other from running; the first failure is raised once all have run, for the worker
+    to log once per outage and to back off (each had logged a traceback every poll)."""
+    handed, failure = 0, None
     for dispatcher in list(_dispatchers):
         try:
             handed += dispatcher()
-        except Exception:  # noqa: BLE001 - the next round tries again
-            logger.exception("task dispatch failed")
+        except Exception as exc:  # noqa: BLE001 - raised below, after the others ran
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     return handed
 
 

@@ -62,10 +62,44 @@ def test_redis_going_away_does_not_end_the_worker(settings, monkeypatch, caplog)
 
     monkeypatch.setattr("django_rq.get_worker", lambda *args, name, **kwargs: Worker(name))
     monkeypatch.setattr(task_worker.time, "sleep", lambda seconds: None)
-    with caplog.at_level(logging.ERROR, logger="memoryrelay.tasks"):
+    with caplog.at_level(logging.WARNING, logger="memoryrelay.tasks"):
         task_worker.Command()._run_rq(burst=False, worker_id="w-1")
     assert rounds == ["w-1", "w-1-2"]  # worked again, under a new name
-    assert "Redis failed" in caplog.text
+    # one line for the outage, not a traceback of ~45 lines a round
+    assert [r.getMessage() for r in caplog.records] == [
+        "task worker: Redis failed (ConnectionError: Connection closed by server.); "
+        "working again in 1 s"]
+    assert caplog.records[0].exc_info is None
+
+
+def test_a_stop_that_redis_going_away_made_fail_ends_the_worker(settings, monkeypatch):
+    """RQ's SIGTERM handler notes the stop, then asks Redis whether a job is under way:
+    with Redis gone that raised, the stop came out as one more Redis failure, and the
+    worker worked on (40-50 s after the SIGTERM, until a second one)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    use_backend(settings, "rq")
+    rounds = []
+
+    class Worker:
+        _shutdown_requested_date = None
+
+        def __init__(self, name):
+            self.name = name
+
+        def work(self, **kwargs):
+            rounds.append(self.name)
+            if len(rounds) > 3:
+                return  # worked on: the stop was lost
+            self._shutdown_requested_date = "now"  # what RQ's handler sets first
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379.")
+
+    monkeypatch.setattr("django_rq.get_worker", lambda *args, name, **kwargs: Worker(name))
+    monkeypatch.setattr(task_worker.time, "sleep", lambda seconds: None)
+    out = io.StringIO()
+    task_worker.Command(stdout=out)._run_rq(burst=False, worker_id="w-1")
+    assert rounds == ["w-1"]
+    assert "task worker stopped" in out.getvalue()
 
 
 def test_a_stop_during_the_wait_after_a_redis_failure_ends_the_worker_cleanly(settings,
@@ -160,3 +194,106 @@ def test_dispatch_failing_is_logged_once_per_outage_and_backs_off(db, monkeypatc
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(failures) == 1 and "works again" in caplog.text
     assert waits[:10] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 0.5]
+
+
+def test_a_failing_dispatcher_is_reported_to_the_worker_after_the_others_ran(monkeypatch):
+    """Each dispatcher's failure was logged with its traceback inside ``tasks_dispatch``
+    and swallowed: the worker never saw the outage, so it neither went quiet nor backed
+    off (1,439 lines in 10 s with the database out of reach)."""
+    from django.db import OperationalError
+
+    from memoryrelay_site import tasks
+
+    ran = []
+
+    def failing():
+        ran.append("failing")
+        raise OperationalError("unable to open database file")
+
+    def working():
+        ran.append("working")
+        return 2
+
+    monkeypatch.setattr(tasks, "_dispatchers", [failing, working])
+    with pytest.raises(OperationalError):
+        tasks.tasks_dispatch()
+    assert ran == ["failing", "working"]
+
+
+def test_an_outage_under_the_real_dispatch_is_one_line_then_quiet(monkeypatch, caplog):
+    import sqlite3
+
+    from django.db import OperationalError
+
+    from memoryrelay_site import tasks
+
+    def unreachable():
+        try:
+            raise sqlite3.OperationalError("unable to open database file")
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(str(exc)) from exc
+
+    outcomes = iter([False] * 5 + [True])
+
+    def dispatcher():
+        if not next(outcomes):
+            unreachable()
+        return 0
+
+    class Done(Exception):
+        pass
+
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) > 6:
+            raise Done
+
+    monkeypatch.setattr(tasks, "_dispatchers", [dispatcher])
+    monkeypatch.setattr(task_worker.time, "sleep", sleep)
+    monkeypatch.setattr(task_worker, "close_old_connections", lambda: None)
+    with caplog.at_level(logging.INFO, logger="memoryrelay.tasks"), pytest.raises(Done):
+        task_worker._dispatch_forever(0.5)
+    lines = [r for r in caplog.records if r.name == "memoryrelay.tasks"]
+    assert [r.getMessage() for r in lines] == [
+        "task dispatch failed: database unreachable (unable to open database file); trying "
+        "again, quietly, until it works", "task dispatch works again"]
+    assert lines[0].exc_info is None
+    assert waits[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+def test_a_read_only_refusal_renews_the_dispatchers_and_the_heartbeats_connection(
+        monkeypatch):
+    """A PostgreSQL session opened while the database was read-only stays read-only after
+    it takes writes again; ``close_old_connections`` kept it (it answers SELECT 1), so the
+    dispatcher failed every round and the heartbeat never wrote, for minutes after."""
+    import psycopg
+    from django.db import InternalError
+
+    from memoryrelay_site import tasks
+
+    def read_only(*args):
+        try:
+            raise psycopg.errors.ReadOnlySqlTransaction(
+                "cannot execute UPDATE in a read-only transaction")
+        except psycopg.Error as exc:
+            raise InternalError(str(exc)) from exc
+
+    closed = []
+
+    class Connections:
+        def close_all(self):
+            closed.append(True)
+
+    monkeypatch.setattr(task_worker, "connections", Connections())
+    monkeypatch.setattr(task_worker, "close_old_connections", lambda: None)
+    monkeypatch.setattr(tasks, "_dispatchers", [read_only])
+    assert task_worker._dispatch(quiet=True) is False
+    assert closed == [True]
+    task_worker._quietly(read_only, "w-1")
+    assert closed == [True, True]
+    monkeypatch.setattr(tasks, "_dispatchers", [lambda: 0])
+    assert task_worker._dispatch(quiet=True) is True
+    task_worker._quietly(lambda worker_id: None, "w-1")
+    assert closed == [True, True]  # a connection that works is kept

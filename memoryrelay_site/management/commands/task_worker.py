@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -24,7 +23,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from memoryrelay_site import tasks
+from memoryrelay_site import db, tasks
 from memoryrelay_site.models import TaskWorker
 
 logger = logging.getLogger("memoryrelay.tasks")
@@ -117,27 +116,37 @@ class Command(BaseCommand):
         from redis.exceptions import RedisError
         from rq import SimpleWorker
 
+        current = {}
+
         def work(rounds: int) -> None:
             # SimpleWorker runs each job in this process (RQ's default Worker forks one
             # child per job, which would load the embedding model again for every memory).
             # A new name each round: the last one may still be registered.
-            worker = django_rq.get_worker(
+            worker = current["worker"] = django_rq.get_worker(
                 settings.MEMORYRELAY_TASK_QUEUE, job_class=Job, worker_class=SimpleWorker,
                 name=worker_id if rounds == 1 else f"{worker_id}-{rounds}")
             worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
 
+        def stopping() -> bool:
+            # RQ's SIGTERM handler notes the request, then asks Redis whether a job is under
+            # way: with Redis gone that raises, and the stop came out as a Redis failure.
+            return getattr(current.get("worker"), "_shutdown_requested_date", None) is not None
+
         # Redis went away (mid-job, RQ's own bookkeeping raised); the sweep hands out what
         # the lost round left.
         if not _keep_working(work, failure=RedisError, what="Redis",
-                             keep_going=lambda: not burst, wait=_wait_unless_stopped):
+                             keep_going=lambda: not burst, wait=_wait_unless_stopped,
+                             stopping=stopping):
             self.stdout.write("task worker stopped")
 
 
-def _keep_working(work, *, failure, what: str, keep_going, wait) -> bool:
+def _keep_working(work, *, failure, what: str, keep_going, wait,
+                  stopping=lambda: False) -> bool:
     """Runs ``work(round)`` until it returns. On ``failure`` nothing restarts a worker that
-    exits, so unless ``keep_going()`` says otherwise (then it raises) it logs, waits (1 s,
-    doubling up to 30 s, back to 1 s after a round that worked a minute) and works again.
-    False when ``wait`` says a stop came during a wait."""
+    exits, so unless ``keep_going()`` says otherwise (then it raises) it logs (one line for
+    an outage, the traceback otherwise), waits (1 s, doubling up to 30 s, back to 1 s after
+    a round that worked a minute) and works again. False when a stop came: ``stopping()``
+    after the failure (the stop itself may have failed on the outage), or during a wait."""
     delay, rounds = 1.0, 0
     while True:
         rounds += 1
@@ -145,12 +154,20 @@ def _keep_working(work, *, failure, what: str, keep_going, wait) -> bool:
         try:
             work(rounds)
             return True
-        except failure:
+        except failure as exc:
+            if stopping():
+                return False
             if not keep_going():
                 raise
             if time.monotonic() - started > 60:
                 delay = 1.0
-            logger.exception("task worker: %s failed; working again in %.0f s", what, delay)
+            reason = db.unavailable_reason(exc)
+            if reason is not None or not isinstance(exc, DatabaseError):
+                logger.warning("task worker: %s failed (%s: %s); working again in %.0f s",
+                               what, type(exc).__name__, db.summary(exc), delay)
+            else:
+                logger.exception("task worker: %s failed; working again in %.0f s", what,
+                                 delay)
             connections.close_all()
             if not wait(delay):
                 return False
@@ -202,16 +219,31 @@ def _sweep(lease: float) -> None:
 
 def _dispatch(*, quiet: bool = False) -> bool:
     """Hands the work requests only recorded (an asynchronous write's pending memory) to
-    tasks of the database queue; False when it failed (logged unless ``quiet``)."""
+    tasks of the database queue; False when it failed (logged unless ``quiet``: one line
+    when the database is unavailable, with the traceback when it is a bug)."""
     try:
         tasks.tasks_dispatch()
         return True
-    except Exception:  # noqa: BLE001 - the next round tries again
+    except Exception as exc:  # noqa: BLE001 - the next round tries again
+        reason = db.unavailable_reason(exc)
+        _renew_after(reason)
         if not quiet:
-            logger.exception("task dispatch failed; trying again, quietly, until it works")
+            if reason is None:
+                logger.exception("task dispatch failed; trying again, quietly, until it works")
+            else:
+                logger.warning("task dispatch failed: database %s (%s); trying again, "
+                               "quietly, until it works", reason, db.summary(exc))
         return False
     finally:
         close_old_connections()
+
+
+def _renew_after(reason: str | None) -> None:
+    """After a read-only refusal, this thread's connection is closed: a PostgreSQL session
+    opened while the database was read-only stays read-only once it takes writes again, and
+    would refuse every round (``close_old_connections`` keeps it: it answers SELECT 1)."""
+    if reason == "read_only":
+        connections.close_all()
 
 
 def _dispatch_forever(interval: float) -> None:
@@ -238,11 +270,14 @@ def _heartbeat_until(stop: threading.Event, worker_id: str) -> None:
 def _quietly(step, worker_id: str) -> None:
     """A heartbeat that fails (the database out of reach) is skipped: the worker's own loop
     reports the database; health counts the worker again once it is back."""
-    for attempt in (partial(step, worker_id), close_old_connections):
-        try:
-            attempt()
-        except Exception:  # noqa: BLE001
-            pass
+    try:
+        step(worker_id)
+    except Exception as exc:  # noqa: BLE001
+        _renew_after(db.unavailable_reason(exc))
+    try:
+        close_old_connections()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _sweep_forever(lease: float) -> None:
