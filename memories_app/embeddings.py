@@ -199,4 +199,9 @@ def text_embed(*, text: str) -> np.ndarray:
     try:
         return provider.embed([text])[0]
     except EmbeddingError as exc:
-        raise EmbeddingUnavailable(f"The embedding provider failed: {exc}") from None
+        # The cause (the provider's address, its error) is the operator's, in the log; the
+        # client is told to come back.
+        logger.warning("embed: the embedding provider failed: %s", exc)
+        unavailable = EmbeddingUnavailable("The embedding provider failed; try again shortly")
+        unavailable.retry_after = settings.MEMORYRELAY_DB_RETRY_AFTER
+        raise unavailable from None

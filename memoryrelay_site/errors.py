@@ -58,6 +58,7 @@ class ServiceError(Exception):
 
     status = 400
     type = "validation_error"
+    retry_after: int | None = None  # seconds, sent as Retry-After (a 503 that will pass)
 
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
@@ -216,6 +217,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         if exc.status == 422 and details is None:
             details = [{"field": "body", "message": exc.message}]
         response.data = error_body(exc.status, exc.message, request_id, details)
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
         return response
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -9,6 +9,7 @@ install on its first start. Setting ``DJANGO_ENV=production`` refuses to start w
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -27,6 +28,18 @@ def env_bool(name: str, default: bool) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value not in (None, "") else default
+
+
+def env_endpoint(name: str, default: str = "") -> str:
+    """The URL of an outside service (an LLM, an embedding provider). One holding
+    credentials (``user:password@``) is refused: the URL is shown (health) and logged in
+    the clear; each has its own ``_API_KEY`` setting. The error names the setting only."""
+    value = os.environ.get(name, default)
+    if "@" in urlsplit(value).netloc:
+        raise ImproperlyConfigured(
+            f"{name} must not hold credentials (user:password@): it is shown and logged in "
+            f"the clear; give the key in {name.removesuffix('_URL')}_API_KEY")
+    return value
 
 
 ENVIRONMENT = os.environ.get("DJANGO_ENV", "development")
@@ -268,14 +281,14 @@ MEMORYRELAY_BYOK_ENABLED = os.environ.get("MEMORYRELAY_BYOK_ENABLED", "1") in ("
 MEMORYRELAY_BYOK_ALLOW_LOCAL = os.environ.get("MEMORYRELAY_BYOK_ALLOW_LOCAL", "") in (
     "1", "true")
 MEMORYRELAY_BYOK_TIMEOUT = float(os.environ.get("MEMORYRELAY_BYOK_TIMEOUT", "20"))
-MEMORYRELAY_SUMMARY_LLM_URL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_URL", "")
+MEMORYRELAY_SUMMARY_LLM_URL = env_endpoint("MEMORYRELAY_SUMMARY_LLM_URL")
 MEMORYRELAY_SUMMARY_LLM_MODEL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_MODEL", "")
 MEMORYRELAY_SUMMARY_LLM_API_KEY = os.environ.get("MEMORYRELAY_SUMMARY_LLM_API_KEY", "")
 MEMORYRELAY_SUMMARY_LLM_TIMEOUT = float(os.environ.get("MEMORYRELAY_SUMMARY_LLM_TIMEOUT", "30"))
 # Optional LLM judging of a hybrid search's first hits (memories_app/rerank.py): an
 # OpenAI-compatible chat endpoint, used when the URL and the model are set; on any failure
 # the offline ranking is answered as it is. DEPTH: hits shown to it (at least the limit).
-MEMORYRELAY_RERANK_LLM_URL = os.environ.get("MEMORYRELAY_RERANK_LLM_URL", "")
+MEMORYRELAY_RERANK_LLM_URL = env_endpoint("MEMORYRELAY_RERANK_LLM_URL")
 MEMORYRELAY_RERANK_LLM_MODEL = os.environ.get("MEMORYRELAY_RERANK_LLM_MODEL", "")
 MEMORYRELAY_RERANK_LLM_API_KEY = os.environ.get("MEMORYRELAY_RERANK_LLM_API_KEY", "")
 MEMORYRELAY_RERANK_LLM_TIMEOUT = float(os.environ.get("MEMORYRELAY_RERANK_LLM_TIMEOUT", "10"))
@@ -371,7 +384,7 @@ LOGGING = {
 # --- Embeddings (memories_app/embeddings.py): "local" (all-MiniLM-L6-v2, offline),
 # "openai" (any OpenAI-compatible /v1/embeddings endpoint) or "none" (keyword search only).
 MEMORYRELAY_EMBEDDINGS = os.environ.get("MEMORYRELAY_EMBEDDINGS", "local")
-MEMORYRELAY_EMBEDDINGS_URL = os.environ.get("MEMORYRELAY_EMBEDDINGS_URL", "http://127.0.0.1:11434")
+MEMORYRELAY_EMBEDDINGS_URL = env_endpoint("MEMORYRELAY_EMBEDDINGS_URL", "http://127.0.0.1:11434")
 MEMORYRELAY_EMBEDDINGS_MODEL = os.environ.get("MEMORYRELAY_EMBEDDINGS_MODEL", "all-minilm")
 MEMORYRELAY_EMBEDDINGS_API_KEY = os.environ.get("MEMORYRELAY_EMBEDDINGS_API_KEY", "")
 MEMORYRELAY_EMBEDDINGS_TIMEOUT = float(os.environ.get("MEMORYRELAY_EMBEDDINGS_TIMEOUT", "10"))
@@ -403,7 +416,7 @@ MEMORYRELAY_AUTO_EXTRACT_ENTITIES = env_bool("MEMORYRELAY_AUTO_EXTRACT_ENTITIES"
 # (an OpenAI-compatible chat endpoint at MEMORYRELAY_EXTRACTION_LLM_URL; the rules answer
 # whenever it fails).
 MEMORYRELAY_ENTITY_EXTRACTOR = os.environ.get("MEMORYRELAY_ENTITY_EXTRACTOR", "rules")
-MEMORYRELAY_EXTRACTION_LLM_URL = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_URL", "")
+MEMORYRELAY_EXTRACTION_LLM_URL = env_endpoint("MEMORYRELAY_EXTRACTION_LLM_URL")
 MEMORYRELAY_EXTRACTION_LLM_MODEL = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_MODEL", "")
 MEMORYRELAY_EXTRACTION_LLM_API_KEY = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_API_KEY", "")
 MEMORYRELAY_EXTRACTION_LLM_TIMEOUT = float(

@@ -217,6 +217,25 @@ def test_embed_without_a_provider_is_a_503(client, monkeypatch):
                  "service_unavailable")
 
 
+def test_a_failing_embedding_provider_is_a_503_to_retry_that_names_no_internal_address(
+        client, monkeypatch, caplog):
+    """The 503 carried no Retry-After and told every key holder the provider's internal
+    address (and whatever the URL held); nothing was logged."""
+    provider = embeddings.OpenAICompatible(url="http://10.1.2.3:8080", model="m")
+
+    def refused(texts):
+        raise embeddings.EmbeddingError(f"embedding request to {provider.url} failed: refused")
+
+    monkeypatch.setattr(provider, "embed", refused)
+    monkeypatch.setattr(embeddings, "get_provider", lambda: provider)
+    with caplog.at_level("WARNING", logger="memoryrelay.embeddings"):
+        response = client.post("/v1/embed", {"text": "x"}, format="json")
+    body = assert_error(response, 503, "service_unavailable")
+    assert response["Retry-After"].isdigit()
+    assert "10.1.2.3" not in response.content.decode() and "try again" in body["message"]
+    assert any("10.1.2.3" in r.getMessage() for r in caplog.records)  # the operator's
+
+
 # --- OpenAPI --------------------------------------------------------------------------------
 
 

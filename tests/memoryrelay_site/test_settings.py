@@ -102,3 +102,19 @@ def test_a_sqlite_path_in_a_missing_folder_is_a_clear_error_naming_it(tmp_path):
     assert done.returncode != 0
     assert f"folder {tmp_path / 'missing'} does not exist" in done.stderr
     assert "MEMORYRELAY_SQLITE_PATH" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["MEMORYRELAY_EMBEDDINGS_URL", "MEMORYRELAY_SUMMARY_LLM_URL",
+                                  "MEMORYRELAY_RERANK_LLM_URL",
+                                  "MEMORYRELAY_EXTRACTION_LLM_URL"])
+def test_an_outside_services_url_holding_credentials_is_refused_without_echoing_them(name):
+    """A password in such a URL was shown by the unauthenticated health check, in 503
+    bodies and in the log (and the request failed anyway)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings",
+               **{name: "http://embuser:EMBPASSWORD123@10.0.0.5:8080/v1"})
+    done = subprocess.run([sys.executable, "-c", PRINT_DATABASE], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"{name} must not hold credentials" in done.stderr
+    assert "EMBPASSWORD123" not in done.stderr and "embuser" not in done.stderr
