@@ -30,7 +30,8 @@ STARTED_AT = time.time()
 class HealthView(APIView):
     """200 ``healthy``; 200 ``degraded`` when the database answers but refuses writes (reads
     still work, so a load balancer keeps the server; monitors read ``status``), or when the
-    task queue is ``stalled`` (work waits and no task worker runs); 503
+    task queue is ``stalled`` (work waits and no task worker runs) or ``down`` (Redis out
+    of reach: writes are taken, their background work waits for it); 503
     ``unhealthy`` when the database cannot be reached or does not answer within
     MEMORYRELAY_HEALTH_TIMEOUT seconds. The probe uses a connection of its own."""
 
@@ -68,8 +69,8 @@ class HealthView(APIView):
         # backlog beside them. Its database backend is down with the database.
         queue = task_queue_state(database_down=database == "down")
         status = _STATUS_OF[database]
-        if status == "healthy" and queue["status"] == "stalled":
-            status = "degraded"  # writes are taken; their background work waits for none
+        if status == "healthy" and queue["status"] in ("stalled", "down"):
+            status = "degraded"  # writes are taken; their background work waits
         body = {
             "status": status,
             "version": settings.VERSION,

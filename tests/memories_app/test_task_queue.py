@@ -356,7 +356,33 @@ def test_health_reports_the_queue_down_when_redis_does_not_answer(anon, settings
     response = anon.get("/v1/health")
     assert response.status_code == 200  # the API itself still answers
     assert response.json()["services"]["task_queue"] == "down"
+    assert response.json()["status"] == "degraded"  # it said healthy
     assert task_queue_state()["status"] == "down"
+
+
+def test_health_answers_within_its_timeout_when_redis_accepts_and_never_answers(
+        anon, settings):
+    """Health waited the queue's Redis socket timeout (5 s) on every call."""
+    import socket
+
+    from tests.taskqueue import use_backend
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts connections; nothing ever answers
+    try:
+        use_backend(settings, "rq", url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        settings.RQ_QUEUES = {name: {**queue, "SOCKET_TIMEOUT": 5}
+                              for name, queue in settings.RQ_QUEUES.items()}
+        settings.MEMORYRELAY_HEALTH_TIMEOUT = 1
+        start = time.monotonic()
+        response = anon.get("/v1/health")
+        took = time.monotonic() - start
+    finally:
+        silent.close()
+    assert took < 3, took
+    assert response.status_code == 200
+    assert response.json()["services"]["task_queue"] == "down"
 
 
 def test_failed_writes_are_listed_and_retried_in_the_admin(client, task_queue, settings,
