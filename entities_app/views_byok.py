@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from memoryrelay_site.errors import NotFound
 from memoryrelay_site.serializers import IsoDateTimeField, MetadataField, StrictCharField, is_uuid
 from sessions_app.serializers import DeletedOutput
-from sessions_app.views import validated
+from sessions_app.views import NoBodyInput, validated
 
 from . import byok
 from .models_byok import Provider
@@ -71,11 +71,6 @@ class DeactivatedOutput(serializers.Serializer):
     status = serializers.CharField()
     message = serializers.CharField()
     deactivated_count = serializers.IntegerField()
-
-
-class NoBodyInput(serializers.Serializer):
-    """These calls take no body; one that is sent must still be a JSON object (unknown keys
-    ignored): reading it refuses a malformed or hostile body as every endpoint does."""
 
 
 def _key_id(pk: str) -> str:

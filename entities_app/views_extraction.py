@@ -21,7 +21,7 @@ from memories_app.services import memory_get
 from memoryrelay_site.errors import NotFound
 from memoryrelay_site.pagination import parse_int
 from memoryrelay_site.serializers import IsoDateTimeField, StrictCharField, is_uuid
-from sessions_app.views import validated
+from sessions_app.views import NoBodyInput, validated
 
 from . import byok, pipeline
 
@@ -62,6 +62,7 @@ class ExtractEntitiesView(APIView):
     @extend_schema(request=None, parameters=[MEMORY_ID],
                    responses={202: ExtractionQueuedOutput})
     def post(self, request, pk: str):
+        validated(NoBodyInput, request.data)
         memory = _memory(request, pk)
         pipeline.extraction_request(memory_ids=[memory.pk])
         tool = pipeline.extractor()

@@ -2,25 +2,27 @@
 document can reach a serializer, the database or the response renderer and crash it.
 
 - Malformed JSON (bad syntax, bytes that are not UTF-8, ``NaN``) is a **400**, as before:
-  the body as a whole is not JSON.
+  the body as a whole is not JSON. A body labelled with another charset than UTF-8, or
+  compressed (``Content-Encoding``), is a **415**.
 - A well-formed document the server cannot hold is a **422 naming the field** (the dotted
   path, ``memories.3.content``; ``body`` for the document itself), because the client can
   fix that one value: nesting deeper than :data:`MAX_DEPTH` levels (a stack-eating
   document is refused before anything walks it recursively), a lone surrogate such as
   ``"\\udfff"`` in a key or a value (valid JSON syntax, but not text: it cannot be encoded
   as UTF-8 to be stored or echoed), an integer outside 64 bits or a number out of float
-  range (no database column or float field takes it).
+  range (no database column or float field takes it), a document that is ``null``.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
 from typing import Any
 
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.utils.json import strict_constant
 
 from .errors import Invalid
@@ -28,7 +30,7 @@ from .errors import Invalid
 # Deep enough for any real body (a batch item's metadata at its own limit sits at depth 35),
 # shallow enough that nothing recursive downstream comes near Python's recursion limit.
 MAX_DEPTH = 64
-INT_BITS = 63  # integers must fit a signed 64-bit column
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # integers must fit a signed 64-bit column
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # The tokens that change nesting, with strings skipped whole (they may hold brackets).
 _NESTING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
@@ -36,17 +38,47 @@ _NESTING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        context = parser_context or {}
+        _refuse_encoded(context.get("request"))
+        _refuse_charset(context.get("encoding") or "utf-8")
         raw = stream.read() if stream is not None else b""
         try:
-            text = raw.decode(encoding)
+            text = raw.decode("utf-8")
             data = json.loads(text, parse_constant=strict_constant)
         except RecursionError:
             raise too_deep(_too_deep_field(text)) from None
-        except (ValueError, LookupError) as exc:
+        except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        if data is None:  # read as no body at all before: `null` created a key named ""
+            raise Invalid("Invalid data. Expected a dictionary, but got null.", field="body")
         check_document(data)
         return data
+
+
+def _refuse_charset(encoding: str) -> None:
+    """JSON is UTF-8 (RFC 8259); ASCII, a part of it, is read as UTF-8. Any other charset
+    is a 415: the client's label picked the codec, and some cost seconds of CPU a megabyte
+    (``punycode``) or read text otherwise than it was meant (``utf-7``)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        name = encoding
+    if name not in ("utf-8", "ascii"):
+        raise UnsupportedMediaType(
+            f"application/json; charset={encoding}",
+            detail=f"Unsupported charset {encoding[:40]!r}: send JSON as UTF-8")
+
+
+def _refuse_encoded(request) -> None:
+    """A compressed body (``Content-Encoding: gzip``) was read as JSON text and failed as
+    bytes that are not UTF-8, or a body labelled ``br`` was taken as it was: neither is
+    supported, so either is a 415 that says so."""
+    coding = (getattr(request, "META", {}).get("HTTP_CONTENT_ENCODING") or "").strip()
+    if coding and coding.lower() != "identity":
+        raise UnsupportedMediaType(
+            f"Content-Encoding {coding[:40]}",
+            detail=f"Content-Encoding {coding[:40]!r} is not supported: send the body "
+                   "uncompressed")
 
 
 def too_deep(field: str, limit: int = MAX_DEPTH) -> Invalid:
@@ -98,7 +130,7 @@ def _check_scalar(value: Any, node: tuple | None) -> None:
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
-        if value.bit_length() > INT_BITS:
+        if not INT_MIN <= value <= INT_MAX:
             raise _invalid(_path(node), "integer out of range (at most 64 bits)")
     elif isinstance(value, float) and not math.isfinite(value):
         raise _invalid(_path(node), "number out of range")

@@ -331,6 +331,9 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["memoryrelay_site.parsers.JSONParser"],
+    # JSON alone: `?format=csv` was a 404 on every route; it is a query parameter like any
+    # other the API does not know (ignored).
+    "URL_FORMAT_OVERRIDE": None,
     "EXCEPTION_HANDLER": "memoryrelay_site.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["memoryrelay_site.ratelimit.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -7,7 +7,7 @@ import json
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -43,9 +43,16 @@ from .serializers import (
 
 
 def validated(serializer_class, data):
+    """The body's fields, checked by ``serializer_class``. No body is an empty object (a
+    document of ``null`` is refused when parsed)."""
     serializer = serializer_class(data=data if data is not None else {})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+class NoBodyInput(serializers.Serializer):
+    """These calls take no body; one that is sent must still be a JSON object (unknown keys
+    ignored): reading it refuses a malformed or hostile body as every endpoint does."""
 
 
 AGENT_REF = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Agent UUID or name")
@@ -226,6 +233,7 @@ class SessionViewSet(ListMixin, AccountViewSet):
     @extend_schema(request=None, responses=SessionSummaryOutput)
     @action(detail=True, methods=["post"])
     def summarize(self, request, pk=None):
+        validated(NoBodyInput, request.data)
         result = services.session_summarize(session=self._session())
         return Response(SessionSummaryOutput({
             "session_id": result.session.id, "summary": result.summary,
