@@ -72,11 +72,23 @@ def tasks_sweep(*, lease_seconds: float | None = None) -> int:
     for sweeper in list(_sweepers):
         try:
             total += sweeper(cutoff)
-        except Exception:  # noqa: BLE001 - a sweep retries on the next round
-            logger.exception("task sweep failed")
+        except Exception as exc:  # noqa: BLE001 - a sweep retries on the next round
+            log_failed("task sweep", exc)
     if total:
         logger.warning("handed out %d unfinished task(s) again", total)
     return total
+
+
+def log_failed(what: str, exc: BaseException) -> None:
+    """One line when the database cannot serve right now (an outage: it repeats every
+    round), the traceback otherwise (a bug)."""
+    from .db import summary, unavailable_reason
+
+    reason = unavailable_reason(exc)
+    if reason is None:
+        logger.exception("%s failed", what)
+    else:
+        logger.warning("%s failed: database %s (%s)", what, reason, summary(exc))
 
 
 def retry_delay(attempt: int) -> float:

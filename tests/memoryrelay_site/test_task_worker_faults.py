@@ -297,3 +297,24 @@ def test_a_read_only_refusal_renews_the_dispatchers_and_the_heartbeats_connectio
     assert task_worker._dispatch(quiet=True) is True
     task_worker._quietly(lambda worker_id: None, "w-1")
     assert closed == [True, True]  # a connection that works is kept
+
+
+def test_a_sweep_during_an_outage_logs_one_line_per_round(monkeypatch, caplog):
+    """Each sweeper's failure was a traceback, every half lease, all through an outage."""
+    import sqlite3
+
+    from django.db import OperationalError
+
+    from memoryrelay_site import tasks
+
+    def unreachable(cutoff):
+        try:
+            raise sqlite3.OperationalError("unable to open database file")
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(str(exc)) from exc
+
+    monkeypatch.setattr(tasks, "_sweepers", [unreachable])
+    with caplog.at_level(logging.INFO, logger="memoryrelay.tasks"):
+        assert tasks.tasks_sweep(lease_seconds=60) == 0
+    assert [(r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("task sweep failed: database unreachable (unable to open database file)", None)]

@@ -211,8 +211,8 @@ def _sweep(lease: float) -> None:
                 status=TaskResultStatus.RUNNING, started_at__lt=cutoff
             ).update(status=TaskResultStatus.READY)
         tasks.tasks_sweep(lease_seconds=lease)
-    except Exception:  # noqa: BLE001 - the next round tries again
-        logger.exception("task sweep failed")
+    except Exception as exc:  # noqa: BLE001 - the next round tries again
+        tasks.log_failed("task sweep", exc)
     finally:
         close_old_connections()
 
