@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 from memoryrelay_site.outbound import outbound_refusal
-from memoryrelay_site.secrets import SecretUnreadable, secret_decrypt, secret_encrypt, secret_mask
+from memoryrelay_site.secrets import (
+    SecretUnreadable,
+    secret_decrypt,
+    secret_encrypt,
+    secret_mask,
+    secret_reencrypted,
+)
 
 from .models_byok import DEFAULT_BASE_URLS, ExtractionKey, Provider
 
@@ -134,6 +140,22 @@ def active_key(*, account) -> ExtractionKey | None:
     return ExtractionKey.objects.filter(account=account, is_active=True).first()
 
 
+def _secret_of(key: ExtractionKey) -> str:
+    """The key's secret. One stored under the fixed key of earlier releases after the
+    migration that moved those ran (by a process of an earlier release still serving
+    during an upgrade, or another machine not yet upgraded) is encrypted again with this
+    install's key when first used, rather than left unreadable for good."""
+    try:
+        return secret_decrypt(key.encrypted_key)
+    except SecretUnreadable:
+        again = secret_reencrypted(key.encrypted_key)
+        if again is None:
+            raise
+        ExtractionKey.objects.filter(pk=key.pk, encrypted_key=key.encrypted_key).update(
+            encrypted_key=again)
+        return secret_decrypt(again)
+
+
 def account_extractor(*, account_id, fallback):
     """The LLM extractor of the account's active key (``fallback`` answering when it
     fails), or None: no active key, the feature off, the key unreadable, or its URL refused
@@ -149,7 +171,7 @@ def account_extractor(*, account_id, fallback):
     try:
         if refusal:
             raise SecretUnreadable(refusal)
-        api_key = secret_decrypt(key.encrypted_key)
+        api_key = _secret_of(key)
     except SecretUnreadable as exc:
         logger.warning("extraction key %s of account %s not used: %s", key.pk, account_id,
                        exc)

@@ -321,3 +321,22 @@ def test_keys_encrypted_with_the_old_fixed_secret_are_encrypted_again_by_the_mig
     assert again != legacy and secret_decrypt(again) == "sk-old-release-0001"
     assert ExtractionKey.objects.get(provider="anthropic").encrypted_key == kept  # untouched
     assert ExtractionKey.objects.get(model="m").encrypted_key == "not a token"
+
+
+def test_a_key_stored_under_the_old_fixed_secret_after_the_migration_is_moved_when_used(
+        client, settings):
+    """A process of an earlier release still serving during an upgrade (or a machine not
+    yet upgraded) stored a key under the old fixed secret after the migration had run: it
+    stayed unreadable for good, and the account's extraction fell back to the rules."""
+    from entities_app.byok import account_extractor
+    from memoryrelay_site.secrets import _derived
+
+    add_key(client, api_key="sk-rolling-upgrade-1234")
+    key = ExtractionKey.objects.get()
+    legacy = _derived(settings.LEGACY_SECRET_KEY).encrypt(b"sk-rolling-upgrade-1234").decode()
+    ExtractionKey.objects.filter(pk=key.pk).update(encrypted_key=legacy)
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
+    extractor = account_extractor(account_id=key.account_id, fallback=None)
+    assert extractor is not None and extractor.endpoint.api_key == "sk-rolling-upgrade-1234"
+    again = ExtractionKey.objects.get(pk=key.pk).encrypted_key
+    assert again != legacy and secret_decrypt(again) == "sk-rolling-upgrade-1234"
