@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 logger = logging.getLogger("memoryrelay.tasks")
 
@@ -113,12 +116,33 @@ def log_not_queued(what: str, exc: BaseException, then: str) -> None:
 
 
 def task_enqueue(task, *args, delay: float = 0, **kwargs) -> str:
-    """Enqueues ``task`` (a django_tasks task) after ``delay`` seconds; returns its job id."""
+    """Enqueues ``task`` (a django_tasks task) after ``delay`` seconds; returns its job id.
+    On RQ, once Redis failed to take a task, none is offered for QUEUE_PAUSE_SECONDS (this
+    process): a Redis that accepts and never answers held each request for its socket
+    timeout (5 s). Such a task is not queued (:class:`QueuePaused`, a Redis error), as when
+    Redis is down: what it was for is handed out again by the sweep."""
+    on_rq = backend_name() == "rq"
+    if on_rq and time.monotonic() - _queue_failed_at[0] < QUEUE_PAUSE_SECONDS:
+        raise QueuePaused(f"Redis failed to take a task in the last {QUEUE_PAUSE_SECONDS:g} s; "
+                          "not offered another yet")
     options = {"queue_name": settings.MEMORYRELAY_TASK_QUEUE}
     if delay > 0:
         options["run_after"] = timezone.now() + timedelta(seconds=delay)
     task = task.using(**options)
-    return str(task.enqueue(*args, **kwargs).id)
+    try:
+        return str(task.enqueue(*args, **kwargs).id)
+    except (RedisError, OSError):
+        if on_rq:
+            _queue_failed_at[0] = time.monotonic()
+        raise
+
+
+QUEUE_PAUSE_SECONDS = 5.0
+_queue_failed_at = [float("-inf")]  # time.monotonic() of Redis's last failure to take a task
+
+
+class QueuePaused(RedisConnectionError):
+    """Redis failed a moment ago: the task is not offered (see :func:`task_enqueue`)."""
 
 
 def backend_name() -> str:

@@ -55,6 +55,16 @@ def _database_is_the_one_asked_for(django_db_setup, django_db_blocker):
             pytest.exit("MEMORYRELAY_REQUIRE_POSTGRES=1 but the database is not PostgreSQL", 3)
 
 
+@pytest.fixture(autouse=True)
+def _task_queue_offered_again():
+    """A test that made Redis fail to take a task pauses this process's enqueues for a few
+    seconds (memoryrelay_site.tasks.task_enqueue); the next test starts with none paused."""
+    from memoryrelay_site import tasks
+
+    tasks._queue_failed_at[0] = float("-inf")
+    yield
+
+
 def real_queries(captured: CaptureQueriesContext) -> list[str]:
     """The captured SQL without the SAVEPOINT statements that per-request transactions add
     only inside a test's own transaction."""

@@ -385,6 +385,39 @@ def test_health_answers_within_its_timeout_when_redis_accepts_and_never_answers(
     assert response.json()["services"]["task_queue"] == "down"
 
 
+def test_after_redis_failed_to_take_a_task_writes_do_not_wait_on_it_for_a_while(
+        client, settings, monkeypatch):
+    """A Redis that accepts and never answers held every /v2 write for its socket timeout
+    (5 s): each still answered 202, the sweep queueing its work later. Now the first
+    waits, and the writes in the next few seconds are not held at all."""
+    import socket
+
+    from memoryrelay_site import tasks
+    from tests.taskqueue import use_backend
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        use_backend(settings, "rq", url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        took = []
+        for n in range(3):
+            start = time.monotonic()
+            response = client.post("/v2/memories", {"content": f"write {n}", "agent_id": "a"},
+                                   format="json")
+            took.append(time.monotonic() - start)
+            assert response.status_code == 202 and response.json()["job_id"] is None
+        assert took[0] >= 0.9 and max(took[1:]) < 0.5, took
+        # once the pause is over, Redis is offered a task again
+        tasks._queue_failed_at[0] -= tasks.QUEUE_PAUSE_SECONDS
+        start = time.monotonic()
+        client.post("/v2/memories", {"content": "later", "agent_id": "a"}, format="json")
+        assert time.monotonic() - start >= 0.9
+    finally:
+        silent.close()
+    assert Memory.objects.filter(status="pending").count() == 4  # the sweep queues them
+
+
 def test_failed_writes_are_listed_and_retried_in_the_admin(client, task_queue, settings,
                                                           monkeypatch):
     from memories_app import embeddings
