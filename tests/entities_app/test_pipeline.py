@@ -476,6 +476,36 @@ def test_a_link_written_while_re_extraction_drops_it_waits_instead_of_deadlockin
     assert MemoryExtraction.objects.get(memory_id=memory_id).status == "done"
 
 
+def merge_racing_extraction(entities, memory, *, generation: int, after: float) -> list:
+    """Merges ``entities`` in one thread while, ``after`` seconds later, another applies the
+    extraction claim ``generation`` of ``memory``; the exceptions either raised."""
+    from entities_app import services as entity_services
+
+    errors = []
+
+    def run(call, delay):
+        time.sleep(delay)
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(
+            lambda: entity_services.entities_merge(entities=entities), 0)),
+        threading.Thread(target=run, args=(
+            lambda: pipeline.extraction_apply(
+                claim=pipeline.Claim(str(memory.pk), generation, 1)), after)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return errors
+
+
 @pytest.mark.postgres
 def test_a_merge_and_a_re_extraction_of_one_memory_wait_instead_of_deadlocking(account,
                                                                                 monkeypatch):
@@ -502,29 +532,7 @@ def test_a_merge_and_a_re_extraction_of_one_memory_wait_instead_of_deadlocking(a
 
     monkeypatch.setattr(entity_services, "_better", slowly)
     monkeypatch.setattr(pipeline, "run_extractor", lambda tool, text: ([], "rules", ""))
-    errors = []
-
-    def run(call, delay):
-        time.sleep(delay)
-        try:
-            call()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=run, args=(
-            lambda: entity_services.entities_merge(entities=[acme, globex]), 0)),
-        threading.Thread(target=run, args=(
-            lambda: pipeline.extraction_apply(claim=pipeline.Claim(str(memory.pk), 7, 1)),
-            0.3)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert merge_racing_extraction([acme, globex], memory, generation=7, after=0.3) == []
     assert MemoryExtraction.objects.get(memory_id=memory.pk).status == "done"
 
 
@@ -571,29 +579,7 @@ def test_an_extraction_racing_a_merge_links_no_merged_away_entity(account, monke
     monkeypatch.setattr(entity_services, "_metadata_merged", slowly)
     monkeypatch.setattr(pipeline, "run_extractor", lambda tool, content: (
         [Mention("Cassandra", "technology", 0.9, 28, 37)], "rules", ""))
-    errors = []
-
-    def run(call, delay):
-        time.sleep(delay)
-        try:
-            call()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=run, args=(
-            lambda: entity_services.entities_merge(entities=[cassandra, scylla]), 0)),
-        threading.Thread(target=run, args=(
-            lambda: pipeline.extraction_apply(claim=pipeline.Claim(str(memory.pk), 3, 1)),
-            0.2)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert merge_racing_extraction([cassandra, scylla], memory, generation=3, after=0.2) == []
     assert Entity.objects.get(pk=cassandra.pk).deleted_at is not None  # merged away
     links = list(EntityLink.objects.filter(memory=memory).select_related("entity"))
     assert [(lk.entity.name, lk.entity.deleted_at) for lk in links] == [("Cassandra", None)]
