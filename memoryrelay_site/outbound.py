@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from .deadlines import within
+
 
 class OutboundRefused(Exception):
     """The URL may not be called: its scheme, or an address its host is or resolves to."""
@@ -132,24 +134,12 @@ def outbound_post(url: str, *, body: bytes, headers: dict, timeout: float, name:
 def _lookup(host: str, port: int, seconds: float) -> list:
     """``getaddrinfo`` within ``seconds``: a name server that answers slowly (or never)
     cannot hold the exchange past its deadline (the lookup goes on in its thread)."""
-    answer: list = []
-
-    def look() -> None:
-        try:
-            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except (OSError, UnicodeError) as exc:  # UnicodeError: a host IDNA cannot encode
-            answer.append(exc)
-
-    thread = threading.Thread(target=look, daemon=True, name="outbound-lookup")
-    thread.start()
-    thread.join(seconds)
-    if not answer:
-        raise TimeoutError(f"{host} did not resolve within the timeout")
-    if isinstance(answer[0], UnicodeError):
-        raise OutboundRefused(f"{host} is not a valid host name")
-    if isinstance(answer[0], OSError):
-        raise answer[0]
-    return answer[0]
+    try:
+        return within(seconds, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                      late=TimeoutError(f"{host} did not resolve within the timeout"),
+                      name="outbound-lookup")
+    except UnicodeError:  # a host IDNA cannot encode
+        raise OutboundRefused(f"{host} is not a valid host name") from None
 
 
 class _Response(http.client.HTTPResponse):

@@ -16,7 +16,6 @@ apps register with ``register_sweeper`` and every worker runs."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from .deadlines import within
 
 logger = logging.getLogger("memoryrelay.tasks")
 
@@ -173,8 +174,11 @@ def task_queue_state(*, database_down: bool = False) -> dict:
 
 def _queue_of(state: dict) -> dict:
     try:
-        pending, oldest = (_within(settings.MEMORYRELAY_HEALTH_TIMEOUT, _rq_pending)
-                           if state["backend"] == "rq" else _db_pending())
+        # A Redis that accepts and never answers held health for its socket timeout (5 s).
+        timeout = settings.MEMORYRELAY_HEALTH_TIMEOUT
+        pending, oldest = (
+            within(timeout, _rq_pending, late=TimeoutError(f"no answer within {timeout:g} s"))
+            if state["backend"] == "rq" else _db_pending())
     except Exception:  # noqa: BLE001 - any failure to answer is "down"
         return {}
     age = None if oldest is None else max(int((timezone.now() - oldest).total_seconds()), 0)
@@ -217,29 +221,6 @@ def _db_pending() -> tuple[int, datetime | None]:
         if since is not None and (oldest is None or since < oldest):
             oldest = since
     return count, oldest
-
-
-def _within(seconds: float, probe):
-    """``probe()``'s answer, or TimeoutError when it has none within ``seconds``: a Redis
-    that accepts and never answers held health for its socket timeout (5 s). The probe
-    goes on in its thread until that timeout ends it."""
-    answer: list = []
-
-    def run():
-        try:
-            answer.append((True, probe()))
-        except Exception as exc:  # noqa: BLE001 - raised in the caller's thread
-            answer.append((False, exc))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if not answer:
-        raise TimeoutError(f"no answer within {seconds:g} s")
-    done, value = answer[0]
-    if not done:
-        raise value
-    return value
 
 
 def _rq_pending() -> tuple[int, datetime | None]:

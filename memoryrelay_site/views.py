@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from rest_framework.views import APIView
 
 from . import ratelimit
 from .db import consistent_read
+from .deadlines import within
 from .errors import NotFound, error_json_response, exception_response
 from .serializers import is_uuid
 from .tasks import task_queue_state
@@ -102,13 +102,10 @@ def database_state(timeout: float) -> str:
     outlives a few seconds."""
     if connection.vendor != "postgresql":
         return _probe_sqlite()
-    result: list[str] = []
-    thread = threading.Thread(
-        target=lambda: result.append(_probe_postgresql(timeout)), daemon=True
-    )
-    thread.start()
-    thread.join(timeout)
-    return result[0] if result else "down"
+    try:
+        return within(timeout, lambda: _probe_postgresql(timeout), late=TimeoutError())
+    except TimeoutError:
+        return "down"
 
 
 def _probe_postgresql(timeout: float) -> str:
