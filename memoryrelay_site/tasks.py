@@ -83,16 +83,16 @@ def tasks_sweep(*, lease_seconds: float | None = None) -> int:
     return total
 
 
-def log_failed(what: str, exc: BaseException) -> None:
+def log_failed(what: str, exc: BaseException, then: str = "") -> None:
     """One line when the database cannot serve right now (an outage: it repeats every
-    round), the traceback otherwise (a bug)."""
+    round), the traceback otherwise (a bug); ``then`` (``"; ..."``) says what comes next."""
     from .db import summary, unavailable_reason
 
     reason = unavailable_reason(exc)
     if reason is None:
-        logger.exception("%s failed", what)
+        logger.exception("%s failed%s", what, then)
     else:
-        logger.warning("%s failed: database %s (%s)", what, reason, summary(exc))
+        logger.warning("%s failed: database %s (%s)%s", what, reason, summary(exc), then)
 
 
 def retry_delay(attempt: int) -> float:
@@ -104,8 +104,6 @@ def log_not_queued(what: str, exc: BaseException, then: str) -> None:
     """A task that could not be queued: the queue out of reach (Redis down, the database
     unavailable) is an outage, one line per write; anything else is a bug, with its
     traceback. ``then`` says what becomes of the work."""
-    from redis.exceptions import RedisError
-
     from .db import unavailable_reason
 
     if isinstance(exc, (RedisError, OSError)) or unavailable_reason(exc) is not None:

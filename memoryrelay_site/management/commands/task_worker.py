@@ -246,14 +246,9 @@ def _dispatch(*, quiet: bool = False) -> bool:
         tasks.tasks_dispatch()
         return True
     except Exception as exc:  # noqa: BLE001 - the next round tries again
-        reason = db.unavailable_reason(exc)
-        _renew_after(reason)
+        _renew_after(db.unavailable_reason(exc))
         if not quiet:
-            if reason is None:
-                logger.exception("task dispatch failed; trying again, quietly, until it works")
-            else:
-                logger.warning("task dispatch failed: database %s (%s); trying again, "
-                               "quietly, until it works", reason, db.summary(exc))
+            tasks.log_failed("task dispatch", exc, "; trying again, quietly, until it works")
         return False
     finally:
         close_old_connections()
