@@ -167,3 +167,21 @@ def test_agent_detail_uses_a_fixed_number_of_queries(client, agent, memory,
                                                      max_queries):
     with max_queries(2):
         assert client.get("/v1/agents/my-assistant").status_code == 200
+
+
+def test_agent_names_and_external_ids_are_matched_exactly_as_sent(client):
+    """Names and external ids are identifiers: case and Unicode form count, and each is
+    answered back byte for byte (README, "Choices")."""
+    composed, decomposed = "caf\u00e9-bot", "cafe\u0301-bot"
+    names = [composed, decomposed, "Caf\u00e9-bot"]
+    ids = {client.post("/v1/agents", {"name": name}, format="json").json()["id"]
+           for name in names}
+    assert len(ids) == 3
+    assert sorted(Agent.objects.values_list("name", flat=True)) == sorted(names)
+    assert client.get(f"/v1/agents/{decomposed}").json()["name"] == decomposed
+    sessions = {client.post("/v1/sessions/get-or-create",
+                            {"external_id": f"run-{name}", "agent_id": composed},
+                            format="json").json()["external_id"]
+                for name in names}
+    assert sessions == {f"run-{name}" for name in names}
+    assert Session.objects.count() == 3
