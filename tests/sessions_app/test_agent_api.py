@@ -185,3 +185,15 @@ def test_agent_names_and_external_ids_are_matched_exactly_as_sent(client):
                 for name in names}
     assert sessions == {f"run-{name}" for name in names}
     assert Session.objects.count() == 3
+
+
+def test_an_agent_name_with_a_slash_is_reached_by_uuid_in_a_path_and_by_name_elsewhere(client):
+    agent = client.post("/v1/agents", {"name": "team/bot"}, format="json").json()
+    assert client.get(f"/v1/agents/{agent['id']}").json()["name"] == "team/bot"
+    assert client.get("/v1/agents/team%2Fbot").status_code == 404
+    memory = client.post("/v1/memories", {"agent_id": "team/bot", "content": "a fact"},
+                         format="json").json()
+    assert memory["agent_id"] == agent["id"]
+    listed = client.get("/v1/sessions", {"agent_id": "team/bot"})
+    assert listed.status_code == 200
+    assert client.get("/v1/memories", {"agent_id": "team/bot"}).json()["total_count"] == 1
