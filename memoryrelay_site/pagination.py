@@ -65,9 +65,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class ListPagination(pagination.BasePagination):
+    def __init__(self, default_limit: int = DEFAULT_LIMIT):
+        self.default_limit = default_limit
+
     def paginate_queryset(self, queryset, request, view=None):
         params = request.query_params
-        limit = parse_int(params, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+        limit = parse_int(params, "limit", self.default_limit, minimum=1, maximum=MAX_LIMIT)
         offset = parse_int(params, "offset", 0, minimum=0)
         queryset = queryset.order_by(*ORDERING)
         self.total_count = queryset.count()

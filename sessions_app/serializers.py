@@ -280,5 +280,6 @@ class RelatedProjectsOutput(serializers.Serializer):
     object = serializers.CharField(default="list")
     project = serializers.CharField(help_text="The slug asked about")
     data = RelatedProjectOutput(many=True)
-    total_count = serializers.IntegerField()
+    next_cursor = serializers.CharField(allow_null=True)
     has_more = serializers.BooleanField()
+    total_count = serializers.IntegerField()

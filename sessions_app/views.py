@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from memoryrelay_site.db import consistent_read
-from memoryrelay_site.pagination import MAX_LIMIT, parse_int
+from memoryrelay_site.pagination import MAX_LIMIT, ListPagination, parse_int
 from memoryrelay_site.serializers import parse_bool
 from memoryrelay_site.views import AccountViewSet, ListMixin
 
@@ -340,13 +340,14 @@ class ProjectViewSet(ListMixin, AccountViewSet):
         return self._edges(project, projects.project_edges(project=project))
 
     def _edges(self, project: Project, rows) -> Response:
-        """The relationships seen from ``project``: three queries however many there are."""
-        limit = parse_int(self.request.query_params, "limit", MAX_LIMIT, minimum=1,
-                          maximum=MAX_LIMIT)
-        total = rows.count()
-        page = list(rows[:limit])
-        others = {r.target_id if r.source_id == project.pk else r.source_id for r in page}
-        counted = {p.pk: p for p in Project.objects.filter(pk__in=others).with_memory_count()}
+        """The relationships seen from ``project``, paged like every list (by default all of
+        a page's 100): three queries however many there are."""
+        pages = ListPagination(default_limit=MAX_LIMIT)
+        with consistent_read():
+            page = pages.paginate_queryset(rows, self.request)
+            others = {r.target_id if r.source_id == project.pk else r.source_id for r in page}
+            counted = {p.pk: p for p in
+                       Project.objects.filter(pk__in=others).with_memory_count()}
         data = [{
             "relationship_id": r.id, "relationship_type": r.relationship_type,
             "direction": "outgoing" if r.source_id == project.pk else "incoming",
@@ -354,6 +355,7 @@ class ProjectViewSet(ListMixin, AccountViewSet):
             "metadata": r.metadata, "created_at": r.created_at,
         } for r in page]
         return Response(RelatedProjectsOutput({
-            "object": "list", "project": project.slug, "data": data, "total_count": total,
-            "has_more": total > len(page),
+            "object": "list", "project": project.slug, "data": data,
+            "next_cursor": pages.next_cursor, "has_more": pages.has_more,
+            "total_count": pages.total_count,
         }).data)

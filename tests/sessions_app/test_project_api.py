@@ -331,6 +331,32 @@ def test_the_related_views_are_limited_and_say_so(client):
                  "validation_error", "limit")
 
 
+@pytest.mark.parametrize("view", ["dependents", "related"])
+def test_the_related_views_page_on_by_offset_and_by_cursor_like_every_list(client, view):
+    register(client, "hub")
+    for n in range(5):
+        register(client, f"leaf-{n}")
+        relate(client, f"leaf-{n}", "hub")
+    whole = client.get(f"/v1/projects/hub/{view}").json()
+    assert whole["total_count"] == 5 and whole["has_more"] is False
+    assert whole["next_cursor"] is None
+    order = [e["relationship_id"] for e in whole["data"]]
+    by_offset = [e["relationship_id"] for offset in (0, 2, 4) for e in client.get(
+        f"/v1/projects/hub/{view}", {"limit": 2, "offset": offset}).json()["data"]]
+    assert by_offset == order
+    by_cursor, params = [], {"limit": 2}
+    while True:
+        page = client.get(f"/v1/projects/hub/{view}", params).json()
+        assert page["total_count"] == 5
+        by_cursor += [e["relationship_id"] for e in page["data"]]
+        if not page["has_more"]:
+            break
+        params = {"limit": 2, "cursor": page["next_cursor"]}
+    assert by_cursor == order
+    assert_error(client.get(f"/v1/projects/hub/{view}", {"cursor": "nope"}), 422,
+                 "validation_error", "cursor")
+
+
 # --- Query counts -------------------------------------------------------------------------
 
 
