@@ -104,13 +104,17 @@ class MetadataField(serializers.JSONField):
         return data
 
 
+def iso_z(value: datetime) -> str:
+    """``value`` as ISO 8601 in UTC to the second with a ``Z`` (``2026-03-17T10:00:00Z``);
+    the year has its four digits also before 1000 (``strftime("%Y")`` drops the zeros)."""
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
 class IsoDateTimeField(serializers.DateTimeField):
     """ISO 8601 in UTC with a ``Z``, as sessions and agents use (``2026-03-17T10:00:00Z``)."""
 
     def to_representation(self, value: datetime | None):
-        if value is None:
-            return None
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return None if value is None else iso_z(value)
 
 
 @extend_schema_field(OpenApiTypes.INT)

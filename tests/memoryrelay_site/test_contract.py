@@ -298,3 +298,18 @@ def test_an_update_that_changes_nothing_writes_nothing(client):
     before = Memory.objects.get(pk=memory).updated_at
     client.patch(f"/v1/memories/{memory}", {"metadata": {"a": 2}}, format="json")
     assert Memory.objects.get(pk=memory).updated_at > before
+
+
+@pytest.mark.parametrize(("year", "shown"), [(1, "0001"), (999, "0999"), (2026, "2026")])
+def test_timestamps_are_iso_8601_with_four_year_digits_in_every_year(client, session,
+                                                                      year, shown):
+    """A restored backup may carry any year; ISO 8601 always writes four digits."""
+    from datetime import UTC, datetime
+
+    from sessions_app.models import Session
+
+    Session.objects.filter(pk=session.pk).update(
+        created_at=datetime(year, 6, 1, 8, 5, 9, 123456, tzinfo=UTC))
+    for body in (client.get(f"/v1/sessions/{session.pk}").json(),
+                 client.get("/v1/sessions").json()["data"][0]):
+        assert body["created_at"] == f"{shown}-06-01T08:05:09Z"
