@@ -447,6 +447,9 @@ def _merged_metadata(stored: dict, given: dict) -> dict:
     return merged
 
 
+SESSION_ENDED_FIELDS = ("status", "ended_at", "summary", "summary_method", "metadata")
+
+
 def session_end(
     *,
     session: Session,
@@ -469,6 +472,7 @@ def session_end(
             summary, method = _summary_text(items, session=session), "extractive"
     with transaction.atomic():
         row = _locked(session)
+        before = {f: getattr(row, f) for f in SESSION_ENDED_FIELDS}
         row.mark_ended(at or timezone.now())
         if method == "extractive" and row.summary_method == "provided":
             summary = method = None  # written meanwhile: it wins
@@ -476,8 +480,9 @@ def session_end(
             row.summary, row.summary_method = summary, method
         if metadata:
             row.metadata = _merged_metadata(row.metadata, metadata)
-        row.save(update_fields=["status", "ended_at", "summary", "summary_method", "metadata",
-                                "updated_at"])
+        changed = [f for f in SESSION_ENDED_FIELDS if getattr(row, f) != before[f]]
+        if changed:  # ending an ended session again with nothing new moves no updated_at
+            row.save(update_fields=[*changed, "updated_at"])
         if method == "extractive" and summary_endpoint() is not None:
             # The LLM's summary follows from a task: an end never waits on an LLM.
             transaction.on_commit(partial(_summary_refine_later, row.pk, summary))

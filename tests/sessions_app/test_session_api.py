@@ -382,6 +382,21 @@ def test_ending_an_ended_session_keeps_the_first_ended_at(client, session):
     assert second.json()["summary"] == "new"
 
 
+def test_ending_an_ended_session_again_with_nothing_new_moves_no_updated_at(client, session):
+    client.post(f"/v1/sessions/{session.id}/end", {"summary": "done",
+                                                   "metadata": {"pr": 12}}, format="json")
+    earlier = timezone.now() - timedelta(hours=1)
+    Session.objects.filter(pk=session.pk).update(updated_at=earlier)
+    for again in ({}, {"summary": "done"}, {"metadata": {"pr": 12}}, None):
+        response = client.post(f"/v1/sessions/{session.id}/end", again, format="json")
+        assert response.status_code == 200
+        assert Session.objects.get(pk=session.pk).updated_at == earlier
+    changed = client.post(f"/v1/sessions/{session.id}/end", {"summary": "done, merged"},
+                          format="json").json()
+    assert changed["summary"] == "done, merged"
+    assert Session.objects.get(pk=session.pk).updated_at > earlier
+
+
 def test_ending_merges_metadata_into_the_stored_metadata(client, session):
     client.post(f"/v1/sessions/{session.id}/end", {"metadata": {"outcome": "fixed"}},
                 format="json")
