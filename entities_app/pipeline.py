@@ -24,13 +24,14 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from memories_app.models import Memory, WriteStatus
+from memories_app.models import Memory, Visibility, WriteStatus
 from memoryrelay_site.errors import Conflict
 from memoryrelay_site.tasks import backend_name, log_not_queued, task_enqueue
 
 from .byok import account_extractor
 from .extraction import get_extractor
 from .extraction.base import Mention
+from .extraction.llm import LLMExtractor
 from .models import Entity, EntityLink, LinkSource
 from .models_extraction import ExtractionStatus, MemoryExtraction
 from .names import KEY_MAX, entity_key
@@ -47,6 +48,15 @@ def auto_extract(extract: bool | None) -> bool:
 
 def extractor():
     return get_extractor(settings.MEMORYRELAY_ENTITY_EXTRACTOR)
+
+
+def extractor_of(memory: Memory):
+    """The extractor for ``memory``: the account's own LLM, else the server's. A
+    confidential memory never leaves the server: an LLM's offline fallback takes it."""
+    default = extractor()
+    if memory.visibility == Visibility.CONFIDENTIAL:
+        return default.fallback if isinstance(default, LLMExtractor) else default
+    return account_extractor(account_id=memory.account_id, fallback=default) or default
 
 
 def run_extractor(tool, text: str) -> tuple[list[Mention], str, str]:
@@ -172,13 +182,11 @@ def extraction_claim(*, memory_id) -> Claim | None:
 def extraction_apply(*, claim: Claim) -> int | None:
     """Extracts the memory's entities and links them; returns how many entities are
     linked, or None when the claim was overtaken (a newer request, or the memory deleted)."""
-    memory = Memory.objects.live().only("id", "account_id", "content").filter(
+    memory = Memory.objects.live().only("id", "account_id", "content", "visibility").filter(
         pk=claim.memory_id).first()
     if memory is None:
         return None
-    default = extractor()
-    tool = account_extractor(account_id=memory.account_id, fallback=default) or default
-    mentions, method, model = run_extractor(tool, memory.content)
+    mentions, method, model = run_extractor(extractor_of(memory), memory.content)
     mentions = _best_per_entity(mentions)
     with transaction.atomic():
         # The memory first, as every writer of the memory or of its links takes it (a

@@ -17,6 +17,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from memories_app.models import Visibility
 from memories_app.services import memory_get
 from memoryrelay_site.errors import NotFound
 from memoryrelay_site.pagination import parse_int
@@ -65,9 +66,11 @@ class ExtractEntitiesView(APIView):
         validated(NoBodyInput, request.data)
         memory = _memory(request, pk)
         pipeline.extraction_request(memory_ids=[memory.pk])
-        tool = pipeline.extractor()
+        confidential = memory.visibility == Visibility.CONFIDENTIAL
+        # A confidential memory is extracted offline (pipeline.extractor_of).
+        tool = pipeline.extractor_of(memory) if confidential else pipeline.extractor()
         method, model = tool.method, tool.model or tool.method
-        own = byok.active_key(account=request.user)
+        own = None if confidential else byok.active_key(account=request.user)
         if own is not None:  # the account's own LLM (the rules if it fails)
             method, model = "llm", own.model
         return Response({"status": "queued", "memory_id": str(memory.pk),

@@ -528,13 +528,14 @@ def session_summarize(*, session: Session, budget: int | None = None) -> Summary
     """Builds an extractive summary from the session's live memories (outside any
     transaction; at most MEMORYRELAY_SUMMARY_MAX_MEMORIES of the newest), then stores it
     in a short one."""
-    items = _summary_items(session)
+    items, count = _summary_rows(session)
     if not items:
-        raise Invalid("Session has no memories to summarize", field="session_id")
+        raise Invalid("Session has no memories to summarize" + (
+            " (confidential memories are never summarized)" if count else ""),
+            field="session_id")
     summary, method = llm_summary_or_none(items, budget), "llm"
     if summary is None:
         summary, method = _summary_text(items, budget, session), "extractive"
-    count = len(items)
     if count >= settings.MEMORYRELAY_SUMMARY_MAX_MEMORIES:  # memory_count stays exact
         count = _live_memories(session).count()
     with transaction.atomic():
@@ -562,18 +563,32 @@ def _live_memories(session: Session):
     return session.memories.filter(deleted_at__isnull=True)
 
 
+# A confidential memory (memories_app's Visibility.CONFIDENTIAL) is never summarized: a
+# summary is shown wherever the session is, and an LLM may write it.
+CONFIDENTIAL = "confidential"
+
+
 def _summary_items(session: Session) -> list[SummaryItem]:
     """The newest MEMORYRELAY_SUMMARY_MAX_MEMORIES live memories of the session (an index
-    range, however large the session), the columns the summarizer reads, streamed; not
-    their vectors (see _summary_text)."""
+    range, however large the session) but the confidential ones, the columns the
+    summarizer reads, streamed; not their vectors (see _summary_text)."""
+    return _summary_rows(session)[0]
+
+
+def _summary_rows(session: Session) -> tuple[list[SummaryItem], int]:
+    """(the items of :func:`_summary_items`, how many memories were read for them)."""
     rows = (_live_memories(session).order_by("-created_at", "-id")
-            .values_list("id", "content", "created_at", "importance", "memory_type")
+            .values_list("id", "content", "created_at", "importance", "memory_type",
+                         "visibility")
             [:settings.MEMORYRELAY_SUMMARY_MAX_MEMORIES])
-    return [
-        SummaryItem(id=str(pk), content=content, created_at=created, importance=importance,
-                    memory_type=memory_type)
-        for pk, content, created, importance, memory_type in rows.iterator(chunk_size=2000)
-    ]
+    items, read = [], 0
+    for pk, content, created, importance, memory_type, visibility in rows.iterator(
+            chunk_size=2000):
+        read += 1
+        if visibility != CONFIDENTIAL:
+            items.append(SummaryItem(id=str(pk), content=content, created_at=created,
+                                     importance=importance, memory_type=memory_type))
+    return items, read
 
 
 def _summary_text(items: list[SummaryItem], budget: int | None = None,

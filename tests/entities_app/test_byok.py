@@ -145,6 +145,25 @@ def test_the_active_key_extracts_the_accounts_memories(client, account, settings
                               .values_list("entity__name", flat=True))
 
 
+def test_a_confidential_memory_is_never_sent_to_the_accounts_llm(client, settings, fake_llm):
+    settings.MEMORYRELAY_BYOK_ALLOW_LOCAL = True
+    fake_llm["answer"] = answer(("Maria Lopez", "person"))
+    add_key(client, provider="custom", model="tiny-local", base_url=fake_llm["url"] + "/v1")
+    memory = client.post("/v1/memories", {"agent_id": "a", "content": "Maria Lopez holds "
+                                          "the vault key for JIRA-4812.",
+                                          "visibility": "confidential",
+                                          "auto_extract_entities": False},
+                         format="json").json()
+    queued = client.post(f"/v1/memories/{memory['id']}/extract-entities").json()
+    assert queued["extraction_method"] != "llm"
+    assert pipeline.extraction_run_now(memory_ids=[memory["id"]]) == 1
+    run = MemoryExtraction.objects.get(memory_id=memory["id"])
+    assert run.status == "done" and run.method != "llm"
+    assert fake_llm["requests"] == []
+    assert "Maria Lopez" in set(EntityLink.objects.filter(memory_id=memory["id"])
+                                .values_list("entity__name", flat=True))
+
+
 @pytest.mark.parametrize("broken", [{"encrypted_key": "gAAAAA-not-a-token"},
                                     {"base_url": "https://llm.example.com:99999/v1"}])
 def test_an_unreadable_key_falls_back_to_the_server_extractor(client, settings, broken):

@@ -73,3 +73,24 @@ def test_the_pipeline_records_the_method_that_ran(fake_llm, settings, client):
         assert row.method == "rules" and row.entity_count >= 3
     finally:
         extraction.reset()
+
+
+@pytest.mark.django_db
+def test_the_servers_llm_never_sees_a_confidential_memory(fake_llm, settings, client):
+    settings.MEMORYRELAY_ENTITY_EXTRACTOR = "llm"
+    settings.MEMORYRELAY_EXTRACTION_LLM_URL = fake_llm["url"] + "/v1"
+    settings.MEMORYRELAY_EXTRACTION_LLM_MODEL = "tiny"
+    extraction.reset()
+    try:
+        memory_id = client.post("/v1/memories", {"agent_id": "a", "content": TEXT,
+                                                 "visibility": "confidential",
+                                                 "auto_extract_entities": False},
+                                format="json").json()["id"]
+        queued = client.post(f"/v1/memories/{memory_id}/extract-entities").json()
+        assert queued["extraction_method"] == "rules"
+        assert pipeline.extraction_run_now(memory_ids=[memory_id]) == 1
+        row = MemoryExtraction.objects.get(memory_id=memory_id)
+        assert row.method == "rules" and row.entity_count >= 3
+        assert fake_llm["requests"] == []
+    finally:
+        extraction.reset()

@@ -95,3 +95,30 @@ def test_without_an_llm_end_summarizes_extractively_and_queues_nothing(
                            format="json").json()
     assert body["summary_method"] == "extractive" and "PostgreSQL 16" in body["summary"]
     assert task_queue.pending() == 0
+
+
+def test_confidential_memories_are_never_summarized_nor_sent_to_the_llm(client, notes, llm):
+    secret = "The vault passphrase is Tr0ub4dor-and-3"
+    client.post("/v1/memories", {"agent_id": "my-assistant", "content": secret,
+                                 "visibility": "confidential", "importance": 1.0,
+                                 "session_id": str(notes.id)}, format="json")
+    response = client.post(f"/v1/sessions/{notes.id}/summarize")
+    assert response.status_code == 200, response.content
+    assert response.json()["memory_count"] == 5
+    prompt = llm["requests"][0][2]["messages"][-1]["content"]
+    assert "move billing to PostgreSQL 16" in prompt and "Tr0ub4dor" not in prompt
+    llm["fail"]("error")
+    extractive = client.post(f"/v1/sessions/{notes.id}/summarize").json()["summary"]
+    assert "PostgreSQL 16" in extractive and "Tr0ub4dor" not in extractive
+
+
+def test_a_session_of_confidential_memories_only_has_nothing_to_summarize(client, session):
+    client.post("/v1/memories", {"agent_id": "my-assistant", "content": "the PIN is 4711",
+                                 "visibility": "confidential",
+                                 "session_id": str(session.id)}, format="json")
+    response = client.post(f"/v1/sessions/{session.id}/summarize")
+    assert response.status_code == 422
+    assert "confidential memories are never summarized" in response.json()["message"]
+    ended = client.post(f"/v1/sessions/{session.id}/end", {"auto_summarize": True},
+                        format="json").json()
+    assert ended["status"] == "ended" and "4711" not in (ended["summary"] or "")
