@@ -49,7 +49,7 @@ class Provider:
         batch's cost is capped by (0 when the model runs elsewhere, or there is none)."""
         return 0
 
-    def describe(self) -> str:
+    def describe(self, *, public: bool = False) -> str:
         return "none (keyword search only)"
 
 
@@ -86,7 +86,7 @@ class LocalMiniLM(Provider):
         # Truncated as encoding truncates them: each text counts at most the model's window.
         return sum(len(e.ids) for e in self._load().tokenizer.encode_batch(list(texts)))
 
-    def describe(self) -> str:
+    def describe(self, *, public: bool = False) -> str:
         return f"{self.name} (local)"
 
 
@@ -112,7 +112,7 @@ class OpenAICompatible(Provider):
         matrix = np.asarray(rows, dtype=np.float32)
         if matrix.shape != (len(texts), self.dimension):
             raise EmbeddingError(
-                f"{self.url} returned vectors of shape {matrix.shape}; "
+                f"the provider returned vectors of shape {matrix.shape}; "
                 f"this server stores {self.dimension} dimensions"
             )
         return normalise(matrix)
@@ -131,10 +131,13 @@ class OpenAICompatible(Provider):
             return [item["embedding"] for item in items]
         except (urllib.error.URLError, TimeoutError, OSError, ValueError, KeyError,
                 TypeError) as exc:
-            raise EmbeddingError(f"embedding request to {self.url} failed: {exc}") from exc
+            # No address in the message: it reaches clients (a write's status, its webhook).
+            raise EmbeddingError(f"embedding request failed: {exc}") from exc
 
-    def describe(self) -> str:
-        return f"{self.model} (openai-compatible at {self.url})"
+    def describe(self, *, public: bool = False) -> str:
+        """``public``: without the provider's address (the unauthenticated health check)."""
+        return (f"{self.model} (openai-compatible)" if public
+                else f"{self.model} (openai-compatible at {self.url})")
 
 
 def normalise(matrix: np.ndarray) -> np.ndarray:
@@ -199,9 +202,14 @@ def text_embed(*, text: str) -> np.ndarray:
     try:
         return provider.embed([text])[0]
     except EmbeddingError as exc:
-        # The cause (the provider's address, its error) is the operator's, in the log; the
-        # client is told to come back.
-        logger.warning("embed: the embedding provider failed: %s", exc)
-        unavailable = EmbeddingUnavailable("The embedding provider failed; try again shortly")
-        unavailable.retry_after = settings.MEMORYRELAY_DB_RETRY_AFTER
-        raise unavailable from None
+        raise provider_failed("embed", exc) from None
+
+
+def provider_failed(what: str, exc: EmbeddingError) -> EmbeddingUnavailable:
+    """The 503 for a request that needed the provider and it failed. The cause (with the
+    provider's address) is the operator's, in the log; the client is told to come back."""
+    logger.warning("%s: the embedding provider %s failed: %s", what,
+                   get_provider().describe(), exc)
+    unavailable = EmbeddingUnavailable("The embedding provider failed; try again shortly")
+    unavailable.retry_after = settings.MEMORYRELAY_DB_RETRY_AFTER
+    return unavailable

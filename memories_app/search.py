@@ -42,7 +42,7 @@ import numpy as np
 from django.db import connection, transaction
 
 from . import neighbours, periods, rerank, vectors
-from .embeddings import EmbeddingError, get_provider
+from .embeddings import EmbeddingError, get_provider, provider_failed
 
 MODES = ("hybrid", "semantic", "keyword")
 # Matches read per query term (any 200); also the IDF scale. It bounds a term's cost: at
@@ -180,8 +180,8 @@ def _query_vector(query: Query) -> np.ndarray | None:
     try:
         return provider.embed_queries([query.text])[0]
     except EmbeddingError as exc:
-        if query.mode == "semantic":
-            raise SearchUnavailable(str(exc)) from exc
+        if query.mode == "semantic":  # a 503 to come back after (hybrid goes on by keywords)
+            raise provider_failed("semantic search", exc) from None
         return None
 
 

@@ -250,4 +250,4 @@ class HealthView(SiteHealthView):
     provider this app runs."""
 
     def services(self, database: str) -> dict[str, str]:
-        return {**super().services(database), "embeddings": get_provider().describe()}
+        return {**super().services(database), "embeddings": get_provider().describe(public=True)}

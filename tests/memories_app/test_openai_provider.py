@@ -147,3 +147,36 @@ def test_a_model_change_makes_vectors_stale_and_reembed_refreshes_them(client, o
     assert Memory.objects.get(pk=made.json()["id"]).embedding_model == "openai:nomic-embed-text"
     call_command("reembed", stdout=StringIO())
     assert Memory.objects.get(pk=made.json()["id"]).embedding_model == "openai:another-model"
+
+
+def test_a_failing_provider_tells_clients_nothing_of_its_address(client, openai_settings,
+                                                                 caplog):
+    """The provider's internal address was in semantic search's 422, in a write's status
+    and webhook (the error stored), and in the unauthenticated health check."""
+    address = openai_settings.MEMORYRELAY_EMBEDDINGS_URL.removeprefix("http://")
+    assert address not in client.get("/v1/health").json()["services"]["embeddings"]
+    FakeEmbeddings.mode = "error"
+    with pytest.raises(EmbeddingError) as failed:
+        get_provider().embed(["x"])
+    assert address not in str(failed.value) and "500" in str(failed.value)
+    with caplog.at_level("WARNING", logger="memoryrelay.embeddings"):
+        response = client.post("/v1/memories/search",
+                               {"query": "Friday", "search_mode": "semantic"}, format="json")
+    assert response.status_code == 503 and response["Retry-After"].isdigit()
+    assert address not in response.content.decode()
+    assert "try again" in response.json()["message"]
+    assert any(address in r.getMessage() for r in caplog.records)  # the operator's
+    hybrid = client.post("/v1/memories/search", {"query": "Friday"}, format="json")
+    assert hybrid.status_code == 200  # keywords answer alone
+
+
+def test_semantic_search_without_a_provider_is_still_a_422_on_search_mode(client, settings):
+    settings.MEMORYRELAY_EMBEDDINGS = "none"
+    get_provider.cache_clear()
+    try:
+        response = client.post("/v1/memories/search",
+                               {"query": "Friday", "search_mode": "semantic"}, format="json")
+        assert response.status_code == 422
+        assert response.json()["details"][0]["field"] == "search_mode"
+    finally:
+        get_provider.cache_clear()
