@@ -7,7 +7,10 @@ PostgreSQL connection class lives in :mod:`memoryrelay_site.pg`.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -186,3 +189,41 @@ def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
     if row is None:
         raise missing
     return row
+
+
+
+logger = logging.getLogger("memoryrelay.db")
+_kept_private: set[str] = set()
+
+
+def keep_sqlite_private(sender=None, *, connection, **kwargs) -> None:
+    """On each new connection (``connection_created``): :func:`keep_private` on the
+    SQLite file; new when it is the server's database and was missing at start."""
+    from django.conf import settings
+
+    if connection.vendor != "sqlite" or connection.is_in_memory_db():
+        return
+    path = str(connection.settings_dict["NAME"])
+    keep_private(path, new=path == settings.SQLITE_PATH
+                 and not settings.SQLITE_EXISTED_AT_START)
+
+
+def keep_private(path: str, *, new: bool) -> None:
+    """Takes others' access from the SQLite file ``path`` and its ``-wal`` and ``-shm``
+    (they hold every memory, the admin's sessions and password hashes), and the group's
+    too when ``new`` (the database did not exist when this process started: umask 022
+    made it 0644). Once per path and process. A file this process may not change is left
+    as it is, and said in the log."""
+    if path in _kept_private:
+        return
+    _kept_private.add(path)
+    strip = 0o077 if new else 0o007
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & strip:
+                os.chmod(name, mode & ~strip)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            logger.warning("could not take others' access from %s: %s", name, exc)

@@ -158,6 +158,8 @@ TEMPLATES = [
 
 # --- Database: SQLite file in the project folder unless DATABASE_URL says otherwise.
 SQLITE_PATH = os.environ.get("MEMORYRELAY_SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
+# A database this process creates is made readable by its owner only (db.keep_private).
+SQLITE_EXISTED_AT_START = os.path.exists(SQLITE_PATH)
 DATABASES = {  # an empty DATABASE_URL counts as unset
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}", conn_max_age=0
