@@ -59,7 +59,10 @@ def outbound_refusal(url: str, *, name: str, allow_local: bool) -> str | None:
 # name with one) and the IPv4-compatible form, each judged by the IPv4 address it carries;
 # 6to4 (2002::/16) by the one it routes to. Local-use NAT64, Teredo and the old site-local
 # range are refused whole.
-_CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+# NAT64, IPv4-compatible and IPv4-translated (SIIT, ::ffff:0:a.b.c.d) addresses: judged by
+# the IPv4 address they carry.
+_CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"),
+               ipaddress.ip_network("::ffff:0:0:0/96"))
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 

@@ -75,6 +75,8 @@ def test_a_whole_body_and_one_past_the_limit_are_told_apart(raw_http_server):
     "64:ff9b:1::1",  # local-use NAT64
     "2002:7f00:1::",  # 6to4 of 127.0.0.1
     "::a00:1",  # IPv4-compatible 10.0.0.1
+    "::ffff:0:7f00:1",  # IPv4-translated (SIIT) 127.0.0.1
+    "::ffff:0:a9fe:a9fe",  # IPv4-translated 169.254.169.254
     "fec0::1",  # site-local
     "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
 ])
