@@ -1,4 +1,5 @@
-"""Request ids, body-size limits and the error body for everything outside DRF."""
+"""Request ids, body-size limits, the error body for everything outside DRF, and no cache
+keeping the API's answers."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
 
 from .errors import error_json_response, exception_response
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _HTML_PREFIXES = ("/admin/", "/docs")
+_API_PREFIXES = ("/v1/", "/v2/")
 
 
 class RequestIdMiddleware:
@@ -25,6 +28,13 @@ class RequestIdMiddleware:
         request.request_id = incoming if _CLIENT_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        if request.path.startswith(_API_PREFIXES):
+            # An account's data, chosen by the key a header carries: no cache keeps it, and
+            # one that does tells keys apart (X-API-Key is not Authorization, which shared
+            # caches already never store).
+            if "Cache-Control" not in response:
+                response["Cache-Control"] = "no-store"
+            patch_vary_headers(response, ("Authorization", "X-API-Key"))
         return response
 
 

@@ -101,6 +101,14 @@ ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",
 CSRF_TRUSTED_ORIGINS = [
     o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
 ]
+# Served to browsers over https through a proxy that ends TLS and sets X-Forwarded-Proto:
+# the admin's cookies then travel over https only, and its CSRF check sees the scheme the
+# browser used. Only where the server is reachable through that proxy alone (the header
+# is believed).
+MEMORYRELAY_HTTPS = env_bool("MEMORYRELAY_HTTPS", False)
+if MEMORYRELAY_HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -313,3 +313,11 @@ def test_timestamps_are_iso_8601_with_four_year_digits_in_every_year(client, ses
     for body in (client.get(f"/v1/sessions/{session.pk}").json(),
                  client.get("/v1/sessions").json()["data"][0]):
         assert body["created_at"] == f"{shown}-06-01T08:05:09Z"
+
+
+def test_api_answers_are_kept_by_no_cache_and_vary_by_key(client, anon, db):
+    for response in (client.get("/v1/memories"), client.get("/v1/agents/nobody"),
+                     anon.get("/v1/health"), anon.get("/v1/memories")):
+        assert response["Cache-Control"] == "no-store"
+        vary = {v.strip().lower() for v in response["Vary"].split(",")}
+        assert {"authorization", "x-api-key"} <= vary

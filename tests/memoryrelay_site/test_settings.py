@@ -118,3 +118,22 @@ def test_an_outside_services_url_holding_credentials_is_refused_without_echoing_
     assert done.returncode != 0
     assert f"{name} must not hold credentials" in done.stderr
     assert "EMBPASSWORD123" not in done.stderr and "embuser" not in done.stderr
+
+
+ADMIN_COOKIES = (
+    "import django; django.setup(); from django.test import Client; "
+    "r = Client().get('/admin/login/', HTTP_X_FORWARDED_PROTO='https'); "
+    "print(r.wsgi_request.is_secure(), bool(r.cookies['csrftoken']['secure']))"
+)
+
+
+@pytest.mark.parametrize(("https", "expected"), [(None, ["False", "False"]),
+                                                 ("1", ["True", "True"])])
+def test_behind_an_https_proxy_the_admins_cookies_travel_over_https_only(https, expected):
+    env = {k: v for k, v in os.environ.items() if k != "MEMORYRELAY_HTTPS"}
+    env["DJANGO_SETTINGS_MODULE"] = "memoryrelay_site.settings"
+    if https is not None:
+        env["MEMORYRELAY_HTTPS"] = https
+    out = subprocess.run([sys.executable, "-c", ADMIN_COOKIES], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == expected
