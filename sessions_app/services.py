@@ -153,7 +153,8 @@ def agent_update(*, agent: Agent, changes: dict[str, Any]) -> Agent:
 def agent_delete(*, agent: Agent, at: datetime | None = None) -> Agent:
     """Soft-deletes the agent with its sessions and memories, all stamped with one time,
     but for the sessions other agents wrote into (a conversation shared through an
-    external_id): those stay for them, without this agent's memories. Writes racing it land
+    external_id): those stay for them, without this agent's memories and with no owner
+    (``agent_id`` null). Writes racing it land
     first (and are deleted here, or keep a shared session) or are refused."""
     at = at or timezone.now()
     with transaction.atomic():
@@ -167,6 +168,9 @@ def agent_delete(*, agent: Agent, at: datetime | None = None) -> Agent:
                      .exclude(agent_id=row.pk).values_list("session_id", flat=True))
         Session.objects.filter(pk__in=[pk for pk in owned if pk not in shared]).update(
             deleted_at=at, updated_at=at)
+        # The shared ones are the others' now: owned by no agent, rather than naming one
+        # that no read shows (a choice among the others would race their own deletes).
+        Session.objects.filter(pk__in=shared).update(agent=None, updated_at=at)
         row.memories.filter(deleted_at__isnull=True).update(deleted_at=at, updated_at=at)
         row.deleted_at = at
         row.save(update_fields=["deleted_at", "updated_at"])

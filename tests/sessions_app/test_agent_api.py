@@ -133,8 +133,12 @@ def test_deleting_an_agent_keeps_the_sessions_other_agents_wrote_into(client):
     mine = write("opener", shared, "opener's note")
     theirs = write("helper", shared, "helper's note")
     write("opener", alone, "only mine")
+    opener = client.get("/v1/agents/opener").json()["id"]
     assert client.delete("/v1/agents/opener").status_code == 200
-    assert client.get(f"/v1/sessions/{shared}").status_code == 200
+    kept = client.get(f"/v1/sessions/{shared}")
+    assert kept.status_code == 200 and kept.json()["agent_id"] is None  # no deleted owner
+    assert client.get("/v1/sessions", {"agent_id": opener}).json()["total_count"] == 0
+    assert [s["id"] for s in client.get("/v1/sessions").json()["data"]] == [shared]
     assert_error(client.get(f"/v1/sessions/{alone}"), 404, "not_found")
     assert_error(client.get(f"/v1/memories/{mine}"), 404, "not_found")
     assert client.get(f"/v1/memories/{theirs}").status_code == 200
