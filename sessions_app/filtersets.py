@@ -7,14 +7,16 @@ from django.db.models import Q
 
 from memoryrelay_site.serializers import is_uuid
 
-from .models import Agent, Session, SessionStatus
+from .models import Session, SessionStatus
 
 
 def filter_by_agent_ref(queryset, name: str, value: str):
-    """``agent_id`` may be the agent's UUID or its name; an unknown one matches nothing."""
-    agent_match = Q(name=value) | Q(pk=value) if is_uuid(value) else Q(name=value)
-    agents = Agent.objects.filter(agent_match, deleted_at__isnull=True)
-    return queryset.filter(agent__in=agents)
+    """``agent_id`` may be the agent's UUID or its name; an unknown one matches nothing.
+    A join to the rows' own agents, so the lookup stays within the caller's account (a
+    subquery on names would read every account's agents of that name)."""
+    agent_match = (Q(agent__name=value) | Q(agent_id=value) if is_uuid(value)
+                   else Q(agent__name=value))
+    return queryset.filter(agent_match, agent__deleted_at__isnull=True)
 
 
 class SessionFilterSet(django_filters.FilterSet):

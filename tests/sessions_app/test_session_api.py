@@ -283,6 +283,21 @@ def test_list_filters_by_project_status_and_agent_uuid_or_name(client, account, 
     assert client.get("/v1/sessions?project=p1").json()["total_count"] == 2
 
 
+def test_the_agent_filter_reads_the_rows_own_agents_not_every_accounts_by_name(
+        client, account, agent):
+    """A subquery on the name read the agents of that name in every account."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Session.objects.create(account=account, agent=agent)
+    for path in ("/v1/sessions", "/v1/memories"):
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(path, {"agent_id": "my-assistant"}).status_code == 200
+        reads = [q["sql"] for q in captured.captured_queries
+                 if '"sessions_app_agent"."name"' in q["sql"]]
+        assert reads and not any("IN (SELECT" in sql.upper() for sql in reads)
+
+
 def test_list_never_shows_another_accounts_or_deleted_sessions(client, account, other_account):
     mine = Session.objects.create(account=account)
     Session.objects.create(account=account, deleted_at=timezone.now())
