@@ -50,13 +50,17 @@ class ScopePermission(permissions.IsAuthenticated):
         if getattr(key, "allows", None) is None or not _served(request, view):
             return True
         scope = needed_scope(request, view)
-        if key.allows(scope):
+        if scope == ANY_SCOPE or key.allows(scope):
             return True
         if request.method == request._request.method:  # not OPTIONS' probe of a method
             view.check_throttles(request)
         raise exceptions.PermissionDenied(
             f"This API key lacks the {scope!r} scope this request needs (its scopes: "
             f"{', '.join(key.scopes) or 'none'})")
+
+
+# A view's ``key_scope`` for what every valid key may ask, whatever its scopes (its quota).
+ANY_SCOPE = "any"
 
 
 def needed_scope(request, view) -> str:

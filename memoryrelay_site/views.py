@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import ratelimit
+from .auth import ANY_SCOPE
 from .db import consistent_read
 from .deadlines import within
 from .errors import NotFound, error_json_response, exception_response
@@ -183,6 +184,7 @@ class QuotaView(APIView):
     down: requests are then served unlimited)."""
 
     rate_limit_cost = 0
+    key_scope = ANY_SCOPE  # any key may ask about its own window, a write-only one too
 
     @extend_schema(responses=inline_serializer("Quota", {
         "used": serializers.IntegerField(allow_null=True),
