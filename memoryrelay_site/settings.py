@@ -25,9 +25,50 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """A whole number of at least ``minimum`` (unset or empty: ``default``); anything else
+    stops the server at start with an error that names the setting."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    """A finite number (of seconds, mostly) of at least ``minimum``, as :func:`env_int`."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}")
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, got {number:g}")
+    return number
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (unset or empty: ``default``): a misspelt one stops the server
+    at start rather than silently running otherwise."""
+    value = os.environ.get(name, "").strip() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def env_list(name: str, default: str) -> list[str]:
+    """A comma-separated list, each item stripped (unset or empty: ``default``)."""
+    raw = os.environ.get(name, "").strip() or default
+    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def env_endpoint(name: str, default: str = "") -> str:
@@ -51,9 +92,21 @@ def install_secret(path: Path) -> str:
     random the first time. Processes starting together agree: the file appears whole, by a
     link of a finished one, and the first link wins."""
     try:
-        return path.read_text().strip()
+        kept = path.read_text().strip()
     except FileNotFoundError:
         pass
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(
+            f"no DJANGO_SECRET_KEY is set and this install's key file {path} cannot be read "
+            f"({getattr(exc, 'strerror', None) or exc}): set DJANGO_SECRET_KEY, or "
+            "MEMORYRELAY_SECRET_KEY_FILE to a readable file") from None
+    else:
+        if not kept:
+            raise ImproperlyConfigured(
+                f"this install's key file {path} is empty: restore it from a backup, or "
+                "delete it for a new key (accounts' webhook secrets then change, and "
+                "stored provider keys must be given again), or set DJANGO_SECRET_KEY")
+        return kept
     import secrets
     import tempfile
 
@@ -87,7 +140,7 @@ def install_secret(path: Path) -> str:
 # Django signs with it, and the server's secrets derive from it (accounts' webhook secrets;
 # the encryption of their provider keys unless MEMORYRELAY_ENCRYPTION_KEY is set). Several
 # machines serving one database must share it: set DJANGO_SECRET_KEY on each.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip()
 if not SECRET_KEY and ENVIRONMENT == "production":
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_ENV=production")
 SECRET_KEY_FILE = Path(os.environ.get("MEMORYRELAY_SECRET_KEY_FILE") or BASE_DIR / ".secret_key")
@@ -97,10 +150,8 @@ SECRET_KEY = SECRET_KEY or install_secret(SECRET_KEY_FILE)
 # encrypted with it (entities_app 0008).
 LEGACY_SECRET_KEY = "dev-insecure-memoryrelay-secret-key-change-me"
 
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [
-    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
-]
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "*")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 # Served to browsers over https through a proxy that ends TLS and sets X-Forwarded-Proto:
 # the admin's cookies then travel over https only, and its CSRF check sees the scheme the
 # browser used. Only where the server is reachable through that proxy alone (the header
@@ -165,7 +216,8 @@ TEMPLATES = [
 ]
 
 # --- Database: SQLite file in the project folder unless DATABASE_URL says otherwise.
-SQLITE_PATH = os.environ.get("MEMORYRELAY_SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
+# (An empty value counts as unset: "sqlite:///" would be a database in memory, gone at exit.)
+SQLITE_PATH = os.environ.get("MEMORYRELAY_SQLITE_PATH", "").strip() or str(BASE_DIR / "db.sqlite3")
 # A database this process creates is made readable by its owner only (db.keep_private).
 SQLITE_EXISTED_AT_START = os.path.exists(SQLITE_PATH)
 DATABASES = {  # an empty DATABASE_URL counts as unset
@@ -179,6 +231,11 @@ if not os.environ.get("DATABASE_URL") and not _SQLITE_FOLDER.is_dir():
     raise ImproperlyConfigured(
         f"the SQLite database's folder {_SQLITE_FOLDER} does not exist: "
         "create it, or set MEMORYRELAY_SQLITE_PATH (or DATABASE_URL for PostgreSQL)")
+if (not os.environ.get("DATABASE_URL") and not os.path.exists(SQLITE_PATH)
+        and not os.access(_SQLITE_FOLDER, os.W_OK | os.X_OK)):
+    raise ImproperlyConfigured(
+        f"the SQLite database {SQLITE_PATH} does not exist and its folder is not writable: "
+        "set MEMORYRELAY_SQLITE_PATH to a writable place (or DATABASE_URL for PostgreSQL)")
 # Database trouble is a quick 503 (memoryrelay_site/db.py), never a hang: every wait on the
 # database is bounded. Management commands (migrate, export, import) may run long
 # statements and get no statement or client-side timeout.
@@ -190,10 +247,10 @@ MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS = 0 if _COMMAND else env_int(
     "MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS", 30000)
 MEMORYRELAY_DB_LOCK_TIMEOUT = env_int("MEMORYRELAY_DB_LOCK_TIMEOUT", 5)  # s, SQLite
 MEMORYRELAY_DB_POOL = env_bool("MEMORYRELAY_DB_POOL", True)  # PostgreSQL
-MEMORYRELAY_DB_POOL_MAX_SIZE = env_int("MEMORYRELAY_DB_POOL_MAX_SIZE", 10)
-MEMORYRELAY_DB_POOL_TIMEOUT = env_int("MEMORYRELAY_DB_POOL_TIMEOUT", 2)  # s
+MEMORYRELAY_DB_POOL_MAX_SIZE = env_int("MEMORYRELAY_DB_POOL_MAX_SIZE", 10, minimum=1)
+MEMORYRELAY_DB_POOL_TIMEOUT = env_int("MEMORYRELAY_DB_POOL_TIMEOUT", 2, minimum=1)  # s
 MEMORYRELAY_DB_RETRY_AFTER = env_int("MEMORYRELAY_DB_RETRY_AFTER", 2)  # s, on every 503
-MEMORYRELAY_HEALTH_TIMEOUT = env_int("MEMORYRELAY_HEALTH_TIMEOUT", 2)  # s
+MEMORYRELAY_HEALTH_TIMEOUT = env_int("MEMORYRELAY_HEALTH_TIMEOUT", 2, minimum=1)  # s
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers queue for the lock up front instead of failing mid-transaction; a writer
@@ -208,13 +265,18 @@ else:
 
     # The client gives up this long after the server's own statement timeout would have.
     _DEADLINE = MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS / 1000 + MEMORYRELAY_DB_CONNECT_TIMEOUT
+    # What DATABASE_URL's query gives (sslmode, sslrootcert, application_name, options...)
+    # wins over these defaults; its own `options` come after ours, so they win too.
+    _GIVEN = DATABASES["default"].get("OPTIONS", {})
     DATABASES["default"]["OPTIONS"] = {
         "connect_timeout": MEMORYRELAY_DB_CONNECT_TIMEOUT,
-        "options": f"-c statement_timeout={MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS}"
-        f" -c idle_in_transaction_session_timeout={MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS}",
         # A silent network (no RST, no answer) is noticed on idle and on busy connections.
         "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
         "keepalives_count": 3, "tcp_user_timeout": int(_DEADLINE * 1000) if not _COMMAND else 0,
+        **_GIVEN,
+        "options": f"-c statement_timeout={MEMORYRELAY_DB_STATEMENT_TIMEOUT_MS}"
+        f" -c idle_in_transaction_session_timeout={MEMORYRELAY_DB_IDLE_TX_TIMEOUT_MS}"
+        f" {_GIVEN.get('options', '')}".rstrip(),
     }
     if MEMORYRELAY_DB_POOL and not _COMMAND:
         # One pool per process, shared by its request threads (a thread per request under
@@ -222,7 +284,8 @@ else:
         # manage.py commands: a pool that cannot connect says only that it waited, and a
         # command's first connection should say why (refused, no such database or role).
         DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": 2, "max_size": MEMORYRELAY_DB_POOL_MAX_SIZE,
+            "min_size": min(2, MEMORYRELAY_DB_POOL_MAX_SIZE),
+            "max_size": MEMORYRELAY_DB_POOL_MAX_SIZE,
             "timeout": MEMORYRELAY_DB_POOL_TIMEOUT,
             # Give up a failed reconnection soon, so the next request tries afresh and a
             # restarted database is used at once, not after an exponential back-off.
@@ -255,7 +318,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True  # serve assets even before collectstatic has run
 
 # --- Request limits (API.md §1): bodies over this are 413.
-MEMORYRELAY_MAX_BODY_BYTES = env_int("MEMORYRELAY_MAX_BODY_BYTES", 1024 * 1024)
+MEMORYRELAY_MAX_BODY_BYTES = env_int("MEMORYRELAY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYRELAY_MAX_BODY_BYTES
 
 # --- Serving (memoryrelay_site/server.py, `make run`). Reading a request costs no thread: a
@@ -263,46 +326,56 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYRELAY_MAX_BODY_BYTES
 # (else 408 and the connection closes); an idle keep-alive connection closes after
 # KEEPALIVE_TIMEOUT; a process holds at most MAX_CONNECTIONS connections (beyond: 503) and
 # runs at most WORKER_THREADS requests at once (`make run THREADS=…`), each in a thread.
-MEMORYRELAY_HEADER_TIMEOUT = float(os.environ.get("MEMORYRELAY_HEADER_TIMEOUT", "10"))
-MEMORYRELAY_BODY_TIMEOUT = float(os.environ.get("MEMORYRELAY_BODY_TIMEOUT", "30"))
-MEMORYRELAY_KEEPALIVE_TIMEOUT = float(os.environ.get("MEMORYRELAY_KEEPALIVE_TIMEOUT", "5"))
-MEMORYRELAY_MAX_CONNECTIONS = env_int("MEMORYRELAY_MAX_CONNECTIONS", 1000)
+MEMORYRELAY_HEADER_TIMEOUT = env_float("MEMORYRELAY_HEADER_TIMEOUT", 10, minimum=0.1)
+MEMORYRELAY_BODY_TIMEOUT = env_float("MEMORYRELAY_BODY_TIMEOUT", 30, minimum=0.1)
+MEMORYRELAY_KEEPALIVE_TIMEOUT = env_float("MEMORYRELAY_KEEPALIVE_TIMEOUT", 5, minimum=0.1)
+MEMORYRELAY_MAX_CONNECTIONS = env_int("MEMORYRELAY_MAX_CONNECTIONS", 1000, minimum=1)
 # A request's headers may take at most this many bytes (request line included) and fields;
 # beyond, 431 and the connection closes (nothing else bounds what a client may send there).
-MEMORYRELAY_MAX_HEADER_BYTES = env_int("MEMORYRELAY_MAX_HEADER_BYTES", 64 * 1024)
-MEMORYRELAY_MAX_HEADER_FIELDS = env_int("MEMORYRELAY_MAX_HEADER_FIELDS", 100)
-MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4)
+MEMORYRELAY_MAX_HEADER_BYTES = env_int("MEMORYRELAY_MAX_HEADER_BYTES", 64 * 1024, minimum=1024)
+MEMORYRELAY_MAX_HEADER_FIELDS = env_int("MEMORYRELAY_MAX_HEADER_FIELDS", 100, minimum=10)
+MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4, minimum=1)
 
 # --- Product settings.
-MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000)
+MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000, minimum=1)
 # A session's summary reads at most this many of its newest live memories (bounded time
 # and memory whatever the session's size; see benchmarks/summarize_scale_bench.py).
-MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 10000)
+MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 10000, minimum=1)
 # Optional LLM summaries (sessions_app/summarizer_llm.py): an OpenAI-compatible chat
 # endpoint, used when the URL and the model are set; the extractive summary is the fallback
 # on any error. `end` with auto_summarize stores the extractive one at once and a task
 # replaces it with the LLM's.
 # Secrets accounts give the server (their own LLM provider keys) are encrypted with this
 # Fernet key; empty: one derived from SECRET_KEY (memoryrelay_site/secrets.py).
-MEMORYRELAY_ENCRYPTION_KEY = os.environ.get("MEMORYRELAY_ENCRYPTION_KEY", "")
+MEMORYRELAY_ENCRYPTION_KEY = os.environ.get("MEMORYRELAY_ENCRYPTION_KEY", "").strip()
+if MEMORYRELAY_ENCRYPTION_KEY:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(MEMORYRELAY_ENCRYPTION_KEY.encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            "MEMORYRELAY_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded "
+            "bytes): python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'") from None
 # Accounts' own extraction keys (entities_app/byok.py): allowed at all; allowed to name
 # local addresses (an Ollama on this machine) and http; seconds per LLM call.
 MEMORYRELAY_BYOK_ENABLED = os.environ.get("MEMORYRELAY_BYOK_ENABLED", "1") in ("1", "true")
 MEMORYRELAY_BYOK_ALLOW_LOCAL = os.environ.get("MEMORYRELAY_BYOK_ALLOW_LOCAL", "") in (
     "1", "true")
-MEMORYRELAY_BYOK_TIMEOUT = float(os.environ.get("MEMORYRELAY_BYOK_TIMEOUT", "20"))
+MEMORYRELAY_BYOK_TIMEOUT = env_float("MEMORYRELAY_BYOK_TIMEOUT", 20, minimum=0.1)
 MEMORYRELAY_SUMMARY_LLM_URL = env_endpoint("MEMORYRELAY_SUMMARY_LLM_URL")
 MEMORYRELAY_SUMMARY_LLM_MODEL = os.environ.get("MEMORYRELAY_SUMMARY_LLM_MODEL", "")
 MEMORYRELAY_SUMMARY_LLM_API_KEY = os.environ.get("MEMORYRELAY_SUMMARY_LLM_API_KEY", "")
-MEMORYRELAY_SUMMARY_LLM_TIMEOUT = float(os.environ.get("MEMORYRELAY_SUMMARY_LLM_TIMEOUT", "30"))
+MEMORYRELAY_SUMMARY_LLM_TIMEOUT = env_float("MEMORYRELAY_SUMMARY_LLM_TIMEOUT", 30, minimum=0.1)
 # Optional LLM judging of a hybrid search's first hits (memories_app/rerank.py): an
 # OpenAI-compatible chat endpoint, used when the URL and the model are set; on any failure
 # the offline ranking is answered as it is. DEPTH: hits shown to it (at least the limit).
 MEMORYRELAY_RERANK_LLM_URL = env_endpoint("MEMORYRELAY_RERANK_LLM_URL")
 MEMORYRELAY_RERANK_LLM_MODEL = os.environ.get("MEMORYRELAY_RERANK_LLM_MODEL", "")
 MEMORYRELAY_RERANK_LLM_API_KEY = os.environ.get("MEMORYRELAY_RERANK_LLM_API_KEY", "")
-MEMORYRELAY_RERANK_LLM_TIMEOUT = float(os.environ.get("MEMORYRELAY_RERANK_LLM_TIMEOUT", "10"))
-MEMORYRELAY_RERANK_DEPTH = env_int("MEMORYRELAY_RERANK_DEPTH", 20)
+MEMORYRELAY_RERANK_LLM_TIMEOUT = env_float("MEMORYRELAY_RERANK_LLM_TIMEOUT", 10, minimum=0.1)
+MEMORYRELAY_RERANK_DEPTH = env_int("MEMORYRELAY_RERANK_DEPTH", 20, minimum=1)
 MEMORYRELAY_INCLUDE_MEMORIES_DEFAULT = 100
 MEMORYRELAY_INCLUDE_MEMORIES_MAX = 1000
 # A session detail stops embedding memories once their content and metadata pass this many
@@ -311,7 +384,7 @@ MEMORYRELAY_INCLUDE_MEMORIES_MAX_BYTES = env_int("MEMORYRELAY_INCLUDE_MEMORIES_M
                                                  1024 * 1024)
 # A batch's memories may need at most this many tokens of the local embedding model (each
 # memory counts at most the model's 256-token window): bounds one request's CPU (413 over it).
-MEMORYRELAY_BATCH_MAX_TOKENS = env_int("MEMORYRELAY_BATCH_MAX_TOKENS", 8192)
+MEMORYRELAY_BATCH_MAX_TOKENS = env_int("MEMORYRELAY_BATCH_MAX_TOKENS", 8192, minimum=256)
 MEMORYRELAY_RETENTION_DAYS = env_int("MEMORYRELAY_RETENTION_DAYS", 30)
 # POST /v1/memories/maintenance demote_cold: days a memory may go neither written nor read
 # (fetched by id, found by a search or a context build) before it drops a tier.
@@ -325,7 +398,10 @@ MEMORYRELAY_RATE_LIMIT_PER_MINUTE = env_int("MEMORYRELAY_RATE_LIMIT_PER_MINUTE",
 # Unrevoked keys an account may hold when it makes one through POST /v1/keys (the
 # command and the admin are the operator's, and are not held to it).
 MEMORYRELAY_MAX_KEYS_PER_ACCOUNT = env_int("MEMORYRELAY_MAX_KEYS_PER_ACCOUNT", 100)
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+    raise ImproperlyConfigured(
+        "REDIS_URL must be a redis://, rediss:// or unix:// URL (redis://127.0.0.1:6379/0)")
 MEMORYRELAY_RATE_LIMIT_PATH = os.environ.get(
     "MEMORYRELAY_RATE_LIMIT_PATH", f"{SQLITE_PATH}-ratelimit")
 MEMORYRELAY_RATE_LIMIT_REDIS_PREFIX = os.environ.get(
@@ -371,6 +447,10 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper() or "INFO"
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured("DJANGO_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, "
+                               f"CRITICAL; got {LOG_LEVEL!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -382,7 +462,7 @@ LOGGING = {
                 "pool_connect_errors": {"()": "memoryrelay_site.logfilters.PoolConnectErrors"}},
     "handlers": {"console": {"class": "logging.StreamHandler",
                              "filters": ["without_traceback", "redact_secrets"]}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Every 5xx is logged once, by "memoryrelay.errors": one line for an unavailable
         # database, one traceback for a bug. django.request would log each a second time
@@ -396,11 +476,12 @@ LOGGING = {
 
 # --- Embeddings (memories_app/embeddings.py): "local" (all-MiniLM-L6-v2, offline),
 # "openai" (any OpenAI-compatible /v1/embeddings endpoint) or "none" (keyword search only).
-MEMORYRELAY_EMBEDDINGS = os.environ.get("MEMORYRELAY_EMBEDDINGS", "local")
+MEMORYRELAY_EMBEDDINGS = env_choice("MEMORYRELAY_EMBEDDINGS", "local",
+                                    ("local", "openai", "none"))
 MEMORYRELAY_EMBEDDINGS_URL = env_endpoint("MEMORYRELAY_EMBEDDINGS_URL", "http://127.0.0.1:11434")
 MEMORYRELAY_EMBEDDINGS_MODEL = os.environ.get("MEMORYRELAY_EMBEDDINGS_MODEL", "all-minilm")
 MEMORYRELAY_EMBEDDINGS_API_KEY = os.environ.get("MEMORYRELAY_EMBEDDINGS_API_KEY", "")
-MEMORYRELAY_EMBEDDINGS_TIMEOUT = float(os.environ.get("MEMORYRELAY_EMBEDDINGS_TIMEOUT", "10"))
+MEMORYRELAY_EMBEDDINGS_TIMEOUT = env_float("MEMORYRELAY_EMBEDDINGS_TIMEOUT", 10, minimum=0.1)
 # The local model's query adapter (memories_app/query_adapter.py): empty for the one
 # shipped, a path to another, or "off".
 MEMORYRELAY_QUERY_ADAPTER = os.environ.get("MEMORYRELAY_QUERY_ADAPTER", "")
@@ -410,30 +491,34 @@ MEMORYRELAY_EMBEDDINGS_DIMENSIONS = env_int("MEMORYRELAY_EMBEDDINGS_DIMENSIONS",
 # backport). "database" (default): tasks are rows of the project's own database and
 # `manage.py task_worker` runs them, no other service. "rq": tasks go to Redis (REDIS_URL)
 # and any number of `manage.py task_worker` processes, on any machines, run them.
-MEMORYRELAY_TASK_BACKEND = os.environ.get("MEMORYRELAY_TASK_BACKEND", "database")
+MEMORYRELAY_TASK_BACKEND = env_choice("MEMORYRELAY_TASK_BACKEND", "database",
+                                      ("database", "rq"))
 MEMORYRELAY_TASK_QUEUE = os.environ.get("MEMORYRELAY_TASK_QUEUE", "default")
 # Attempts of a task before it ends failed; the delay before attempt n+1 is
 # MEMORYRELAY_TASK_BACKOFF * 2**(n-1) seconds (capped at 5 minutes).
-MEMORYRELAY_TASK_MAX_ATTEMPTS = env_int("MEMORYRELAY_TASK_MAX_ATTEMPTS", 5)
-MEMORYRELAY_TASK_BACKOFF = float(os.environ.get("MEMORYRELAY_TASK_BACKOFF", "2"))
+MEMORYRELAY_TASK_MAX_ATTEMPTS = env_int("MEMORYRELAY_TASK_MAX_ATTEMPTS", 5, minimum=1)
+MEMORYRELAY_TASK_BACKOFF = env_float("MEMORYRELAY_TASK_BACKOFF", 2)
 # Work claimed by a worker and unfinished after this many seconds (the worker was killed)
 # is handed out again.
-MEMORYRELAY_TASK_LEASE_SECONDS = float(os.environ.get("MEMORYRELAY_TASK_LEASE_SECONDS", "300"))
+MEMORYRELAY_TASK_LEASE_SECONDS = env_float("MEMORYRELAY_TASK_LEASE_SECONDS", 300, minimum=1)
 # Health says the queue is "stalled" (and the server "degraded") when work has waited this
 # many seconds and no task worker has been seen for three heartbeats.
-MEMORYRELAY_TASK_STALL_SECONDS = float(os.environ.get("MEMORYRELAY_TASK_STALL_SECONDS", "60"))
+MEMORYRELAY_TASK_STALL_SECONDS = env_float("MEMORYRELAY_TASK_STALL_SECONDS", 60)
 # Entity extraction (entities_app/pipeline.py): run after a write commits, by a task, for
 # writes whose auto_extract_entities is true, or null while this is on.
 MEMORYRELAY_AUTO_EXTRACT_ENTITIES = env_bool("MEMORYRELAY_AUTO_EXTRACT_ENTITIES", True)
 # The extractor (entities_app/extraction): "rules" (default), "rules+zeroshot" or "llm"
 # (an OpenAI-compatible chat endpoint at MEMORYRELAY_EXTRACTION_LLM_URL; the rules answer
 # whenever it fails).
-MEMORYRELAY_ENTITY_EXTRACTOR = os.environ.get("MEMORYRELAY_ENTITY_EXTRACTOR", "rules")
+# (entities_app.extraction.EXTRACTORS; a test keeps the two lists one.)
+ENTITY_EXTRACTORS = ("rules", "rules+zeroshot", "spacy", "llm")
+MEMORYRELAY_ENTITY_EXTRACTOR = env_choice("MEMORYRELAY_ENTITY_EXTRACTOR", "rules",
+                                          ENTITY_EXTRACTORS)
 MEMORYRELAY_EXTRACTION_LLM_URL = env_endpoint("MEMORYRELAY_EXTRACTION_LLM_URL")
 MEMORYRELAY_EXTRACTION_LLM_MODEL = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_MODEL", "")
 MEMORYRELAY_EXTRACTION_LLM_API_KEY = os.environ.get("MEMORYRELAY_EXTRACTION_LLM_API_KEY", "")
-MEMORYRELAY_EXTRACTION_LLM_TIMEOUT = float(
-    os.environ.get("MEMORYRELAY_EXTRACTION_LLM_TIMEOUT", "20"))
+MEMORYRELAY_EXTRACTION_LLM_TIMEOUT = env_float("MEMORYRELAY_EXTRACTION_LLM_TIMEOUT", 20,
+                                               minimum=0.1)
 # Tasks are declared on "default" and enqueued on MEMORYRELAY_TASK_QUEUE.
 _TASK_QUEUES = sorted({"default", MEMORYRELAY_TASK_QUEUE})
 TASKS = {
@@ -446,7 +531,7 @@ TASKS = {
 # Webhooks of asynchronous writes (memories_app/webhooks.py): seconds a receiver has to
 # answer; MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL=1 also allows http and loopback, private and
 # link-local addresses (local setups, tests).
-MEMORYRELAY_WEBHOOK_TIMEOUT = float(os.environ.get("MEMORYRELAY_WEBHOOK_TIMEOUT", "5"))
+MEMORYRELAY_WEBHOOK_TIMEOUT = env_float("MEMORYRELAY_WEBHOOK_TIMEOUT", 5, minimum=0.1)
 MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL = os.environ.get("MEMORYRELAY_WEBHOOKS_ALLOW_LOCAL", "") in (
     "1", "true", "yes")
 RQ_QUEUES = {name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600,

@@ -137,3 +137,83 @@ def test_behind_an_https_proxy_the_admins_cookies_travel_over_https_only(https, 
     out = subprocess.run([sys.executable, "-c", ADMIN_COOKIES], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == expected
+
+
+def settings_in(env: dict, code: str = "import django; django.setup()"):
+    full = {k: v for k, v in os.environ.items() if k not in env and k != "DATABASE_URL"}
+    full.update(env, DJANGO_SETTINGS_MODULE="memoryrelay_site.settings")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"MEMORYRELAY_DB_CONNECT_TIMEOUT": "abc"},
+     "MEMORYRELAY_DB_CONNECT_TIMEOUT must be a whole number, got 'abc'"),
+    ({"MEMORYRELAY_MAX_CONNECTIONS": "0"}, "MEMORYRELAY_MAX_CONNECTIONS must be at least 1"),
+    ({"MEMORYRELAY_MAX_BODY_BYTES": "-1"}, "MEMORYRELAY_MAX_BODY_BYTES must be at least"),
+    ({"MEMORYRELAY_HEADER_TIMEOUT": "-1"}, "MEMORYRELAY_HEADER_TIMEOUT must be at least 0.1"),
+    ({"MEMORYRELAY_EMBEDDINGS_TIMEOUT": "nan"}, "MEMORYRELAY_EMBEDDINGS_TIMEOUT must be a number"),
+    ({"MEMORYRELAY_WORKER_THREADS": "abc"}, "MEMORYRELAY_WORKER_THREADS must be a whole number"),
+    ({"MEMORYRELAY_EMBEDDINGS": "Local"}, "MEMORYRELAY_EMBEDDINGS must be one of local, openai"),
+    ({"MEMORYRELAY_ENTITY_EXTRACTOR": "spaCy"}, "MEMORYRELAY_ENTITY_EXTRACTOR must be one of"),
+    ({"MEMORYRELAY_TASK_BACKEND": "foo"}, "MEMORYRELAY_TASK_BACKEND must be one of database, rq"),
+    ({"DJANGO_LOG_LEVEL": "verbose"}, "DJANGO_LOG_LEVEL must be one of DEBUG"),
+    ({"REDIS_URL": "notaurl"}, "REDIS_URL must be a redis://"),
+    ({"MEMORYRELAY_ENCRYPTION_KEY": "notafernetkey"},
+     "MEMORYRELAY_ENCRYPTION_KEY must be a Fernet key"),
+    ({"DJANGO_ENV": "production", "DJANGO_SECRET_KEY": "   "},
+     "DJANGO_SECRET_KEY must be set when DJANGO_ENV=production"),
+])
+def test_a_bad_setting_stops_the_server_at_start_with_one_line_naming_it(env, said):
+    """Each was a traceback naming no setting, or a server that started and then failed
+    every request (a 500 on each call with a malformed REDIS_URL, every request refused
+    with MAX_CONNECTIONS=0), or one that silently ran otherwise (a misspelt choice)."""
+    done = settings_in(env)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: " + said in done.stderr.strip().splitlines()[-1]
+
+
+def test_the_install_key_file_unreadable_or_empty_is_said_at_start(tmp_path):
+    empty = tmp_path / "key"
+    empty.write_text("  \n")
+    for path, said in ((tmp_path, "cannot be read"), (empty, "is empty")):
+        done = settings_in({"DJANGO_SECRET_KEY": "", "MEMORYRELAY_SECRET_KEY_FILE": str(path)})
+        assert done.returncode != 0 and said in done.stderr.strip().splitlines()[-1]
+
+
+def test_empty_and_spaced_values_read_as_an_operator_means_them():
+    done = settings_in(
+        {"MEMORYRELAY_SQLITE_PATH": "", "DJANGO_ALLOWED_HOSTS": " example.com , 127.0.0.1 ",
+         "DJANGO_LOG_LEVEL": "warning", "MEMORYRELAY_EMBEDDINGS": ""},
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['NAME']); print(s.ALLOWED_HOSTS); "
+        "print(s.LOG_LEVEL, s.MEMORYRELAY_EMBEDDINGS)")
+    assert done.returncode == 0, done.stderr
+    name, hosts, rest = done.stdout.splitlines()
+    assert Path(name) == ROOT / "db.sqlite3"  # not a database in memory
+    assert hosts == "['example.com', '127.0.0.1']" and rest == "WARNING local"
+
+
+def test_the_database_urls_own_options_are_kept_and_win():
+    """sslmode (and every other query parameter) was dropped: a URL asking for TLS got a
+    plain connection."""
+    done = settings_in(
+        {"DATABASE_URL": "postgres://u@db.example.com:5432/m?sslmode=verify-full"
+                         "&sslrootcert=/ca.pem&options=-c%20statement_timeout%3D900",
+         "MEMORYRELAY_DB_POOL_MAX_SIZE": "1"},
+        "import django; django.setup(); from django.conf import settings as s; "
+        "o = s.DATABASES['default']['OPTIONS']; print(o['sslmode'], o['sslrootcert']); "
+        "print(o['options']); print(o['pool']['min_size'], o['pool']['max_size'])")
+    assert done.returncode == 0, done.stderr
+    ssl, options, pool = done.stdout.splitlines()
+    assert ssl == "verify-full /ca.pem" and pool == "1 1"
+    assert options.startswith("-c statement_timeout=5000")
+    assert options.endswith(" -c statement_timeout=900")  # the URL's, last, wins
+
+
+def test_the_entity_extractor_choices_are_the_extraction_packages():
+    from django.conf import settings
+
+    from entities_app.extraction import EXTRACTORS
+
+    assert tuple(settings.ENTITY_EXTRACTORS) == tuple(EXTRACTORS)
