@@ -9,7 +9,7 @@ THREADS ?= 4
 STAMP  := $(VENV)/.installed
 MODEL_VERSION := 0.1.0
 
-.PHONY: run test test-postgres check-migrations lint venv migrate bench clean
+.PHONY: run serving-settings test test-postgres check-migrations lint venv migrate bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -26,13 +26,18 @@ migrate: $(STAMP)
 
 # The web server and, beside it, one task worker (it stops with make: Ctrl-C stops both).
 # With several machines, run the worker on its own: `manage.py task_worker`.
-run: migrate
+run: serving-settings migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_local_key --host $(HOST) --port $(PORT)
 	$(BIN)/python manage.py task_worker --stop-with $$PPID &
 	$(BIN)/gunicorn memoryrelay_site.asgi:application --bind $(HOST):$(PORT) \
 		--worker-class memoryrelay_site.server.Worker --workers $(WORKERS) \
-		--env MEMORYRELAY_WORKER_THREADS=$(THREADS) --access-logfile - --graceful-timeout 10
+		--env MEMORYRELAY_WORKER_THREADS=$(THREADS) --access-logfile - --graceful-timeout 10 \
+		--no-control-socket
+
+# Said before anything is set up (gunicorn with no workers listens and answers nobody).
+serving-settings:
+	@case "$(WORKERS)" in ''|*[!0-9]*|0) echo "WORKERS must be a whole number of at least 1, got '$(WORKERS)'" >&2; exit 2;; esac
 
 # MEMORYRELAY_REQUIRE_MODEL: the local embedding model is installed here, so its tests run.
 test: $(STAMP)

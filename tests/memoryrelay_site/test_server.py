@@ -34,8 +34,17 @@ def run_command(port: int) -> list[str]:
     ).stdout
     recipe = re.sub(r"\\\n\s*", " ", dry)
     line = next(line for line in recipe.splitlines() if "/gunicorn " in line)
-    # Several gunicorns may run on this machine: keep this one off the shared control socket.
-    return [*shlex.split(line), "--no-control-socket"]
+    return shlex.split(line)
+
+
+def test_make_run_keeps_off_gunicorns_shared_control_socket_and_refuses_no_workers():
+    """Every `make run` shared ~/.gunicorn/gunicorn.ctl: stopping one removed the others'.
+    With WORKERS=0 gunicorn listened and answered nobody, logging nothing."""
+    assert "--no-control-socket" in run_command(free_port())
+    done = subprocess.run(["make", "-s", "run", "WORKERS=0"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode != 0
+    assert "WORKERS must be a whole number of at least 1, got '0'" in done.stderr
 
 
 def free_port() -> int:
