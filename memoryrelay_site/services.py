@@ -119,9 +119,10 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
 
 
 def api_key_find(*, ref: str) -> ApiKey:
-    """The one key that ``ref`` names: its id, the whole raw key, or the start of its visible
-    prefix (``mem_prod_Ab3``). Unrevoked keys are preferred, so an old revoked key never makes
-    a live one ambiguous. Unknown is :class:`NotFound`; several is :class:`AmbiguousApiKey`."""
+    """The one key that ``ref`` names: its id, the whole raw key, or its whole visible prefix
+    (``mem_prod_Ab3``; less, "mem_prod_" or "m", named every key of a one-key install).
+    Unrevoked keys are preferred, so an old revoked key never makes a live one ambiguous.
+    Unknown is :class:`NotFound`; several is :class:`AmbiguousApiKey`."""
     ref = ref.strip()
     if not ref:
         raise NotFound("No API key matches an empty prefix")
@@ -129,8 +130,12 @@ def api_key_find(*, ref: str) -> ApiKey:
         candidates = ApiKey.objects.filter(pk=ref)
     elif len(ref) > VISIBLE_CHARS:
         candidates = ApiKey.objects.filter(key_hash=hash_key(ref))
+    elif len(ref) < VISIBLE_CHARS:
+        raise NotFound(f"No API key is named by {ref!r}: name one by its whole visible prefix "
+                       f"({VISIBLE_CHARS} characters, as {KEY_PREFIX}Ab3), its id, or the "
+                       "whole key")
     else:
-        candidates = ApiKey.objects.filter(prefix__startswith=ref)
+        candidates = ApiKey.objects.filter(prefix=ref)
     candidates = candidates.select_related("user").order_by("-created_at")
     matches = list(candidates.active()[:20]) or list(candidates[:20])
     if not matches and len(ref) > VISIBLE_CHARS and not _is_uuid(ref):

@@ -165,7 +165,7 @@ def test_revoke_api_key_with_an_ambiguous_prefix_changes_nothing_and_lists_the_m
     keys = [api_key_create(user=account, name=f"k{i}")[0] for i in range(2)]
     ApiKey.objects.update(prefix="mem_prod_Ab3")
     with pytest.raises(CommandError, match="2 keys match") as refused:
-        run("revoke_api_key", "mem_prod_Ab")
+        run("revoke_api_key", "mem_prod_Ab3")
     assert all(str(k.pk) in str(refused.value) for k in keys)
     assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
 
@@ -183,6 +183,15 @@ def test_a_revoked_old_key_does_not_make_a_live_one_ambiguous(account):
 def test_revoke_api_key_with_an_unknown_prefix_is_an_error(account, api_key, ref):
     ApiKey.objects.update(prefix="mem_prod_Ab3")
     with pytest.raises(CommandError, match="No API key matches"):
+        run("revoke_api_key", ref)
+    assert ApiKey.objects.get().revoked_at is None
+
+
+@pytest.mark.parametrize("ref", ["m", "mem_prod_", "mem_prod_Ab"])
+def test_a_reference_shorter_than_the_visible_prefix_names_no_key(account, api_key, ref):
+    """"mem_prod_" (or "m") revoked the one key of a local install, unasked."""
+    ApiKey.objects.update(prefix="mem_prod_Ab3")
+    with pytest.raises(CommandError, match="whole visible prefix"):
         run("revoke_api_key", ref)
     assert ApiKey.objects.get().revoked_at is None
 

@@ -24,7 +24,7 @@ def database_for(url: str | None) -> list[str]:
         env["DATABASE_URL"] = url
     out = subprocess.run([sys.executable, "-c", PRINT_DATABASE], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
-    return out.split()
+    return out.strip().split(" ", 1)  # the path may hold spaces
 
 
 @pytest.mark.parametrize("url", [None, ""])
