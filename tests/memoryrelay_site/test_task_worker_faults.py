@@ -318,22 +318,3 @@ def test_a_sweep_during_an_outage_logs_one_line_per_round(monkeypatch, caplog):
         assert tasks.tasks_sweep(lease_seconds=60) == 0
     assert [(r.getMessage(), r.exc_info) for r in caplog.records] == [
         ("task sweep failed: database unreachable (unable to open database file)", None)]
-
-
-def test_a_worker_on_an_unmigrated_database_says_so_and_stops(tmp_path):
-    """It treated the missing tables as an outage: a traceback every round, for ever."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = {k: v for k, v in os.environ.items()
-           if k != "DATABASE_URL" and not k.startswith("MEMORYRELAY_DB_")}
-    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings", PYTHONWARNINGS="ignore",
-               MEMORYRELAY_SQLITE_PATH=str(tmp_path / "new.sqlite3"))
-    done = subprocess.run([sys.executable, "manage.py", "task_worker", "--burst"],
-                          cwd=Path(__file__).resolve().parents[2], env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0
-    assert "run `manage.py migrate` first" in done.stderr
-    assert "Traceback" not in done.stderr, done.stderr

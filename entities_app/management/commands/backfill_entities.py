@@ -1,11 +1,12 @@
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from entities_app import pipeline
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.progress import Progress
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Extract the entities of live memories that were never processed (written before "
         "extraction existed, or with auto_extract_entities off): queued for the task "

@@ -1,11 +1,12 @@
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from entities_app import graph
+from memoryrelay_site.commands import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Recompute the entity co-occurrence table (what the relationships and neighborhood "
         "endpoints read) from the links. Database triggers keep it exact; this is for links "

@@ -2,14 +2,15 @@ import os
 import sys
 import tempfile
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from knowledge_app.backup import account_export
 from knowledge_app.backup.kinds import KINDS
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.errors import ServiceError
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Write one account (--account USERNAME) or all of them, with their agents, sessions, "
         "projects and their relationships, memories, decisions, patterns and adoptions, and "

@@ -2,15 +2,16 @@ import shutil
 import sys
 import tempfile
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from knowledge_app.backup import backup_import
 from knowledge_app.backup.kinds import KINDS
 from memories_app.embeddings import get_provider
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.errors import ServiceError
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Restore a file written by `manage.py export` (- reads standard input). Every line "
         "is checked first; then all of it is written in one transaction, or nothing. Rows "
@@ -44,7 +45,10 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc}") from None
         except ServiceError as exc:
-            raise CommandError(f"{exc.message}. Nothing was imported.") from None
+            said = exc.message.rstrip(". ")
+            if "nothing was imported" not in said.lower():
+                said += ". Nothing was imported"
+            raise CommandError(f"{said}.") from None
         self.stdout.write(self._summary(report))
 
     def _open(self, path):

@@ -2,12 +2,13 @@ from collections import Counter
 
 from django.apps import apps
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from entities_app.services import entities_purge_deleted
 from knowledge_app.services import knowledge_purge_deleted
 from memories_app.services import purge_deleted
+from memoryrelay_site.commands import DatabaseCommand
 
 MAX_DAYS = 36_500  # a century: further back than any row, and within what dates can hold
 
@@ -19,7 +20,7 @@ def days(value: str) -> int:
     return number
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     """Lives in the highest app, which may import every app's purge service: decisions and
     patterns first, then entities (with their links), then memories, sessions and agents."""
 

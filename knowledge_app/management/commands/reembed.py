@@ -1,12 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from knowledge_app.services import knowledge_reembed
 from memories_app.embeddings import get_provider
 from memories_app.services import memories_reembed
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.progress import Progress
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     """Lives in the highest app, which may import every app's re-embedding service."""
 
     help = (

@@ -2,12 +2,13 @@
 webhooks (memories_app.webhooks: X-MemoryRelay-Signature, HMAC-SHA256)."""
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from memories_app.webhooks import webhook_secret
+from memoryrelay_site.commands import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Print the secret that signs an account's webhooks."
 
     def add_arguments(self, parser):

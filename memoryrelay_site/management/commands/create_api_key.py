@@ -2,16 +2,17 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.models import SCOPES, ApiKey
 from memoryrelay_site.services import account_key_create
 
 MAX_EXPIRES_DAYS = 36_500  # a hundred years: past it, dates overflow
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Create an API key for an account (a Django user, created if needed). "
         "The raw key is printed alone on the last line; it is not stored and cannot be shown again."

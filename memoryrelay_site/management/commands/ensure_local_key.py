@@ -1,12 +1,12 @@
-from django.core.management.base import BaseCommand
 
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.models import ApiKey
 from memoryrelay_site.services import account_key_create
 
 LOCAL_ACCOUNT = "local"
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "On a database with no API key at all, create a local account and a key and print "
         "it with a ready curl line. Does nothing once any key exists."

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.errors import ServiceError
 from memoryrelay_site.services import api_key_find, api_key_revoke
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Revoke one API key, named by the start of its visible prefix (mem_prod_Ab3, as the "
         "admin lists it), its id, or the whole key. It is refused at once (401). An unknown or "

@@ -18,18 +18,18 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from memoryrelay_site import db, tasks
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.models import TaskWorker
 
 logger = logging.getLogger("memoryrelay.tasks")
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Run queued tasks (the embedded database queue, or RQ workers with Redis)."
 
     def add_arguments(self, parser):
@@ -42,7 +42,6 @@ class Command(BaseCommand):
 
     def handle(self, *, burst, interval, stop_with, verbosity, **options):
         logging.getLogger("memoryrelay.tasks").setLevel(logging.INFO)
-        _refuse_an_unmigrated_database()
         lease = settings.MEMORYRELAY_TASK_LEASE_SECONDS
         worker_id = f"{os.uname().nodename[:20]}-{os.getpid()}-{get_random_string(8)}"
         self.stdout.write(f"task worker {worker_id}: backend {tasks.backend_name()}, "
@@ -139,26 +138,6 @@ class Command(BaseCommand):
                              keep_going=lambda: not burst, wait=_wait_unless_stopped,
                              stopping=stopping):
             self.stdout.write("task worker stopped")
-
-
-def _refuse_an_unmigrated_database() -> None:
-    """A worker started on a database that migrations have not reached (a new install, an
-    upgrade not yet migrated) failed every round on a missing table or column, with a
-    traceback each time; it says so at once instead. A database out of reach now is left
-    to the worker's own waiting."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    try:
-        executor = MigrationExecutor(connection)
-        unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    except DatabaseError:
-        return
-    finally:
-        close_old_connections()
-    if unapplied:
-        raise CommandError(f"the database lacks {len(unapplied)} migration(s): run "
-                           "`manage.py migrate` first (`make run` does)")
 
 
 def _keep_working(work, *, failure, what: str, keep_going, wait,

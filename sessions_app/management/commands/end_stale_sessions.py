@@ -1,12 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.progress import Progress
 from sessions_app.services import sessions_end_stale
 
 MAX_IDLE_HOURS = 24 * 36_500.0  # a century
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "End the active sessions with no new memory for --idle-hours (a session without "
         "memories counts from its start). --summarize stores a summary built from the "
