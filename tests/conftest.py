@@ -32,6 +32,26 @@ requires_model = pytest.mark.skipif(
 )
 
 
+def pytest_sessionstart(session):
+    """A DATABASE_URL (set for another purpose, say) naming a PostgreSQL out of reach made
+    every test an error, each after its own wait: one line says so instead."""
+    from django.conf import settings
+
+    given = settings.DATABASES["default"]
+    if given["ENGINE"] != "django.db.backends.postgresql":
+        return
+    import psycopg
+
+    try:
+        psycopg.connect(host=given["HOST"] or None, port=given["PORT"] or None,
+                        user=given["USER"] or None, password=given["PASSWORD"] or None,
+                        dbname="postgres", connect_timeout=3).close()
+    except psycopg.Error as exc:
+        reason = " ".join(line.strip() for line in str(exc).splitlines())[:300]
+        pytest.exit(f"DATABASE_URL names a PostgreSQL this run cannot reach ({reason}): start "
+                    "it, or unset DATABASE_URL to run the suite on SQLite", 3)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("postgres"):

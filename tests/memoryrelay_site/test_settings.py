@@ -217,3 +217,15 @@ def test_the_entity_extractor_choices_are_the_extraction_packages():
     from entities_app.extraction import EXTRACTORS
 
     assert tuple(settings.ENTITY_EXTRACTORS) == tuple(EXTRACTORS)
+
+
+def test_a_test_run_against_a_postgresql_out_of_reach_stops_at_once_saying_so():
+    """Each of ~1,800 tests was an error after its own wait (9 min 43 s), saying nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYRELAY_REQUIRE")}
+    env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:9/memoryrelay"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           "tests/memoryrelay_site/test_layering.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert "DATABASE_URL names a PostgreSQL this run cannot reach" in done.stdout
+    assert "unset DATABASE_URL" in done.stdout
