@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 
+from . import db
+
 _migrated = False  # this process found every migration applied: not asked again
 
 
@@ -33,7 +35,8 @@ def refuse_an_unmigrated_database() -> None:
 
 class DatabaseCommand(BaseCommand):
     """A command on the project's tables: refused at once on a database migrations have not
-    reached, and ended by Ctrl-C in one line (exit 130), not a traceback. Each command
+    reached, and ended by Ctrl-C (exit 130) or a database that cannot serve now (another
+    writer holds SQLite, read-only, unreachable) in one line, not a traceback. Each command
     writes in transactions: one cut short is not written."""
 
     def execute(self, *args, **options):
@@ -43,3 +46,9 @@ class DatabaseCommand(BaseCommand):
         except KeyboardInterrupt:
             self.stderr.write("interrupted")
             raise SystemExit(130) from None
+        except DatabaseError as exc:  # locked by another command, read-only, gone: one line
+            reason = db.unavailable_reason(exc)
+            if reason is None:
+                raise  # a bug: its traceback
+            raise CommandError(f"{db.MESSAGES[reason]} ({db.summary(exc)}); what was not "
+                               "committed is not written: run it again") from None

@@ -52,3 +52,21 @@ def test_ctrl_c_ends_a_command_in_one_line(db):
     with pytest.raises(SystemExit) as ended:
         call_command(Interrupted(), stderr=err)
     assert ended.value.code == 130 and err.getvalue().strip() == "interrupted"
+
+
+class Locked(DatabaseCommand):
+    def handle(self, *args, **options):
+        from django.db import OperationalError
+
+        try:
+            raise __import__("sqlite3").OperationalError("database is locked")
+        except Exception as cause:
+            raise OperationalError("database is locked") from cause
+
+
+def test_a_database_that_cannot_serve_now_ends_a_command_in_one_line(db):
+    """Two purge_deleted at once on SQLite: the second ended in a traceback."""
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="The database is busy .*run it again"):
+        call_command(Locked())
