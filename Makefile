@@ -7,6 +7,8 @@ PORT   ?= 8000
 WORKERS ?= 2
 THREADS ?= 4
 STAMP  := $(VENV)/.installed
+# An IPv6 address is bound in brackets ([::]:8000).
+BIND    = $(if $(findstring :,$(HOST)),[$(HOST)],$(HOST)):$(PORT)
 MODEL_VERSION := 0.1.0
 
 .PHONY: run serving-settings test test-postgres check-migrations lint venv migrate bench clean
@@ -30,7 +32,7 @@ run: serving-settings migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_local_key --host $(HOST) --port $(PORT)
 	$(BIN)/python manage.py task_worker --stop-with $$PPID &
-	$(BIN)/gunicorn memoryrelay_site.asgi:application --bind $(HOST):$(PORT) \
+	$(BIN)/gunicorn memoryrelay_site.asgi:application --bind $(BIND) \
 		--worker-class memoryrelay_site.server.Worker --workers $(WORKERS) \
 		--env MEMORYRELAY_WORKER_THREADS=$(THREADS) --access-logfile - --graceful-timeout 10 \
 		--no-control-socket

@@ -83,6 +83,26 @@ def test_ensure_local_key_creates_one_key_only_on_an_empty_database(db):
     assert make_client(raw).get("/v1/sessions").status_code == 200
 
 
+def test_ensure_local_key_makes_no_key_for_a_server_whose_port_is_taken(db):
+    """The key is shown once: it was printed, then gunicorn could not bind, and the next
+    `make run` printed nothing."""
+    import socket
+
+    from django.core.management.base import CommandError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1 port {port}"):
+            call_command("ensure_local_key", "--host", "127.0.0.1", "--port", port,
+                         stdout=StringIO())
+    assert not ApiKey.objects.exists()
+    out = StringIO()
+    call_command("ensure_local_key", "--host", "::1", "--port", port, stdout=out)
+    assert f"http://[::1]:{port}/v1/sessions" in out.getvalue()
+
+
 # --- tenancy ----------------------------------------------------------------------------
 
 
