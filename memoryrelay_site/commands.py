@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from . import db
 
@@ -25,8 +25,6 @@ def refuse_an_unmigrated_database() -> None:
         unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except DatabaseError:
         return
-    finally:
-        close_old_connections()
     if unapplied:
         raise CommandError(f"the database lacks {len(unapplied)} migration(s): run "
                            "`manage.py migrate` first (`make run` does)")
