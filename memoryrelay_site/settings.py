@@ -504,6 +504,9 @@ MEMORYRELAY_TASK_LEASE_SECONDS = env_float("MEMORYRELAY_TASK_LEASE_SECONDS", 300
 # Health says the queue is "stalled" (and the server "degraded") when work has waited this
 # many seconds and no task worker has been seen for three heartbeats.
 MEMORYRELAY_TASK_STALL_SECONDS = env_float("MEMORYRELAY_TASK_STALL_SECONDS", 60)
+# The database queue's finished task rows are deleted this many hours after they finished
+# (failed ones after a week at least) by the workers' sweep.
+MEMORYRELAY_TASK_RESULTS_KEEP_HOURS = env_float("MEMORYRELAY_TASK_RESULTS_KEEP_HOURS", 24)
 # Entity extraction (entities_app/pipeline.py): run after a write commits, by a task, for
 # writes whose auto_extract_entities is true, or null while this is on.
 MEMORYRELAY_AUTO_EXTRACT_ENTITIES = env_bool("MEMORYRELAY_AUTO_EXTRACT_ENTITIES", True)

@@ -478,3 +478,33 @@ class _clock_ahead:
 
     def __exit__(self, *exc):
         self.patch.stop()
+
+
+def test_the_sweep_prunes_finished_task_rows_and_keeps_failures_a_week(settings, db):
+    """Finished rows of the database queue piled up for ever (~14,000 an hour under load);
+    nothing reads one once finished."""
+    from django_tasks_db.compat import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    from memoryrelay_site.tasks import task_results_prune
+
+    now = timezone.now()
+
+    def row(status, finished_hours_ago):
+        at = None if finished_hours_ago is None else now - timedelta(hours=finished_hours_ago)
+        return DBTaskResult.objects.create(
+            task_path="memories_app.tasks.memory_embed", args_kwargs={"args": [], "kwargs": {}},
+            queue_name="default", backend_name="default", status=status, finished_at=at,
+            run_after=None).pk
+
+    done_old, done_new = row(TaskResultStatus.SUCCESSFUL, 25), row(TaskResultStatus.SUCCESSFUL, 2)
+    failed_day, failed_old = row(TaskResultStatus.FAILED, 25), row(TaskResultStatus.FAILED, 200)
+    waiting = row(TaskResultStatus.READY, None)
+    assert task_results_prune(now=now) == 2
+    assert set(DBTaskResult.objects.values_list("pk", flat=True)) == {
+        done_new, failed_day, waiting}
+    settings.MEMORYRELAY_TASK_RESULTS_KEEP_HOURS = 1
+    assert task_results_prune(now=now) == 1 and not DBTaskResult.objects.filter(
+        pk=done_new).exists()
+    assert DBTaskResult.objects.filter(pk__in=[failed_day, waiting]).count() == 2
+    assert done_old and failed_old

@@ -210,6 +210,7 @@ def _sweep(lease: float) -> None:
             DBTaskResult.objects.filter(
                 status=TaskResultStatus.RUNNING, started_at__lt=cutoff
             ).update(status=TaskResultStatus.READY)
+            tasks.task_results_prune()
         tasks.tasks_sweep(lease_seconds=lease)
     except Exception as exc:  # noqa: BLE001 - the next round tries again
         tasks.log_failed("task sweep", exc)
