@@ -27,6 +27,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -100,28 +102,56 @@ class SqliteCounter:
     ADD = ("INSERT INTO rate_hits (bucket, used, expires) VALUES (?, ?, ?) "
            "ON CONFLICT (bucket) DO UPDATE SET used = used + excluded.used RETURNING used")
 
+    # Connections a process keeps open for the next requests (more are opened while more
+    # requests count at once, and closed after).
+    KEPT = 8
+
     def __init__(self, path: str):
         self.path = path
         self.errors = (sqlite3.Error,)
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
         self._pruned_at = 0.0
 
     def add(self, bucket: str, cost: int, expires: int) -> int:
-        db = self._connection()
-        self._prune(db)
-        return db.execute(self.ADD, (bucket, cost, expires)).fetchone()[0]
+        with self._connection() as db:
+            self._prune(db)
+            return db.execute(self.ADD, (bucket, cost, expires)).fetchone()[0]
 
     def subtract(self, bucket: str, cost: int) -> None:
-        self._connection().execute(
-            "UPDATE rate_hits SET used = used - ? WHERE bucket = ?", (cost, bucket))
+        with self._connection() as db:
+            db.execute("UPDATE rate_hits SET used = used - ? WHERE bucket = ?", (cost, bucket))
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None or self._local.pid != os.getpid():  # one connection per thread and process
-            db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
-            self._initialise(db)
-            self._local.db, self._local.pid = db, os.getpid()
-        return db
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of this process's few, taken for one statement or two. One per
+        thread opened a connection (and set it up) on nearly every request, since ASGI runs
+        each request on a thread of its own, and dead threads' connections stayed open
+        until the garbage collector came by (5-45 handles per process)."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's are not its own
+                self._idle, self._pid = [], os.getpid()
+            db = self._idle.pop() if self._idle else None
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None,
+                                 check_same_thread=False)
+            try:
+                self._initialise(db)
+            except BaseException:
+                db.close()
+                raise
+        try:
+            yield db
+        except BaseException:
+            db.close()
+            raise
+        with self._lock:
+            if self._pid == os.getpid() and len(self._idle) < self.KEPT:
+                self._idle.append(db)
+                db = None
+        if db is not None:
+            db.close()
 
     def _initialise(self, db: sqlite3.Connection, attempts: int = 20) -> None:
         """WAL mode and the table. Switching to WAL takes an exclusive lock that SQLite may

@@ -287,3 +287,32 @@ def test_keys_an_unlimited_key_hands_out_keep_windows_of_their_own(store, clock,
                                             format="json").json()["key"]) for _ in range(2))
     assert [first.get("/v1/agents").status_code for _ in range(5)] == [200] * 5
     assert second.get("/v1/agents").status_code == 200
+
+
+def test_the_sqlite_counter_keeps_a_few_connections_however_many_threads_count(tmp_path,
+                                                                             monkeypatch):
+    """ASGI runs each request on a thread of its own: one connection per thread opened (and
+    set up) a connection on nearly every request, and dead threads' stayed open until the
+    garbage collector came by."""
+    import sqlite3
+    import threading
+
+    from memoryrelay_site import ratelimit
+
+    opened = []
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(ratelimit.sqlite3, "connect",
+                        lambda *a, **k: opened.append(1) or real_connect(*a, **k))
+    counter = ratelimit.SqliteCounter(str(tmp_path / "counts"))
+    for n in range(50):  # one request after another, each on a new thread
+        thread = threading.Thread(target=counter.add, args=("k", 1, 2**40))
+        thread.start()
+        thread.join()
+    assert len(opened) == 1
+    at_once = [threading.Thread(target=counter.add, args=("k", 1, 2**40)) for _ in range(20)]
+    for thread in at_once:
+        thread.start()
+    for thread in at_once:
+        thread.join()
+    assert len(counter._idle) <= counter.KEPT
+    assert counter.add("k", 1, 2**40) == 71  # every count counted
