@@ -50,3 +50,17 @@ def test_keep_private_covers_the_wal_and_shm_files_once_per_process(tmp_path, mo
     files[0].chmod(0o644)
     db.keep_private(str(files[0]), new=True)  # once per path and process
     assert mode_of(files[0]) == 0o644
+
+
+def test_the_server_connection_keeps_wal_mode_and_cuts_the_wal_back_after_a_long_reader(
+        tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(MEMORYRELAY_SQLITE_PATH=str(tmp_path / "db.sqlite3"),
+               DJANGO_SETTINGS_MODULE="memoryrelay_site.settings")
+    code = ("import django; django.setup(); from django.db import connection; "
+            "c = connection.cursor(); "
+            "print(*(c.execute(f'PRAGMA {p}').fetchone()[0] for p in "
+            "('journal_mode', 'synchronous', 'journal_size_limit')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["wal", "1", str(64 * 1024 * 1024)], done.stderr
