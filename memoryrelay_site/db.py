@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db import InternalError as DjangoInternalError
 
+logger = logging.getLogger("memoryrelay.db")
+
 # SQLSTATE classes of PostgreSQL errors that say "not now" rather than "wrong": connection
 # exceptions (08), insufficient resources (53), operator intervention (57: query canceled by
 # statement_timeout, admin shutdown, cannot connect now), system errors (58), and
@@ -191,8 +193,6 @@ def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
     return row
 
 
-
-logger = logging.getLogger("memoryrelay.db")
 _kept_private: set[str] = set()
 
 

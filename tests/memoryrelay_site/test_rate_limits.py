@@ -304,7 +304,7 @@ def test_the_sqlite_counter_keeps_a_few_connections_however_many_threads_count(t
     monkeypatch.setattr(ratelimit.sqlite3, "connect",
                         lambda *a, **k: opened.append(1) or real_connect(*a, **k))
     counter = ratelimit.SqliteCounter(str(tmp_path / "counts"))
-    for n in range(50):  # one request after another, each on a new thread
+    for _ in range(50):  # one request after another, each on a new thread
         thread = threading.Thread(target=counter.add, args=("k", 1, 2**40))
         thread.start()
         thread.join()
