@@ -256,6 +256,19 @@ def test_an_admin_key_may_revoke_itself_and_is_refused_from_then_on(account):
     assert_error(client.get("/v1/keys"), 401, "unauthorized")
 
 
+def test_revoking_a_key_leaves_the_keys_it_made_working(account):
+    """A choice (README): rotating a dashboard's admin key must not cut off the agents'
+    keys it handed out."""
+    maker_raw = key_with(account, "admin")
+    maker = make_client(maker_raw)
+    made = maker.post("/v1/keys", {"name": "agent-1", "scopes": ["read"]},
+                      format="json").json()["key"]
+    own = ApiKey.objects.get(name="admin")
+    assert maker.delete(f"/v1/keys/{own.pk}").status_code == 200
+    assert_error(maker.get("/v1/keys"), 401, "unauthorized")
+    assert make_client(made).get("/v1/memories").status_code == 200
+
+
 # --- every route is classified -------------------------------------------------------------------
 
 
