@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 from django.conf import settings
 
+from memoryrelay_site.deadlines import within
 from memoryrelay_site.errors import ServiceError
 
 from . import query_adapter
@@ -203,6 +205,39 @@ def text_embed(*, text: str) -> np.ndarray:
         return provider.embed([text])[0]
     except EmbeddingError as exc:
         raise provider_failed("embed", exc) from None
+
+
+# Health asks a provider that runs elsewhere at most this often (a load balancer's polls
+# must not each cost it an embedding).
+PROBE_EVERY = 30.0  # s
+_probed: dict = {}  # provider -> (monotonic time asked, state)
+
+
+def provider_state() -> str:
+    """For health: ``"up"``; ``"down"`` (a provider elsewhere failed, or did not answer
+    within MEMORYRELAY_HEALTH_TIMEOUT: writes are stored without vectors and embedded
+    later, semantic search is a 503); ``"none"`` (keyword search only, as configured). The
+    local model is up when installed; a provider elsewhere is asked for one embedding, at
+    most every PROBE_EVERY seconds."""
+    provider = get_provider()
+    if not provider.available:
+        return "none"
+    if not isinstance(provider, OpenAICompatible):
+        return "up"
+    now = time.monotonic()
+    asked, state = _probed.get(provider, (float("-inf"), "up"))
+    if now - asked < PROBE_EVERY:
+        return state
+    timeout = settings.MEMORYRELAY_HEALTH_TIMEOUT
+    try:
+        within(timeout, lambda: provider.embed_queries(["health"]),
+               late=EmbeddingError(f"no answer within {timeout:g} s"))
+        state = "up"
+    except EmbeddingError as exc:
+        logger.warning("health: the embedding provider %s failed: %s", provider.describe(), exc)
+        state = "down"
+    _probed[provider] = (now, state)
+    return state
 
 
 def provider_failed(what: str, exc: EmbeddingError) -> EmbeddingUnavailable:

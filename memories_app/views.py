@@ -21,7 +21,7 @@ from sessions_app.views import SessionViewSet as BaseSessionViewSet
 from sessions_app.views import validated
 
 from . import search, services, tiering
-from .embeddings import get_provider, text_embed
+from .embeddings import get_provider, provider_state, text_embed
 from .filtersets import MemoryFilterSet
 from .linked_entities import with_entities
 from .models import Memory
@@ -247,7 +247,8 @@ class SessionViewSet(BaseSessionViewSet):
 
 class HealthView(SiteHealthView):
     """``GET /v1/health``, composed here: the site's database probe, and the embedding
-    provider this app runs."""
+    provider this app runs and its state (``down`` makes the server ``degraded``)."""
 
     def services(self, database: str) -> dict[str, str]:
-        return {**super().services(database), "embeddings": get_provider().describe(public=True)}
+        return {**super().services(database), "embeddings": get_provider().describe(public=True),
+                "embedding_provider": provider_state()}

@@ -31,8 +31,9 @@ STARTED_AT = time.time()
 class HealthView(APIView):
     """200 ``healthy``; 200 ``degraded`` when the database answers but refuses writes (reads
     still work, so a load balancer keeps the server; monitors read ``status``), or when the
-    task queue is ``stalled`` (work waits and no task worker runs) or ``down`` (Redis out
-    of reach: writes are taken, their background work waits for it); 503
+    task queue is ``stalled`` (work waits and no task worker runs) or any service an app
+    adds is ``down`` (Redis out of reach, the embedding provider failing: writes are
+    taken, their background work waits for it); 503
     ``unhealthy`` when the database cannot be reached or does not answer within
     MEMORYRELAY_HEALTH_TIMEOUT seconds. The probe uses a connection of its own."""
 
@@ -69,9 +70,12 @@ class HealthView(APIView):
         # The task queue (memoryrelay_site.tasks): "up"/"down" among the services, and its
         # backlog beside them. Its database backend is down with the database.
         queue = task_queue_state(database_down=database == "down")
+        services = {**self.services(database), "task_queue": queue["status"]}
         status = _STATUS_OF[database]
-        if status == "healthy" and queue["status"] in ("stalled", "down"):
-            status = "degraded"  # writes are taken; their background work waits
+        if status == "healthy" and (queue["status"] == "stalled"
+                                    or "down" in services.values()):
+            # writes are taken; their background work (or their vectors) waits
+            status = "degraded"
         body = {
             "status": status,
             "version": settings.VERSION,
@@ -79,7 +83,7 @@ class HealthView(APIView):
             "environment": settings.ENVIRONMENT,
             "timestamp": int(timezone.now().timestamp()),
             "uptime_seconds": int(time.time() - STARTED_AT),
-            "services": {**self.services(database), "task_queue": queue["status"]},
+            "services": services,
             "task_queue": queue,
         }
         return Response(body, status=503 if database == "down" else 200)

@@ -180,3 +180,36 @@ def test_semantic_search_without_a_provider_is_still_a_422_on_search_mode(client
         assert response.json()["details"][0]["field"] == "search_mode"
     finally:
         get_provider.cache_clear()
+
+
+def test_health_says_degraded_while_the_provider_fails_and_asks_it_seldom(client,
+                                                                        openai_settings):
+    """Health said healthy while every write was stored without a vector and semantic
+    search failed."""
+    from memories_app import embeddings
+
+    FakeEmbeddings.mode = "error"
+    body = client.get("/v1/health").json()
+    assert body["status"] == "degraded" and body["services"]["embedding_provider"] == "down"
+    asked = len(FakeEmbeddings.requests)
+    client.get("/v1/health")
+    assert len(FakeEmbeddings.requests) == asked  # answered from the last probe
+    FakeEmbeddings.mode = "ok"
+    embeddings._probed.clear()
+    body = client.get("/v1/health").json()
+    assert body["status"] == "healthy" and body["services"]["embedding_provider"] == "up"
+
+
+def test_health_names_the_local_model_up_and_no_provider_none(client, settings):
+    from memories_app import embeddings
+
+    local = "up" if embeddings.local_model_installed() else "none"
+    for choice, state in (("none", "none"), ("local", local)):
+        settings.MEMORYRELAY_EMBEDDINGS = choice
+        embeddings.get_provider.cache_clear()
+        try:
+            body = client.get("/v1/health").json()
+        finally:
+            embeddings.get_provider.cache_clear()
+        assert body["services"]["embedding_provider"] == state
+        assert body["status"] == "healthy"
