@@ -29,7 +29,10 @@ migrate: $(STAMP)
 # The web server and, beside it, one task worker (it stops with make: Ctrl-C stops both).
 # With several machines, run the worker on its own: `manage.py task_worker`.
 run: serving-settings migrate
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@# Static files are served from the installed packages as well (WhiteNoise's finders): a
+	@# project folder the server may not write to (read-only) costs only their compression.
+	@$(BIN)/python manage.py collectstatic --noinput --verbosity 0 2>/dev/null \
+		|| echo "static files not collected (the folder is read-only?): served uncompressed"
 	$(BIN)/python manage.py ensure_local_key --host $(HOST) --port $(PORT)
 	$(BIN)/python manage.py task_worker --stop-with $$PPID &
 	$(BIN)/gunicorn memoryrelay_site.asgi:application --bind $(BIND) \
