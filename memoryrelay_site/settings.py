@@ -271,6 +271,10 @@ else:
     # What DATABASE_URL's query gives (sslmode, sslrootcert, application_name, options...)
     # wins over these defaults; its own `options` come after ours, so they win too.
     _GIVEN = DATABASES["default"].get("OPTIONS", {})
+    _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+    if _GIVEN.get("sslmode", "prefer") not in _SSLMODES:
+        raise ImproperlyConfigured(f"DATABASE_URL's sslmode must be one of {', '.join(_SSLMODES)}"
+                                   f"; got {_GIVEN['sslmode']!r}")
     DATABASES["default"]["OPTIONS"] = {
         "connect_timeout": MEMORYRELAY_DB_CONNECT_TIMEOUT,
         # A silent network (no RST, no answer) is noticed on idle and on busy connections.

@@ -159,6 +159,8 @@ def settings_in(env: dict, code: str = "import django; django.setup()"):
     ({"MEMORYRELAY_TASK_BACKEND": "foo"}, "MEMORYRELAY_TASK_BACKEND must be one of database, rq"),
     ({"DJANGO_LOG_LEVEL": "verbose"}, "DJANGO_LOG_LEVEL must be one of DEBUG"),
     ({"REDIS_URL": "notaurl"}, "REDIS_URL must be a redis://"),
+    ({"DATABASE_URL": "postgres://u@db.example.com/m?sslmode=bogus"},
+     "DATABASE_URL's sslmode must be one of disable"),
     ({"MEMORYRELAY_ENCRYPTION_KEY": "notafernetkey"},
      "MEMORYRELAY_ENCRYPTION_KEY must be a Fernet key"),
     ({"DJANGO_ENV": "production", "DJANGO_SECRET_KEY": "   "},
