@@ -18,6 +18,7 @@ from . import db
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unauthorized
 from .models import ApiKey, all_scopes
 from .ratelimit import key_limit, per_minute
+from .serializers import iso_z
 
 KEY_PREFIX = "mem_prod_"
 VISIBLE_CHARS = 12  # "mem_prod_" plus three random characters
@@ -172,8 +173,7 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     if key is None:
         return None
     if key.is_expired():
-        expired = key.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        raise ApiKeyExpired(f"API key expired at {expired}; create a new key")
+        raise ApiKeyExpired(f"API key expired at {iso_z(key.expires_at)}; create a new key")
     _touch(key)
     return key
 

@@ -22,7 +22,7 @@ from .auth import ANY_SCOPE
 from .db import consistent_read
 from .deadlines import within
 from .errors import NotFound, error_json_response, exception_response
-from .serializers import is_uuid
+from .serializers import is_uuid, iso_z
 from .tasks import task_queue_state
 
 STARTED_AT = time.time()
@@ -206,6 +206,6 @@ class QuotaView(APIView):
             "used": usage.used if usage else None,
             "limit": limit,
             "remaining": usage.remaining if usage else None,
-            "resetAt": datetime.fromtimestamp(reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resetAt": iso_z(datetime.fromtimestamp(reset, UTC)),
             "window_seconds": window,
         })
