@@ -6,6 +6,7 @@ install on its first start. Setting ``DJANGO_ENV=production`` refuses to start w
 ``DJANGO_SECRET_KEY``.
 """
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -28,31 +29,28 @@ def env_bool(name: str, default: bool) -> bool:
 def env_int(name: str, default: int, minimum: int = 0) -> int:
     """A whole number of at least ``minimum`` (unset or empty: ``default``); anything else
     stops the server at start with an error that names the setting."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
-    return number
+    return _env_number(name, default, minimum, int, "a whole number")
 
 
 def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     """A finite number (of seconds, mostly) of at least ``minimum``, as :func:`env_int`."""
+    return _env_number(name, default, minimum, float, "a number")
+
+
+def _env_number(name: str, default, minimum, parse, kind: str):
     value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
-        number = float(value)
+        number = parse(value)
     except ValueError:
-        number = float("nan")
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}")
+        number = None
+    if number is None or not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be {kind}, got {value!r}")
     if number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, got {number:g}")
+        shown = "{:g}" if parse is float else "{}"
+        raise ImproperlyConfigured(f"{name} must be at least {shown.format(minimum)}, got "
+                                   f"{shown.format(number)}")
     return number
 
 
