@@ -52,45 +52,42 @@ def test_an_unreachable_llm_falls_back_quickly():
     assert tool.run(TEXT)[1] == "rules"
 
 
-@pytest.mark.django_db
-def test_the_pipeline_records_the_method_that_ran(fake_llm, settings, client):
+@pytest.fixture
+def servers_llm(fake_llm, settings):
+    """The server's extractor is the LLM at the fake endpoint (model "tiny")."""
     settings.MEMORYRELAY_ENTITY_EXTRACTOR = "llm"
     settings.MEMORYRELAY_EXTRACTION_LLM_URL = fake_llm["url"] + "/v1"
     settings.MEMORYRELAY_EXTRACTION_LLM_MODEL = "tiny"
     extraction.reset()
-    try:
-        memory_id = client.post("/v1/memories", {"agent_id": "a", "content": TEXT,
-                                                 "auto_extract_entities": False},
-                                format="json").json()["id"]
-        fake_llm["answer"] = answer(("Acme Corp", "organization"))
-        assert pipeline.extraction_run_now(memory_ids=[memory_id]) == 1
-        row = MemoryExtraction.objects.get(memory_id=memory_id)
-        assert (row.method, row.model, row.entity_count) == ("llm", "tiny", 1)
-        assert EntityLink.objects.get(memory_id=memory_id).relevance_score == 0.8
-        fake_llm["status"] = 500
-        pipeline.extraction_run_now(memory_ids=[memory_id])
-        row.refresh_from_db()
-        assert row.method == "rules" and row.entity_count >= 3
-    finally:
-        extraction.reset()
+    yield fake_llm
+    extraction.reset()
 
 
 @pytest.mark.django_db
-def test_the_servers_llm_never_sees_a_confidential_memory(fake_llm, settings, client):
-    settings.MEMORYRELAY_ENTITY_EXTRACTOR = "llm"
-    settings.MEMORYRELAY_EXTRACTION_LLM_URL = fake_llm["url"] + "/v1"
-    settings.MEMORYRELAY_EXTRACTION_LLM_MODEL = "tiny"
-    extraction.reset()
-    try:
-        memory_id = client.post("/v1/memories", {"agent_id": "a", "content": TEXT,
-                                                 "visibility": "confidential",
-                                                 "auto_extract_entities": False},
-                                format="json").json()["id"]
-        queued = client.post(f"/v1/memories/{memory_id}/extract-entities").json()
-        assert queued["extraction_method"] == "rules"
-        assert pipeline.extraction_run_now(memory_ids=[memory_id]) == 1
-        row = MemoryExtraction.objects.get(memory_id=memory_id)
-        assert row.method == "rules" and row.entity_count >= 3
-        assert fake_llm["requests"] == []
-    finally:
-        extraction.reset()
+def test_the_pipeline_records_the_method_that_ran(servers_llm, client):
+    memory_id = client.post("/v1/memories", {"agent_id": "a", "content": TEXT,
+                                             "auto_extract_entities": False},
+                            format="json").json()["id"]
+    servers_llm["answer"] = answer(("Acme Corp", "organization"))
+    assert pipeline.extraction_run_now(memory_ids=[memory_id]) == 1
+    row = MemoryExtraction.objects.get(memory_id=memory_id)
+    assert (row.method, row.model, row.entity_count) == ("llm", "tiny", 1)
+    assert EntityLink.objects.get(memory_id=memory_id).relevance_score == 0.8
+    servers_llm["status"] = 500
+    pipeline.extraction_run_now(memory_ids=[memory_id])
+    row.refresh_from_db()
+    assert row.method == "rules" and row.entity_count >= 3
+
+
+@pytest.mark.django_db
+def test_the_servers_llm_never_sees_a_confidential_memory(servers_llm, client):
+    memory_id = client.post("/v1/memories", {"agent_id": "a", "content": TEXT,
+                                             "visibility": "confidential",
+                                             "auto_extract_entities": False},
+                            format="json").json()["id"]
+    queued = client.post(f"/v1/memories/{memory_id}/extract-entities").json()
+    assert queued["extraction_method"] == "rules"
+    assert pipeline.extraction_run_now(memory_ids=[memory_id]) == 1
+    row = MemoryExtraction.objects.get(memory_id=memory_id)
+    assert row.method == "rules" and row.entity_count >= 3
+    assert servers_llm["requests"] == []
