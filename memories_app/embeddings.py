@@ -234,7 +234,7 @@ def provider_state() -> str:
                late=EmbeddingError(f"no answer within {timeout:g} s"))
         state = "up"
     except EmbeddingError as exc:
-        logger.warning("health: the embedding provider %s failed: %s", provider.describe(), exc)
+        _log_failed("health", exc)
         state = "down"
     _probed[provider] = (now, state)
     return state
@@ -243,8 +243,12 @@ def provider_state() -> str:
 def provider_failed(what: str, exc: EmbeddingError) -> EmbeddingUnavailable:
     """The 503 for a request that needed the provider and it failed. The cause (with the
     provider's address) is the operator's, in the log; the client is told to come back."""
-    logger.warning("%s: the embedding provider %s failed: %s", what,
-                   get_provider().describe(), exc)
+    _log_failed(what, exc)
     unavailable = EmbeddingUnavailable("The embedding provider failed; try again shortly")
     unavailable.retry_after = settings.MEMORYRELAY_DB_RETRY_AFTER
     return unavailable
+
+
+def _log_failed(what: str, exc: EmbeddingError) -> None:
+    logger.warning("%s: the embedding provider %s failed: %s", what,
+                   get_provider().describe(), exc)
