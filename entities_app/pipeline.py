@@ -28,7 +28,7 @@ from memories_app.models import Memory, Visibility, WriteStatus
 from memoryrelay_site.errors import Conflict
 from memoryrelay_site.tasks import backend_name, log_not_queued, task_enqueue
 
-from .byok import account_extractor
+from .byok import account_extractor, active_key
 from .extraction import get_extractor
 from .extraction.base import Mention
 from .extraction.llm import LLMExtractor
@@ -55,8 +55,26 @@ def extractor_of(memory: Memory):
     confidential memory never leaves the server: an LLM's offline fallback takes it."""
     default = extractor()
     if memory.visibility == Visibility.CONFIDENTIAL:
-        return default.fallback if isinstance(default, LLMExtractor) else default
+        return _offline(default)
     return account_extractor(account_id=memory.account_id, fallback=default) or default
+
+
+def extractor_named(memory: Memory) -> tuple[str, str]:
+    """(method, model) of what :func:`extractor_of` will run for ``memory``, told without
+    building the account's LLM (no key decrypted, no use recorded): ``"llm"`` and the
+    model of the account's active key, else the server's extractor."""
+    tool = extractor()
+    if memory.visibility == Visibility.CONFIDENTIAL:
+        tool = _offline(tool)
+    else:
+        own = active_key(account=memory.account_id)
+        if own is not None:  # the account's own LLM (the rules if it fails)
+            return "llm", own.model
+    return tool.method, tool.model or tool.method
+
+
+def _offline(tool):
+    return tool.fallback if isinstance(tool, LLMExtractor) else tool
 
 
 def run_extractor(tool, text: str) -> tuple[list[Mention], str, str]:

@@ -17,14 +17,13 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from memories_app.models import Visibility
 from memories_app.services import memory_get
 from memoryrelay_site.errors import NotFound
 from memoryrelay_site.pagination import parse_int
 from memoryrelay_site.serializers import IsoDateTimeField, StrictCharField, is_uuid
 from sessions_app.views import NoBodyInput, validated
 
-from . import byok, pipeline
+from . import pipeline
 
 BACKFILL_DEFAULT, BACKFILL_MAX = 100, 500
 MEMORY_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
@@ -66,13 +65,7 @@ class ExtractEntitiesView(APIView):
         validated(NoBodyInput, request.data)
         memory = _memory(request, pk)
         pipeline.extraction_request(memory_ids=[memory.pk])
-        confidential = memory.visibility == Visibility.CONFIDENTIAL
-        # A confidential memory is extracted offline (pipeline.extractor_of).
-        tool = pipeline.extractor_of(memory) if confidential else pipeline.extractor()
-        method, model = tool.method, tool.model or tool.method
-        own = None if confidential else byok.active_key(account=request.user)
-        if own is not None:  # the account's own LLM (the rules if it fails)
-            method, model = "llm", own.model
+        method, model = pipeline.extractor_named(memory)
         return Response({"status": "queued", "memory_id": str(memory.pk),
                          "extraction_method": method, "extraction_model": model},
                         status=202)
