@@ -19,7 +19,12 @@ search that belong to a session:
 * then (:func:`lift`) a leader and the memories of its window lift each other: each score
   ``s`` becomes ``1 - (1 - s)(1 - LIFT * best)``, ``best`` the highest score among the others
   (a memory next to one that answers well, in the same conversation, likely belongs to the
-  answer).
+  answer);
+* last (:func:`diversify`), a memory written just before or after one ranked above it in
+  the same session keeps ``NOVELTY`` of its score for each such neighbour: once a turn of a
+  conversation is in the results, the turn beside it adds less that is new than a turn
+  from elsewhere (the lift would otherwise fill the first results with a run of
+  consecutive turns).
 
 Scores stay in [0, 1] and keep their meaning. Weights measured on LoCoMo
 (benchmarks/locomo_bench.py), tuned on conversations 0-4 and checked on 5-9; memories
@@ -29,8 +34,10 @@ statements, only when a candidate belongs to a session.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from django.db.models import Case, OuterRef, Subquery, When
@@ -41,21 +48,32 @@ CONTEXT_WEIGHT = 0.5
 KEYWORD_CARRY = 0.3
 WINDOW = 2  # places on each side of a leader
 LIFT = 0.5
+NOVELTY = 0.93
+
+
+class Context(NamedTuple):
+    """What :func:`add_context` learnt of the candidates' sessions."""
+
+    windows: dict  # {leader pk: [pks of its window]}, for lift
+    previous: dict  # {pk: the pk of the memory just before it in its session}, for diversify
+
+
+NONE = Context({}, {})
 
 
 def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, make_hit,
-                leaders: list) -> dict:
+                leaders: list) -> Context:
     """Rescores ``hits`` ({pk: Hit}) in the context of their sessions and adds the memories
     around the ``leaders`` (the best candidates so far: the window of a weak candidate seldom
     makes the first results). ``make_hit(row)`` builds a Hit; ``keyword``: {pk: keyword
-    score} of every memory the keyword lookups matched. Answers {leader pk: [pks of its
-    window]} for :func:`lift`. At most three statements: the neighbours' ids, the new rows,
-    the cosines the context needs."""
+    score} of every memory the keyword lookups matched. Answers the leaders' windows, for
+    :func:`lift`, and each candidate's predecessor, for :func:`diversify`. At most three
+    statements: the neighbours' ids, the new rows, the cosines the context needs."""
     if not _has_sessions(queryset.model):
-        return {}
+        return NONE
     in_session = [pk for pk, hit in hits.items() if getattr(hit.item, "session_id", None)]
     if not in_session:
-        return {}
+        return NONE
     scoped = queryset.order_by()
     same = scoped.filter(session_id=OuterRef("session_id"))
     before = (same.filter(created_at__lt=OuterRef("created_at"))
@@ -101,15 +119,16 @@ def add_context(queryset, hits: dict, vector: np.ndarray | None, keyword: dict, 
     previous = {pk: prev for pk, prev in previous.items() if pk in hits}
     for pk, prev in previous.items():
         hits[pk].keyword = max(hits[pk].keyword, KEYWORD_CARRY * keyword.get(prev, 0.0))
+    context = Context(windows, previous)
     if vector is None or not previous:
-        return windows
+        return context
     a = CONTEXT_WEIGHT
     cosines = vectors.pair_cosines(queryset, list(previous.items()), vector)
     for pk, (own, before_cos, between) in cosines.items():
         # the cosine of the query with (e + a p), e and p taken as unit vectors
         norm = math.sqrt(max(1e-12, 1 + a * a + 2 * a * between))
         hits[pk].semantic = max(0.0, (own + a * before_cos) / norm)
-    return windows
+    return context
 
 
 def lift(hits: dict, windows: dict) -> None:
@@ -126,3 +145,34 @@ def lift(hits: dict, windows: dict) -> None:
 
 def _has_sessions(model) -> bool:
     return any(f.name == "session" for f in model._meta.concrete_fields)
+
+
+def diversify(ranked: list, previous: dict, order) -> list:
+    """``ranked`` (Hits, best first by ``order``) again, a memory written just before or
+    after one ranked above it in the same session (``previous`` from :func:`add_context`)
+    keeping ``NOVELTY`` of its score for each such neighbour (so at least ``NOVELTY`` squared
+    of it). Greedy: the best score left, as weighed by the hits already placed, comes next,
+    so the scores still go down the list. Memories outside sessions are untouched."""
+    near: dict = {}
+    for pk, prev in previous.items():
+        near.setdefault(pk, set()).add(prev)
+        near.setdefault(prev, set()).add(pk)
+    if not near:
+        return ranked
+    base = {hit.item.pk: hit.score for hit in ranked}
+    # (order, position, neighbours placed when it was weighed): the position breaks ties
+    # between equal keys, so hits are never compared
+    heap = [(order(hit), n, 0) for n, hit in enumerate(ranked)]
+    placed: set = set()
+    out = []
+    while heap:
+        _, n, counted = heapq.heappop(heap)
+        hit = ranked[n]
+        beside = len(near.get(hit.item.pk, set()) & placed)
+        if beside != counted:  # a neighbour was placed since: weigh it again
+            hit.score = base[hit.item.pk] * NOVELTY ** beside
+            heapq.heappush(heap, (order(hit), n, beside))
+            continue
+        placed.add(hit.item.pk)
+        out.append(hit)
+    return out

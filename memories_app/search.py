@@ -16,7 +16,8 @@ query", so a ``min_score`` cutoff means the same in every mode:
   cosine, and one found by both ranks above either.
 
 Then, in every mode, readings of what the query asks about and where a memory was written:
-memories of a session are read with the ones around them (:mod:`.neighbours`); when the hits
+memories of a session are read with the ones around them, and (but by keywords alone) weigh
+a little less beside one ranked above them (:mod:`.neighbours`); when the hits
 come from several agents and the query names one of them, the others' memories weigh less,
 the query's meaning is also read without the name, and names are no keyword terms
 (:func:`named_author`); when the query names a date or asks when, memories from another
@@ -158,12 +159,15 @@ def _ranked(queryset, query: Query, vector: np.ndarray | None) -> list[Hit]:
         for pk, cosine in vectors.cosines(queryset, list(hits), vector).items():
             hits[pk].semantic = max(0.0, cosine)
     leaders = sorted(hits, key=lambda pk: -_fuse(hits[pk], query.mode))[: max(10, query.limit)]
-    windows = neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
+    context = neighbours.add_context(queryset, hits, vector, keyword, Hit, leaders)
     period, when = periods.asked_period(query.text), periods.asks_when(query.text)
     for hit in hits.values():
         hit.score = _fuse(hit, query.mode) * _weight(hit.item, named, period, when)
-    neighbours.lift(hits, windows)
-    return sorted((h for h in hits.values() if h.score > 0), key=_order)
+    neighbours.lift(hits, context.windows)
+    ranked = sorted((h for h in hits.values() if h.score > 0), key=_order)
+    if query.mode == "keyword":  # words alone: the turn beside a hit shares its topic
+        return ranked
+    return neighbours.diversify(ranked, context.previous, _order)
 
 
 def _order(hit: Hit) -> tuple:

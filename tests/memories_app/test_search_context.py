@@ -168,3 +168,38 @@ def test_a_window_member_the_caller_may_not_see_is_never_added(client):
     found = ids(ranked(client, query=SEASON_QUERY, limit=20))
     assert hidden not in found and deleted not in found
     assert hidden in ids(ranked(client, query=SEASON_QUERY, include_confidential=True, limit=5))
+
+
+def test_a_memory_beside_a_higher_hit_of_its_session_weighs_less_but_by_keywords(client):
+    session = new_session(client)
+    first = add(client, "zephyr quokka marmalade", session_id=session)
+    second = add(client, "zephyr quokka marmalade", session_id=session)
+    for mode, weight in (("hybrid", 0.93), ("semantic", 0.93), ("keyword", 1.0)):
+        hits = ranked(client, query="zephyr quokka marmalade", search_mode=mode, limit=10)
+        assert ids(hits)[:2] == [second, first], mode  # equal before: the newest first
+        score = {hit["memory"]["id"]: hit["score"] for hit in hits}
+        assert score[first] == pytest.approx(score[second] * weight, abs=2e-6), mode
+
+
+def test_diversify_weighs_each_neighbour_placed_above_and_keeps_scores_going_down():
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from memories_app import neighbours, search
+
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def hit(pk, score):
+        return search.Hit(SimpleNamespace(pk=pk, created_at=when), score=score)
+
+    # a, b, c consecutive in a session (b between a and c); x outside any session
+    ranked_hits = [hit("a", 0.90), hit("c", 0.89), hit("b", 0.88), hit("x", 0.80)]
+    out = neighbours.diversify(ranked_hits, {"b": "a", "c": "b"}, search._order)
+    assert [h.item.pk for h in out] == ["a", "c", "x", "b"]
+    score = {h.item.pk: h.score for h in out}
+    assert score["a"] == 0.90 and score["c"] == 0.89 and score["x"] == 0.80
+    assert score["b"] == pytest.approx(0.88 * 0.93 ** 2)  # beside both a and c
+    assert [h.score for h in out] == sorted((h.score for h in out), reverse=True)
+    # with no session in sight, the list is as it was
+    plain = [hit("p", 0.5), hit("q", 0.4)]
+    assert neighbours.diversify(plain, {}, search._order) == plain
