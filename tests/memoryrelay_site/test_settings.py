@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,30 @@ def test_a_sqlite_path_in_a_missing_folder_is_a_clear_error_naming_it(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode != 0
     assert f"folder {tmp_path / 'missing'} does not exist" in done.stderr
+    assert "MEMORYRELAY_SQLITE_PATH" in done.stderr
+
+
+def test_a_new_sqlite_database_in_a_folder_it_cannot_write_is_a_clear_error(tmp_path):
+    """SQLite would fail only at the first query, with "unable to open database file"."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings", DJANGO_SECRET_KEY="given",
+               MEMORYRELAY_SQLITE_PATH=str(folder / "db.sqlite3"))
+    command = [sys.executable, "-c", PRINT_DATABASE]
+    if os.geteuid() == 0:  # root writes anywhere but on a read-only file system
+        mount = f"mount -t tmpfs -o ro tmpfs {shlex.quote(str(folder))} && exec \"$@\""
+        if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+            pytest.skip("running as root without mount namespaces: no folder it cannot write")
+        command = ["unshare", "-m", "sh", "-c", mount, "sh", *command]
+    else:
+        folder.chmod(0o555)
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode != 0, done.stdout
+    assert f"{folder / 'db.sqlite3'} does not exist and its folder is not writable" in done.stderr
     assert "MEMORYRELAY_SQLITE_PATH" in done.stderr
 
 
