@@ -12,10 +12,11 @@ import os
 import sqlite3
 import stat
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db import InternalError as DjangoInternalError
 
 logger = logging.getLogger("memoryrelay.db")
@@ -176,6 +177,30 @@ def without_waiting() -> Iterator[None]:
         yield
     finally:
         raw.execute(f"PRAGMA busy_timeout = {int(waited)}")
+
+
+@contextmanager
+def alone(job: str) -> Iterator[bool]:
+    """Whether no other process is inside ``alone(job)`` now, for a job that two runs at
+    once would do twice (both read the same rows as still to do). PostgreSQL: a session
+    advisory lock on the job's name, tried (never waited for) and released on exit, or
+    with the connection. SQLite has no such lock: always True there."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = zlib.crc32(f"memoryrelay:{job}".encode())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except DatabaseError:  # the connection is gone, and the lock with it
+                pass
 
 
 def locked_live(model, pk, missing: Exception, *, no_key: bool = False):

@@ -3,12 +3,17 @@ searchable) and ``manage.py reembed`` fills their vectors in, as it does for mem
 
 from __future__ import annotations
 
+import threading
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
 
 from knowledge_app.models import Decision, Pattern
 from memories_app.embeddings import get_provider
+from memories_app.models import Memory
 from tests.knowledge_app.conftest import create_pattern, record
 from tests.memories_app.test_openai_provider import FakeEmbeddings
 from tests.memories_app.test_openai_provider import fake_server as fake_server  # noqa: F401
@@ -45,8 +50,6 @@ def test_a_model_change_makes_their_vectors_stale(client, openai_settings):
 def test_an_asynchronous_write_that_failed_for_its_vector_is_ready_once_reembedded(
         client, openai_settings):
     """It stayed failed, with the old error, though searchable by meaning."""
-    from memories_app.models import Memory
-
     FakeEmbeddings.mode = "error"
     written = client.post("/v1/memories", {"content": "Nightly backups at 02:00",
                                            "agent_id": "a"}, format="json").json()["id"]
@@ -55,3 +58,54 @@ def test_an_asynchronous_write_that_failed_for_its_vector_is_ready_once_reembedd
     call_command("reembed", stdout=StringIO())
     row = Memory.objects.get(pk=written)
     assert row.embedding is not None and row.status == "ready" and row.status_error == ""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_second_reembed_while_one_runs_redoes_none_of_its_rows(client, monkeypatch):
+    """Two runs at once both read the same stale rows and both embedded them: the second
+    now embeds nothing while the first runs (held inside its second page, its first done),
+    and says so; a run after it finds nothing left."""
+    for i in range(4):
+        client.post("/v1/memories", {"content": f"stale memory {i}", "agent_id": "a"},
+                    format="json")
+    Memory.objects.update(embedding=None, embedding_model="")
+    provider = get_provider()
+    real = provider.embed
+    holding, release, embedded = threading.Event(), threading.Event(), []
+
+    def embed(texts):
+        embedded.append((threading.current_thread().name, list(texts)))
+        if threading.current_thread().name == "first" and len(embedded) == 2:
+            holding.set()
+            release.wait(30)
+        return real(texts)
+
+    monkeypatch.setattr(provider, "embed", embed)
+    done = []
+
+    def first():
+        try:
+            out = StringIO()
+            call_command("reembed", "--batch-size", "2", stdout=out, stderr=StringIO())
+            done.append(out.getvalue())
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=first, name="first")
+    runner.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(CommandError, match="another reembed is running"):
+            call_command("reembed", stdout=StringIO(), stderr=StringIO())
+    finally:
+        release.set()
+        runner.join(30)
+    assert [name for name, _ in embedded] == ["first", "first"]
+    assert sorted(t for _, texts in embedded for t in texts) == [
+        f"stale memory {i}" for i in range(4)]
+    assert "Re-embedded 4 memories" in done[0]
+    out = StringIO()
+    call_command("reembed", stdout=out, stderr=StringIO())
+    assert "Re-embedded 0 memories, 0 decisions, 0 patterns" in out.getvalue()
+    assert len(embedded) == 2

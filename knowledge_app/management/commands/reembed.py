@@ -3,6 +3,7 @@ from django.core.management.base import CommandError
 from knowledge_app.services import knowledge_reembed
 from memories_app.embeddings import get_provider
 from memories_app.services import memories_reembed
+from memoryrelay_site import db
 from memoryrelay_site.commands import DatabaseCommand
 from memoryrelay_site.progress import Progress
 
@@ -30,9 +31,15 @@ class Command(DatabaseCommand):
         def progress(total, label="memories"):
             return Progress(self.stderr.write, f"re-embedding {label}", total)
 
-        report = memories_reembed(batch_size=batch_size, dry_run=dry_run, progress=progress)
-        knowledge = knowledge_reembed(batch_size=batch_size, dry_run=dry_run,
+        # One run at a time: a second run read the same stale rows and embedded them again.
+        with db.alone("reembed") as first:
+            if not first and not dry_run:
+                raise CommandError("another reembed is running: this one re-embeds nothing "
+                                   "(run it again once that one is done, if rows are stale)")
+            report = memories_reembed(batch_size=batch_size, dry_run=dry_run,
                                       progress=progress)
+            knowledge = knowledge_reembed(batch_size=batch_size, dry_run=dry_run,
+                                          progress=progress)
         verb = "Would re-embed" if dry_run else "Re-embedded"
         failed = report.failed + knowledge.failed
         self.stdout.write(f"{verb} {report.stale} memories, {knowledge.decisions} decisions, "
