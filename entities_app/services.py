@@ -220,12 +220,7 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
     if len(ids) < 2:
         raise Invalid("Select at least two entities to merge", field="entities")
     with transaction.atomic():
-        memory_ids = set(EntityLink.objects.filter(entity_id__in=ids)
-                         .values_list("memory_id", flat=True))
-        list(Memory.objects.select_for_update(no_key=True).filter(pk__in=memory_ids)
-             .order_by("pk").values_list("pk", flat=True))
-        rows = list(Entity.objects.select_for_update().filter(pk__in=ids, deleted_at__isnull=True)
-                    .order_by("pk"))
+        rows = _merge_held(ids)
         if len(rows) < 2:
             raise Invalid("At least two of the entities must be live", field="entities")
         links = list(EntityLink.objects.select_for_update().filter(entity__in=rows)
@@ -259,6 +254,37 @@ def entities_merge(*, entities: list[Entity]) -> Entity:
         Entity.objects.filter(pk=kept.pk).update(updated_at=at, metadata=metadata)
         kept.metadata = metadata
     return kept
+
+
+class _LinkedMeanwhile(Exception):
+    """A link to a memory not held yet was made before the entities were held."""
+
+
+def _merge_held(ids: list) -> list[Entity]:
+    """Inside the merge's transaction: the memories linked to the entities ``ids``, then
+    the live ones of those entities, held until commit (in the writers' order). Once the
+    entities are held no link to them can be made; one made before, to a memory not held,
+    would have the merge take that memory after the entities (moving its link), against a
+    writer holding the memory and waiting for the entity: a deadlock. So the memories are
+    read again once the entities are held, and, when there are new ones, both are let go
+    (a savepoint) and taken again with them."""
+    linked = EntityLink.objects.filter(entity_id__in=ids).values_list("memory_id", flat=True)
+    memory_ids: set = set()
+    for _ in range(CREATE_ATTEMPTS):
+        memory_ids |= set(linked.all())
+        try:
+            with transaction.atomic():
+                list(Memory.objects.select_for_update(no_key=True).filter(pk__in=memory_ids)
+                     .order_by("pk").values_list("pk", flat=True))
+                rows = list(Entity.objects.select_for_update()
+                            .filter(pk__in=ids, deleted_at__isnull=True).order_by("pk"))
+                if not set(linked.all()) <= memory_ids:
+                    raise _LinkedMeanwhile
+            return rows
+        except _LinkedMeanwhile:
+            continue
+    raise Conflict("Memories kept being linked to these entities during the merge; try again",
+                   field="entities")
 
 
 def _metadata_merged(ranked: list[Entity]) -> dict:

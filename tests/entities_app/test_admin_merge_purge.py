@@ -145,6 +145,71 @@ def test_links_racing_a_merge_end_on_the_kept_entity_or_are_refused(account, api
     assert set(EntityLink.objects.values_list("entity_id", flat=True)) == {kept_side.pk}
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_link_made_as_a_merge_starts_and_held_again_meanwhile_is_no_deadlock(
+        account, api_key, agent, monkeypatch):
+    """A link to a memory the merge had not seen (made between its reading of the linked
+    memories and its locks) moved with the merge, which then locked that memory after the
+    entities: a request holding the memory and waiting for the entity deadlocked with it."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from memories_app.models import Memory
+    from tests.conftest import make_client
+
+    kept, merged = make(account, "Acme"), make(account, "ACME Labs", "concept")
+    for i in range(3):
+        tie(kept, new_memory(account, agent, f"kept {i}"))
+    late = new_memory(account, agent, "linked as the merge starts")
+
+    def post_link(answers):
+        answers.append(make_client(api_key).post("/v1/entities/links", {
+            "entity_id": str(merged.pk), "memory_id": str(late.pk)}, format="json"
+        ).status_code)
+        connection.close()
+
+    merging, answers, waiting = threading.current_thread(), [], []
+
+    def hooked(manager, hook):
+        real = manager.select_for_update
+
+        def select_for_update(*args, **kwargs):
+            if threading.current_thread() is merging and not hook.__dict__.get("ran"):
+                hook.ran = True
+                hook()
+            return real(*args, **kwargs)
+        monkeypatch.setattr(manager, "select_for_update", select_for_update)
+
+    def link_first():  # before the merge locks the memories: the link lands
+        runner = threading.Thread(target=post_link, args=(answers,))
+        runner.start()
+        runner.join(30)
+
+    def link_again():  # the entities held: a request holds the memory, waits for one
+        runner = threading.Thread(target=post_link, args=(answers,))
+        runner.start()
+        waiting.append(runner)
+        with connection.cursor() as cursor:
+            for _ in range(100):
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid <> "
+                               "pg_backend_pid() AND wait_event_type = 'Lock'")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+
+    hooked(Memory.objects, link_first)
+    hooked(EntityLink.objects, link_again)
+    assert services.entities_merge(entities=[kept, merged]).pk == kept.pk
+    waiting[0].join(30)
+    assert answers == [201, 422]  # the second found the entity merged away
+    assert set(EntityLink.objects.filter(memory=late).values_list("entity_id", flat=True)) == {
+        kept.pk}
+
+
 # --- admin --------------------------------------------------------------------------------
 
 
