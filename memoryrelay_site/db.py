@@ -7,10 +7,12 @@ PostgreSQL connection class lives in :mod:`memoryrelay_site.pg`.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -182,11 +184,17 @@ def without_waiting() -> Iterator[None]:
 @contextmanager
 def alone(job: str) -> Iterator[bool]:
     """Whether no other process is inside ``alone(job)`` now, for a job that two runs at
-    once would do twice (both read the same rows as still to do). PostgreSQL: a session
-    advisory lock on the job's name, tried (never waited for) and released on exit, or
-    with the connection. SQLite has no such lock: always True there."""
-    if connection.vendor != "postgresql":
-        yield True
+    once would do twice (both read the same rows as still to do). Tried, never waited for,
+    and let go on exit. PostgreSQL: a session advisory lock on the job's name (let go with
+    the connection too). SQLite: a lock on a file beside the database (:func:`file_alone`);
+    an in-memory database is one process's, so there its threads are counted."""
+    if connection.vendor == "sqlite":
+        if connection.is_in_memory_db():
+            with _thread_alone(job) as held:
+                yield held
+        else:
+            with file_alone(f"{connection.settings_dict['NAME']}.{job}.lock") as held:
+                yield held
         return
     key = zlib.crc32(f"memoryrelay:{job}".encode())
     with connection.cursor() as cursor:
@@ -201,6 +209,44 @@ def alone(job: str) -> Iterator[bool]:
                     cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
             except DatabaseError:  # the connection is gone, and the lock with it
                 pass
+
+
+@contextmanager
+def file_alone(path: str) -> Iterator[bool]:
+    """Whether this is the only holder of an exclusive ``flock`` on ``path`` (made when
+    missing, and kept: removing it would let a third run lock a new file beside a holder of
+    the old). A lock file that cannot be made (a read-only folder) locks nothing: True."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True  # closing the file lets the lock go
+    finally:
+        os.close(fd)
+
+
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def _thread_alone(job: str) -> Iterator[bool]:
+    with _running_lock:
+        held = job not in _running
+        _running.add(job)
+    try:
+        yield held
+    finally:
+        if held:
+            with _running_lock:
+                _running.discard(job)
 
 
 def locked_live(model, pk, missing: Exception, *, no_key: bool = False):

@@ -60,7 +60,6 @@ def test_an_asynchronous_write_that_failed_for_its_vector_is_ready_once_reembedd
     assert row.embedding is not None and row.status == "ready" and row.status_error == ""
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_second_reembed_while_one_runs_redoes_none_of_its_rows(client, monkeypatch):
     """Two runs at once both read the same stale rows and both embedded them: the second
@@ -109,3 +108,18 @@ def test_a_second_reembed_while_one_runs_redoes_none_of_its_rows(client, monkeyp
     call_command("reembed", stdout=out, stderr=StringIO())
     assert "Re-embedded 0 memories, 0 decisions, 0 patterns" in out.getvalue()
     assert len(embedded) == 2
+
+
+def test_on_a_sqlite_file_a_second_run_finds_the_first_ones_lock_beside_it(tmp_path):
+    """Two processes on one SQLite file: the lock is a file beside it, held while the
+    first runs and let go when it ends (the file stays, for the next run to lock)."""
+    from memoryrelay_site.db import file_alone
+
+    path = str(tmp_path / "db.sqlite3.reembed.lock")
+    with file_alone(path) as first:
+        with file_alone(path) as second:
+            assert (first, second) == (True, False)
+    with file_alone(path) as again:
+        assert again
+    with file_alone(str(tmp_path / "missing" / "lock")) as unlockable:
+        assert unlockable  # a lock that cannot be made holds nothing back
