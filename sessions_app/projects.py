@@ -120,6 +120,9 @@ def project_restore(*, project: Project) -> Project:
 # --- Relationships ------------------------------------------------------------------------
 
 
+RELATE_ATTEMPTS = 3
+
+
 def project_relate(
     *, project: Project, target_slug: str, relationship_type: str,
     metadata: dict | None = None,
@@ -134,22 +137,25 @@ def project_relate(
         raise Invalid("A project cannot be related to itself", field="target_project")
     edge = {"source_id": project.pk, "target_id": target.pk,
             "relationship_type": relationship_type}
-    existing = _live_edge(edge)
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            gone = {project.pk: _not_found(),  # a target deleted meanwhile is as unknown
-                    target.pk: Invalid(f"No project with slug {target_slug!r}",
-                                       field="target_project")}
-            for pk in sorted(gone):  # one lock order: no deadlock
-                locked_live(Project, pk, gone[pk], no_key=True)
-            ProjectRelationship.objects.create(
-                account_id=project.account_id, metadata=metadata or {}, **edge)
-        created = True
-    except IntegrityError:  # a concurrent call created it first
-        created = False
-    return _live_edge(edge), created
+    gone = {project.pk: _not_found(),  # a target deleted meanwhile is as unknown
+            target.pk: Invalid(f"No project with slug {target_slug!r}", field="target_project")}
+    for _ in range(RELATE_ATTEMPTS):
+        existing = _live_edge(edge)
+        if existing is not None:
+            return existing, False
+        try:
+            with transaction.atomic():
+                for pk in sorted(gone):  # one lock order: no deadlock
+                    locked_live(Project, pk, gone[pk], no_key=True)
+                made = ProjectRelationship.objects.create(
+                    account_id=project.account_id, metadata=metadata or {}, **edge)
+        except IntegrityError:  # a concurrent call created it first: read it (again)
+            continue
+        made.source, made.target = project, target
+        return made, True
+    # each time, the edge a concurrent call made was deleted before it could be read
+    raise Conflict("The relationship kept changing while it was written; try again",
+                   field="target_project")
 
 
 def _live_edge(edge: dict) -> ProjectRelationship | None:

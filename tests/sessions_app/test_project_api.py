@@ -4,11 +4,13 @@ views over them; memory_count and the memories' project_id."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from memories_app.models import Memory
 from memories_app.services import memory_create, memory_delete
@@ -275,6 +277,33 @@ def test_a_target_deleted_while_the_relationship_is_written_is_a_422_on_it(clien
                            format="json")
     assert_error(response, 422, "validation_error", "target_project")
     assert ProjectRelationship.objects.count() == 0
+
+
+def test_an_edge_made_by_a_concurrent_call_and_deleted_before_it_is_read_is_made_again(
+        client, monkeypatch):
+    """A concurrent call made the edge first (this one's insert hit the constraint), and
+    it was deleted before this one read it back: the answer was built from nothing (a
+    500). Now the edge is made again and answered."""
+    register(client, "web")
+    register(client, "api")
+    first = relate(client, "web", "api", metadata={"via": "rest"}).json()
+    real, calls = projects._live_edge, []
+
+    def raced(edge):
+        calls.append(edge)
+        if len(calls) == 1:
+            return None  # read before the concurrent call's edge was committed
+        if len(calls) == 2:  # ... which is deleted before it is read back
+            ProjectRelationship.objects.filter(pk=first["id"]).update(deleted_at=timezone.now())
+        return real(edge)
+
+    monkeypatch.setattr(projects, "_live_edge", raced)
+    response = relate(client, "web", "api")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["id"] != first["id"] and body["metadata"] == {}
+    assert (body["source_project"], body["target_project"]) == ("web", "api")
+    assert ProjectRelationship.objects.live().get().pk == uuid.UUID(body["id"])
 
 
 def test_a_relationship_cannot_target_another_accounts_project(client, other_client):
