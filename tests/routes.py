@@ -4,8 +4,9 @@ name), so tests that cover "every route" cover the routes added later too."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 UNDOCUMENTED = {"openapi"}  # the schema itself
 IGNORED_METHODS = {"head", "options"}  # DRF adds HEAD at run time; OPTIONS is undocumented
@@ -46,3 +47,9 @@ def _collect(patterns, prefix: str, operations: set) -> None:
             _collect(pattern.url_patterns, route, operations)
         elif isinstance(pattern, URLPattern):
             operations |= {(_spelled(route), m) for m in _methods(pattern.callback)}
+
+
+def operation_of(path: str) -> str:
+    """The documented spelling of the route serving ``path`` (its query string aside), as
+    ``served_operations`` spells it."""
+    return _spelled(resolve(urlsplit(path).path).route)

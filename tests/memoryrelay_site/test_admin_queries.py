@@ -15,8 +15,11 @@ pytestmark = pytest.mark.django_db
 
 def populate(client, tag: str, n: int, shared: dict | None = None) -> dict:
     """``n`` rows of every kind, each hanging off the ``shared`` rows (made on the first
-    call: a project, a pattern, an entity, a session of one agent, a superseded decision,
-    a memory), so that a second call grows both the lists and the children of those."""
+    call: two projects, a pattern, two entities, a session of one agent, a superseded
+    decision, a memory), so that a second call grows both the lists and the children of
+    those: the hub's dependencies, hot memories and decisions (tagged), the spoke's
+    dependents, the patterns the hub shares with the spoke or is suggested, the entities'
+    co-occurrences, the agents, the API keys."""
     def post(path, body):
         response = client.post(path, body, format="json")
         assert response.status_code in (200, 201), (path, response.content)
@@ -29,13 +32,20 @@ def populate(client, tag: str, n: int, shared: dict | None = None) -> dict:
         session = post("/v1/sessions", {"agent_id": "shared-agent", "title": "shared"})
         shared = {
             "hub": post("/v1/projects", {"slug": "hub", "name": "hub"}),
+            "spoke": post("/v1/projects", {"slug": "spoke", "name": "spoke"}),
             "pattern": post("/v1/patterns", {"title": "errors follow RFC 7807",
                                              "description": "Every error is problem+json."}),
             "entity": post("/v1/entities", {"name": "Acme", "entity_type": "organization"}),
+            "other_entity": post("/v1/entities", {"name": "Globex",
+                                                  "entity_type": "organization"}),
             "session": session,
+            "decision": first,
+            "key": post("/v1/keys", {"name": "shared key"})["key_info"],
             "memory": post("/v1/memories", {"agent_id": "shared-agent", "content": "shared",
                                             "session_id": session["id"]}),
         }
+        post("/v1/entities/links", {"entity_id": shared["entity"]["id"],
+                                    "memory_id": shared["memory"]["id"]})
     post("/v1/extraction/keys", {"provider": "openai", "api_key": f"sk-{tag}-0123456789",
                                  "model": "gpt-4o-mini"})
     for i in range(n):
@@ -48,11 +58,28 @@ def populate(client, tag: str, n: int, shared: dict | None = None) -> dict:
         memory = post("/v1/memories", {"agent_id": "shared-agent", "content": f"{tag} {i}",
                                        "session_id": shared["session"]["id"],
                                        "project": slug})
-        post("/v1/entities/links", {"entity_id": shared["entity"]["id"],
-                                    "memory_id": memory["id"]})
+        hot = post("/v1/memories", {"agent_id": f"{tag}-agent-{i}", "content": f"{tag} hot {i}",
+                                    "project": shared["hub"]["slug"], "tier": "hot"})
+        for entity in (shared["entity"], shared["other_entity"]):
+            post("/v1/entities/links", {"entity_id": entity["id"], "memory_id": memory["id"]})
         post("/v1/decisions", {"title": f"{tag} decision {i}", "rationale": "because",
                                "project_slug": slug, "agent_id": "shared-agent",
+                               "session_id": shared["session"]["id"], "tags": ["shared", tag]})
+        post("/v1/decisions", {"title": f"{tag} hub decision {i}", "rationale": "because",
+                               "project_slug": shared["hub"]["slug"], "tags": ["shared"],
                                "session_id": shared["session"]["id"]})
+        post(f"/v1/projects/{slug}/relationships",
+             {"target_project": shared["spoke"]["slug"], "relationship_type": "depends_on"})
+        suggested = post("/v1/patterns", {"title": f"{tag} pattern {i}", "description": "d",
+                                          "tags": ["shared"]})
+        post(f"/v1/patterns/{suggested['id']}/adopt", {"project": slug})
+        both = post("/v1/patterns", {"title": f"{tag} shared pattern {i}", "description": "d"})
+        for project in (shared["hub"]["slug"], shared["spoke"]["slug"]):
+            post(f"/v1/patterns/{both['id']}/adopt", {"project": project})
+        post("/v1/keys", {"name": f"{tag} key {i}"})
+        near = post("/v1/entities", {"name": f"{tag} entity {i}", "entity_type": "concept"})
+        for target in (hot["id"], shared["memory"]["id"]):
+            post("/v1/entities/links", {"entity_id": near["id"], "memory_id": target})
         for target in (memory["id"], shared["memory"]["id"]):
             WebhookDelivery.objects.create(memory=Memory.objects.get(pk=target),
                                            event="memory.ready")
@@ -113,10 +140,10 @@ def test_every_admin_page_costs_the_same_for_few_rows_as_for_many(admin_client, 
 
 def test_a_pattern_page_reads_its_adoptions_with_their_projects(admin_client, client):
     """The adoption inline named each row's project and pattern: two queries a row."""
-    populate(client, "one", 1)
+    shared = populate(client, "one", 1)
     from knowledge_app.models import Pattern
 
-    pattern = Pattern.objects.get()
+    pattern = Pattern.objects.get(pk=shared["pattern"]["id"])
     url = reverse("admin:knowledge_app_pattern_change", args=[pattern.pk])
     count(admin_client, url)
     one = count(admin_client, url)
