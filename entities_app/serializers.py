@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from memoryrelay_site.serializers import IsoDateTimeField, MetadataField, StrictCharField
+from memoryrelay_site.serializers import (
+    IsoDateTimeField,
+    MetadataField,
+    NumberField,
+    StrictCharField,
+)
 
 from .models import Entity, EntityLink
 from .names import ENTITY_TYPES, TYPE_ALIASES, entity_type_of
@@ -92,15 +97,10 @@ class EntityUpdateInput(EntityFieldsInput):
     name = name_field(required=False, allow_null=True)
 
 
-class RelevanceField(serializers.FloatField):
+class RelevanceField(NumberField):
     def __init__(self, **kwargs):
-        super().__init__(min_value=0.0, max_value=1.0, required=False, allow_null=True,
-                         help_text="0-1, default 1.0", **kwargs)
-
-    def to_internal_value(self, data):
-        if isinstance(data, (bool, str)):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+        super().__init__(strings=False, min_value=0.0, max_value=1.0, required=False,
+                         allow_null=True, help_text="0-1, default 1.0", **kwargs)
 
 
 class MemoryLinkInput(serializers.Serializer):

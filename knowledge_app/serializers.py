@@ -6,7 +6,12 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from memories_app.serializers import ClampedIntegerField, MemorySerializer
-from memoryrelay_site.serializers import IsoDateTimeField, MetadataField, StrictCharField
+from memoryrelay_site.serializers import (
+    IsoDateTimeField,
+    MetadataField,
+    NumberField,
+    StrictCharField,
+)
 from sessions_app.serializers import ProjectRefOutput, ProjectSerializer
 
 from .models import RECORDABLE_STATUSES, Decision, Pattern, PatternScope
@@ -239,8 +244,8 @@ class ProjectContextOutput(serializers.Serializer):
 class ImpactInput(serializers.Serializer):
     project = StrictCharField(max_length=SLUG_MAX, help_text="Slug of the project changing")
     change_description = TextField(max_length=QUERY_MAX)
-    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False,
-                                       default=0.3, help_text="Minimum score of a hit")
+    threshold = NumberField(min_value=0.0, max_value=1.0, required=False, default=0.3,
+                            help_text="Minimum score of a hit")
 
 
 class MemoryHitSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from memoryrelay_site.serializers import (
     MetadataField,
+    NumberField,
     PayloadTooLarge,
     ReusedFields,
     StrictCharField,
@@ -101,18 +102,13 @@ class MemoryFieldsInput(ReusedFields, serializers.Serializer):
     memory_type = serializers.ChoiceField(
         choices=MemoryType.choices, required=False, allow_null=True
     )
-    importance = serializers.FloatField(
-        min_value=0.0, max_value=1.0, required=False, allow_null=True
+    importance = NumberField(
+        strings=False, min_value=0.0, max_value=1.0, required=False, allow_null=True
     )
     tier = serializers.ChoiceField(choices=Tier.choices, required=False, allow_null=True)
     visibility = serializers.ChoiceField(
         choices=Visibility.choices, required=False, allow_null=True
     )
-
-    def validate_importance(self, value):
-        if isinstance(self.initial_data.get("importance"), (bool, str)):
-            raise serializers.ValidationError("must be a number")
-        return value
 
 
 class MemoryCreateInput(MemoryFieldsInput):
@@ -124,7 +120,7 @@ class MemoryCreateInput(MemoryFieldsInput):
         max_length=255, required=False, allow_null=True, allow_blank=True,
         help_text="A registered project's id: the memory gets its slug as project label")
     deduplicate = serializers.BooleanField(required=False, default=False)
-    dedup_threshold = serializers.FloatField(
+    dedup_threshold = NumberField(
         min_value=0.5, max_value=1.0, required=False, default=0.95
     )
     auto_extract_entities = serializers.BooleanField(
@@ -154,7 +150,7 @@ class ClampedIntegerField(serializers.IntegerField):
 
 
 def score_field():
-    return serializers.FloatField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
+    return NumberField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
 
 
 class SearchInput(serializers.Serializer):
@@ -242,7 +238,7 @@ class BatchOutput(serializers.Serializer):
 class ContextInput(serializers.Serializer):
     query = ContentField(max_length=10_000)
     limit = ClampedIntegerField(clamp_to=50, min_value=1, required=False, default=10)
-    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False, default=0.5)
+    threshold = NumberField(min_value=0.0, max_value=1.0, required=False, default=0.5)
     max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     agent_id = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
 
@@ -257,15 +253,10 @@ class ContextOutput(serializers.Serializer):
 
 
 class ImportanceInput(serializers.Serializer):
-    importance = serializers.FloatField(min_value=0.0, max_value=1.0)
+    importance = NumberField(strings=False, min_value=0.0, max_value=1.0)
     tier = serializers.ChoiceField(
         choices=Tier.choices, required=False, allow_null=True,
         help_text="Omitted: follows importance (>=0.8 hot, >=0.4 warm, else cold)")
-
-    def validate_importance(self, value):
-        if isinstance(self.initial_data.get("importance"), (bool, str)):
-            raise serializers.ValidationError("must be a number")
-        return value
 
 
 class MaintenanceInput(serializers.Serializer):

@@ -66,6 +66,21 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class NumberField(serializers.FloatField):
+    """A FloatField that refuses a boolean (``true`` is not the number 1.0: a threshold of
+    ``true`` filtered out every hit) and, with ``strings=False``, a number given as text.
+    Text stays accepted where a value can arrive as a query parameter."""
+
+    def __init__(self, *, strings: bool = True, **kwargs):
+        self.strings = strings
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or (isinstance(data, str) and not self.strings):
+            raise serializers.ValidationError("must be a number")
+        return super().to_internal_value(data)
+
+
 @extend_schema_field({"type": "object", "additionalProperties": True,
                       "description": "A JSON object, at most 10 KB as JSON and "
                                      f"{METADATA_MAX_DEPTH} levels deep, with no NUL "

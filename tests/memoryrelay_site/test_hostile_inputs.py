@@ -232,6 +232,40 @@ def test_numbers_out_of_range_are_a_422_naming_the_field(client, raw, field):
     assert_error(send(client, "post", "/v1/memories", text), 422, "validation_error", field)
 
 
+# Every number a body reads as a float, with a body it is otherwise valid in.
+NUMBER_FIELDS = [
+    ("post", "/v1/memories", {"content": "c", "agent_id": "a", "deduplicate": True},
+     "dedup_threshold"),
+    ("post", "/v1/memories", {"content": "c", "agent_id": "a"}, "importance"),
+    ("put", "/v1/memories/{memory}/importance", {}, "importance"),
+    ("post", "/v1/memories/search", {"query": "q"}, "min_score"),
+    ("post", "/v1/memories/search", {"query": "q"}, "threshold"),
+    ("post", "/v1/memories/search", {"query": "q"}, "min_importance"),
+    ("post", "/v1/memories/context", {"query": "q"}, "threshold"),
+    ("post", "/v1/entities/{entity}/link", {"memory_id": "{memory}"}, "relevance_score"),
+    ("post", "/v1/projects/impact-analysis", {"project": "app", "change_description": "c"},
+     "threshold"),
+]
+
+
+@pytest.mark.parametrize("method, path, body, field", NUMBER_FIELDS,
+                         ids=[f"{p}:{f}" for _, p, _, f in NUMBER_FIELDS])
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_is_not_a_number_in_any_number_field(client, memory, method, path, body,
+                                                      field, value):
+    """``float(True)`` is 1.0: ``"min_score": true`` filtered out every hit, and
+    ``"dedup_threshold": true`` stored a memory with a threshold nobody gave."""
+    entity = client.post("/v1/entities", {"name": "Ada", "entity_type": "person"},
+                         format="json").json()
+    client.post("/v1/projects", {"name": "App", "slug": "app"}, format="json")
+    ids = {"memory": memory.id, "entity": entity["id"]}
+    body = {k: v.format(**ids) if isinstance(v, str) else v for k, v in body.items()}
+    before = client.get("/v1/memories").json()["total_count"]
+    response = send(client, method, path.format(**ids), json.dumps({**body, field: value}))
+    assert_error(response, 422, "validation_error", field)
+    assert client.get("/v1/memories").json()["total_count"] == before
+
+
 def test_the_smallest_and_largest_64_bit_integers_are_kept(client):
     """-2**63 fits a signed 64-bit column and was refused (its bit length is 64)."""
     def with_n(value: int) -> str:
