@@ -10,6 +10,7 @@ from memoryrelay_site.serializers import (
     MetadataField,
     NumberField,
     StrictCharField,
+    StrictUUIDField,
 )
 
 from .models import Entity, EntityLink
@@ -106,7 +107,7 @@ class RelevanceField(NumberField):
 class MemoryLinkInput(serializers.Serializer):
     """POST /v1/entities/{id}/link (SDK 0.3.0)."""
 
-    memory_id = serializers.UUIDField()
+    memory_id = StrictUUIDField()
     relationship = StrictCharField(max_length=RELATIONSHIP_MAX, required=False, allow_null=True,
                                    allow_blank=True, help_text='Default "mentioned_in"')
     relevance_score = RelevanceField()
@@ -119,4 +120,4 @@ class MemoryLinkInput(serializers.Serializer):
 class EntityLinkInput(MemoryLinkInput):
     """POST /v1/entities/links."""
 
-    entity_id = serializers.UUIDField()
+    entity_id = StrictUUIDField()

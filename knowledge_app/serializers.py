@@ -11,6 +11,7 @@ from memoryrelay_site.serializers import (
     MetadataField,
     NumberField,
     StrictCharField,
+    StrictUUIDField,
 )
 from sessions_app.serializers import ProjectRefOutput, ProjectSerializer
 
@@ -96,7 +97,7 @@ class DecisionRecordInput(serializers.Serializer):
     )
     agent_id = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True,
                                help_text="The agent's UUID or name (a new name creates it)")
-    session_id = serializers.UUIDField(
+    session_id = StrictUUIDField(
         required=False, allow_null=True,
         help_text="A live session of the account (else 422); its project labels the decision "
         "when project_slug is not given")

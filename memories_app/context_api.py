@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from memoryrelay_site.serializers import StrictCharField
+from memoryrelay_site.serializers import StrictCharField, StrictUUIDField
 from sessions_app.views import validated
 
 from .context import DEFAULT_MAX_MEMORIES, context_bundle_build
@@ -32,7 +32,7 @@ class ContextBundleInput(serializers.Serializer):
     search_mode = serializers.ChoiceField(choices=["hybrid", "semantic", "keyword"],
                                           required=False, allow_null=True)
     exclude_memory_ids = serializers.ListField(
-        child=serializers.UUIDField(), max_length=MAX_EXCLUDED, required=False,
+        child=StrictUUIDField(), max_length=MAX_EXCLUDED, required=False,
         allow_null=True, help_text="Memories left out (multi-turn context building)")
     ai_enhanced = serializers.BooleanField(
         required=False, allow_null=True, default=False,

@@ -12,6 +12,7 @@ from memoryrelay_site.serializers import (
     PayloadTooLarge,
     ReusedFields,
     StrictCharField,
+    StrictUUIDField,
     UnixTimestampField,
 )
 from sessions_app.models import Project
@@ -114,7 +115,7 @@ class MemoryFieldsInput(ReusedFields, serializers.Serializer):
 class MemoryCreateInput(MemoryFieldsInput):
     content = ContentField()
     agent_id = StrictCharField(max_length=255)
-    session_id = serializers.UUIDField(required=False, allow_null=True)
+    session_id = StrictUUIDField(required=False, allow_null=True)
     project = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
     project_id = StrictCharField(
         max_length=255, required=False, allow_null=True, allow_blank=True,
@@ -159,7 +160,7 @@ class SearchInput(serializers.Serializer):
         choices=["hybrid", "semantic", "keyword"], required=False, allow_null=True
     )
     agent_id = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
-    session_id = serializers.UUIDField(required=False, allow_null=True)
+    session_id = StrictUUIDField(required=False, allow_null=True)
     project = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True,
                               help_text="Only memories with this project label (slug)")
     limit = ClampedIntegerField(clamp_to=100, min_value=1, required=False, default=10)

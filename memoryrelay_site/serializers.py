@@ -66,6 +66,17 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID given as text. DRF's UUIDField reads a JSON integer as ``UUID(int=n)``, and so
+    ``true`` as ``00000000-…-0001``: a filter on ``"session_id": 0`` matched nothing instead
+    of being refused."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class NumberField(serializers.FloatField):
     """A FloatField that refuses a boolean (``true`` is not the number 1.0: a threshold of
     ``true`` filtered out every hit) and, with ``strings=False``, a number given as text.

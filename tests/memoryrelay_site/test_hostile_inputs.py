@@ -266,6 +266,36 @@ def test_a_boolean_is_not_a_number_in_any_number_field(client, memory, method, p
     assert client.get("/v1/memories").json()["total_count"] == before
 
 
+ID_FIELDS = [
+    ("/v1/memories/search", {"query": "q"}, "session_id"),
+    ("/v2/context", {"query": "q"}, "exclude_memory_ids"),
+    ("/v1/memories", {"content": "c", "agent_id": "a"}, "session_id"),
+    ("/v1/decisions", {"title": "t", "rationale": "r"}, "session_id"),
+    ("/v1/entities/links", {"entity_id": "{entity}", "memory_id": "{memory}"}, "memory_id"),
+    ("/v1/entities/links", {"entity_id": "{entity}", "memory_id": "{memory}"}, "entity_id"),
+]
+
+
+@pytest.mark.parametrize("path, body, field", ID_FIELDS,
+                         ids=[f"{p}:{f}" for p, _, f in ID_FIELDS])
+@pytest.mark.parametrize("value", [0, 1, True, 2**63 - 1])
+def test_an_id_given_as_a_number_or_boolean_is_not_a_uuid(client, memory, path, body, field,
+                                                          value):
+    """DRF read a JSON integer as ``UUID(int=n)``: a search on ``"session_id": true`` answered
+    an empty page, and a link to ``"memory_id": 0`` said the memory was not found."""
+    entity = client.post("/v1/entities", {"name": "Ada", "entity_type": "person"},
+                         format="json").json()
+    ids = {"memory": memory.id, "entity": entity["id"]}
+    body = {k: v.format(**ids) for k, v in body.items()}
+    given = [value] if field == "exclude_memory_ids" else value
+    before = client.get("/v1/memories").json()["total_count"]
+    response = send(client, "post", path, json.dumps({**body, field: given}))
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"][0]["field"].startswith(field), error
+    assert "UUID" in error["message"], error
+    assert client.get("/v1/memories").json()["total_count"] == before
+
+
 def test_the_smallest_and_largest_64_bit_integers_are_kept(client):
     """-2**63 fits a signed 64-bit column and was refused (its bit length is 64)."""
     def with_n(value: int) -> str:
