@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
+from django.db.models import CharField, F, Func
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -434,8 +435,9 @@ def memory_search(
     if not include_confidential:
         queryset = queryset.exclude(visibility="confidential")
     for n, (key, value) in enumerate((metadata_filter or {}).items()):
-        queryset = queryset.alias(**{f"_meta{n}": ObjectKey(key, "metadata")}).filter(
-            **{f"_meta{n}": value})
+        queryset = queryset.alias(**{f"_meta{n}": ObjectKey(key, "metadata"),
+                                     f"_metatype{n}": ObjectKeyType(key, "metadata")}).filter(
+            **{f"_meta{n}": value, f"_metatype{n}": json_type(value)})
     try:
         return search.run(queryset, search.Query(text=text, mode=mode, limit=limit,
                                                  min_score=min_score, judged=judged))
@@ -457,6 +459,40 @@ class ObjectKey(KeyTransform):
         types = ",".join(repr(t) for t in connection.ops.jsonfield_datatype_values)
         return (f"(CASE WHEN JSON_TYPE({lhs}, %s) IN ({types}) THEN JSON_TYPE({lhs}, %s) "
                 f"ELSE JSON_EXTRACT({lhs}, %s) END)"), (*params, path) * 3
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of ``value``, named as PostgreSQL's ``jsonb_typeof`` names it."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}[type(value)]
+
+
+class ObjectKeyType(Func):
+    """The JSON type (:func:`json_type`) of a top-level key's value. A metadata filter matches
+    the type as well as the value: on SQLite the value alone could not tell ``"true"`` from
+    ``true`` (nor ``"null"`` from ``null``), so ``{"flag": "true"}`` matched a boolean there
+    and not on PostgreSQL."""
+
+    output_field = CharField()
+
+    def __init__(self, key_name: str, field: str):
+        super().__init__(F(field))
+        self.key_name = key_name
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.source_expressions[0])
+        return f"jsonb_typeof({lhs} -> %s)", (*params, self.key_name)
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.source_expressions[0])
+        path = "$." + json.dumps(self.key_name)
+        sql = (f"(CASE JSON_TYPE({lhs}, %s) WHEN 'text' THEN 'string' WHEN 'true' THEN "
+               f"'boolean' WHEN 'false' THEN 'boolean' WHEN 'integer' THEN 'number' "
+               f"WHEN 'real' THEN 'number' ELSE JSON_TYPE({lhs}, %s) END)")
+        return sql, (*params, path, *params, path)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,24 @@ def test_search_filters_narrow_by_agent_session_tier_importance_and_metadata(cli
     assert len(found(search(client, query))) == 4
 
 
+def test_a_metadata_filter_matches_the_json_type_as_well_as_the_value(client):
+    """On SQLite ``{"flag": "true"}`` matched a stored boolean (and ``{"flag": true}`` a
+    stored string "true"), where PostgreSQL tells them apart."""
+    def add(metadata):
+        body = {"content": "release checklist", "agent_id": "a", "metadata": metadata}
+        return client.post("/v1/memories", body, format="json").json()["id"]
+
+    typed = add({"flag": True, "off": False, "none": None, "n": 1, "f": 1.5})
+    texts = add({"flag": "true", "off": "false", "none": "null", "n": "1", "f": "1.5"})
+    query = "release checklist"
+    for key, value, text in [("flag", True, "true"), ("off", False, "false"),
+                             ("none", None, "null"), ("n", 1, "1"), ("n", 1.0, "1"),
+                             ("f", 1.5, "1.5")]:
+        assert found(search(client, query, metadata_filter={key: value})) == [typed], key
+        assert found(search(client, query, metadata_filter={key: text})) == [texts], key
+    assert found(search(client, query, metadata_filter={"missing": None})) == []
+
+
 def test_a_session_given_in_the_query_string_scopes_the_search(client, session):
     """OpenClaw's session recall: ``?q=..&scope=session&session_id=..`` with a body that
     holds the query but not the session. The body's own session_id wins."""
