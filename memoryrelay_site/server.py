@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import uuid
 from http import HTTPStatus
 
@@ -198,6 +199,9 @@ async def over_capacity(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+PARENT_CHECK_SECONDS = 1.0
+
+
 class Worker(UvicornWorker):
     """The gunicorn worker class of `make run`: uvicorn with the settings above."""
 
@@ -210,6 +214,8 @@ class Worker(UvicornWorker):
             "ws": "none",
             "lifespan": "off",  # Django's ASGI handler serves HTTP only
             "timeout_keep_alive": settings.MEMORYRELAY_KEEPALIVE_TIMEOUT,
+            # callback_notify, which also checks that the master lives, every second.
+            "timeout_notify": PARENT_CHECK_SECONDS,
         }
         super().__init__(*args, **kwargs)
         # Finish in-flight requests within gunicorn's --graceful-timeout, before its SIGKILL.
@@ -217,3 +223,15 @@ class Worker(UvicornWorker):
         access = logging.getLogger("uvicorn.access")
         if not any(isinstance(f, RedactSecrets) for f in access.filters):
             access.addFilter(RedactSecrets())
+
+    async def callback_notify(self) -> None:
+        """gunicorn's own workers stop once their master is gone; uvicorn's never did: a
+        master killed (SIGKILL, the OOM killer) left its workers serving with nobody to
+        replace one that dies, and holding the port, so the server could not be started
+        again. An orphaned worker now stops as its master would have stopped it (SIGTERM:
+        the requests under way finish, within the graceful timeout)."""
+        if os.getppid() != self.ppid and self.alive:
+            self.alive = False
+            logger.warning("the gunicorn master (pid %s) is gone: this worker stops", self.ppid)
+            os.kill(os.getpid(), signal.SIGTERM)
+        self.notify()

@@ -490,3 +490,50 @@ def test_a_request_with_many_ordinary_headers_is_served(server):
     finally:
         conn.close()
 
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child of ours not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_workers_whose_master_was_killed_stop_and_free_the_port(tmp_path):
+    """A master killed with SIGKILL (the OOM killer) left its uvicorn workers serving for
+    ever, with nobody to replace one that dies, and holding the port: the server could not
+    be started again ("Connection in use"). Orphaned workers now stop within seconds."""
+    env = server_env(tmp_path)
+    manage(env, "migrate", "--noinput")
+    port, log = free_port(), tmp_path / "server.log"
+    with open(log, "wb") as out:
+        master = subprocess.Popen(run_command(port), cwd=ROOT, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    served = Server(port, "", log)
+    try:
+        wait_until_up(served, master)
+        workers = children(master.pid)
+        assert len(workers) == 2
+        os.kill(master.pid, signal.SIGKILL)
+        master.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(map(is_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(is_running, workers)), served.log_text()[-2000:]
+        with socket.socket() as sock:  # a new server can listen on the port again, as
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # gunicorn binds
+            sock.bind(("127.0.0.1", port))
+        assert "the gunicorn master (pid" in served.log_text()
+    finally:
+        try:
+            os.killpg(master.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
