@@ -410,6 +410,17 @@ def _ask(ids: list) -> None:
         pending.extend(ids)
 
 
+def on_content_changed(sender=None, *, memory_id, **kwargs) -> None:
+    """memories_app.signals.content_changed, inside the update's transaction: the memory's
+    extraction, when it was ever asked for, is pending again under a new generation. A run
+    under way on the old content is overtaken (it applies nothing), and should the request
+    made after the response be lost, the sweep hands it out again (``extractions_sweep``)
+    rather than the old content's links staying, marked done."""
+    MemoryExtraction.objects.filter(memory_id=memory_id).update(
+        status=ExtractionStatus.PENDING, attempts=0, error="", generation=_generation(),
+        updated_at=timezone.now())
+
+
 def on_memories_written(sender=None, *, memory_ids, extract=None, reason="create",
                         **kwargs) -> None:
     """memories_app.signals.memories_written: queue extraction of the written memories

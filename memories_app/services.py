@@ -39,7 +39,7 @@ from . import search, vectors
 from .embeddings import embed_or_none, get_provider
 from .linked_entities import mark_unlinked, memories_mentioning
 from .models import SETTLED_DELIVERIES, Memory, WebhookDelivery, WriteStatus, tier_for
-from .signals import announce_written
+from .signals import announce_written, content_changed
 
 CHARS_PER_TOKEN = 4
 UPDATABLE = ("content", "metadata", "importance", "tier", "memory_type", "visibility")
@@ -330,6 +330,7 @@ def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None) ->
         setattr(row, field, value)
     row.save(update_fields=[*changed, "updated_at"])
     if "content" in changed:
+        content_changed.send(sender=Memory, memory_id=row.pk)
         announce_written(account_id=row.account_id, memory_ids=[row.pk], extract=None,
                          reason="update")
     return row

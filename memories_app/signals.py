@@ -6,7 +6,12 @@ at once for ``POST /v1/memories`` and each batch, when an asynchronous write is 
 and when an update changes a memory's content. Keyword arguments: ``account_id``,
 ``memory_ids`` (strings), ``extract`` (the write's ``auto_extract_entities``: True, False or
 None for the server default) and ``reason`` (``"create"``, ``"ready"`` or ``"update"``).
-A receiver must be quick (enqueue a task, never do the work): it runs in the request."""
+A receiver must be quick (enqueue a task, never do the work): it runs in the request.
+
+``content_changed`` is sent inside the transaction of an update that changes a memory's
+content, before it commits (keyword ``memory_id``): a receiver marks what it derived from
+the old content as stale in the same commit, so that a failure once the update is answered
+(``memories_written`` then lost) leaves it stale and redone, never current."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from django.dispatch import Signal
 logger = logging.getLogger("memoryrelay.signals")
 
 memories_written = Signal()
+content_changed = Signal()
 
 
 def announce_written(*, account_id, memory_ids, extract: bool | None, reason: str) -> None:

@@ -256,6 +256,39 @@ def test_a_request_lost_after_the_write_is_made_again_by_the_sweep(client, task_
     assert not MemoryExtraction.objects.filter(memory_id=old).exists()  # backfill's to ask
 
 
+def test_a_re_extraction_lost_after_a_content_update_is_made_again_by_the_sweep(
+        client, task_queue, monkeypatch):  # noqa: F811
+    """The update committed and was answered; asking for the re-extraction then failed (the
+    database went away). The extraction still said done, with the old content's links, and
+    nothing asked again: the memory kept naming who it no longer mentions."""
+    from datetime import timedelta
+
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    from memoryrelay_site.tasks import tasks_sweep
+
+    memory_id = write(client, TEXT)
+    task_queue.run()
+    assert "Maria Lopez" in linked(memory_id)
+    real = pipeline._request
+    monkeypatch.setattr(pipeline, "_request", lambda ids, **kw: (_ for _ in ()).throw(
+        OperationalError("the database went away (test)")))
+    response = client.patch(f"/v1/memories/{memory_id}",
+                            {"content": "Jonas Berg from Initech Corp moved JIRA-9 to Redis."},
+                            format="json")
+    assert response.status_code == 200, response.content
+    monkeypatch.setattr(pipeline, "_request", real)
+    assert status(client, memory_id)["status"] == "pending"
+    MemoryExtraction.objects.filter(memory_id=memory_id).update(
+        updated_at=timezone.now() - timedelta(minutes=10))
+    tasks_sweep(lease_seconds=60)
+    task_queue.run()
+    links = linked(memory_id)
+    assert "Jonas Berg" in links and "Maria Lopez" not in links
+    assert status(client, memory_id)["status"] == "done"
+
+
 def test_a_request_during_a_run_is_not_overwritten(client):
     memory_id = write(client, auto_extract_entities=False)
     pipeline.extraction_request(memory_ids=[memory_id])
