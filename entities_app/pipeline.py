@@ -100,25 +100,32 @@ def _request(ids: list, *, only_missing: bool = False) -> int:
     catches a lost enqueue)."""
     if not ids:
         return 0
-    generation, now = _generation(), timezone.now()
-    rows = [MemoryExtraction(memory_id=pk, status=ExtractionStatus.PENDING, attempts=0,
-                             error="", generation=generation, created_at=now,
-                             updated_at=now) for pk in ids]
+    pending = _pending()
+    rows = [MemoryExtraction(memory_id=pk, created_at=pending["updated_at"], **pending)
+            for pk in ids]
     with transaction.atomic():
         _commit_without_waiting_for_disk()
         if only_missing:
             MemoryExtraction.objects.bulk_create(rows, ignore_conflicts=True)
-            ids = list(MemoryExtraction.objects.filter(memory_id__in=ids, generation=generation)
+            ids = list(MemoryExtraction.objects.filter(memory_id__in=ids,
+                                                         generation=pending["generation"])
                        .values_list("memory_id", flat=True))
         else:
             MemoryExtraction.objects.bulk_create(
                 rows, update_conflicts=True, unique_fields=["memory"],
-                update_fields=["status", "attempts", "error", "generation", "updated_at"])
+                update_fields=list(pending))
         if ids and backend_name() == "database":
             _enqueue(ids)
         elif ids:
             transaction.on_commit(lambda: _enqueue(ids))
     return len(ids)
+
+
+def _pending() -> dict:
+    """The fields of an extraction asked for (again): pending under a new generation, with
+    no attempt or error yet."""
+    return {"status": ExtractionStatus.PENDING, "attempts": 0, "error": "",
+            "generation": _generation(), "updated_at": timezone.now()}
 
 
 LOST_REQUESTS_WINDOW = timedelta(days=1)
@@ -416,9 +423,7 @@ def on_content_changed(sender=None, *, memory_id, **kwargs) -> None:
     under way on the old content is overtaken (it applies nothing), and should the request
     made after the response be lost, the sweep hands it out again (``extractions_sweep``)
     rather than the old content's links staying, marked done."""
-    MemoryExtraction.objects.filter(memory_id=memory_id).update(
-        status=ExtractionStatus.PENDING, attempts=0, error="", generation=_generation(),
-        updated_at=timezone.now())
+    MemoryExtraction.objects.filter(memory_id=memory_id).update(**_pending())
 
 
 def on_memories_written(sender=None, *, memory_ids, extract=None, reason="create",
