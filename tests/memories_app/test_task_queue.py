@@ -279,6 +279,63 @@ def test_ctrl_c_stops_a_worker_cleanly(tmp_path):
             os.killpg(worker.pid, signal.SIGKILL)
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_rqs_scheduler_stops_when_its_worker_is_killed(tmp_path):
+    """RQ runs its scheduler in a process of its own, forked by the worker. With the worker
+    killed (SIGKILL, the OOM killer), the scheduler stops too and lets go of its Redis lock,
+    so the next worker schedules; before, it ran on for ever, holding the lock."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("reads processes from /proc")
+    client = redis_or_skip()
+    env = _worker_env("rq", "http://127.0.0.1:9", DATABASE_URL="",
+                      MEMORYRELAY_EMBEDDINGS="none", MEMORYRELAY_SQLITE_PATH=str(tmp_path / "db"))
+    lock = f"rq:scheduler-lock:{env['MEMORYRELAY_TASK_QUEUE']}"
+    _manage(env, "migrate", "--noinput", timeout=120)
+    log = tmp_path / "worker.log"
+    worker = _worker(env, log)
+    scheduler = None
+    try:
+        scheduler = _wait(lambda: client.exists(lock) and _children(worker.pid), 60,
+                          "the worker's scheduler")[0]
+        os.kill(worker.pid, signal.SIGKILL)  # the worker only: its scheduler is left
+        worker.wait(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (_alive(scheduler) or client.exists(lock)):
+            time.sleep(0.2)
+        assert not _alive(scheduler), "the scheduler outlived its worker"
+        assert not client.exists(lock), "the scheduler's lock outlived its worker"
+    finally:
+        for pid in (worker.pid, scheduler):
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        leftover = list(client.scan_iter(match=f"*{env['MEMORYRELAY_TASK_QUEUE']}*"))
+        if leftover:
+            client.delete(*leftover)
+
+
 # --- stale claims, health, admin ----------------------------------------------------------
 
 

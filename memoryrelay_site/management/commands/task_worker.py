@@ -111,6 +111,14 @@ class Command(DatabaseCommand):
                 sent.disconnect(dispatch_uid="task_worker_fresh_connections")
 
     def _work_rq(self, *, burst, worker_id):
+        global _orphans_stop
+        _orphans_stop = True
+        try:
+            self._work_rq_rounds(burst=burst, worker_id=worker_id)
+        finally:
+            _orphans_stop = False
+
+    def _work_rq_rounds(self, *, burst, worker_id):
         import django_rq
         from django_tasks_rq import Job
         from redis.exceptions import RedisError
@@ -138,6 +146,33 @@ class Command(DatabaseCommand):
                              keep_going=lambda: not burst, wait=_wait_unless_stopped,
                              stopping=stopping):
             self.stdout.write("task worker stopped")
+
+
+# RQ forks its scheduler into a process of its own that never looks at its parent: with the
+# worker killed (SIGKILL, the OOM killer, `--stop-with`'s exit) it ran on for ever, holding
+# the Redis scheduler lock, so no later worker scheduled (delayed retries). What this
+# process forks while it runs RQ stops once this process is gone.
+_orphans_stop = False
+
+
+def _after_fork_in_child() -> None:
+    if _orphans_stop:
+        threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),),
+                         name="stop-when-orphaned", daemon=True).start()
+
+
+def _stop_when_orphaned(parent: int, every: float = 1.0, grace: float = 30.0) -> None:
+    """SIGTERM to this process once ``parent`` is gone (RQ's scheduler stops at its next
+    round and lets go of its lock); it is ended if still running ``grace`` seconds later."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    logger.warning("task worker %s is gone: its child %s stops", parent, os.getpid())
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace)
+    os._exit(1)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _keep_working(work, *, failure, what: str, keep_going, wait,
