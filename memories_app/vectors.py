@@ -342,13 +342,13 @@ def _pg_every_sql(queryset, terms: list[str], cap: int, pool: int, capped: str):
         f"_st (lexemes, shares) AS MATERIALIZED (SELECT most_common_elems::text::text[], "
         f"most_common_elem_freqs FROM pg_stats WHERE schemaname = ANY(current_schemas(false))"
         f" AND tablename = '{table}' AND attname = 'search_vector' AND NOT inherited)",
-        # each term's share of the rows: the sum of its forms' (0: none of them among the
-        # most common lexemes)
+        # each term's share of the rows: the sum of its forms' lexemes', each once ("try",
+        # "tried" and "tries" are one; 0: none of them among the most common lexemes)
         "_r AS MATERIALIZED (SELECT q, share, row_number() OVER (ORDER BY share, lookup) "
         "AS r FROM (SELECT lookup, q, (SELECT least(1, coalesce(sum(shares[array_position("
-        "lexemes, trim(both '''' from plainto_tsquery("
-        f"'{PG_TEXT_CONFIG}', f)::text))]), 0)) FROM _st, unnest(string_to_array(t, ' or ')) "
-        "AS f) AS share FROM _q WHERE numnode(q) > 0) AS _l)",
+        "lexemes, l)]), 0)) FROM _st, (SELECT DISTINCT trim(both '''' from plainto_tsquery("
+        f"'{PG_TEXT_CONFIG}', f)::text) AS l FROM unnest(string_to_array(t, ' or ')) AS f) "
+        "AS _f) AS share FROM _q WHERE numnode(q) > 0) AS _l)",
         # the index's part of the query when every list is capped
         f"_s (q) AS MATERIALIZED (SELECT {and_of} FROM _r "
         f"WHERE share < {COMMON_TERM_SHARE} OR r <= 2)",

@@ -144,3 +144,29 @@ def test_postgres_a_terms_share_of_the_rows_sums_its_forms(account, corpus):
     assert shares["'pelican'"] == pytest.approx(known["pelican"], abs=1e-6)
     # a term in no memory, so among no common lexemes, is rare: its lookup takes the index
     assert "zyzzyva" not in known and shares["'zyzzyva'"] == 0
+
+
+def test_postgres_forms_read_as_one_lexeme_count_once(account, agent):
+    """"try", "tried" and "tries" are one lexeme on PostgreSQL ('tri'): the term's share of
+    the rows is that lexeme's once. Summed for each form it was three times as much (a term
+    in 30% of the rows read as in 90%, so a rarer-looking term went to the index first)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the planner's statistics of common terms: PostgreSQL")
+    Memory.objects.bulk_create(
+        [Memory(account=account, agent=agent, content=f"tried the pelican recipe {n}"
+                if n % 10 < 3 else f"pelican note {n}") for n in range(40)])
+    assert {"try", "tried", "tries"} <= set(forms("try"))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE memories_app_memory")
+        cursor.execute("SELECT most_common_elems::text::text[], most_common_elem_freqs FROM "
+                       "pg_stats WHERE tablename = 'memories_app_memory' AND attname = "
+                       "'search_vector'")
+        known = dict(zip(*cursor.fetchone(), strict=False))
+        mine = Memory.objects.live().for_account(account)
+        ctes, params, _, _ = vectors._pg_every_sql(mine, ["try", "pelican"], 3, 4, "0")
+        cursor.execute("WITH _t (lookup, id) AS (SELECT 0, NULL::uuid WHERE false), "
+                       + ", ".join(ctes) + " SELECT q::text, share FROM _r", params)
+        shares = dict(cursor.fetchall())
+    assert known["tri"] == pytest.approx(0.3, abs=1e-6)
+    share = next(share for query, share in shares.items() if "tri" in query)
+    assert share == pytest.approx(known["tri"], abs=1e-6)
