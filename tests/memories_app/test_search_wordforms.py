@@ -1,5 +1,6 @@
 """A query term matches a memory holding another form of it that the stemmers miss
-("go" / "went", "child" / "children": memories_app/wordforms.py), on both databases."""
+("go" / "went", "child" / "children", and on SQLite "deploys" / "deployment":
+memories_app/wordforms.py), on both databases."""
 
 from __future__ import annotations
 
@@ -53,6 +54,65 @@ def test_a_term_matches_its_other_forms(client, query, answer, decoy):
     assert [pk for pk, _ in hits] == [answer_id, decoy_id]
     assert hits[0][1] == pytest.approx(1.0)
     assert hits[1][1] < hits[0][1]
+
+
+@pytest.mark.parametrize(("query", "content"), [
+    ("deployment", "Deploys happen on Tuesdays"),
+    ("deploys", "The deployment happens on Tuesdays"),
+    ("deploy", "Deployments happen on Tuesdays"),
+    ("employer", "Sam is employed at Acme"),
+    ("employed", "Acme is a fair employer"),
+    ("enjoy", "The hike was enjoyable"),
+    ("enjoyment", "We enjoyed the hike"),
+    ("annoying", "The noise is an annoyance"),
+    ("betrayal", "She felt betrayed"),
+    ("portrayed", "A portrayal of the city"),
+    ("joy", "A joyful day"),
+    ("playful", "The kids played outside"),
+    ("focus", "She focused on her painting"),
+    ("seriously", "It was a serious injury"),
+    ("serious", "She took it seriously"),
+    ("nervous", "Her nervousness showed"),
+    ("status", "The statuses of the orders"),
+    ("trying", "Sam tried the beta build"),
+    ("crying", "The baby cried all night"),
+    ("died", "Her grandfather will die"),
+])
+def test_a_word_the_porter_stemmer_splits_matches_its_other_forms(client, query, content):
+    """SQLite's Porter stemmer reads "deploys" as "deploi" and "deployment" as "deploy",
+    "focus" as "focu" and "focused" as "focus", "trying" as "try" and "tried" as "tri";
+    PostgreSQL reads each pair as one stem: either finds the other on both databases."""
+    memory_id = add(client, content)
+    add(client, "Releases happen on Mondays")
+    assert [pk for pk, _ in keyword_hits(client, query)] == [memory_id]
+
+
+def test_derived_forms_of_a_us_word_join_only_its_family():
+    """A word in -us has its plural as a form, an adjective in -ous its -ness noun, the
+    adverb and noun their adjective; not where the stemmer joins them already (a measure
+    of 2 or more before -ous: "dangerous" and "dangerously" are both "danger"), nor an
+    inflection of a word that may end in -use ("caused", "used")."""
+    assert wordforms.forms("focus") == ("focus", "focuses")
+    assert wordforms.forms("serious") == ("serious", "seriousness")
+    assert wordforms.forms("seriously") == ("seriously", "serious")
+    assert wordforms.forms("nervousness") == ("nervousness", "nervous")
+    for alone in ("dangerous", "dangerously", "focused", "caused", "used", "boss", "us"):
+        assert wordforms.forms(alone) == (alone,), alone
+
+
+def test_derived_forms_of_a_y_word_join_only_its_family():
+    """The other form is the base of a derived word and a derived word of the base or its
+    inflections; no suffix the stemmer keeps ("player", "payment": "pay" is too short for
+    it), no name that SQLite's stemmer reads as a short base ("keyes", "hayes": "key",
+    "hay"), no y after a consonant."""
+    assert wordforms.forms("deployment") == ("deployment", "deploy")
+    assert wordforms.forms("deploying") == ("deploying", "deployment")
+    assert wordforms.forms("employers") == ("employers", "employ")
+    assert wordforms.forms("joys") == ("joys", "joyful")
+    for alone in ("player", "payment", "layer", "loyal", "key", "keyes", "hay", "hayes",
+                  "carry", "carrier", "employee", "billing"):
+        assert wordforms.forms(alone) == (alone,), alone
+    assert wordforms.forms("paid") == ("paid", "pay")  # a group's forms stay as they were
 
 
 def test_a_form_that_is_mostly_another_word_is_no_form(client):
