@@ -17,7 +17,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from memories_app.models import Memory
-from memoryrelay_site.db import locked_live
+from memoryrelay_site.db import locked, locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 from memoryrelay_site.serializers import METADATA_MAX_BYTES, metadata_size
 from sessions_app.models import Agent
@@ -111,7 +111,7 @@ def entity_restore(*, entity: Entity) -> Entity:
     """Brings a deleted entity back, unless a live one took its name and type meanwhile."""
     try:
         with transaction.atomic():
-            row = Entity.objects.select_for_update().get(pk=entity.pk)
+            row = locked(Entity.objects, entity.pk, NotFound("Entity not found"))
             if row.deleted_at is not None:
                 row.deleted_at = None
                 row.save(update_fields=["deleted_at", "updated_at"])
@@ -329,9 +329,13 @@ def entities_purge_deleted(*, older_than_days: int, dry_run: bool = False,
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
     entities = Entity.objects.filter(deleted_at__lt=cutoff)
     links = EntityLink.objects.filter(entity__in=entities)
-    counts = EntityPurgeReport(entities.count(), links.count())
-    if not dry_run:
-        with transaction.atomic():
+    with transaction.atomic():
+        # The entities locked first: a restore racing the purge waits for it and finds the
+        # entity gone, or committed first and the entity (its links too) is not chosen.
+        # Before, its links could go, or it all went after the restore answered.
+        list(entities.select_for_update().values_list("pk", flat=True))
+        counts = EntityPurgeReport(entities.count(), links.count())
+        if not dry_run:
             links.delete()
             entities.delete()
     return counts

@@ -22,7 +22,7 @@ from django.utils import timezone
 from memories_app import search
 from memories_app.embeddings import get_provider
 from memories_app.services import embedding_of, rows_reembed, vector_fields
-from memoryrelay_site.db import locked_live
+from memoryrelay_site.db import locked, locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 from memoryrelay_site.purge import delete_in_order, tally
 from sessions_app.models import Project, ProjectRelationship
@@ -48,7 +48,8 @@ def _soft_delete(model, pk, missing: NotFound, at: datetime | None):
 
 @transaction.atomic
 def _restore(model, pk):
-    row = model.objects.without_vectors().select_for_update().get(pk=pk)
+    row = locked(model.objects.without_vectors(), pk,
+                 NotFound(f"{model._meta.verbose_name.capitalize()} not found"))
     if row.deleted_at is not None:
         row.deleted_at = None
         row.save(update_fields=["deleted_at", "updated_at"])
@@ -491,7 +492,10 @@ def knowledge_purge_deleted(*, older_than_days: int, dry_run: bool = False,
     if older_than_days < 0:
         raise Invalid("older_than_days must be at least 0", field="older_than_days")
     cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
-    removed = delete_in_order([Decision.objects.filter(pk__in=_decisions_purged(cutoff)),
+    # Chosen before the purge's transaction: one restored since is left (it is chosen again,
+    # locked, only while still deleted).
+    chosen = Decision.objects.filter(pk__in=_decisions_purged(cutoff), deleted_at__lt=cutoff)
+    removed = delete_in_order([chosen,
                                Pattern.objects.filter(deleted_at__lt=cutoff)], dry_run=dry_run)
     counts, with_them = tally(removed, (Decision, Pattern))
     return KnowledgePurgeReport(*counts, along=with_them)

@@ -23,6 +23,7 @@ from django.db.models import CharField, F, Func
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
+from memoryrelay_site import db
 from memoryrelay_site.errors import Invalid, NotFound, ServiceError
 from memoryrelay_site.purge import delete_in_order, named_by_another_row, tally
 from memoryrelay_site.serializers import is_uuid
@@ -352,8 +353,10 @@ def memory_delete(*, memory: Memory, at: datetime | None = None) -> Memory:
 def memory_restore(*, memory: Memory) -> Memory:
     agent_gone = Invalid("Restore the memory's agent first", field="agent_id")
     locked_live(Agent, memory.agent_id, agent_gone, no_key=True)
-    memory.deleted_at = None
-    memory.save(update_fields=["deleted_at", "updated_at"])
+    row = db.locked(Memory.objects.without_vectors(), memory.pk, NotFound("Memory not found"))
+    if row.deleted_at is not None:
+        memory.deleted_at = None
+        memory.save(update_fields=["deleted_at", "updated_at"])
     return memory
 
 

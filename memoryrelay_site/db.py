@@ -249,6 +249,16 @@ def _thread_alone(job: str) -> Iterator[bool]:
                 _running.discard(job)
 
 
+def locked(queryset, pk, missing: Exception):
+    """Inside a transaction: the row ``pk`` of ``queryset``, live or soft-deleted, locked
+    until commit (``FOR UPDATE``); ``missing`` when it is gone: a purge removed it, maybe
+    while this waited for its lock (a restore of a row the admin listed before)."""
+    row = queryset.select_for_update().filter(pk=pk).first()
+    if row is None:
+        raise missing
+    return row
+
+
 def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
     """Inside a transaction: the live row ``pk`` of ``model``, locked until commit.
 

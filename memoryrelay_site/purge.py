@@ -10,16 +10,31 @@ from collections import Counter
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 
+# Rows deleted per statement: the ids of a purge of millions are not one statement's
+# parameters (SQLite takes at most 32,766).
+CHUNK = 1000
+
 
 def delete_in_order(querysets, *, dry_run: bool) -> list[Counter]:
     """Deletes each queryset in turn, in one transaction (rolled back for ``dry_run``, so its
     counts are the ones a real run gives): each sees what the ones before it removed. For
-    each, what it removed by model label (``memories_app.Memory``), cascades included."""
+    each, what it removed by model label (``memories_app.Memory``), cascades included.
+
+    The rows are locked as they are chosen (``FOR UPDATE``, which reads a row changed
+    meanwhile again): a delete reads them first and then removes them by id, so a row
+    restored in between (the admin) was removed all the same, restored and gone. Now the
+    restore waits for the purge, and finds the row gone, or committed first and the row
+    is no longer chosen."""
     removed = []
     with transaction.atomic():
         for queryset in querysets:
-            _, per_model = queryset.delete()
-            removed.append(Counter({k: v for k, v in per_model.items() if v}))
+            chosen = list(queryset.select_for_update().values_list("pk", flat=True))
+            manager = queryset.model._base_manager
+            done = Counter()
+            for start in range(0, len(chosen), CHUNK):
+                _, per_model = manager.filter(pk__in=chosen[start:start + CHUNK]).delete()
+                done.update(per_model)
+            removed.append(Counter({k: v for k, v in done.items() if v}))
         if dry_run:
             transaction.set_rollback(True)
     return removed

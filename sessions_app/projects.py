@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from memoryrelay_site.db import locked_live
+from memoryrelay_site.db import locked, locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound
 
 from .models import DEPENDENCY_TYPES, RESERVED_SLUGS, Project, ProjectRelationship
@@ -105,7 +105,7 @@ def project_restore(*, project: Project) -> Project:
     taken = Conflict("A live project already uses this slug", field="slug")
     try:
         with transaction.atomic():
-            row = Project.objects.select_for_update().get(pk=project.pk)
+            row = locked(Project.objects, project.pk, NotFound("Project not found"))
             if row.deleted_at is None:
                 return row
             if Project.objects.for_account(row.account_id).by_slug(row.slug).exists():
@@ -201,7 +201,8 @@ def relationship_delete(*, relationship: ProjectRelationship,
 @transaction.atomic
 def relationship_restore(*, relationship: ProjectRelationship) -> ProjectRelationship:
     """Undoes a relationship's soft delete; refused while a live one has the same edge."""
-    row = ProjectRelationship.objects.select_for_update().get(pk=relationship.pk)
+    row = locked(ProjectRelationship.objects, relationship.pk,
+                 NotFound("Project relationship not found"))
     if row.deleted_at is None:
         return row
     edge = {"source_id": row.source_id, "target_id": row.target_id,

@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.db.models.functions import Collate
 from django.utils import timezone
 
-from memoryrelay_site.db import locked_live
+from memoryrelay_site.db import locked, locked_live
 from memoryrelay_site.errors import Conflict, Invalid, NotFound, ServiceError
 from memoryrelay_site.llm import LLMUnavailable
 from memoryrelay_site.serializers import METADATA_MAX_BYTES, is_uuid, metadata_size
@@ -635,7 +635,7 @@ def session_restore(*, session: Session) -> Session:
     Refused when a live session has taken the external id meanwhile."""
     # The agent before the session: the order every writer locks in.
     owner = session.agent_id and Agent.objects.select_for_update().get(pk=session.agent_id)
-    row = Session.objects.select_for_update().get(pk=session.pk)
+    row = locked(Session.objects, session.pk, NotFound("Session not found"))
     if row.deleted_at is None:
         return row
     if owner and owner.deleted_at is not None:
@@ -672,7 +672,7 @@ def _external_id_kept(external_id: str | None, of: str = "this session"):
 @transaction.atomic
 def agent_restore(*, agent: Agent) -> Agent:
     """Undoes an agent's soft delete with the sessions and memories deleted with it."""
-    row = Agent.objects.select_for_update().get(pk=agent.pk)
+    row = locked(Agent.objects, agent.pk, NotFound("Agent not found"))
     if row.deleted_at is None:
         return row
     if Agent.objects.live().for_account(row.account_id).filter(name=row.name).exists():

@@ -150,3 +150,124 @@ def test_a_deleted_project_a_live_pattern_names_as_its_source_is_kept(account):
     assert "0 projects" in purge("--older-than-days", "30")
     assert Pattern.objects.values("source_project_id", "updated_at").get(
         pk=pattern.pk) == before
+
+
+# --- a restore racing a purge ----------------------------------------------------------------
+
+
+def _restored_or_purged(kind: str, account, agent):
+    """A row of ``kind`` deleted 40 days ago; the purge that removes it; its restore."""
+    from entities_app.models import Entity
+    from entities_app.services import entities_purge_deleted, entity_restore
+    from knowledge_app.models import Decision
+    from knowledge_app.services import decision_restore, knowledge_purge_deleted
+    from memories_app.services import memory_restore, purge_deleted
+
+    if kind == "memory":
+        row = memory_create(account=account, agent_ref=agent.name, content="bring me back")
+        return (row, lambda: purge_deleted(older_than_days=30).memories,
+                lambda fresh: memory_restore(memory=fresh))
+    if kind == "entity":
+        row = Entity.objects.create(account=account, name="Kafka", entity_type="technology")
+        return (row, lambda: entities_purge_deleted(older_than_days=30).entities,
+                lambda fresh: entity_restore(entity=fresh))
+    row = Decision.objects.create(account=account, title="Use Kafka", rationale="queues")
+    return (row, lambda: knowledge_purge_deleted(older_than_days=30).decisions,
+            lambda fresh: decision_restore(decision=fresh))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["memory", "entity", "decision"])
+def test_a_row_restored_while_a_purge_runs_is_either_restored_or_purged_never_both(
+        kind, account, agent, monkeypatch):
+    """The purge read the rows to remove, a restore (the admin's) committed, and the purge
+    then deleted by id: the restore answered success and the row was gone for good."""
+    import threading
+
+    from django.db import connections
+    from django.db.models.deletion import Collector
+
+    from memoryrelay_site.errors import NotFound
+
+    row, purge_run, restore = _restored_or_purged(kind, account, agent)
+    model = type(row)
+    model._base_manager.filter(pk=row.pk).update(deleted_at=days_ago(40))
+    paused, go = threading.Event(), threading.Event()
+    delete = Collector.delete
+
+    def paused_delete(self):
+        if not paused.is_set():
+            paused.set()
+            go.wait(10)
+        return delete(self)
+
+    monkeypatch.setattr(Collector, "delete", paused_delete)
+    outcome = {}
+
+    def purging():
+        try:
+            outcome["purged"] = purge_run()
+        finally:
+            connections.close_all()
+
+    def restoring():
+        try:
+            restore(model._base_manager.get(pk=row.pk))
+            outcome["restore"] = "restored"
+        except NotFound:
+            outcome["restore"] = "not found"
+        finally:
+            connections.close_all()
+
+    purge_thread = threading.Thread(target=purging)
+    purge_thread.start()
+    assert paused.wait(10)
+    restore_thread = threading.Thread(target=restoring)
+    restore_thread.start()
+    restore_thread.join(1)  # it ends here unless the purge holds the row
+    go.set()
+    purge_thread.join(20)
+    restore_thread.join(20)
+    stored = model._base_manager.filter(pk=row.pk).first()
+    if outcome["restore"] == "restored":
+        assert stored is not None and stored.deleted_at is None, "restored, then purged"
+        assert outcome["purged"] == 0
+    else:
+        assert stored is None and outcome["purged"] == 1
+
+
+def test_restoring_rows_purged_meanwhile_is_a_not_found(account, agent, session):
+    """The admin's "Restore selected" read the rows, a purge removed one: its restore was a
+    server error (DoesNotExist, or an UPDATE that found no row)."""
+    from entities_app.models import Entity
+    from entities_app.services import entity_restore
+    from knowledge_app.models import Decision, Pattern
+    from knowledge_app.services import decision_restore, pattern_restore
+    from memories_app.services import memory_restore
+    from memoryrelay_site.errors import NotFound
+    from sessions_app.models import Project, ProjectRelationship
+    from sessions_app.projects import project_restore, relationship_restore
+    from sessions_app.services import agent_restore, session_restore
+
+    memory = memory_create(account=account, agent_ref=agent.name, content="gone")
+    other = Agent.objects.create(account=account, name="other-agent")
+    source = Project.objects.create(account=account, slug="src", name="src")
+    target = Project.objects.create(account=account, slug="dst", name="dst")
+    relationship = ProjectRelationship.objects.create(
+        account=account, source=source, target=target, relationship_type="depends_on")
+    decision = Decision.objects.create(account=account, title="t", rationale="r")
+    pattern = Pattern.objects.create(account=account, title="t", description="d")
+    entity = Entity.objects.create(account=account, name="Kafka", entity_type="technology")
+    cases = [(memory, memory_restore, "memory"), (session, session_restore, "session"),
+             (other, agent_restore, "agent"), (relationship, relationship_restore,
+                                                "relationship"),
+             (source, project_restore, "project"), (decision, decision_restore, "decision"),
+             (pattern, pattern_restore, "pattern"), (entity, entity_restore, "entity")]
+    for row, _, _ in cases:
+        type(row)._base_manager.filter(pk=row.pk).update(deleted_at=days_ago(40))
+        row.refresh_from_db()
+    for row, restore, name in cases:  # children first: the purge's order
+        type(row)._base_manager.filter(pk=row.pk).delete()
+        with pytest.raises(NotFound):
+            restore(**{name: row})
