@@ -461,6 +461,7 @@ def session_end(
     metadata: dict | None = None,
     auto_summarize: bool = False,
     at: datetime | None = None,
+    idle_before: datetime | None = None,
 ) -> Session:
     """Ends the session (idempotent: ``ended_at`` keeps its first value).
 
@@ -468,6 +469,8 @@ def session_end(
     ``auto_summarize`` with no summary stores one generated from the memories (before the
     transaction opens: no lock is held while it is built), unless the session holds a
     summary someone wrote (``provided``): ending again never writes over it.
+    ``idle_before``: only an active session idle since then is ended (checked under its
+    lock, which memory writes into it take too); otherwise :class:`NotIdle`.
     """
     method = "provided" if summary is not None else None
     if summary is None and auto_summarize and session.summary_method != "provided":
@@ -476,6 +479,8 @@ def session_end(
             summary, method = _summary_text(items, session=session), "extractive"
     with transaction.atomic():
         row = _locked(session)
+        if idle_before is not None and not _idle_since(row, idle_before):
+            raise NotIdle
         before = {f: getattr(row, f) for f in SESSION_ENDED_FIELDS}
         row.mark_ended(at or timezone.now())
         if method == "extractive" and row.summary_method == "provided":
@@ -491,6 +496,16 @@ def session_end(
             # The LLM's summary follows from a task: an end never waits on an LLM.
             transaction.on_commit(partial(_summary_refine_later, row.pk, summary))
     return _refreshed(row)
+
+
+class NotIdle(Exception):
+    """The session was written to or ended since it was found idle."""
+
+
+def _idle_since(row: Session, cutoff: datetime) -> bool:
+    return (row.status == SessionStatus.ACTIVE
+            and Session.objects.filter(pk=row.pk).with_last_activity()
+            .filter(last_activity_at__lt=cutoff).exists())
 
 
 def _summary_refine_later(session_id, replaces: str) -> None:
@@ -703,21 +718,31 @@ def sessions_end_stale(
     now: datetime | None = None, progress=None,
 ) -> StaleReport:
     """Ends active sessions whose newest memory (or start) is older than ``idle_hours``.
-    ``progress(total)`` returns the callback called after each session ended."""
+    ``progress(total)`` returns the callback called after each session ended.
+
+    The sessions are listed first and ended one by one (with a summary each, that can take
+    minutes): one written to, ended or deleted since it was listed is left as it is, and
+    not counted."""
     now = now or timezone.now()
+    cutoff = now - timedelta(hours=idle_hours)
     stale = list(
         Session.objects.live().filter(status=SessionStatus.ACTIVE).with_last_activity()
-        .filter(last_activity_at__lt=now - timedelta(hours=idle_hours))
+        .filter(last_activity_at__lt=cutoff)
         .order_by("created_at")
     )
-    summarized = sum(1 for s in stale if summarize_them and _live_memories(s).exists())
-    if not dry_run:
-        step = progress(len(stale)) if progress is not None else None
-        for session in stale:
-            try:
-                session_end(session=session, auto_summarize=summarize_them, at=now)
-            except NotFound:  # deleted since it was listed
-                pass
-            if step is not None:
-                step(1)
-    return StaleReport(ended=len(stale), summarized=summarized)
+    summarizable = {s.pk for s in stale if summarize_them and _live_memories(s).exists()}
+    if dry_run:
+        return StaleReport(ended=len(stale), summarized=len(summarizable))
+    ended = summarized = 0
+    step = progress(len(stale)) if progress is not None else None
+    for session in stale:
+        try:
+            session_end(session=session, auto_summarize=summarize_them, at=now,
+                        idle_before=cutoff)
+            ended += 1
+            summarized += session.pk in summarizable
+        except (NotFound, NotIdle):  # deleted, written to or ended since it was listed
+            pass
+        if step is not None:
+            step(1)
+    return StaleReport(ended=ended, summarized=summarized)

@@ -92,3 +92,31 @@ def test_running_twice_ends_nothing_the_second_time(account):
 def test_a_non_positive_idle_time_is_a_command_error(db, value):
     with pytest.raises(CommandError):
         run("--idle-hours", value)
+
+
+@pytest.mark.parametrize("summarize", [False, True])
+def test_a_listed_session_written_to_before_its_turn_goes_on(account, summarize):
+    """The sessions are listed first, then ended one by one (a summary each: minutes for
+    many). One the agent wrote to meanwhile was ended all the same, under the agent, with a
+    summary that missed what it had just written; one ended meanwhile by its client got a
+    summary written over an end that had none."""
+    from sessions_app.services import sessions_end_stale
+
+    first = session_idle_for(account, 48)
+    resumed = session_idle_for(account, 48)
+    ended_by_client = session_idle_for(account, 48)
+
+    def progress(total):
+        def step(count):
+            if not Memory.objects.filter(session=resumed, content="Back at it.").exists():
+                memory_create(account=account, agent_ref="worker", content="Back at it.",
+                              session_id=resumed.id)
+                session_end(session=Session.objects.get(pk=ended_by_client.pk))
+        return step
+
+    report = sessions_end_stale(idle_hours=24, summarize_them=summarize, progress=progress)
+    assert Session.objects.get(pk=first.pk).status == "ended"
+    assert Session.objects.get(pk=resumed.pk).status == "active"
+    by_client = Session.objects.get(pk=ended_by_client.pk)
+    assert by_client.summary is None and not by_client.summary_method
+    assert report.ended == 1 and report.summarized == (1 if summarize else 0)
