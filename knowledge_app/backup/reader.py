@@ -165,7 +165,7 @@ class Reader:
         if unknown:
             raise ImportRefused(f"unknown field {sorted(unknown)[0]!r}", line=number)
         account = record.get("account")
-        if account not in self.accounts:
+        if not isinstance(account, str) or account not in self.accounts:
             raise ImportRefused(f"account {account!r} has no account line before it",
                                 line=number)
         values = {}

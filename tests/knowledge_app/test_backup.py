@@ -322,6 +322,9 @@ BAD_LINES = {
     "a blank content": (edit(content=""), "content"),
     "a NUL character": (edit(metadata={"k": "a\x00b"}), "NUL"),
     "a lone surrogate": (edit(content="a\udfffb"), "lone surrogate"),
+    "an account that is a list": (edit(account=["alice"]), "has no account line before it"),
+    "an account that is an object": (edit(account={"username": "alice"}),
+                                     "has no account line before it"),
 }
 
 
