@@ -225,8 +225,13 @@ class _Writer:
         spec = KINDS[chunk[0].kind]
         self._park(spec)
         objs = {line.obj.id: line.obj for line in chunk}  # a row listed twice: the later wins
-        here = _held(spec.model, objs, lock=True)
+        here = _held(spec.model, objs)
         kept = _kept(here, objs, self.overwrite)
+        # Only the rows to be written are locked, and judged again under their locks: a row
+        # kept as it is stays free for the API while the import runs (an edit committed
+        # meanwhile only makes it newer, and kept it stays).
+        kept |= _kept(_held(spec.model, [pk for pk in here if pk not in kept], lock=True),
+                      objs, self.overwrite)
         for line in chunk:
             line.obj.account_id = self.user_ids[line.account]
             for name in spec.forward:

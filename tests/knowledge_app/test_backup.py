@@ -266,6 +266,58 @@ def test_an_edit_made_while_a_newer_file_imports_is_not_lost_to_the_files_copy(d
     assert reports and reports[0].kept["memory"] == 5
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_while_an_import_runs_the_rows_it_keeps_as_they_are_stay_free_for_the_api(
+        data, account, monkeypatch):
+    """A restore onto the live server locks only the rows it writes: an agent and a session
+    it keeps as they are can be edited and written into while its transaction is still
+    open (every row of the file stayed locked until the commit, so the API's writes to them
+    waited, and past its statement timeout answered 503)."""
+    from knowledge_app.backup import importer
+
+    opened = session_create(account=account, agent_ref="planner", title="Open")
+    older = export()
+    memory_update(memory=Memory.objects.filter(account=account, deleted_at__isnull=True)
+                  .first(), changes={"content": "Deploys moved to Tuesdays"})
+    newer = export()
+    run_import(older, overwrite=True)
+    writing, release, reports, meanwhile = threading.Event(), threading.Event(), [], []
+    real = importer._Writer.link_forward
+
+    def hold_the_transaction(self):
+        real(self)
+        writing.set()
+        release.wait(20)
+
+    monkeypatch.setattr(importer._Writer, "link_forward", hold_the_transaction)
+
+    def restore():
+        try:
+            reports.append(run_import(newer, reembed=False))
+        finally:
+            connection.close()
+
+    importer_thread = threading.Thread(target=restore)
+    importer_thread.start()
+    try:
+        assert writing.wait(20)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        Agent.objects.filter(account=account, name="planner").update(
+            description="edited meanwhile", updated_at=timezone.now())
+        meanwhile.append(memory_create(account=account, agent_ref="planner",
+                                       session_id=opened.id, content="Written meanwhile"))
+    finally:
+        release.set()
+        importer_thread.join(30)
+    assert reports and reports[0].updated["memory"] == 1
+    assert reports[0].kept["agent"] == 3 and reports[0].kept["session"] == 2
+    assert Memory.objects.filter(content="Deploys moved to Tuesdays").count() == 1
+    assert Agent.objects.get(account=account, name="planner").description == "edited meanwhile"
+    assert Memory.objects.get(pk=meanwhile[0].pk).session_id == opened.id
+
+
 def test_one_account_exports_only_its_own_rows(data, account):
     items = records(export(account="alice"))
     assert items[0]["account"] == "alice"
