@@ -26,10 +26,12 @@ FIELD = "entity_links"
 
 
 def links_by_memory(memory_ids: list) -> dict:
-    """The export's ``entity_links`` of each memory in ``memory_ids`` (one query)."""
+    """The export's ``entity_links`` of each memory in ``memory_ids`` (one query), each
+    memory's in the order they were made: import writes them in file order, so links of
+    equal relevance are shown in the same order after a restore."""
     found: dict = {}
     rows = (EntityLink.objects.filter(memory_id__in=memory_ids)
-            .order_by("memory_id", "entity_id")
+            .order_by("memory_id", "id")
             .values_list("memory_id", "entity_id", "relationship", "relevance_score", "source",
                          "created_at"))
     for memory_id, entity_id, relationship, score, source, created_at in rows:

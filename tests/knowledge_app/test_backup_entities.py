@@ -218,3 +218,21 @@ def test_a_merge_made_since_comes_with_a_newer_file(graph, account):
     # the one left names the merged-away entity, as a deleted entity keeps its links).
     assert list(EntityLink.objects.filter(memory=only_there, entity__deleted_at__isnull=True)
                 .values_list("entity_id", flat=True)) == [acme.pk]
+
+
+def test_a_memorys_entities_of_equal_relevance_come_back_in_the_order_they_were_linked(
+        account, client):
+    """Ties in relevance are shown oldest link first; the file listed a memory's links by
+    entity id, so a restore showed them in another order."""
+    memory = memory_create(account=account, agent_ref="scout", content="A planning note")
+    entities = [entity_get_or_create(account=account, name=name, entity_type="concept")[0]
+                for name in ("Budget", "Roadmap", "Hiring", "Pricing")]
+    for entity in sorted(entities, key=lambda e: str(e.id), reverse=True):
+        entity_link(account=account, entity=entity, memory_id=memory.id)
+    before = client.get(f"/v1/memories/{memory.id}").json()["entities"]
+    text = export()
+    wipe()
+    run_import(text)
+    restored = make_client(api_key_create(user=User.objects.get(username="alice"),
+                                          name="after restore")[1])
+    assert restored.get(f"/v1/memories/{memory.id}").json()["entities"] == before
