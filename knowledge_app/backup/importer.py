@@ -50,7 +50,8 @@ def backup_import(*, file: IO[bytes], dry_run: bool = False, reembed: bool = Tru
             writer.link_forward()
     except DatabaseError as exc:
         where = f"lines {writer.where[0]}-{writer.where[1]}: " if writer.where else ""
-        raise ImportRefused(f"{where}the database refused a row ({exc}); nothing was "
+        said = "; ".join(" ".join(part.split()) for part in str(exc).splitlines() if part.strip())
+        raise ImportRefused(f"{where}the database refused a row ({said}); nothing was "
                             "imported") from None
     if reembed and report.vectors_dropped + report.vectors_missing and get_provider().available:
         _reembed(report)

@@ -528,6 +528,8 @@ def test_a_swap_whose_other_side_is_edited_while_the_file_imports_loses_nothing(
 
 
 def test_a_database_refusal_during_the_writes_rolls_everything_back(data, monkeypatch):
+    """Said on one line, the database's detail kept (PostgreSQL puts it on a line of its
+    own, and the command's error ran over two)."""
     from knowledge_app.backup import importer
 
     text = export()
@@ -537,12 +539,15 @@ def test_a_database_refusal_during_the_writes_rolls_everything_back(data, monkey
     def fail_on_memories(model, objs):
         if model is Memory:
             from django.db import IntegrityError
-            raise IntegrityError("boom")
+            raise IntegrityError('duplicate key value violates unique constraint "x"\n'
+                                 "DETAIL:  Key (id)=(1) already exists.\n")
         real(model, objs)
 
     monkeypatch.setattr(importer, "_upsert", fail_on_memories)
-    with pytest.raises(ImportRefused, match="nothing was imported"):
+    with pytest.raises(ImportRefused, match="nothing was imported") as refused:
         run_import(text)
+    assert "\n" not in refused.value.message
+    assert 'constraint "x"; DETAIL: Key (id)=(1) already exists.)' in refused.value.message
     assert not User.objects.exists() and not Agent.objects.exists()
 
 
