@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -89,8 +90,8 @@ class Reader:
                 f"the file ends at line {number} without its end line (cut short?)")
 
     def _parse(self, raw: bytes, number: int) -> dict:
-        try:  # NaN and Infinity are not JSON, and no JSON column takes them
-            record = json.loads(raw, parse_constant=_not_json)
+        try:  # NaN and Infinity are not JSON, and no JSON column takes them (nor 1e400)
+            record = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
         except RecursionError:
             raise ImportRefused("nested too deep", line=number) from None
         except ValueError as exc:
@@ -264,3 +265,12 @@ def describe(names: tuple[str, ...], values: tuple) -> str:
 
 def _not_json(constant: str):
     raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    """A JSON number read as a float, refused when out of its range (Python reads 1e400 as
+    infinity, which neither database's JSON takes)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value

@@ -741,10 +741,11 @@ def test_an_export_whose_reader_stops_reading_says_it_is_incomplete(data, monkey
         call_command("export", "-o", "-", stderr=io.StringIO())
 
 
-@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "-2.5E999"])
 def test_a_number_json_has_not_is_refused_at_the_check_naming_its_line(data, value):
-    """Python reads NaN; no JSON column takes it: the dry run passed the file the import
-    then failed on, naming a range of lines."""
+    """Python reads NaN, and a number past a double's range as infinity; no JSON column
+    takes either: the dry run passed the file the import then failed on, naming a range of
+    lines."""
     items = records(export())
     number = next(n for n, i in enumerate(items, 1) if i.get("kind") == "memory")
     text = lines_of(items).splitlines()
