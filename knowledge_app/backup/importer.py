@@ -225,7 +225,7 @@ class _Writer:
             return
         spec = KINDS[chunk[0].kind]
         self._park(spec)
-        objs = {line.obj.id: line.obj for line in chunk}  # a row listed twice: the later wins
+        objs = {line.obj.id: line.obj for line in chunk}  # no id twice (the reader)
         here = _held(spec.model, objs)
         kept = _kept(here, objs, self.overwrite)
         # Only the rows to be written are locked, and judged again under their locks: a row

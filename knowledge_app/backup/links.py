@@ -109,8 +109,8 @@ def links_write(memories: list, account_ids: dict, *, replace: bool = False) -> 
         [MemoryExtraction(memory_id=memory_id, status=ExtractionStatus.DONE, method="import",
                           entity_count=len(links), created_at=now, updated_at=now)
          for memory_id, _, links in memories], ignore_conflicts=True)
-    rows = {(memory_id, link["entity_id"]): EntityLink(  # a memory listed twice: the later
-        account_id=account_ids[account], memory_id=memory_id,  # line wins
+    rows = {(memory_id, link["entity_id"]): EntityLink(
+        account_id=account_ids[account], memory_id=memory_id,
         **{**link, "created_at": link["created_at"] or now})
         for memory_id, account, links in memories for link in links}
     if not rows:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
@@ -56,6 +58,7 @@ class Reader:
         self.report = report
         self.accounts: set[str] = set()
         self.owners: dict[str, dict[uuid.UUID, str]] = {kind: {} for kind in TARGETS}
+        self.repeats: dict[str, _Ids] = {}  # the ids of the other kinds (memories...)
         self.later: dict[uuid.UUID, tuple[int, str, str, str]] = {}  # (line, account, link)
         self.named: set[tuple] = set()  # ids named by a one-to-one forward link
         self.live_values: set[tuple] = set()  # (kind, account, unique values)
@@ -74,6 +77,7 @@ class Reader:
                 self._header(record, number)
             elif kind == "end":
                 self._links_to_later_lines()
+                self._listed_twice()
                 self._end(record, number)
                 ended = True
             elif kind == "account":
@@ -226,6 +230,15 @@ class Reader:
             if obj.id in self.owners[kind]:
                 raise ImportRefused(f"{kind} {obj.id} appears twice", line=number)
             self.owners[kind][obj.id] = account
+        else:
+            self.repeats.setdefault(kind, _Ids()).add(obj.id, number)
+
+    def _listed_twice(self) -> None:
+        """An id of a kind no line links to, listed twice (judged once the file is read)."""
+        for kind, ids in self.repeats.items():
+            repeat = ids.first_repeat()
+            if repeat is not None:
+                raise ImportRefused(f"{kind} {repeat[0]} appears twice", line=repeat[1])
 
     def _links_to_later_lines(self) -> None:
         """Forward links (a decision superseded by a later one) name a row of the file."""
@@ -255,6 +268,31 @@ class Reader:
         else:
             row.embedding_dimension = DIMENSION
             self.report.vectors_kept += 1
+
+
+class _Ids:
+    """The ids of one kind in file order, packed (20 bytes a row: the id and its line
+    number), so that checking memories for repeats keeps no Python object per memory."""
+
+    def __init__(self):
+        self.ids = bytearray()
+        self.numbers = array("I")
+
+    def add(self, pk: uuid.UUID, number: int) -> None:
+        self.ids += pk.bytes
+        self.numbers.append(number)
+
+    def first_repeat(self) -> tuple[uuid.UUID, int] | None:
+        """The first line whose id an earlier line has, with that id; or None."""
+        keys = np.frombuffer(self.ids, dtype=[("high", ">u8"), ("low", ">u8")])
+        ranked = np.sort(keys)
+        if not (ranked[1:] == ranked[:-1]).any():  # the common case: one sort, no index
+            return None
+        order = np.argsort(keys, kind="stable")  # equal ids stay in file order
+        ranked = keys[order]
+        later = order[1:][ranked[1:] == ranked[:-1]]
+        at = int(later.min())
+        return uuid.UUID(bytes=bytes(self.ids[at * 16:at * 16 + 16])), self.numbers[at]
 
 
 def describe(names: tuple[str, ...], values: tuple) -> str:

@@ -401,6 +401,33 @@ def test_a_bad_line_is_refused_with_its_number_and_nothing_is_imported(data, cas
     assert not Memory.objects.exists()
 
 
+def listed_twice(items: list[dict], kind: str, which=lambda item: True, **changes
+                 ) -> tuple[list[dict], int, str]:
+    """``items`` with the first line of ``kind`` (``which`` says) listed again, changed,
+    after the last line of that kind, and the end line's counts made to match: the lines,
+    the repeat's number and the id."""
+    first = next(i for i in items if i["kind"] == kind and which(i))
+    last = max(n for n, i in enumerate(items) if i["kind"] == kind)
+    lines = [*items[:last + 1], {**first, **changes}, *items[last + 1:]]
+    lines[-1] = {**lines[-1], "counts": {**lines[-1]["counts"],
+                                         kind: lines[-1]["counts"][kind] + 1}}
+    return lines, last + 2, first["id"]
+
+
+def test_a_memory_listed_twice_is_refused_naming_the_repeat(data):
+    """Every other kind listed twice was refused; two memory lines of one id were written
+    as one (the second's content, or the newer one's across chunks), the first one's lost
+    without a word and the summary short of a memory."""
+    items, number, pk = listed_twice(records(export()), "memory", content="Another text")
+    wipe()
+    with pytest.raises(ImportRefused) as refused:
+        run_import(lines_of(items), dry_run=True)
+    assert refused.value.message == f"line {number}: memory {pk} appears twice"
+    with pytest.raises(ImportRefused):
+        run_import(lines_of(items))
+    assert not User.objects.exists() and not Memory.objects.exists()
+
+
 def test_a_file_cut_short_or_without_its_header_is_refused(data):
     text = export()
     wipe()

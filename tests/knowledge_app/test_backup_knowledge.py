@@ -34,6 +34,7 @@ from .test_backup import (
     edit,
     export,
     lines_of,
+    listed_twice,
     records,
     run_import,
     snapshot,
@@ -362,3 +363,15 @@ def test_decisions_and_patterns_of_another_model_are_re_embedded_after_the_impor
     assert all(row.embedding_model == get_provider().name and row.embedding is not None
                for row in live)
     assert Decision.objects.filter(deleted_at__isnull=False, embedding__isnull=True).exists()
+
+
+def test_a_deleted_relationship_listed_twice_is_refused_naming_the_repeat(knowledge):
+    """A deleted edge holds no live value, so no unique check saw it repeated."""
+    items, number, pk = listed_twice(records(export()), "project_relationship",
+                                     lambda item: item["deleted_at"] is not None,
+                                     metadata={"note": "second copy"})
+    wipe()
+    with pytest.raises(ImportRefused, match=f"line {number}: project_relationship {pk} "
+                                            "appears twice"):
+        run_import(lines_of(items))
+    assert not Project.objects.exists()
