@@ -93,11 +93,7 @@ def _check_chunk(chunk: list[Line], forward: _ForwardLinks, *, overwrite: bool =
     spec = KINDS[chunk[0].kind]
     rows = spec.model._base_manager
     by_id = {line.obj.id: line for line in chunk}
-    for pk, owner in rows.filter(pk__in=by_id).values_list("pk", "account__username"):
-        line = by_id[pk]
-        if owner != line.account:
-            raise ImportRefused(f"{spec.name} {pk} belongs to another account on this server",
-                                line=line.number)
+    _refuse_others(spec, by_id)
     kept = _kept(_held(spec.model, by_id), {pk: line.obj for pk, line in by_id.items()},
                  overwrite)
     written = [line for line in chunk if line.obj.id not in kept]
@@ -114,6 +110,16 @@ def _check_chunk(chunk: list[Line], forward: _ForwardLinks, *, overwrite: bool =
             forward.taken(spec, taken, values, line)
     for line in written if spec.forward else []:
         forward.add(spec, line)
+
+
+def _refuse_others(spec, by_id: dict) -> None:
+    """Refuses an id of the file that a row of another account holds on this server."""
+    for pk, owner in (spec.model._base_manager.filter(pk__in=by_id)
+                      .values_list("pk", "account__username")):
+        line = by_id[pk]
+        if owner != line.account:
+            raise ImportRefused(f"{spec.name} {pk} belongs to another account on this server",
+                                line=line.number)
 
 
 def _unique_values(spec, obj) -> tuple | None:
@@ -226,6 +232,7 @@ class _Writer:
         spec = KINDS[chunk[0].kind]
         self._park(spec)
         objs = {line.obj.id: line.obj for line in chunk}  # no id twice (the reader)
+        _refuse_others(spec, {line.obj.id: line for line in chunk})  # taken since the check
         here = _held(spec.model, objs)
         kept = _kept(here, objs, self.overwrite)
         # Only the rows to be written are locked, and judged again under their locks: a row

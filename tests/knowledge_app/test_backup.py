@@ -477,6 +477,32 @@ def test_an_id_that_belongs_to_another_account_on_this_server_is_refused(data):
         run_import(lines_of(items))
 
 
+def test_an_id_another_account_takes_after_the_check_is_refused_and_its_row_left_alone(
+        data, monkeypatch):
+    """Between the check and the writes (minutes, for a large file) another import may
+    write a row of another account with one of the file's ids: the writes overwrote it and
+    moved it into the file's account (or, kept as newer, linked the file's rows to it)."""
+    from knowledge_app.backup import importer
+
+    items = records(export(account="alice"))
+    memory = next(i for i in items if i["kind"] == "memory")
+    Memory.objects.filter(pk=memory["id"]).delete()  # alice's file will bring it back
+    mallory = User.objects.get(username="mallory")
+    real = importer._ForwardLinks.check
+
+    def taken_after_the_check(self):
+        real(self)
+        Memory.objects.create(id=memory["id"], account=mallory, content="Mallory's own fact",
+                              agent=Agent.objects.get(account=mallory))
+
+    monkeypatch.setattr(importer._ForwardLinks, "check", taken_after_the_check)
+    number = items.index(memory) + 1
+    with pytest.raises(ImportRefused, match=f"line {number}: memory .* another account"):
+        run_import(lines_of(items))
+    row = Memory.objects.get(pk=memory["id"])
+    assert (row.account_id, row.content) == (mallory.pk, "Mallory's own fact")
+
+
 def test_a_live_agent_name_taken_by_another_agent_on_this_server_is_refused(data, account):
     text = export(account="alice")
     Agent.objects.filter(name="planner").delete()  # the server lost it, then...
