@@ -15,6 +15,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from .db import locked_live
 from .errors import Conflict, ServiceError
+from .parsers import MAX_DEPTH, check_document
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -68,6 +69,34 @@ def restore_action(service: Callable):
 
 
 # --- Manual edits ---------------------------------------------------------------------------
+
+
+class CheckedJSONField(forms.JSONField):
+    """A JSON box read as the API reads a body (memoryrelay_site.parsers): ``NaN`` and
+    ``Infinity`` (which no JSON column takes), integers outside 64 bits, lone surrogates
+    and nesting deeper than the API allows are a form error, and a document nested deep
+    enough to exhaust the parser's stack is one too rather than a server error."""
+
+    def to_python(self, value):
+        try:
+            converted = super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError(f"nested deeper than {MAX_DEPTH} levels") from None
+        try:
+            check_document(converted)
+        except ServiceError as exc:
+            raise forms.ValidationError(exc.message) from None
+        return converted
+
+    def bound_data(self, data, initial):
+        """A refused value is shown again as typed (parsed, a lone surrogate could not
+        even be written into the page)."""
+        if not self.disabled and data is not None:
+            try:
+                self.to_python(data)
+            except forms.ValidationError:
+                return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
 
 
 class EditForm(forms.ModelForm):
@@ -156,6 +185,7 @@ class EditAdmin(FilterSafeAdmin):
     """
 
     form = EditForm
+    formfield_overrides = {models.JSONField: {"form_class": CheckedJSONField}}
     api_input = None
     api_skip: tuple = ()
 

@@ -178,6 +178,15 @@ def test_a_session_cannot_be_given_another_accounts_or_a_deleted_agent(admin_cli
     ("sessions_app_session", "session", "metadata", "null", "Enter JSON"),
     ("memories_app_memory", "memory", "metadata", '{"a": "\\u0000"}', "NUL"),
     ("sessions_app_agent", "agent", "config", '{"\\u0000k": 1}', "NUL"),
+    # What the API's parser refuses in a body: no JSON column takes these.
+    ("memories_app_memory", "memory", "metadata", '{"a": NaN}', "out of range"),
+    ("sessions_app_agent", "agent", "config", '{"a": -Infinity}', "out of range"),
+    ("sessions_app_session", "session", "metadata", '{"n": 99999999999999999999}', "64 bits"),
+    ("memories_app_memory", "memory", "metadata", '{"a": "\\udfff"}', "surrogates"),
+    ("memories_app_memory", "memory", "metadata", '{"a": ' + "[" * 65 + "]" * 65 + "}",
+     "nested deeper than 64"),
+    ("sessions_app_agent", "agent", "metadata", '{"a": ' + "[" * 5000 + "]" * 5000 + "}",
+     "nested deeper than 64"),
 ])
 def test_fields_are_checked_as_the_api_checks_them(admin_client, request, model, fixture,
                                                    field, value, error):
