@@ -7,8 +7,8 @@ from memoryrelay_site.admin_tools import (
     EditForm,
     FilterSafeAdmin,
     SoftDeleteAdmin,
+    delete_action,
     restore_action,
-    service_action,
 )
 from memoryrelay_site.errors import ServiceError
 
@@ -79,6 +79,7 @@ def merge_selected(model_admin, request, queryset):
 
 
 merge_selected.short_description = "Merge selected entities"
+merge_selected.allowed_permissions = ("merge",)
 
 
 @admin.register(Entity)
@@ -95,13 +96,17 @@ class EntityAdmin(SoftDeleteAdmin):
     actions = [
         merge_selected,
         restore_action(lambda e: services.entity_restore(entity=e)),
-        service_action(lambda e: services.entity_delete(entity=e), "Soft-delete selected",
-                       "Deleted"),
+        delete_action(lambda e: services.entity_delete(entity=e)),
     ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
             link_count=Count("links", filter=Q(links__memory__deleted_at__isnull=True)))
+
+    def has_merge_permission(self, request) -> bool:
+        """A merge changes the kept entity and deletes the others."""
+        return (self.has_change_permission(request)
+                and self.has_soft_delete_permission(request))
 
     @admin.display(description="memories", ordering="link_count")
     def link_count(self, obj) -> int:
@@ -134,7 +139,7 @@ class ExtractionKeyAdmin(FilterSafeAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # a key is given by its account, through the API
 
-    @admin.action(description="Deactivate selected keys")
+    @admin.action(description="Deactivate selected keys", permissions=["change"])
     def deactivate(self, request, queryset):
         count = queryset.filter(is_active=True).update(is_active=False)
         self.message_user(request, f"Deactivated {count} key(s).", messages.SUCCESS)

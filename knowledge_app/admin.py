@@ -4,8 +4,8 @@ from memoryrelay_site.admin_tools import (
     DeletedFilter,
     SoftDeleteAdmin,
     cleared,
+    delete_action,
     restore_action,
-    service_action,
     write_changed,
 )
 from memoryrelay_site.errors import NotFound
@@ -31,8 +31,7 @@ class DecisionAdmin(SoftDeleteAdmin):
               *readonly_fields[5:]]
     actions = [
         restore_action(lambda d: services.decision_restore(decision=d)),
-        service_action(lambda d: services.decision_delete(decision=d), "Soft-delete selected",
-                       "Deleted"),
+        delete_action(lambda d: services.decision_delete(decision=d)),
     ]
 
     def get_queryset(self, request):
@@ -82,8 +81,7 @@ class PatternAdmin(SoftDeleteAdmin):
     inlines = [AdoptionInline]
     actions = [
         restore_action(lambda p: services.pattern_restore(pattern=p)),
-        service_action(lambda p: services.pattern_delete(pattern=p), "Soft-delete selected",
-                       "Deleted"),
+        delete_action(lambda p: services.pattern_delete(pattern=p)),
     ]
 
     def get_queryset(self, request):

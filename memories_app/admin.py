@@ -4,6 +4,7 @@ from memoryrelay_site.admin_tools import (
     DeletedFilter,
     FilterSafeAdmin,
     SoftDeleteAdmin,
+    delete_action,
     restore_action,
     service_action,
     write_changed,
@@ -33,8 +34,7 @@ class MemoryAdmin(SoftDeleteAdmin):
               "memory_type", "importance", "tier", "visibility", *readonly_fields[2:]]
     actions = [
         restore_action(lambda m: services.memory_restore(memory=m)),
-        service_action(lambda m: services.memory_delete(memory=m), "Soft-delete selected",
-                       "Deleted"),
+        delete_action(lambda m: services.memory_delete(memory=m)),
         service_action(lambda m: tasks.memory_embed_retry(memory_ids=[m.pk]),
                        "Retry failed writes", "Queued again", only=lambda m: m.status == "failed",
                        otherwise="not failed"),

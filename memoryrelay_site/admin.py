@@ -74,7 +74,7 @@ class ApiKeyAdmin(FilterSafeAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         for key in queryset:
             api_key_revoke(key=key)

@@ -34,11 +34,14 @@ class DeletedFilter(admin.SimpleListFilter):
 
 
 def service_action(service: Callable, description: str, done: str, *,
-                   only: Callable | None = None, otherwise: str = ""):
+                   only: Callable | None = None, otherwise: str = "",
+                   permission: str = "change"):
     """An admin action calling ``service(row)`` for each selected row (the same service the
     API uses); a ServiceError is shown as a warning naming the row, the others proceed.
     Rows ``only`` refuses are left alone and counted apart (``otherwise`` says what they
-    are), so the count of those done is what was done."""
+    are), so the count of those done is what was done. Offered (and run) only for staff
+    holding ``permission`` on the model (``has_<permission>_permission``): Django offers an
+    action that names none to anyone who may view the list."""
 
     def action(model_admin, request, queryset):
         succeeded = left = 0
@@ -59,13 +62,22 @@ def service_action(service: Callable, description: str, done: str, *,
 
     action.short_description = description
     action.__name__ = description.lower().replace(" ", "_")
+    action.allowed_permissions = (permission,)
     return action
 
 
 def restore_action(service: Callable):
-    """"Restore selected": ``service(row)`` for each selected deleted row."""
+    """"Restore selected": ``service(row)`` for each selected deleted row (for staff who
+    may delete them)."""
     return service_action(service, "Restore selected", "Restored",
-                          only=lambda row: row.deleted_at is not None, otherwise="not deleted")
+                          only=lambda row: row.deleted_at is not None, otherwise="not deleted",
+                          permission="soft_delete")
+
+
+def delete_action(service: Callable):
+    """"Soft-delete selected": ``service(row)`` for each selected row (for staff who may
+    delete them)."""
+    return service_action(service, "Soft-delete selected", "Deleted", permission="soft_delete")
 
 
 # --- Manual edits ---------------------------------------------------------------------------
@@ -247,6 +259,10 @@ class SoftDeleteAdmin(EditAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_soft_delete_permission(self, request, obj=None):
+        """Django's delete permission of the model: who may delete its rows (softly)."""
+        return super().has_delete_permission(request, obj)
 
     @admin.display(boolean=True, description="deleted", ordering="deleted_at")
     def is_deleted(self, obj) -> bool:

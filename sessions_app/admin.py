@@ -5,6 +5,7 @@ from django.utils.html import format_html, format_html_join
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
     SoftDeleteAdmin,
+    delete_action,
     restore_action,
     service_action,
     write_changed,
@@ -44,8 +45,7 @@ class AgentAdmin(SoftDeleteAdmin):
     fields = ["id", "account", "name", "description", "config", "metadata", *readonly_fields[2:]]
     actions = [
         restore_action(lambda a: services.agent_restore(agent=a)),
-        service_action(lambda a: services.agent_delete(agent=a), "Soft-delete selected",
-                       "Deleted"),
+        delete_action(lambda a: services.agent_delete(agent=a)),
     ]
 
     def get_queryset(self, request):
@@ -85,8 +85,7 @@ class SessionAdmin(SoftDeleteAdmin):
         service_action(lambda s: services.session_summarize(session=s),
                        "Summarize selected sessions", "Summarized"),
         restore_action(lambda s: services.session_restore(session=s)),
-        service_action(lambda s: services.session_delete(session=s), "Soft-delete selected",
-                       "Deleted"),
+        delete_action(lambda s: services.session_delete(session=s)),
     ]
 
     def get_queryset(self, request):
@@ -132,8 +131,7 @@ class ProjectAdmin(SoftDeleteAdmin):
               *readonly_fields[3:]]
     actions = [
         restore_action(lambda p: projects.project_restore(project=p)),
-        service_action(lambda p: projects.project_delete(project=p), "Soft-delete selected",
-                       "Deleted"),
+        delete_action(lambda p: projects.project_delete(project=p)),
     ]
 
     def get_queryset(self, request):
@@ -164,8 +162,7 @@ class ProjectRelationshipAdmin(SoftDeleteAdmin):
     fields = [*readonly_fields[:5], "metadata", *readonly_fields[5:]]
     actions = [
         restore_action(lambda r: projects.relationship_restore(relationship=r)),
-        service_action(lambda r: projects.relationship_delete(relationship=r),
-                       "Soft-delete selected", "Deleted"),
+        delete_action(lambda r: projects.relationship_delete(relationship=r)),
     ]
 
     def has_add_permission(self, request):
