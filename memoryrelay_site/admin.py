@@ -1,8 +1,10 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.template.response import TemplateResponse
 
-from .admin_tools import FilterSafeAdmin
+from .admin_tools import BoundedSearch, FilterSafeAdmin
 from .models import SCOPES, ApiKey, all_scopes
 from .services import api_key_create, api_key_revoke
 
@@ -79,3 +81,18 @@ class ApiKeyAdmin(FilterSafeAdmin):
         for key in queryset:
             api_key_revoke(key=key)
         self.message_user(request, f"Revoked {queryset.count()} keys.", messages.SUCCESS)
+
+
+# Django's own admins of accounts and groups, their search bounded as every list's is.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AccountAdmin(BoundedSearch, UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class StaffGroupAdmin(BoundedSearch, GroupAdmin):
+    pass

@@ -11,6 +11,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import IntegrityError, models, transaction
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpResponseRedirect
+from django.utils.text import smart_split
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from .db import locked_live
@@ -166,7 +167,31 @@ class EditForm(forms.ModelForm):
         return data
 
 
-class FilterSafeAdmin(admin.ModelAdmin):
+# A search every database runs: each word is one more level of the query (SQLite refuses
+# one nested past 1,000 levels) and a word is a LIKE pattern (SQLite refuses one past
+# 50,000 bytes; 10,000 characters are at most 40,000 bytes).
+SEARCH_MAX_WORDS = 100
+SEARCH_MAX_CHARS = 10_000
+
+
+class BoundedSearch:
+    """A model admin mixin: a search (the changelist's box, the autocomplete of a chooser)
+    longer than :data:`SEARCH_MAX_WORDS` words or :data:`SEARCH_MAX_CHARS` characters finds
+    nothing and says why, rather than failing as a server error on SQLite."""
+
+    def get_search_results(self, request, queryset, search_term):
+        if len(search_term) > SEARCH_MAX_CHARS or \
+                sum(1 for _ in smart_split(search_term)) > SEARCH_MAX_WORDS:
+            if getattr(request.resolver_match, "url_name", None) != "autocomplete":
+                # (a chooser's answer shows no message: it would wait for the next page)
+                self.message_user(request, f"Not searched: search for at most "
+                                  f"{SEARCH_MAX_WORDS} words and {SEARCH_MAX_CHARS:,} "
+                                  "characters", messages.ERROR)
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+class FilterSafeAdmin(BoundedSearch, admin.ModelAdmin):
     """A model admin whose changelist takes a filter value holding U+0000 as a bad filter
     (PostgreSQL refuses it in a query: a 500), as it takes an unknown one, and refuses any
     filter on ``secret_fields``: the rows a filter such as ``?encrypted_key__gte=`` keeps

@@ -6,6 +6,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pytest
+from django.contrib import admin
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.urls import reverse
@@ -276,6 +277,40 @@ def test_a_deleted_rows_page_is_read_only(admin_client, memory):
 def test_a_nul_in_a_filter_is_a_bad_filter_not_a_500(admin_client, memory, changelist, query):
     response = admin_client.get(reverse(f"admin:{changelist}_changelist") + query)
     assert response.status_code in (200, 302)
+
+
+SEARCHED = [f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"
+            for model, model_admin in admin.site._registry.items() if model_admin.search_fields]
+
+
+@pytest.mark.parametrize("changelist", SEARCHED)
+def test_a_search_too_long_for_the_database_finds_nothing_and_says_so(admin_client, memory,
+                                                                      changelist):
+    """SQLite refused a query of more than ~1,000 words (nested too deep) or a word past
+    50,000 bytes (a LIKE pattern too long): a server error."""
+    for term in [" ".join(["retry"] * 1200), "x" * 60_000]:
+        response = admin_client.get(reverse(changelist), {"q": term})
+        assert response.status_code == 200
+        assert any("Not searched" in m for m in said(response))
+
+
+def test_the_longest_search_allowed_runs(admin_client, account, agent):
+    words = memory_create(account=account, agent_ref=agent.name,
+                          content=" ".join(f"w{i}" for i in range(100)))
+    wide = memory_create(account=account, agent_ref=agent.name, content="\U0001F600" * 10_000)
+    url = reverse("admin:memories_app_memory_changelist")
+    for row in (words, wide):
+        response = admin_client.get(url, {"q": row.content})
+        assert [m.pk for m in response.context["cl"].result_list] == [row.pk]
+
+
+def test_an_autocomplete_too_long_for_the_database_finds_nothing(admin_client, session):
+    for term in [" ".join(["fix"] * 1200), "x" * 60_000]:
+        response = admin_client.get("/admin/autocomplete/", {
+            "term": term, "app_label": "memories_app", "model_name": "memory",
+            "field_name": "session"})
+        assert response.status_code == 200 and response.json()["results"] == []
+        assert said(response) == []  # no message waiting for the next page
 
 
 def test_webhook_deliveries_cannot_be_deleted_from_the_admin(admin_client, account, agent):
