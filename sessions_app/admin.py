@@ -51,6 +51,9 @@ class AgentAdmin(SoftDeleteAdmin):
     def get_queryset(self, request):
         return Agent.objects.with_counts()
 
+    def has_add_permission(self, request):
+        return False  # agents are made by the API's first write naming them
+
     def save_model(self, request, obj, form, change):
         """Through the update service: only what staff changed, a name checked as the
         API checks it (not another agent's, nor another agent's id)."""

@@ -235,6 +235,17 @@ def test_an_agent_named_after_another_agents_id_is_refused(admin_client, account
 # --- refused, never a 500 --------------------------------------------------------------
 
 
+def test_agents_are_not_added_in_the_admin(admin_client, agent):
+    """The add page was offered, and every save of it (or "save as new" posted from an
+    agent's page) was a server error: the new agent had no account."""
+    assert admin_client.get(reverse("admin:sessions_app_agent_add")).status_code == 403
+    assert admin_client.post(reverse("admin:sessions_app_agent_add"),
+                             {"name": "new", "config": "{}", "metadata": "{}"}).status_code == 403
+    url, form = opened(admin_client, "sessions_app_agent", agent.pk)
+    assert admin_client.post(url, {**form, "name": "copy", "_saveasnew": "1"}).status_code == 403
+    assert list(Agent.objects.values_list("name", flat=True)) == [agent.name]
+
+
 def test_a_superseded_decision_stays_superseded(admin_client, account):
     old = decision_record(account=account, title="Use MySQL", rationale="familiar")
     decision_supersede(account=account, decision=old, title="Use Postgres", rationale="JSONB")
