@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
@@ -141,5 +142,6 @@ class ExtractionKeyAdmin(FilterSafeAdmin):
 
     @admin.action(description="Deactivate selected keys", permissions=["change"])
     def deactivate(self, request, queryset):
-        count = queryset.filter(is_active=True).update(is_active=False)
+        count = queryset.filter(is_active=True).update(is_active=False,
+                                                       updated_at=timezone.now())
         self.message_user(request, f"Deactivated {count} key(s).", messages.SUCCESS)

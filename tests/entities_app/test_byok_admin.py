@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from entities_app.models import ExtractionKey
 
@@ -30,10 +33,15 @@ def test_the_admin_shows_the_mask_only_and_deactivates(client, staff_client):
         text = response.content.decode()
         assert SECRET not in text and "sk-…0000" in text
         assert ExtractionKey.objects.get().encrypted_key not in text
+    ExtractionKey.objects.update(updated_at=timezone.now() - timedelta(days=1))
+    before = client.get("/v1/extraction/settings").json()["keys"][0]
     done = staff_client.post("/admin/entities_app/extractionkey/", {
         "action": "deactivate", "_selected_action": [key["id"]]})
     assert done.status_code == 302
     assert not ExtractionKey.objects.get().is_active
+    # A change the API shows as changed, as its own deactivation is.
+    after = client.get("/v1/extraction/settings").json()["keys"][0]
+    assert after["is_active"] is False and after["updated_at"] > before["updated_at"]
 
 
 @pytest.mark.parametrize(("url", "secret"), [
