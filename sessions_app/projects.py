@@ -207,8 +207,13 @@ def relationship_restore(*, relationship: ProjectRelationship) -> ProjectRelatio
         return row
     edge = {"source_id": row.source_id, "target_id": row.target_id,
             "relationship_type": row.relationship_type}
-    if ProjectRelationship.objects.live().filter(**edge).exists():
-        raise Conflict("A live relationship already joins these projects with this type")
+    taken = Conflict("A live relationship already joins these projects with this type")
+    if _live_edge(edge) is not None:
+        raise taken
     row.deleted_at = None
-    row.save(update_fields=["deleted_at"])
+    try:  # one made since the check holds the edge now
+        with transaction.atomic():
+            row.save(update_fields=["deleted_at"])
+    except IntegrityError:
+        raise taken from None
     return row

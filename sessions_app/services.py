@@ -690,8 +690,9 @@ def agent_restore(*, agent: Agent) -> Agent:
     row = locked(Agent.objects, agent.pk, NotFound("Agent not found"))
     if row.deleted_at is None:
         return row
-    if Agent.objects.live().for_account(row.account_id).filter(name=row.name).exists():
-        raise Conflict("A live agent already uses this name", field="name")
+    name_taken = Conflict("A live agent already uses this name", field="name")
+    if _live_agent_named(row.account_id, row.name):
+        raise name_taken
     at, now = row.deleted_at, timezone.now()  # restored rows are changed rows (see above)
     sessions = row.sessions.filter(deleted_at=at)
     taken = (Session.objects.live().for_account(row.account_id)
@@ -703,8 +704,16 @@ def agent_restore(*, agent: Agent) -> Agent:
         sessions.update(deleted_at=None, updated_at=now)
     row.memories.filter(deleted_at=at).update(deleted_at=None, updated_at=now)
     row.deleted_at = None
-    row.save(update_fields=["deleted_at", "updated_at"])
+    try:  # an agent of the name made since the check (its first write) holds it now
+        with transaction.atomic():
+            row.save(update_fields=["deleted_at", "updated_at"])
+    except IntegrityError:
+        raise name_taken from None
     return row
+
+
+def _live_agent_named(account_id, name: str) -> bool:
+    return Agent.objects.live().for_account(account_id).filter(name=name).exists()
 
 
 @dataclass(frozen=True)

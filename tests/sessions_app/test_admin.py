@@ -130,6 +130,41 @@ def test_a_session_restore_that_loses_the_external_id_to_a_racing_create_is_refu
     assert Session.objects.get(pk=gone.pk).deleted_at is not None
 
 
+def test_an_agent_restore_that_loses_the_name_to_a_racing_create_is_refused(
+        admin_client, account, agent, session, memory, monkeypatch):
+    """The check passes, then a write naming the agent makes a new one first: the unique
+    constraint answers, as the same refusal (it was a 500), and nothing comes back."""
+    from sessions_app import services
+
+    agent_delete(agent=agent)
+    services.agent_get_or_create(account=account, name=agent.name)
+    monkeypatch.setattr(services, "_live_agent_named", lambda *args: False)
+    response = act(admin_client, "sessions_app_agent", "restore_selected", [agent])
+    assert response.status_code == 200
+    assert any("already uses this name" in m for m in texts(response))
+    for model, pk in ((Agent, agent.pk), (Session, session.pk), (Memory, memory.pk)):
+        assert model.objects.get(pk=pk).deleted_at is not None
+
+
+def test_a_relationship_restore_that_loses_the_edge_to_a_racing_create_is_refused(
+        admin_client, account, monkeypatch):
+    from sessions_app import projects
+    from sessions_app.models import ProjectRelationship
+
+    api = projects.project_create(account=account, slug="api", name="api")
+    db = projects.project_create(account=account, slug="db", name="db")
+    edge = projects.project_relate(project=api, target_slug="db",
+                                   relationship_type="depends_on")[0]
+    projects.relationship_delete(relationship=edge)
+    projects.project_relate(project=api, target_slug=db.slug, relationship_type="depends_on")
+    monkeypatch.setattr(projects, "_live_edge", lambda edge: None)
+    response = act(admin_client, "sessions_app_projectrelationship", "restore_selected",
+                   [edge])
+    assert response.status_code == 200
+    assert any("already joins these projects" in m for m in texts(response))
+    assert ProjectRelationship.objects.get(pk=edge.pk).deleted_at is not None
+
+
 def test_admin_soft_deletes_instead_of_removing(admin_client, agent, memory):
     act(admin_client, "memories_app_memory", "soft-delete_selected", [memory])
     assert Memory.objects.get(pk=memory.pk).deleted_at is not None
