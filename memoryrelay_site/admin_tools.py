@@ -15,7 +15,7 @@ from django.utils.text import smart_split
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from .db import locked_live
-from .errors import Conflict, ServiceError
+from .errors import Conflict, Invalid, ServiceError
 from .parsers import MAX_DEPTH, check_document
 
 
@@ -257,7 +257,9 @@ def cleared(obj, form) -> list[str]:
 def write_changed(obj, names, missing: ServiceError, *, extra: dict | None = None):
     """Writes the fields ``names`` (those staff changed) and ``extra`` from ``obj`` to the
     live row under its lock; a unique value another row took meanwhile is a Conflict, a row
-    deleted meanwhile ``missing``."""
+    deleted meanwhile ``missing``. A row it now names (an agent, a session) is held live
+    first, in the order writers lock (an agent before its sessions and memories): one
+    deleted since the form checked it is refused, not named by a live row."""
     changed = {f: getattr(obj, f) for f in names}
     changed.update(extra or {})
     if not changed:
@@ -265,6 +267,10 @@ def write_changed(obj, names, missing: ServiceError, *, extra: dict | None = Non
     model = type(obj)
     try:
         with transaction.atomic():
+            for field, value in changed.items():
+                if isinstance(value, models.Model) and hasattr(value, "deleted_at"):
+                    locked_live(type(value), value.pk, Invalid(
+                        f"the {field} was deleted meanwhile", field=field), no_key=True)
             row = locked_live(model, obj.pk, missing)
             for field, value in changed.items():
                 setattr(row, field, value)

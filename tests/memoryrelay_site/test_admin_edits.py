@@ -168,6 +168,27 @@ def test_a_session_cannot_be_given_another_accounts_or_a_deleted_agent(admin_cli
     assert Session.objects.get(pk=session.pk).agent_id == session.agent_id
 
 
+def test_a_memory_is_not_moved_to_an_agent_deleted_after_the_form_was_checked(
+        admin_client, account, memory, monkeypatch):
+    """The form saw the agent live; deleted before the save, it was named by a live memory
+    all the same (one its deletion had not deleted, and its restore would not bring)."""
+    from memories_app.admin import MemoryAdmin
+    from sessions_app.services import agent_delete
+
+    other = agent_get_or_create(account=account, name="other")[0]
+    save = MemoryAdmin.save_model
+
+    def deleted_first(self, request, obj, form, change):
+        agent_delete(agent=other)
+        return save(self, request, obj, form, change)
+
+    monkeypatch.setattr(MemoryAdmin, "save_model", deleted_first)
+    url, form = opened(admin_client, "memories_app_memory", memory.pk)
+    response = admin_client.post(url, {**form, "agent": str(other.pk)})
+    assert any("deleted meanwhile" in m for m in said(response))
+    assert Memory.objects.get(pk=memory.pk).agent_id == memory.agent_id
+
+
 # --- checked as the API checks ---------------------------------------------------------
 
 
