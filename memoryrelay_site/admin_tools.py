@@ -120,7 +120,8 @@ class EditForm(forms.ModelForm):
       API wrote meanwhile is not written back with the page's stale value.
     - A changed field the API also takes is checked by the API's own serializer field
       (``api_input``: shapes, lengths, the 10 KB metadata cap, no U+0000, which PostgreSQL
-      cannot store); a JSON field may not be emptied where the model needs a value.
+      cannot store) and written as that field reads it (tags trimmed, without repeats); a
+      JSON field may not be emptied where the model needs a value.
     - A row picked by id (an agent, a session) must be a live row of the edited row's own
       account: no edit moves data into another account.
     - The model's constraints are checked with the account and deletion time taken into
@@ -159,8 +160,8 @@ class EditForm(forms.ModelForm):
                     and not model_field.null:
                 self.add_error(name, "Enter JSON: {} or [] for none")
             elif name in api_fields and name not in self.api_skip and value is not None:
-                try:
-                    api_fields[name].run_validation(value)
+                try:  # and written as the API writes it (tags without repeats ...)
+                    data[name] = api_fields[name].run_validation(value)
                 except DRFValidationError as exc:
                     detail = exc.detail if isinstance(exc.detail, list) else [exc.detail]
                     self.add_error(name, "; ".join(str(d) for d in detail))

@@ -11,7 +11,7 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.urls import reverse
 
-from knowledge_app.models import Decision
+from knowledge_app.models import Decision, Pattern
 from knowledge_app.services import decision_record, decision_supersede
 from memories_app import services as memory_services
 from memories_app.models import Memory, WebhookDelivery
@@ -226,6 +226,21 @@ def test_decision_tags_must_be_a_list_of_strings(admin_client, account):
     response = admin_client.post(url, {**form, "tags": '"notalist"'})
     assert response.status_code == 200
     assert Decision.objects.get(pk=decision.pk).tags == decision.tags
+
+
+@pytest.mark.parametrize("model", ["knowledge_app_decision", "knowledge_app_pattern"])
+def test_a_value_is_written_as_the_api_writes_it(admin_client, client, model):
+    """The API's field was only asked whether the value was fine: the value typed was
+    written as it was, with the repeats and spaces the API drops."""
+    kind = model.removeprefix("knowledge_app_")
+    given = {"title": "Use Postgres", "rationale": "JSONB", "description": "JSONB",
+             "tags": ["db", "db", " infra "]}
+    made = client.post(f"/v1/{kind}s", given, format="json").json()
+    assert made["tags"] == ["db", "infra"]
+    url, form = opened(admin_client, model, made["id"])
+    assert admin_client.post(url, {**form, "tags": '["ops", "ops", " db "]'}).status_code == 302
+    row = (Decision if kind == "decision" else Pattern).objects.get(pk=made["id"])
+    assert row.tags == ["ops", "db"]
 
 
 def test_an_agent_name_another_agent_holds_is_a_form_error(admin_client, account, agent):
