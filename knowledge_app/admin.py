@@ -6,9 +6,7 @@ from memoryrelay_site.admin_tools import (
     cleared,
     delete_action,
     restore_action,
-    write_changed,
 )
-from memoryrelay_site.errors import NotFound
 
 from . import services
 from .models import Decision, Pattern, PatternAdoption
@@ -42,11 +40,11 @@ class DecisionAdmin(SoftDeleteAdmin):
 
     def save_model(self, request, obj, form, change):
         """Manual edits go through the update service (which re-embeds a changed text); a
-        field staff emptied (the service reads None as "unchanged") is written as empty."""
-        write_changed(obj, cleared(obj, form), NotFound("Decision not found"))
+        field staff emptied (the service reads None as "unchanged") is emptied in the same
+        write, so a save the service refuses empties nothing either."""
         changed = {f: getattr(obj, f) for f in form.changed_data}
         services.decision_update(decision=Decision.objects.without_vectors().get(pk=obj.pk),
-                                 changes=changed)
+                                 changes=changed, cleared=cleared(obj, form))
 
 
 class AdoptionInline(admin.TabularInline):
@@ -96,8 +94,7 @@ class PatternAdmin(SoftDeleteAdmin):
 
     def save_model(self, request, obj, form, change):
         """Manual edits go through the update service (which re-embeds a changed text); a
-        field staff emptied is written as empty."""
-        write_changed(obj, cleared(obj, form), NotFound("Pattern not found"))
+        field staff emptied is emptied in the same write."""
         changed = {f: getattr(obj, f) for f in form.changed_data}
         services.pattern_update(pattern=Pattern.objects.without_vectors().get(pk=obj.pk),
-                                changes=changed)
+                                changes=changed, cleared=cleared(obj, form))

@@ -8,6 +8,7 @@ agent, then the session, it adds a row to."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
@@ -54,6 +55,14 @@ def _restore(model, pk):
         row.deleted_at = None
         row.save(update_fields=["deleted_at", "updated_at"])
     return row
+
+
+def _given(changes: dict[str, Any], cleared: Iterable[str], updatable) -> dict[str, Any]:
+    """What an update writes: the values given (None: unchanged), and None for each field
+    ``cleared`` names."""
+    given = {k: v for k, v in changes.items() if k in updatable and v is not None}
+    given.update({k: None for k in cleared if k in updatable})
+    return given
 
 
 def _write_changes(row, given: dict[str, Any], embedded: dict | None, text_fields) -> Any:
@@ -183,11 +192,13 @@ DECISION_UPDATABLE = ("title", "rationale", "alternatives", "status", "project_s
                       "metadata")
 
 
-def decision_update(*, decision: Decision, changes: dict[str, Any]) -> Decision:
+def decision_update(*, decision: Decision, changes: dict[str, Any],
+                    cleared: Iterable[str] = ()) -> Decision:
     """Partial update of the live decision (the admin's edits): only the fields that change
-    are written; a new title or rationale is re-embedded before the transaction opens.
-    ``superseded`` is set only by :func:`decision_supersede`."""
-    given = {k: v for k, v in changes.items() if k in DECISION_UPDATABLE and v is not None}
+    are written, and those named in ``cleared`` emptied (a None in ``changes`` leaves its
+    field as it is), all or nothing; a new title or rationale is re-embedded before the
+    transaction opens. ``superseded`` is set only by :func:`decision_supersede`."""
+    given = _given(changes, cleared, DECISION_UPDATABLE)
     if given.get("status") == DecisionStatus.SUPERSEDED and decision.superseded_by_id is None:
         raise Invalid("A decision becomes superseded by superseding it", field="status")
     embedded = None
@@ -350,10 +361,12 @@ PATTERN_UPDATABLE = ("title", "description", "scope", "category", "tags", "examp
                      "metadata")
 
 
-def pattern_update(*, pattern: Pattern, changes: dict[str, Any]) -> Pattern:
+def pattern_update(*, pattern: Pattern, changes: dict[str, Any],
+                   cleared: Iterable[str] = ()) -> Pattern:
     """Partial update of the live pattern (the admin's edits): only the fields that change
-    are written; a new title or description is re-embedded before the transaction opens."""
-    given = {k: v for k, v in changes.items() if k in PATTERN_UPDATABLE and v is not None}
+    are written, and those named in ``cleared`` emptied, all or nothing; a new title or
+    description is re-embedded before the transaction opens."""
+    given = _given(changes, cleared, PATTERN_UPDATABLE)
     embedded = None
     if {"title", "description"} & set(given):
         text = pattern_text(given.get("title", pattern.title),

@@ -300,6 +300,17 @@ def test_a_decision_becomes_superseded_only_by_superseding_it(admin_client, acco
     assert Decision.objects.get(pk=decision.pk).status == "active"
 
 
+def test_a_refused_save_empties_nothing_either(admin_client, account):
+    """The emptied field was written in a transaction of its own before the service
+    refused the rest: "Not saved", yet the project was gone."""
+    decision = decision_record(account=account, title="Use MySQL", rationale="familiar",
+                               project_slug="northrelay")
+    url, form = opened(admin_client, "knowledge_app_decision", decision.pk)
+    response = admin_client.post(url, {**form, "project_slug": "", "status": "superseded"})
+    assert any("Not saved" in m for m in said(response))
+    assert Decision.objects.get(pk=decision.pk).project_slug == "northrelay"
+
+
 def test_a_row_deleted_while_its_page_was_open_is_not_saved(admin_client, memory):
     url, form = opened(admin_client, "memories_app_memory", memory.pk)
     memory_delete(memory=memory)
