@@ -189,6 +189,31 @@ def test_a_memory_is_not_moved_to_an_agent_deleted_after_the_form_was_checked(
     assert Memory.objects.get(pk=memory.pk).agent_id == memory.agent_id
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_memory_moved_to_an_agent_as_it_is_deleted_goes_with_it_or_stays(admin_client,
+                                                                         account, api_key):
+    """Either the move lands first and the agent's delete takes the memory along, or the
+    delete lands first and the move is refused; never a live memory of a deleted agent,
+    and never a deadlock between the two."""
+    from functools import partial
+
+    from tests.conftest import make_client
+    from tests.sessions_app.test_concurrency import run_together
+
+    api = make_client(api_key)
+    for trial in range(8):
+        mine = memory_create(account=account, agent_ref="mine", content=f"moved {trial}")
+        theirs = agent_get_or_create(account=account, name=f"theirs-{trial}")[0]
+        url, form = opened(admin_client, "memories_app_memory", mine.pk)
+        calls = [partial(admin_client.post, url, {**form, "agent": str(theirs.pk)}),
+                 partial(api.delete, f"/v1/agents/{theirs.pk}")]
+        moved, deleted = run_together(2, lambda i, calls=calls: calls[i]().status_code)
+        assert (moved, deleted) == (302, 200), trial
+        row = Memory.objects.get(pk=mine.pk)
+        assert row.agent_id == mine.agent_id or row.deleted_at is not None, trial
+
+
 # --- checked as the API checks ---------------------------------------------------------
 
 
