@@ -3,8 +3,10 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.template.response import TemplateResponse
+from django_tasks_db.admin import DBTaskResultAdmin
+from django_tasks_db.models import DBTaskResult
 
-from .admin_tools import BoundedSearch, FilterSafeAdmin
+from .admin_tools import FilterSafe, FilterSafeAdmin
 from .models import SCOPES, ApiKey, all_scopes
 from .services import api_key_create, api_key_revoke
 
@@ -83,16 +85,23 @@ class ApiKeyAdmin(FilterSafeAdmin):
         self.message_user(request, f"Revoked {queryset.count()} keys.", messages.SUCCESS)
 
 
-# Django's own admins of accounts and groups, their search bounded as every list's is.
+# The admins other packages register (accounts, groups, the database task backend's
+# results), their lists as safe as every other.
 admin.site.unregister(User)
 admin.site.unregister(Group)
+admin.site.unregister(DBTaskResult)
 
 
 @admin.register(User)
-class AccountAdmin(BoundedSearch, UserAdmin):
+class AccountAdmin(FilterSafe, UserAdmin):
     pass
 
 
 @admin.register(Group)
-class StaffGroupAdmin(BoundedSearch, GroupAdmin):
+class StaffGroupAdmin(FilterSafe, GroupAdmin):
+    pass
+
+
+@admin.register(DBTaskResult)
+class TaskResultAdmin(FilterSafe, DBTaskResultAdmin):
     pass

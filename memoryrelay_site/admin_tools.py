@@ -192,12 +192,13 @@ class BoundedSearch:
         return super().get_search_results(request, queryset, search_term)
 
 
-class FilterSafeAdmin(BoundedSearch, admin.ModelAdmin):
-    """A model admin whose changelist takes a filter value holding U+0000 as a bad filter
-    (PostgreSQL refuses it in a query: a 500), as it takes an unknown one, and refuses any
-    filter on ``secret_fields``: the rows a filter such as ``?encrypted_key__gte=`` keeps
-    answer a yes or no about the value, so a few hundred of them read it whole (Django's own
-    user admin refuses ``password`` lookups the same way)."""
+class FilterSafe(BoundedSearch):
+    """A model admin mixin (for other packages' admins too): the changelist takes a filter
+    value holding U+0000 as a bad filter (PostgreSQL refuses it in a query: a 500), as it
+    takes an unknown one, and refuses any filter on ``secret_fields``: the rows a filter
+    such as ``?encrypted_key__gte=`` keeps answer a yes or no about the value, so a few
+    hundred of them read it whole (Django's own user admin refuses ``password`` lookups the
+    same way)."""
 
     secret_fields: tuple[str, ...] = ()
 
@@ -210,6 +211,10 @@ class FilterSafeAdmin(BoundedSearch, admin.ModelAdmin):
         if any("\x00" in v for values in request.GET.lists() for v in values[1]):
             raise IncorrectLookupParameters("NUL in a filter")
         return super().get_changelist_instance(request)
+
+
+class FilterSafeAdmin(FilterSafe, admin.ModelAdmin):
+    """A model admin with :class:`FilterSafe` lists."""
 
 
 class EditAdmin(FilterSafeAdmin):

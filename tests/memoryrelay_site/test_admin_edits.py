@@ -356,6 +356,8 @@ def test_a_deleted_rows_page_is_read_only(admin_client, memory):
     ("memories_app_memory", "?status=%00"), ("memories_app_memory", "?memory_type=a%00b"),
     ("memories_app_webhookdelivery", "?event=%00"), ("entities_app_extractionkey", "?provider=%00"),
     ("memoryrelay_site_apikey", "?revoked_at__isnull=%00"),
+    ("django_tasks_database_dbtaskresult", "?queue_name=a%00b"),
+    ("django_tasks_database_dbtaskresult", "?status__exact=%00"),
 ])
 def test_a_nul_in_a_filter_is_a_bad_filter_not_a_500(admin_client, memory, changelist, query):
     response = admin_client.get(reverse(f"admin:{changelist}_changelist") + query)
