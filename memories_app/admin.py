@@ -36,8 +36,9 @@ class MemoryAdmin(SoftDeleteAdmin):
         restore_action(lambda m: services.memory_restore(memory=m)),
         delete_action(lambda m: services.memory_delete(memory=m)),
         service_action(lambda m: tasks.memory_embed_retry(memory_ids=[m.pk]),
-                       "Retry failed writes", "Queued again", only=lambda m: m.status == "failed",
-                       otherwise="not failed"),
+                       "Retry failed writes", "Queued again",
+                       only=lambda m: m.status == "failed" and m.deleted_at is None,
+                       otherwise="not failed, or deleted"),
     ]
 
     def get_queryset(self, request):

@@ -415,9 +415,14 @@ def test_restore_and_retry_count_only_the_rows_they_acted_on(admin_client, accou
                                        "_selected_action": [live.pk, gone.pk]}, follow=True)
     messages = [str(m) for m in response.context["messages"]]
     assert "Restored: 1." in messages and "Left alone (not deleted): 1." in messages
-    response = admin_client.post(url, {"action": "retry_failed_writes",
-                                       "_selected_action": [live.pk]}, follow=True)
-    assert [str(m) for m in response.context["messages"]] == ["Left alone (not failed): 1."]
+    failed_then_deleted = memory_create(account=account, agent_ref=agent.name, content="x")
+    Memory.objects.filter(pk=failed_then_deleted.pk).update(status="failed")
+    memory_delete(memory=failed_then_deleted)  # a retry queues live writes only
+    response = admin_client.post(url, {"action": "retry_failed_writes", "_selected_action": [
+        live.pk, failed_then_deleted.pk]}, follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        "Left alone (not failed, or deleted): 2."]
+    assert Memory.objects.get(pk=failed_then_deleted.pk).status == "failed"
 
 
 def test_a_field_staff_empty_is_emptied(admin_client, account):
