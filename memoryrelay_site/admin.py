@@ -80,9 +80,15 @@ class ApiKeyAdmin(FilterSafeAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
-        for key in queryset:
-            api_key_revoke(key=key)
-        self.message_user(request, f"Revoked {queryset.count()} keys.", messages.SUCCESS)
+        keys = list(queryset)
+        revoked = sum(key.revoked_at is None for key in keys)
+        for key in keys:
+            api_key_revoke(key=key)  # a revoked key keeps its first revoked_at
+        if revoked:
+            self.message_user(request, f"Revoked {revoked} keys.", messages.SUCCESS)
+        if revoked < len(keys):
+            self.message_user(request, f"Left alone (already revoked): {len(keys) - revoked}.",
+                              messages.INFO)
 
 
 # The admins other packages register (accounts, groups, the database task backend's

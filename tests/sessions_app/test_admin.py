@@ -11,6 +11,7 @@ from django.urls import reverse
 from memories_app.models import Memory
 from memories_app.services import memory_create
 from memoryrelay_site.models import ApiKey
+from memoryrelay_site.services import api_key_create
 from sessions_app.models import Agent, Session
 from sessions_app.services import agent_delete, session_delete
 from tests.conftest import make_client
@@ -209,6 +210,18 @@ def test_adding_an_api_key_shows_the_raw_key_once_and_it_works(admin_client, acc
 def test_revoking_a_key_in_the_admin_makes_it_a_401(admin_client, account, api_key):
     act(admin_client, "memoryrelay_site_apikey", "revoke", ApiKey.objects.all())
     assert make_client(api_key).get("/v1/sessions").status_code == 401
+
+
+def test_revoking_counts_only_the_keys_it_revoked(admin_client, account, api_key):
+    """An already revoked key was counted as revoked again ("Revoked 2 keys")."""
+    first = ApiKey.objects.get()
+    act(admin_client, "memoryrelay_site_apikey", "revoke", [first])
+    at = ApiKey.objects.get(pk=first.pk).revoked_at
+    second = api_key_create(user=account, name="second")[0]
+    response = act(admin_client, "memoryrelay_site_apikey", "revoke", [first, second])
+    assert texts(response) == ["Revoked 1 keys.", "Left alone (already revoked): 1."]
+    assert ApiKey.objects.get(pk=first.pk).revoked_at == at
+    assert ApiKey.objects.get(pk=second.pk).revoked_at is not None
 
 
 @pytest.mark.parametrize("name", ["sessions_app_session", "sessions_app_agent",
