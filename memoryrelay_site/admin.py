@@ -24,6 +24,18 @@ class ApiKeyForm(forms.ModelForm):
         model = ApiKey
         fields = ["user", "name", *SETTINGS_FIELDS]
 
+    def __init__(self, *args, **kwargs):
+        """Each field carries the value the page was opened with, so what is saved is what
+        staff changed on this page, not all that differs from the key now: a page opened
+        before the key's scopes were narrowed elsewhere does not widen them again. (A post
+        without those values, not from the page, is compared with the key as it is.)"""
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            return
+        for name, field in self.fields.items():
+            field.show_hidden_initial = not self.is_bound or not field.hidden_widget() \
+                .value_omitted_from_data(self.data, self.files, self.add_initial_prefix(name))
+
     def clean_scopes(self):
         return [scope for scope in SCOPES if scope in self.cleaned_data["scopes"]]
 

@@ -224,6 +224,39 @@ def test_revoking_counts_only_the_keys_it_revoked(admin_client, account, api_key
     assert ApiKey.objects.get(pk=second.pk).revoked_at is not None
 
 
+def key_page(admin_client, key) -> tuple[str, dict]:
+    """The key's change page and its form as a browser sends it (every checked box)."""
+    from tests.memoryrelay_site.test_admin_edits import _Form
+
+    url = reverse("admin:memoryrelay_site_apikey_change", args=[key.pk])
+    html = admin_client.get(url).content.decode()
+    parser = _Form()
+    parser.feed(html)
+    form = dict(parser.data)
+    for name in ("scopes", "initial-scopes"):
+        boxes = re.findall(rf'name="{name}" value="(\w+)"([^>]*)>', html)
+        if boxes:
+            form[name] = [value for value, rest in boxes
+                          if "checked" in rest or name.startswith("initial")]
+    return url, form
+
+
+def test_a_key_page_opened_before_its_scopes_were_narrowed_does_not_widen_them(
+        admin_client, account, api_key):
+    """The stale page's boxes were written back with the field staff did change: "admin",
+    just taken away in another tab, was the key's again."""
+    key = ApiKey.objects.get()
+    url, stale = key_page(admin_client, key)
+    _, fresh = key_page(admin_client, key)
+    assert admin_client.post(url, {**fresh, "scopes": ["read"],
+                                   "expires_at_0": "2031-01-01",
+                                   "expires_at_1": "00:00:00"}).status_code == 302
+    assert admin_client.post(url, {**stale, "rate_limit_per_minute": "5"}).status_code == 302
+    key.refresh_from_db()
+    assert (key.scopes, key.rate_limit_per_minute) == (["read"], 5)
+    assert key.expires_at.year == 2031
+
+
 @pytest.mark.parametrize("name", ["sessions_app_session", "sessions_app_agent",
                                   "memories_app_memory", "memoryrelay_site_apikey"])
 def test_changelists_use_a_fixed_number_of_queries(admin_client, account, agent, name,
