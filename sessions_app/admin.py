@@ -99,8 +99,10 @@ class SessionAdmin(SoftDeleteAdmin):
 
     def save_model(self, request, obj, form, change):
         """Only what staff changed, under the row's lock; a summary written here is
-        ``provided``, as one given at the end is."""
-        extra = {"summary_method": "provided"} if "summary" in form.changed_data else None
+        ``provided``, as one given at the end is, and one emptied has no method (an end
+        with ``auto_summarize`` writes one again)."""
+        extra = ({"summary_method": "provided" if obj.summary else ""}
+                 if "summary" in form.changed_data else None)
         write_changed(obj, form.changed_data, NotFound("Session not found"), extra=extra)
 
     @admin.display(ordering="memory_count")

@@ -112,6 +112,19 @@ def test_a_summary_staff_write_is_a_provided_one(admin_client, session):
     assert (session.summary, session.summary_method) == ("Written by staff", "provided")
 
 
+def test_a_summary_staff_empty_has_no_method_and_an_end_summarizes_again(
+        admin_client, session, memory, client):
+    """An emptied summary was still "provided": no end with auto_summarize wrote one."""
+    client.post(f"/v1/sessions/{session.pk}/end", {"summary": "API summary"}, format="json")
+    url, form = opened(admin_client, "sessions_app_session", session.pk)
+    assert admin_client.post(url, {**form, "summary": ""}).status_code == 302
+    session.refresh_from_db()
+    assert not session.summary and session.summary_method == ""
+    ended = client.post(f"/v1/sessions/{session.pk}/end", {"auto_summarize": True},
+                        format="json").json()
+    assert ended["summary_method"] == "extractive" and memory.content[:20] in ended["summary"]
+
+
 def test_an_agent_edit_keeps_the_description_the_api_wrote_meanwhile(admin_client, agent,
                                                                      client):
     url, form = opened(admin_client, "sessions_app_agent", agent.pk)
