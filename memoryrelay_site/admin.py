@@ -1,8 +1,15 @@
+from functools import wraps
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.template.response import TemplateResponse
+from django.urls import URLPattern
+from django_rq.admin import QueueAdmin
+from django_rq.models import Dashboard
 from django_tasks_db.admin import DBTaskResultAdmin
 from django_tasks_db.models import DBTaskResult
 
@@ -123,3 +130,54 @@ class StaffGroupAdmin(FilterSafe, GroupAdmin):
 @admin.register(DBTaskResult)
 class TaskResultAdmin(FilterSafe, DBTaskResultAdmin):
     pass
+
+
+# RQ's dashboard (django-rq): its queues and jobs, with "empty queue", delete and requeue.
+# django-rq lets any active staff account in, whatever its permissions; it is for superusers
+# here. Its JSON stats and metrics keep their own token check. It has no rows: an object's
+# pages (/dashboard/<id>/change/, a server error before) are a 404.
+RQ_TOKEN_VIEWS = {"django_rq_home_json", "django_rq_metrics"}
+
+
+def superusers_only(view):
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if request.user.is_authenticated and not request.user.is_superuser:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+if admin.site.is_registered(Dashboard):
+    admin.site.unregister(Dashboard)
+
+    @admin.register(Dashboard)
+    class RQDashboardAdmin(QueueAdmin):
+        def get_urls(self):
+            urls = super().get_urls()
+            for url in urls:
+                if isinstance(url, URLPattern) and url.name not in RQ_TOKEN_VIEWS:
+                    url.callback = superusers_only(url.callback)
+            return urls
+
+        def has_module_permission(self, request):
+            return request.user.is_active and request.user.is_superuser
+
+        def has_view_permission(self, request, obj=None):
+            return self.has_module_permission(request)
+
+        def has_change_permission(self, request, obj=None):
+            return self.has_module_permission(request)
+
+        def has_delete_permission(self, request, obj=None):
+            return False
+
+        def change_view(self, request, object_id, form_url="", extra_context=None):
+            raise Http404
+
+        def history_view(self, request, object_id, extra_context=None):
+            raise Http404
+
+        def delete_view(self, request, object_id, extra_context=None):
+            raise Http404
