@@ -96,9 +96,8 @@ def _worker(env, log: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL to a worker and its children (an RQ worker runs each job in a forked child
-    of a session of its own), as when its machine dies."""
+def _children_by_parent() -> dict[int, list[int]]:
+    """The running processes' ids by their parent's, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -107,6 +106,13 @@ def _kill_tree(pid: int) -> None:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL to a worker and its children (an RQ worker runs each job in a forked child
+    of a session of its own), as when its machine dies."""
+    children = _children_by_parent()
     todo, found = [pid], []
     while todo:
         current = todo.pop()
@@ -279,19 +285,6 @@ def test_ctrl_c_stops_a_worker_cleanly(tmp_path):
             os.killpg(worker.pid, signal.SIGKILL)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -315,7 +308,7 @@ def test_rqs_scheduler_stops_when_its_worker_is_killed(tmp_path):
     worker = _worker(env, log)
     scheduler = None
     try:
-        scheduler = _wait(lambda: client.exists(lock) and _children(worker.pid), 60,
+        scheduler = _wait(lambda: client.exists(lock) and _children_by_parent().get(worker.pid), 60,
                           "the worker's scheduler")[0]
         os.kill(worker.pid, signal.SIGKILL)  # the worker only: its scheduler is left
         worker.wait(10)
