@@ -249,11 +249,12 @@ def _thread_alone(job: str) -> Iterator[bool]:
                 _running.discard(job)
 
 
-def locked(queryset, pk, missing: Exception):
+def locked(queryset, pk, missing: Exception, *, no_key: bool = False):
     """Inside a transaction: the row ``pk`` of ``queryset``, live or soft-deleted, locked
-    until commit (``FOR UPDATE``); ``missing`` when it is gone: a purge removed it, maybe
-    while this waited for its lock (a restore of a row the admin listed before)."""
-    row = queryset.select_for_update().filter(pk=pk).first()
+    until commit (``FOR UPDATE``, or ``FOR NO KEY UPDATE`` with ``no_key``); ``missing``
+    when it is gone: a purge removed it, maybe while this waited for its lock (a restore
+    of a row the admin listed before)."""
+    row = queryset.select_for_update(no_key=no_key).filter(pk=pk).first()
     if row is None:
         raise missing
     return row
@@ -267,11 +268,7 @@ def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
     takes ``FOR NO KEY UPDATE``, which writers into the row's children take, and which a
     delete's ``FOR UPDATE`` waits for. SQLite serializes every write transaction anyway.
     """
-    row = model.objects.select_for_update(no_key=no_key).filter(
-        pk=pk, deleted_at__isnull=True).first()
-    if row is None:
-        raise missing
-    return row
+    return locked(model.objects.filter(deleted_at__isnull=True), pk, missing, no_key=no_key)
 
 
 _kept_private: set[str] = set()

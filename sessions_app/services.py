@@ -503,9 +503,13 @@ class NotIdle(Exception):
 
 
 def _idle_since(row: Session, cutoff: datetime) -> bool:
-    return (row.status == SessionStatus.ACTIVE
-            and Session.objects.filter(pk=row.pk).with_last_activity()
-            .filter(last_activity_at__lt=cutoff).exists())
+    return _idle_sessions(cutoff).filter(pk=row.pk).exists()
+
+
+def _idle_sessions(cutoff: datetime):
+    """The live active sessions whose newest memory (or start) is older than ``cutoff``."""
+    return (Session.objects.live().filter(status=SessionStatus.ACTIVE).with_last_activity()
+            .filter(last_activity_at__lt=cutoff))
 
 
 def _summary_refine_later(session_id, replaces: str) -> None:
@@ -734,11 +738,7 @@ def sessions_end_stale(
     not counted."""
     now = now or timezone.now()
     cutoff = now - timedelta(hours=idle_hours)
-    stale = list(
-        Session.objects.live().filter(status=SessionStatus.ACTIVE).with_last_activity()
-        .filter(last_activity_at__lt=cutoff)
-        .order_by("created_at")
-    )
+    stale = list(_idle_sessions(cutoff).order_by("created_at"))
     summarizable = {s.pk for s in stale if summarize_them and _live_memories(s).exists()}
     if dry_run:
         return StaleReport(ended=len(stale), summarized=len(summarizable))
