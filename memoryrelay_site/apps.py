@@ -10,6 +10,7 @@ class MemoryRelaySiteConfig(AppConfig):
         from django.db.backends.signals import connection_created
 
         from . import openapi  # noqa: F401  (registers the authentication scheme)
-        from .db import keep_sqlite_private
+        from .db import set_up_sqlite_connection
 
-        connection_created.connect(keep_sqlite_private, dispatch_uid="keep_sqlite_private")
+        connection_created.connect(set_up_sqlite_connection,
+                                   dispatch_uid="set_up_sqlite_connection")

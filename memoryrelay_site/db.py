@@ -274,16 +274,37 @@ def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
 _kept_private: set[str] = set()
 
 
-def keep_sqlite_private(sender=None, *, connection, **kwargs) -> None:
-    """On each new connection (``connection_created``): :func:`keep_private` on the
-    SQLite file; new when it is the server's database and was missing at start."""
+def set_up_sqlite_connection(sender=None, *, connection, **kwargs) -> None:
+    """On each new connection (``connection_created``): WAL mode (:func:`use_wal`) and
+    :func:`keep_private` on the SQLite file; new when it is the server's database and was
+    missing at start."""
     from django.conf import settings
 
     if connection.vendor != "sqlite" or connection.is_in_memory_db():
         return
+    use_wal(connection.connection, wait=settings.MEMORYRELAY_DB_LOCK_TIMEOUT)
     path = str(connection.settings_dict["NAME"])
     keep_private(path, new=path == settings.SQLITE_PATH
                  and not settings.SQLITE_EXISTED_AT_START)
+
+
+def use_wal(raw: sqlite3.Connection, *, wait: float) -> None:
+    """Puts the SQLite file of ``raw`` in WAL mode. A file not yet in it (a new database)
+    switches under an exclusive lock, which SQLite refuses at once, without its busy wait,
+    while another connection holds the write lock or is switching too: processes opening a
+    new file together failed their first connection ("database is locked"), and a command
+    then took the missing tables for a bug. Retried for up to ``wait`` seconds; a file
+    already in WAL mode answers at once."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if (not str(exc).lower().startswith("database is locked")
+                    or time.monotonic() >= deadline):
+                raise
+            time.sleep(0.05)
 
 
 def keep_private(path: str, *, new: bool) -> None:

@@ -256,9 +256,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": MEMORYRELAY_DB_LOCK_TIMEOUT,
         # A reader held for long (an export's snapshot) lets the WAL grow; once it has been
-        # checkpointed the file is cut back to 64 MB rather than kept at its largest.
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                        "PRAGMA journal_size_limit=67108864;",
+        # checkpointed the file is cut back to 64 MB rather than kept at its largest. WAL
+        # mode itself is set on connection (db.set_up_sqlite_connection), where it is retried.
+        "init_command": "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864;",
     }
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("MEMORYRELAY_TEST_SQLITE")}
 else:

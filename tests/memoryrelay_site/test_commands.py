@@ -70,3 +70,27 @@ def test_a_database_that_cannot_serve_now_ends_a_command_in_one_line(db):
 
     with pytest.raises(CommandError, match="The database is busy .*run it again"):
         call_command(Locked())
+
+
+def test_a_command_on_a_new_file_another_process_holds_still_says_to_migrate(tmp_path):
+    """Switching a new SQLite file to WAL mode was refused at once ("database is locked",
+    without SQLite's busy wait) while another connection held its write lock, as when
+    commands start together on a new database; the migration check took that for a
+    database out of reach and let the command run into the missing tables (a traceback)."""
+    path = tmp_path / "new.sqlite3"
+    env = {k: v for k, v in os.environ.items()
+           if k != "DATABASE_URL" and not k.startswith("MEMORYRELAY_DB_")}
+    env.update(DJANGO_SETTINGS_MODULE="memoryrelay_site.settings", PYTHONWARNINGS="ignore",
+               MEMORYRELAY_SQLITE_PATH=str(path))
+    code = (
+        "import sqlite3, sys, threading, django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        f"held = sqlite3.connect({str(path)!r}, isolation_level=None, "
+        "check_same_thread=False)\n"
+        "held.execute('BEGIN IMMEDIATE')\n"
+        "threading.Timer(0.5, held.execute, ('ROLLBACK',)).start()\n"
+        "call_command('purge_deleted')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "run `manage.py migrate` first" in done.stderr, done.stderr
