@@ -37,6 +37,8 @@ from django.http import HttpResponse
 from rest_framework import exceptions
 from rest_framework.throttling import BaseThrottle
 
+from .db import use_wal
+
 logger = logging.getLogger("memoryrelay.ratelimit")
 
 WINDOW_SECONDS = 60
@@ -153,20 +155,12 @@ class SqliteCounter:
         if db is not None:
             db.close()
 
-    def _initialise(self, db: sqlite3.Connection, attempts: int = 20) -> None:
-        """WAL mode and the table. Switching to WAL takes an exclusive lock that SQLite may
-        refuse at once, without its busy wait, while another process does the same: retry
-        briefly, so processes starting together do not fail open."""
-        for attempt in range(attempts):
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=OFF")
-                db.execute(self.SCHEMA)
-                return
-            except sqlite3.OperationalError:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.05)
+    def _initialise(self, db: sqlite3.Connection) -> None:
+        """WAL mode (retried briefly while another process switches the new file too, so
+        processes starting together do not fail open) and the table."""
+        use_wal(db, wait=1.0)
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute(self.SCHEMA)
 
     def _prune(self, db: sqlite3.Connection) -> None:
         now = time.time()
