@@ -72,6 +72,11 @@ class ApiKeyAdmin(FilterSafeAdmin):
     def is_active(self, obj) -> bool:
         return obj.is_active
 
+    def has_delete_permission(self, request, obj=None):
+        """A key is revoked, never deleted (as the API's DELETE revokes): its row keeps who
+        made it, when, and when it was last used."""
+        return False
+
     def save_model(self, request, obj, form, change):
         if change:  # only what the form changed: never writes back a stale revoked_at
             if form.changed_data:

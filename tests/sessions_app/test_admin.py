@@ -224,6 +224,25 @@ def test_revoking_counts_only_the_keys_it_revoked(admin_client, account, api_key
     assert ApiKey.objects.get(pk=second.pk).revoked_at is not None
 
 
+def test_api_keys_are_revoked_in_the_admin_never_deleted(admin_client, account, api_key):
+    """The change page's Delete and "delete selected" removed the row the API only revokes
+    (who made the key, when, its last use), and with it the account's keys went when the
+    account was deleted."""
+    key = ApiKey.objects.get()
+    page = admin_client.get(reverse("admin:memoryrelay_site_apikey_change", args=[key.pk]))
+    assert reverse("admin:memoryrelay_site_apikey_delete", args=[key.pk]) \
+        not in page.content.decode()
+    delete = reverse("admin:memoryrelay_site_apikey_delete", args=[key.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    listing = admin_client.get(changelist("memoryrelay_site_apikey"))
+    assert "delete_selected" not in dict(listing.context["action_form"].fields["action"].choices)
+    act(admin_client, "memoryrelay_site_apikey", "delete_selected", [key])
+    admin_client.post(reverse("admin:auth_user_delete", args=[account.pk]), {"post": "yes"})
+    assert ApiKey.objects.filter(pk=key.pk).exists()
+    act(admin_client, "memoryrelay_site_apikey", "revoke", [key])
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+
+
 def key_page(admin_client, key) -> tuple[str, dict]:
     """The key's change page and its form as a browser sends it (every checked box)."""
     from tests.memoryrelay_site.test_admin_edits import _Form
