@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -67,15 +68,25 @@ class EntityForm(EditForm):
 
 def merge_selected(model_admin, request, queryset):
     """Merges the selected entities of one account into the one with the most links (the
-    oldest among equals): see entities_app.services.entities_merge."""
+    oldest among equals): see entities_app.services.entities_merge. The kept entity and
+    each merged away (deleted in the same stroke) are written to the admin's history in
+    the merge's transaction."""
     selected = list(queryset)
     try:
-        kept = services.entities_merge(entities=selected)
+        with transaction.atomic():
+            kept = services.entities_merge(entities=selected)
+            at = Entity.objects.values_list("updated_at", flat=True).get(pk=kept.pk)
+            merged = list(Entity.objects.filter(pk__in=[e.pk for e in selected],
+                                                deleted_at=at).exclude(pk=kept.pk))
+            model_admin.log_change(request, kept, "Merged into this entity: " + ", ".join(
+                str(e) for e in merged))
+            for entity in merged:
+                model_admin.log_change(request, entity, f"Merged into {kept} (deleted)")
     except ServiceError as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
         return
     model_admin.message_user(
-        request, f"Merged {len(selected) - 1} into {kept} (kept: the most links, then the "
+        request, f"Merged {len(merged)} into {kept} (kept: the most links, then the "
         "oldest); the others are deleted.", messages.SUCCESS)
 
 
@@ -142,6 +153,13 @@ class ExtractionKeyAdmin(FilterSafeAdmin):
 
     @admin.action(description="Deactivate selected keys", permissions=["change"])
     def deactivate(self, request, queryset):
-        count = queryset.filter(is_active=True).update(is_active=False,
-                                                       updated_at=timezone.now())
+        """Each key this switched off is written to the admin's history, in the same
+        transaction."""
+        with transaction.atomic():
+            keys = list(ExtractionKey.objects.select_for_update().filter(
+                pk__in=list(queryset.values_list("pk", flat=True)), is_active=True))
+            count = ExtractionKey.objects.filter(pk__in=[k.pk for k in keys]).update(
+                is_active=False, updated_at=timezone.now())
+            for key in keys:
+                self.log_change(request, key, "Deactivated")
         self.message_user(request, f"Deactivated {count} key(s).", messages.SUCCESS)

@@ -38,7 +38,7 @@ class MemoryAdmin(SoftDeleteAdmin):
         service_action(lambda m: tasks.memory_embed_retry(memory_ids=[m.pk]),
                        "Retry failed writes", "Queued again",
                        only=lambda m: m.status == "failed" and m.deleted_at is None,
-                       otherwise="not failed, or deleted"),
+                       otherwise="not failed, or deleted", changed=bool, atomic=False),
     ]
 
     def get_queryset(self, request):

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern
@@ -104,14 +105,24 @@ class ApiKeyAdmin(FilterSafeAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
-        keys = list(queryset)
-        revoked = sum(key.revoked_at is None for key in keys)
-        for key in keys:
-            api_key_revoke(key=key)  # a revoked key keeps its first revoked_at
+        """Revokes each key (a revoked key keeps its first revoked_at); each this revoked
+        is written to the admin's history in its revoke's transaction."""
+        revoked = left = 0
+        for key in queryset:
+            with transaction.atomic():
+                # Under the lock the revoke takes first: whether this revokes the key.
+                was = ApiKey.objects.select_for_update().filter(pk=key.pk).values_list(
+                    "revoked_at", flat=True).first()
+                api_key_revoke(key=key)
+                if was is not None:
+                    left += 1
+                    continue
+                self.log_change(request, key, "Revoked")
+            revoked += 1
         if revoked:
             self.message_user(request, f"Revoked {revoked} keys.", messages.SUCCESS)
-        if revoked < len(keys):
-            self.message_user(request, f"Left alone (already revoked): {len(keys) - revoked}.",
+        if left:
+            self.message_user(request, f"Left alone (already revoked): {left}.",
                               messages.INFO)
 
 

@@ -4,6 +4,7 @@ service per selected row and report what it refused."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from django import forms
 from django.contrib import admin, messages
@@ -36,13 +37,19 @@ class DeletedFilter(admin.SimpleListFilter):
 
 def service_action(service: Callable, description: str, done: str, *,
                    only: Callable | None = None, otherwise: str = "",
-                   permission: str = "change"):
+                   permission: str = "change", changed: Callable | None = None,
+                   logged: str = "", atomic: bool = True):
     """An admin action calling ``service(row)`` for each selected row (the same service the
     API uses); a ServiceError is shown as a warning naming the row, the others proceed.
-    Rows ``only`` refuses are left alone and counted apart (``otherwise`` says what they
-    are), so the count of those done is what was done. Offered (and run) only for staff
-    holding ``permission`` on the model (``has_<permission>_permission``): Django offers an
-    action that names none to anyone who may view the list."""
+    Rows ``only`` refuses, and rows the service left as they were (``changed(result)`` is
+    false; by default every row it took is changed), are left alone and counted apart
+    (``otherwise`` says what they are), so the count of those done is what was done. Each
+    row changed is written to the admin's history as Django's own edits are (a change
+    saying ``logged``, or ``done``), in the service's transaction; with ``atomic`` false
+    (a service that works before its transaction opens: summarizing, queueing) just after
+    it. Offered (and run) only for staff holding ``permission`` on the model
+    (``has_<permission>_permission``): Django offers an action that names none to anyone
+    who may view the list."""
 
     def action(model_admin, request, queryset):
         succeeded = left = 0
@@ -51,7 +58,12 @@ def service_action(service: Callable, description: str, done: str, *,
                 left += 1
                 continue
             try:
-                service(row)
+                with transaction.atomic() if atomic else nullcontext():
+                    result = service(row)
+                    if changed is not None and not changed(result):
+                        left += 1
+                        continue
+                    model_admin.log_change(request, row, logged or done)
                 succeeded += 1
             except ServiceError as exc:
                 model_admin.message_user(request, f"{row}: {exc.message}", messages.WARNING)
@@ -69,16 +81,18 @@ def service_action(service: Callable, description: str, done: str, *,
 
 def restore_action(service: Callable):
     """"Restore selected": ``service(row)`` for each selected deleted row (for staff who
-    may delete them)."""
+    may delete them); one restored meanwhile is left alone."""
     return service_action(service, "Restore selected", "Restored",
                           only=lambda row: row.deleted_at is not None, otherwise="not deleted",
-                          permission="soft_delete")
+                          permission="soft_delete",
+                          changed=lambda restored: restored.deleted_at is None)
 
 
 def delete_action(service: Callable):
     """"Soft-delete selected": ``service(row)`` for each selected row (for staff who may
-    delete them)."""
-    return service_action(service, "Soft-delete selected", "Deleted", permission="soft_delete")
+    delete them; one deleted meanwhile is the service's NotFound)."""
+    return service_action(service, "Soft-delete selected", "Deleted", permission="soft_delete",
+                          logged="Soft-deleted")
 
 
 # --- Manual edits ---------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from memoryrelay_site.admin_tools import (
     service_action,
     write_changed,
 )
+from memoryrelay_site.db import locked_live
 from memoryrelay_site.errors import NotFound
 
 from . import projects, services
-from .models import Agent, Project, ProjectRelationship, Session
+from .models import Agent, Project, ProjectRelationship, Session, SessionStatus
 from .serializers import (
     AgentUpdateInput,
     ProjectRelationshipInput,
@@ -30,6 +31,14 @@ class SessionEditInput(SessionCreateInput):
     an end gives it."""
 
     summary = SessionEndInput._declared_fields["summary"]
+
+
+def end_session(session: Session) -> bool:
+    """Ends the session (inside the action's transaction); whether this ended it, as it
+    was when the lock the end takes first was held (one ended already stays as it was)."""
+    was = locked_live(Session, session.pk, NotFound("Session not found")).status
+    services.session_end(session=session)
+    return was != SessionStatus.ENDED
 
 
 @admin.register(Agent)
@@ -83,10 +92,10 @@ class SessionAdmin(SoftDeleteAdmin):
     fields = ["id", "account", "agent", "external_id", "project", "title", "summary",
               "metadata", *readonly_fields[2:]]
     actions = [
-        service_action(lambda s: services.session_end(session=s), "End selected sessions",
-                       "Ended"),
+        service_action(end_session, "End selected sessions", "Ended",
+                       changed=bool, otherwise="ended already"),
         service_action(lambda s: services.session_summarize(session=s),
-                       "Summarize selected sessions", "Summarized"),
+                       "Summarize selected sessions", "Summarized", atomic=False),
         restore_action(lambda s: services.session_restore(session=s)),
         delete_action(lambda s: services.session_delete(session=s)),
     ]
