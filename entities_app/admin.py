@@ -10,6 +10,7 @@ from memoryrelay_site.admin_tools import (
     FilterSafeAdmin,
     SoftDeleteAdmin,
     delete_action,
+    may_view,
     restore_action,
 )
 from memoryrelay_site.errors import ServiceError
@@ -35,6 +36,18 @@ class EntityLinkInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("memory").defer(
             "memory__embedding")
+
+    def get_fields(self, request, obj=None):
+        if may_view(request, EntityLink._meta.get_field("memory").related_model):
+            return self.fields
+        return ["memory_ref", *self.fields[2:]]  # no text for staff who may not view it
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="memory")
+    def memory_ref(self, link) -> str:
+        return str(link.memory_id) + (" (deleted)" if link.memory.deleted_at else "")
 
     @admin.display(description="content")
     def memory_content(self, link) -> str:

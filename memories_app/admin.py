@@ -5,6 +5,7 @@ from memoryrelay_site.admin_tools import (
     FilterSafeAdmin,
     SoftDeleteAdmin,
     delete_action,
+    may_view,
     restore_action,
     service_action,
     write_changed,
@@ -75,6 +76,27 @@ class WebhookDeliveryAdmin(FilterSafeAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("memory__embedding")
+
+    def get_list_display(self, request):
+        return self._memory_for(request, super().get_list_display(request))
+
+    def get_fields(self, request, obj=None):
+        names = [n for n in super().get_fields(request, obj) if n != "memory_ref"]
+        return self._memory_for(request, names)
+
+    def get_readonly_fields(self, request, obj=None):
+        shown = () if may_view(request, Memory) else ("memory_ref",)
+        return [*super().get_readonly_fields(request, obj), *shown]
+
+    def _memory_for(self, request, names):
+        """The memory (its text) for staff who may view memories; others see its id."""
+        if may_view(request, Memory):
+            return names
+        return [("memory_ref" if n == "memory" else n) for n in names]
+
+    @admin.display(description="memory")
+    def memory_ref(self, delivery) -> str:
+        return str(delivery.memory_id)
 
     def has_add_permission(self, request):
         return False

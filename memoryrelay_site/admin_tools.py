@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.auth import get_permission_codename
 from django.db import IntegrityError, models, transaction
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpResponseRedirect
@@ -18,6 +19,15 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from .db import locked_live
 from .errors import Conflict, Invalid, ServiceError
 from .parsers import MAX_DEPTH, check_document
+
+
+def may_view(request, model) -> bool:
+    """Whether the staff member may view ``model``'s rows in the admin (its view or change
+    permission, as Django's ``has_view_permission`` reads them): a page of another model
+    shows their text only then."""
+    opts = model._meta
+    return any(request.user.has_perm(f"{opts.app_label}.{get_permission_codename(a, opts)}")
+               for a in ("view", "change"))
 
 
 class DeletedFilter(admin.SimpleListFilter):

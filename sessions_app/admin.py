@@ -6,6 +6,7 @@ from memoryrelay_site.admin_tools import (
     DeletedFilter,
     SoftDeleteAdmin,
     delete_action,
+    may_view,
     restore_action,
     service_action,
     write_changed,
@@ -113,6 +114,20 @@ class SessionAdmin(SoftDeleteAdmin):
         extra = ({"summary_method": "provided" if obj.summary else ""}
                  if "summary" in form.changed_data else None)
         write_changed(obj, form.changed_data, NotFound("Session not found"), extra=extra)
+
+    def get_fields(self, request, obj=None):
+        return self._memories_for(request, super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        return self._memories_for(request, super().get_readonly_fields(request, obj))
+
+    def _memories_for(self, request, names):
+        """The memories' text only for staff who may view memories; others see their
+        count."""
+        memory = Session._meta.get_field("memories").related_model
+        if may_view(request, memory):
+            return names
+        return [("memory_count" if n == "memories" else n) for n in names]
 
     @admin.display(ordering="memory_count")
     def memory_count(self, obj) -> int:

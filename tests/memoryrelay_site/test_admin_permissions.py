@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from entities_app.models import Entity
+from entities_app.models import Entity, EntityLink
 from entities_app.services import entity_get_or_create
 from memories_app.models import Memory
 from memoryrelay_site.models import ApiKey
@@ -81,3 +81,33 @@ def test_staff_who_may_delete_delete_and_restore_softly(memory, codename):
         is deleting
     act(browser, Memory, "soft-delete_selected", [memory])
     assert (Memory.objects.get(pk=memory.pk).deleted_at is not None) is deleting
+
+
+@pytest.mark.parametrize("may_view_memories", [False, True])
+def test_memory_text_on_other_pages_is_only_for_staff_who_may_view_memories(
+        account, session, memory, may_view_memories):
+    """Staff allowed to view sessions, entities (with their links) or webhook deliveries,
+    but not memories, read the memories' text on those pages."""
+    from memories_app.models import WebhookDelivery
+
+    acme = entity_get_or_create(account=account, name="Acme", entity_type="organization")[0]
+    EntityLink.objects.create(account=account, entity=acme, memory=memory)
+    delivery = WebhookDelivery.objects.create(memory=memory, event="memory.ready")
+    browser = staff("reader", "view_session", "view_entity", "view_entitylink",
+                    "view_webhookdelivery", *(["view_memory"] if may_view_memories else []))
+    pages = {
+        "session": reverse("admin:sessions_app_session_change", args=[session.pk]),
+        "entity": reverse("admin:entities_app_entity_change", args=[acme.pk]),
+        "deliveries": reverse("admin:memories_app_webhookdelivery_changelist"),
+        "delivery": reverse("admin:memories_app_webhookdelivery_change", args=[delivery.pk]),
+    }
+    shown = {}
+    for page, url in pages.items():
+        response = browser.get(url)
+        assert response.status_code == 200, page
+        shown[page] = memory.content[:40] in response.content.decode()
+    assert shown == dict.fromkeys(pages, may_view_memories)
+    if not may_view_memories:  # what they may see of them: how many, which
+        assert "field-memory_count" in browser.get(pages["session"]).content.decode()
+        assert str(memory.pk) in browser.get(pages["entity"]).content.decode()
+        assert str(memory.pk) in browser.get(pages["delivery"]).content.decode()
