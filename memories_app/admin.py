@@ -8,9 +8,7 @@ from memoryrelay_site.admin_tools import (
     may_view,
     restore_action,
     service_action,
-    write_changed,
 )
-from memoryrelay_site.errors import NotFound
 
 from . import services, tasks
 from .models import Memory, WebhookDelivery
@@ -53,14 +51,16 @@ class MemoryAdmin(SoftDeleteAdmin):
         return False  # agents write memories through the API
 
     def save_model(self, request, obj, form, change):
-        """Manual edits go through the update service (which re-embeds changed content);
-        its agent, session and project label are written under the row's lock."""
-        other = [f for f in form.changed_data if f not in services.UPDATABLE]
-        write_changed(obj, other, NotFound("Memory not found"))
+        """Manual edits go through the update service (which re-embeds changed content
+        first), with the agent, session and project label staff gave it: one transaction
+        under the row's lock, so a save refused writes none of them."""
+        if not form.changed_data:
+            return
         changed = {f: getattr(obj, f) for f in form.changed_data if f in services.UPDATABLE}
-        if changed:
-            services.memory_update(memory=Memory.objects.without_vectors().get(pk=obj.pk),
-                                   changes=changed)
+        placed = {f: getattr(obj, f) for f in form.changed_data
+                  if f not in services.UPDATABLE}
+        services.memory_update(memory=Memory.objects.without_vectors().get(pk=obj.pk),
+                               changes=changed, placed=placed)
 
 
 @admin.register(WebhookDelivery)

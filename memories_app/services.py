@@ -300,12 +300,15 @@ def _duplicate_of(account, agent, content: str, vector, threshold: float,
     return None
 
 
-def memory_update(*, memory: Memory, changes: dict[str, Any]) -> Memory:
+def memory_update(*, memory: Memory, changes: dict[str, Any],
+                  placed: dict[str, Any] | None = None) -> Memory:
     """Partial update of the live memory: absent or None values are left unchanged, and only
     the fields given are written. A memory deleted meanwhile is a NotFound.
 
     A new ``importance`` recomputes the tier unless a ``tier`` is given too. New content is
-    embedded before the transaction opens."""
+    embedded before the transaction opens. ``placed``: where staff put the memory (its
+    agent, session, project label: fields the API does not update), written as given in
+    the same transaction, the rows they name held live first."""
     given = {k: v for k, v in changes.items() if k in UPDATABLE and v is not None}
     if "importance" in given and "tier" not in given:
         given["tier"] = tier_for(given["importance"])
@@ -315,16 +318,19 @@ def memory_update(*, memory: Memory, changes: dict[str, Any]) -> Memory:
         embedded = vector_fields(embedding_of(content))
     while True:  # at most twice: once more only if the content changed under us
         with transaction.atomic():
+            db.hold_named_live(placed or {})
             row = locked_live(Memory, memory.pk, NotFound("Memory not found"))
             if content in (None, row.content) or embedded is not None:
-                return _write_changes(row, given, embedded)
+                return _write_changes(row, given, embedded, placed or {})
         embedded = vector_fields(embedding_of(content))
 
 
-def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None) -> Memory:
+def _write_changes(row: Memory, given: dict[str, Any], embedded: dict | None,
+                   placed: dict[str, Any]) -> Memory:
     changed = {f: v for f, v in given.items() if getattr(row, f) != v}
     if "content" in changed:
         changed.update(embedded)
+    changed.update(placed)
     if not changed:  # nothing new: nothing written, updated_at stays
         return row
     for field, value in changed.items():

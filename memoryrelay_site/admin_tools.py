@@ -16,8 +16,8 @@ from django.http import HttpResponseRedirect
 from django.utils.text import smart_split
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from .db import locked_live
-from .errors import Conflict, Invalid, ServiceError
+from .db import hold_named_live, locked_live
+from .errors import Conflict, ServiceError
 from .parsers import MAX_DEPTH, check_document
 
 
@@ -297,10 +297,7 @@ def write_changed(obj, names, missing: ServiceError, *, extra: dict | None = Non
     model = type(obj)
     try:
         with transaction.atomic():
-            for field, value in changed.items():
-                if isinstance(value, models.Model) and hasattr(value, "deleted_at"):
-                    locked_live(type(value), value.pk, Invalid(
-                        f"the {field} was deleted meanwhile", field=field), no_key=True)
+            hold_named_live(changed)
             row = locked_live(model, obj.pk, missing)
             for field, value in changed.items():
                 setattr(row, field, value)

@@ -271,6 +271,22 @@ def locked_live(model, pk, missing: Exception, *, no_key: bool = False):
     return locked(model.objects.filter(deleted_at__isnull=True), pk, missing, no_key=no_key)
 
 
+def hold_named_live(values: dict) -> None:
+    """Inside a transaction, before the row being written: each soft-deletable row among
+    ``values`` (an agent, a session a row is given) held live until commit, as writers into
+    its children hold it (``FOR NO KEY UPDATE``), in the order writers lock (the named rows
+    before the row naming them). One deleted meanwhile is refused (Invalid on its field),
+    never named by a live row."""
+    from django.db.models import Model
+
+    from .errors import Invalid
+
+    for field, value in values.items():
+        if isinstance(value, Model) and hasattr(value, "deleted_at"):
+            locked_live(type(value), value.pk, Invalid(
+                f"the {field} was deleted meanwhile", field=field), no_key=True)
+
+
 _kept_private: set[str] = set()
 
 

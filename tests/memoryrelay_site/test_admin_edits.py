@@ -450,3 +450,28 @@ def test_a_field_staff_empty_is_emptied(admin_client, account):
     url, form = opened(admin_client, "knowledge_app_decision", decision.pk)
     assert admin_client.post(url, {**form, "project_slug": ""}).status_code == 302
     assert Decision.objects.get(pk=decision.pk).project_slug is None
+
+
+def test_a_memory_moved_and_rewritten_in_one_save_is_one_write(admin_client, account, memory,
+                                                                monkeypatch):
+    """Its agent and session were committed first, its new content after, apart: a content
+    write refused left the memory moved all the same."""
+    other = agent_get_or_create(account=account, name="other")[0]
+    theirs = session_create(account=account, agent_ref="other")
+
+    def refused(**kwargs):
+        raise memory_services.Invalid("refused")
+
+    monkeypatch.setattr(memory_services, "announce_written", refused)
+    url, form = opened(admin_client, "memories_app_memory", memory.pk)
+    response = admin_client.post(url, {**form, "agent": str(other.pk),
+                                       "session": str(theirs.pk), "content": "Moved and new"})
+    assert any("refused" in m for m in said(response))
+    row = Memory.objects.get(pk=memory.pk)
+    assert (row.agent_id, row.session_id, row.content) == (
+        memory.agent_id, memory.session_id, memory.content)
+    monkeypatch.undo()
+    assert admin_client.post(url, {**form, "agent": str(other.pk), "session": str(theirs.pk),
+                                   "content": "Moved and new"}).status_code == 302
+    row.refresh_from_db()
+    assert (row.agent_id, row.session_id, row.content) == (other.pk, theirs.pk, "Moved and new")
