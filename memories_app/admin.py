@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
+    FewRelatedFilter,
     FilterSafeAdmin,
     SoftDeleteAdmin,
     delete_action,
@@ -21,7 +22,8 @@ class MemoryAdmin(SoftDeleteAdmin):
                     "visibility", "status", "created_at", "is_deleted"]
     # status: asynchronous writes (POST /v2/memories); "failed" lists those whose task gave
     # up, with its error, and the action below queues them again.
-    list_filter = ["status", "memory_type", "tier", "visibility", DeletedFilter, "agent"]
+    list_filter = ["status", "memory_type", "tier", "visibility", DeletedFilter,
+                   ("agent", FewRelatedFilter)]
     list_select_related = ["agent", "session"]
     search_fields = ["content"]
     raw_id_fields = ["agent", "session"]

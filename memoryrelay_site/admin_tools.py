@@ -10,6 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_permission_codename
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpResponseRedirect
@@ -43,6 +44,38 @@ class DeletedFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(deleted_at__isnull=True)
         return queryset
+
+
+class FewRelatedFilter(admin.RelatedFieldListFilter):
+    """A filter by a related row (an agent, an account) that lists at most ``limit`` of them
+    (the first in their admin's order) and the one chosen: one listing every row made the
+    page, and its reading, grow with their number (thousands of agents). Any row is still
+    chosen by its id in the address (``?agent__id__exact=<id>``)."""
+
+    limit = 20
+
+    def field_choices(self, field, request, model_admin):
+        related = field.remote_field.model
+        ordering = (self.field_admin_ordering(field, request, model_admin)
+                    or related._meta.ordering or ("pk",))
+        rows = related._default_manager.order_by(*ordering)
+        shown = list(rows[: self.limit + 1])
+        if len(shown) > self.limit:
+            shown = shown[: self.limit]
+            self.title_suffix = f" (the first {self.limit}; any other by its id)"
+        try:
+            chosen = {field.target_field.to_python(v) for v in self.lookup_val or ()}
+        except ValidationError:
+            chosen = set()  # the list itself says it is a bad filter
+        chosen -= {row.pk for row in shown}
+        if chosen:
+            shown += list(rows.filter(pk__in=chosen))
+        return [(row.pk, str(row)) for row in shown]
+
+    def __init__(self, *args, **kwargs):
+        self.title_suffix = ""
+        super().__init__(*args, **kwargs)
+        self.title += self.title_suffix
 
 
 def service_action(service: Callable, description: str, done: str, *,

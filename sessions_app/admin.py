@@ -4,6 +4,7 @@ from django.utils.html import format_html, format_html_join
 
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
+    FewRelatedFilter,
     SoftDeleteAdmin,
     delete_action,
     may_view,
@@ -46,7 +47,7 @@ def end_session(session: Session) -> bool:
 class AgentAdmin(SoftDeleteAdmin):
     list_display = ["name", "account", "memory_count", "session_count", "last_active_at",
                     "created_at", "is_deleted"]
-    list_filter = [DeletedFilter, "account"]
+    list_filter = [DeletedFilter, ("account", FewRelatedFilter)]
     list_select_related = ["account"]
     search_fields = ["name", "description"]
     api_input = AgentUpdateInput
@@ -83,7 +84,7 @@ class AgentAdmin(SoftDeleteAdmin):
 class SessionAdmin(SoftDeleteAdmin):
     list_display = ["__str__", "external_id", "account", "agent", "project", "status",
                     "memory_count", "started_at", "ended_at", "is_deleted"]
-    list_filter = ["status", DeletedFilter, "project", "agent"]
+    list_filter = ["status", DeletedFilter, "project", ("agent", FewRelatedFilter)]
     list_select_related = ["account", "agent"]
     search_fields = ["title", "external_id"]
     raw_id_fields = ["agent"]
@@ -151,7 +152,7 @@ class SessionAdmin(SoftDeleteAdmin):
 @admin.register(Project)
 class ProjectAdmin(SoftDeleteAdmin):
     list_display = ["slug", "name", "account", "memory_count", "created_at", "is_deleted"]
-    list_filter = [DeletedFilter, "account"]
+    list_filter = [DeletedFilter, ("account", FewRelatedFilter)]
     list_select_related = ["account"]
     search_fields = ["slug", "name", "description", "repo_url"]
     api_input = ProjectUpdateInput
@@ -182,7 +183,7 @@ class ProjectAdmin(SoftDeleteAdmin):
 class ProjectRelationshipAdmin(SoftDeleteAdmin):
     list_display = ["source", "relationship_type", "target", "account", "created_at",
                     "is_deleted"]
-    list_filter = ["relationship_type", DeletedFilter, "account"]
+    list_filter = ["relationship_type", DeletedFilter, ("account", FewRelatedFilter)]
     list_select_related = ["source", "target", "account"]
     search_fields = ["source__slug", "target__slug"]
     api_input = ProjectRelationshipInput

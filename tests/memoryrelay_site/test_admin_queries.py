@@ -152,3 +152,34 @@ def test_a_pattern_page_reads_its_adoptions_with_their_projects(admin_client, cl
         client.post(f"/v1/patterns/{pattern.pk}/adopt", {"project": f"extra-{i}"},
                     format="json")
     assert count(admin_client, url) == one
+
+
+@pytest.mark.parametrize("model, related", [("memories_app_memory", "agent"),
+                                            ("sessions_app_session", "agent"),
+                                            ("sessions_app_agent", "account"),
+                                            ("sessions_app_project", "account")])
+def test_a_list_filtered_by_agent_or_account_costs_the_same_for_few_as_for_thousands(
+        admin_client, account, agent, session, memory, model, related):
+    """Its sidebar listed every agent (or account): the page, and its reading, grew with
+    their number. Any of them is still a filter by its id in the address."""
+    from django.contrib.auth import get_user_model
+
+    from sessions_app.models import Agent
+
+    def more(start: int, n: int) -> list:
+        if related == "agent":
+            return Agent.objects.bulk_create(
+                Agent(account=account, name=f"agent-{i:05d}") for i in range(start, start + n))
+        return get_user_model().objects.bulk_create(
+            get_user_model()(username=f"user-{i:05d}") for i in range(start, start + n))
+
+    url = reverse(f"admin:{model}_changelist")
+    more(0, 30)
+    count(admin_client, url)
+    few = (count(admin_client, url), len(admin_client.get(url).content))
+    last = more(30, 300)[-1]
+    assert (count(admin_client, url), len(admin_client.get(url).content)) == few
+    chosen = admin_client.get(url, {f"{related}__id__exact": str(last.pk)})
+    assert chosen.status_code == 200
+    assert f'<li class="selected">\n    <a href="?{related}__id__exact={last.pk}"' \
+        in chosen.content.decode()
