@@ -22,6 +22,7 @@ from django_tasks import task
 
 from memoryrelay_site.sqlite_stats import stats_sweeper
 from memoryrelay_site.tasks import (
+    log_not_queued,
     register_dispatcher,
     register_sweeper,
     retry_delay,
@@ -121,13 +122,17 @@ def _failed(memory: Memory, exc: Exception) -> str:
 
 
 def memory_embed_retry(*, memory_ids) -> int:
-    """Failed writes start over (the admin's retry): attempts reset, status ``pending``."""
+    """Failed writes start over (the admin's retry): attempts reset, status ``pending``. A
+    queue out of reach (Redis down) leaves them pending for the sweep to queue."""
     ids = list(Memory.objects.live().filter(pk__in=list(memory_ids), status=WriteStatus.FAILED)
                .values_list("pk", flat=True))
     Memory.objects.filter(pk__in=ids, status=WriteStatus.FAILED).update(
         status=WriteStatus.PENDING, status_attempts=0, status_changed_at=timezone.now())
     for pk in ids:
-        task_enqueue(memory_embed, str(pk))
+        try:
+            task_enqueue(memory_embed, str(pk))
+        except Exception as exc:  # noqa: BLE001 - pending: the sweep queues it after the lease
+            log_not_queued(f"memory {pk}", exc, "the sweep queues it later")
     return len(ids)
 
 

@@ -135,6 +135,24 @@ def test_retrying_writes_a_change_for_the_failed_writes_it_queued(admin_client, 
     assert history(failed) == [(CHANGE, "Queued again")] and history(ready) == []
 
 
+def test_retrying_with_redis_down_leaves_the_writes_pending_for_the_sweep(
+        admin_client, account, agent, settings, caplog):
+    """Queueing the retry raised Redis's connection error out of the action: a 500, the
+    writes already marked pending."""
+    from tests.taskqueue import use_backend
+
+    failed = memory_create(account=account, agent_ref=agent.name, content="failed")
+    Memory.objects.filter(pk=failed.pk).update(status="failed", status_attempts=5)
+    use_backend(settings, "rq", url="redis://127.0.0.1:1/0")
+    with caplog.at_level("WARNING"):
+        response = act(admin_client, name(Memory), "retry_failed_writes", [failed])
+    assert response.status_code == 200
+    row = Memory.objects.get(pk=failed.pk)
+    assert (row.status, row.status_attempts) == ("pending", 0)
+    assert history(failed) == [(CHANGE, "Queued again")]
+    assert any("the sweep queues it later" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_change_whose_history_cannot_be_written_is_undone(admin_client, account, agent,
                                                              monkeypatch):
