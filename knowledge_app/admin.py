@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
+    FewValuesFilter,
     SoftDeleteAdmin,
     cleared,
     delete_action,
@@ -17,7 +18,7 @@ from .serializers import DecisionRecordInput, PatternCreateInput
 class DecisionAdmin(SoftDeleteAdmin):
     list_display = ["title", "account", "project_slug", "status", "agent", "created_at",
                     "is_deleted"]
-    list_filter = ["status", DeletedFilter, "project_slug"]
+    list_filter = ["status", DeletedFilter, ("project_slug", FewValuesFilter)]
     list_select_related = ["account", "agent"]
     search_fields = ["title", "rationale", "project_slug"]
     raw_id_fields = ["agent", "session", "superseded_by"]
@@ -68,7 +69,7 @@ class AdoptionInline(admin.TabularInline):
 class PatternAdmin(SoftDeleteAdmin):
     list_display = ["title", "account", "scope", "category", "source_project_slug",
                     "adoption_count", "created_at", "is_deleted"]
-    list_filter = ["scope", DeletedFilter, "category"]
+    list_filter = ["scope", DeletedFilter, ("category", FewValuesFilter)]
     list_select_related = ["account"]
     search_fields = ["title", "description", "category", "source_project_slug"]
     api_input = PatternCreateInput

@@ -78,6 +78,24 @@ class FewRelatedFilter(admin.RelatedFieldListFilter):
         self.title += self.title_suffix
 
 
+class FewValuesFilter(admin.AllValuesFieldListFilter):
+    """A filter by the values of a column (a session's project label, a decision's project,
+    a pattern's category) that lists at most ``limit`` of them (the first in order) and the
+    one chosen: listing every distinct value made the page grow with their number. Any
+    value is still chosen in the address (``?project=<label>``)."""
+
+    limit = 20
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        values = list(self.lookup_choices[: self.limit + 1])
+        if len(values) > self.limit:
+            values = values[: self.limit]
+            self.title += f" (the first {self.limit}; any other in the address)"
+        listed = {str(value) for value in values if value is not None}
+        self.lookup_choices = values + [v for v in self.lookup_val or () if v not in listed]
+
+
 def service_action(service: Callable, description: str, done: str, *,
                    only: Callable | None = None, otherwise: str = "",
                    permission: str = "change", changed: Callable | None = None,

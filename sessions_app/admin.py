@@ -5,6 +5,7 @@ from django.utils.html import format_html, format_html_join
 from memoryrelay_site.admin_tools import (
     DeletedFilter,
     FewRelatedFilter,
+    FewValuesFilter,
     SoftDeleteAdmin,
     delete_action,
     may_view,
@@ -84,7 +85,8 @@ class AgentAdmin(SoftDeleteAdmin):
 class SessionAdmin(SoftDeleteAdmin):
     list_display = ["__str__", "external_id", "account", "agent", "project", "status",
                     "memory_count", "started_at", "ended_at", "is_deleted"]
-    list_filter = ["status", DeletedFilter, "project", ("agent", FewRelatedFilter)]
+    list_filter = ["status", DeletedFilter, ("project", FewValuesFilter),
+                   ("agent", FewRelatedFilter)]
     list_select_related = ["account", "agent"]
     search_fields = ["title", "external_id"]
     raw_id_fields = ["agent"]

@@ -183,3 +183,35 @@ def test_a_list_filtered_by_agent_or_account_costs_the_same_for_few_as_for_thous
     assert chosen.status_code == 200
     assert f'<li class="selected">\n    <a href="?{related}__id__exact={last.pk}"' \
         in chosen.content.decode()
+
+
+@pytest.mark.parametrize("model, field", [("sessions_app_session", "project"),
+                                          ("knowledge_app_decision", "project_slug"),
+                                          ("knowledge_app_pattern", "category")])
+def test_a_list_filtered_by_a_label_lists_a_few_of_its_values(admin_client, account, model,
+                                                              field):
+    """Its sidebar listed every distinct value (a project label, a category): the page grew
+    with their number. Any of them is still a filter in the address."""
+    import re
+
+    from knowledge_app.models import Decision, Pattern
+    from sessions_app.models import Session
+
+    made = {"project": lambda i: Session(account=account, project=f"label-{i:04d}"),
+            "project_slug": lambda i: Decision(account=account, title="t", rationale="r",
+                                               project_slug=f"label-{i:04d}"),
+            "category": lambda i: Pattern(account=account, title="t", description="d",
+                                          category=f"label-{i:04d}")}[field]
+    rows = [made(i) for i in range(300)]
+    type(rows[0]).objects.bulk_create(rows)
+    url = reverse(f"admin:{model}_changelist")
+
+    def listed(page) -> list[str]:
+        block = re.search(r'<details data-filter-title="[^"]*(?:project|category)[^"]*"'
+                          r".*?</details>", page.content.decode(), re.S | re.I)
+        return list(dict.fromkeys(re.findall(r"label-\d{4}", block.group(0))))
+
+    assert listed(admin_client.get(url)) == [f"label-{i:04d}" for i in range(20)]
+    chosen = admin_client.get(url, {field: "label-0299"})
+    assert chosen.status_code == 200 and len(chosen.context["cl"].result_list) == 1
+    assert "label-0299" in listed(chosen)
