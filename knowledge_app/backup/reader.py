@@ -18,7 +18,7 @@ from memories_app.embeddings import DIMENSION, get_provider
 
 from .codec import ACCOUNT_FIELDS, ImportRefused, fields_of, holds_nul, key, load
 from .export import ENCODING, FORMAT, READS
-from .kinds import KINDS, TARGETS, derive, kinds_of, rule_broken
+from .kinds import KINDS, TARGETS, api_fields, api_refusal, derive, kinds_of, rule_broken
 from .links import FIELD, links_read
 
 
@@ -63,6 +63,7 @@ class Reader:
         self.named: set[tuple] = set()  # ids named by a one-to-one forward link
         self.live_values: set[tuple] = set()  # (kind, account, unique values)
         self.kinds: list[str] = []
+        self.api = {kind: api_fields(kind) for kind in KINDS}  # the API's limits, by kind
         self.counts: dict[str, int] = {}
         self.provider = get_provider()
 
@@ -205,7 +206,7 @@ class Reader:
         except ValidationError as exc:
             name, messages = next(iter(exc.message_dict.items()))
             raise ImportRefused(f"{name}: {messages[0]}", line=number) from None
-        problem = rule_broken(line.kind, obj)
+        problem = rule_broken(line.kind, obj) or api_refusal(self.api[line.kind], line.record)
         if problem:
             raise ImportRefused(problem, line=number)
 

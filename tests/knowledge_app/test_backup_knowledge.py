@@ -3,11 +3,14 @@ patterns and adoptions: a restore loses nothing a user stored."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from entities_app.models import Entity
+from entities_app.services import entity_get_or_create
 from knowledge_app.backup import ImportRefused
 from knowledge_app.models import Decision, DecisionStatus, Pattern, PatternAdoption
 from knowledge_app.services import (
@@ -19,6 +22,8 @@ from knowledge_app.services import (
     pattern_delete,
 )
 from memories_app.embeddings import get_provider
+from memories_app.models import Memory
+from memories_app.services import memory_create
 from sessions_app.models import Agent, Project, ProjectRelationship
 from sessions_app.projects import (
     project_create,
@@ -271,6 +276,83 @@ def test_a_bad_knowledge_line_is_refused_with_its_number_and_nothing_is_imported
     assert message in refused.value.message
     assert not User.objects.exists() and not Project.objects.exists()
     assert not Decision.objects.exists() and not PatternAdoption.objects.exists()
+
+
+# A value of each kind that the API refuses (its serializers' limits), so a restore cannot
+# hold a row that no write through the API could have made: (kind, field, value, message).
+OVER_THE_APIS_LIMITS = {
+    "an agent description over 1,000 characters": (
+        "agent", "description", "d" * 1001, "no more than 1000 characters"),
+    "a blank agent name": ("agent", "name", "   ", "may not be blank"),
+    "agent config over 10 KB": ("agent", "config", {"k": "x" * 10_240},
+                                "at most 10240 bytes as JSON"),
+    "an empty external id": ("session", "external_id", "", "may not be blank"),
+    "a session summary over 50,000 characters": (
+        "session", "summary", "s" * 50_001, "no more than 50000 characters"),
+    "a project description over 5,000 characters": (
+        "project", "description", "p" * 5001, "no more than 5000 characters"),
+    "a project stack over 10 KB": ("project", "stack", {"k": "x" * 10_240}, "10240 bytes"),
+    "relationship metadata 33 levels deep": (
+        "project_relationship", "metadata", {"a": json.loads("[" * 32 + "]" * 32)},
+        "at most 32 levels deep"),
+    "entity metadata over 10 KB": ("entity", "metadata", {"k": "x" * 10_240}, "10240 bytes"),
+    "memory content over 50,000 characters": (
+        "memory", "content", "c" * 50_001, "no more than 50000 characters"),
+    "memory content of whitespace only": ("memory", "content", " \n\t ", "must not be blank"),
+    "memory metadata over 10 KB": ("memory", "metadata", {"k": "x" * 10_240}, "10240 bytes"),
+    "21 decision tags": ("decision", "tags", [f"t{n}" for n in range(21)],
+                         "no more than 20 elements"),
+    "a decision tag over 100 characters": ("decision", "tags", ["ok", "t" * 101],
+                                           "tags[1]: Ensure this field has no more than 100"),
+    "a decision tag that is no string": ("decision", "tags", [7], "tags[0]: Not a valid"),
+    "a blank decision title": ("decision", "title", "   ", "must not be blank"),
+    "a decision rationale over 50,000 characters": (
+        "decision", "rationale", "r" * 50_001, "no more than 50000 characters"),
+    "pattern example code over 50,000 characters": (
+        "pattern", "example_code", "e" * 50_001, "no more than 50000 characters"),
+    "an empty pattern tag": ("pattern", "tags", [""], "tags[0]: This field may not be blank"),
+}
+
+
+@pytest.fixture
+def every_kind(knowledge, account):
+    entity_get_or_create(account=account, name="Acme Corp", entity_type="organization")
+    memory_create(account=account, agent_ref="planner", content="Deploys run on Fridays")
+
+
+@pytest.mark.parametrize("case", OVER_THE_APIS_LIMITS)
+def test_a_value_the_api_refuses_is_refused_naming_its_line_and_field(every_kind, case):
+    """Import took any value the model's columns hold: memory content of a megabyte,
+    50 tags, metadata far past 10 KB, a blank title... rows no write through the API could
+    make. Each line is held to the API's own serializer fields, dry run included."""
+    kind, name, value, message = OVER_THE_APIS_LIMITS[case]
+    items = records(export(account="alice"))
+    number = nth(items, kind)
+    bad = corrupt(lines_of(items), number, edit(**{name: value}))
+    wipe()
+    for dry_run in (True, False):
+        with pytest.raises(ImportRefused) as refused:
+            run_import(bad, dry_run=dry_run)
+        assert refused.value.message.startswith(f"line {number}: {name}"), refused.value.message
+        assert message in refused.value.message
+    assert not User.objects.exists() and not Memory.objects.exists()
+    assert not Entity.objects.exists() and not Decision.objects.exists()
+
+
+def test_values_at_the_apis_limits_are_restored(every_kind):
+    items = records(export(account="alice"))
+    at_limits = {"memory": {"content": "c" * 50_000, "metadata": {"k": "x" * 10_232}},
+                 "decision": {"tags": [f"{n:0>100}" for n in range(20)],
+                              "rationale": "r" * 50_000},
+                 "agent": {"description": "d" * 1000}, "session": {"summary": "s" * 50_000}}
+    text = lines_of(items)
+    for kind, values in at_limits.items():
+        text = corrupt(text, nth(items, kind), edit(**values))
+    wipe()
+    run_import(text, dry_run=True)
+    run_import(text)
+    assert len(Memory.objects.get(pk=items[nth(items, "memory") - 1]["id"]).content) == 50_000
+    assert len(Decision.objects.get(pk=items[nth(items, "decision") - 1]["id"]).tags) == 20
 
 
 def test_a_slug_taken_again_since_the_file_keeps_the_deletion_and_refuses_an_overwrite(
