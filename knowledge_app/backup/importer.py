@@ -19,7 +19,7 @@ from .codec import ImportRefused
 from .export import Progress
 from .kinds import KINDS
 from .links import links_write
-from .reader import ImportReport, Line, Reader, describe
+from .reader import ImportReport, Line, Reader, describe, loop_in
 
 CHUNK = 500
 
@@ -141,10 +141,13 @@ class _ForwardLinks:
     Unique values are judged over the whole file as well: a value taken by another row
     here is not refused when the file writes that row too, with another value (two agents
     that swapped names). The writer parks such holders (``parked``) before it writes their
-    kind, so the value is free when the row taking it is written."""
+    kind, so the value is free when the row taking it is written.
+
+    Nor may the links written close a loop with those of the rows left as they are here
+    (a decision the file supersedes by one this server holds as superseded by it)."""
 
     def __init__(self):
-        self.links: list[tuple] = []  # (kind, name, ref, line number)
+        self.links: list[tuple] = []  # (kind, name, id, ref, line number)
         self.written: set = set()  # ids of the rows written, of kinds with such links
         self.values: dict[str, dict] = {}  # kind: {id written: its unique values or None}
         self.versions: dict[str, dict] = {}  # kind: {id written: the file's updated_at}
@@ -163,7 +166,7 @@ class _ForwardLinks:
         for name in spec.forward:
             ref = getattr(line.obj, name)
             if ref is not None:
-                self.links.append((spec, name, ref, line.number))
+                self.links.append((spec, name, line.obj.id, ref, line.number))
 
     def check(self) -> None:
         for spec, holder, values, line in self.conflicts:
@@ -175,16 +178,41 @@ class _ForwardLinks:
             self.parked.setdefault(spec.name, {})[holder] = self.versions[spec.name][holder]
         for start in range(0, len(self.links), CHUNK):
             batch = self.links[start:start + CHUNK]
-            for spec, name in {(spec, name) for spec, name, _, _ in batch}:
-                refs = [ref for s, n, ref, _ in batch if (s, n) == (spec, name)]
+            for spec, name in {(spec, name) for spec, name, _, _, _ in batch}:
+                refs = [ref for s, n, _, ref, _ in batch if (s, n) == (spec, name)]
                 holders = dict(spec.model._base_manager.filter(**{f"{name}__in": refs})
                                .values_list(name, "pk"))
-                for s, n, ref, number in batch:
+                for s, n, _, ref, number in batch:
                     other = holders.get(ref) if (s, n) == (spec, name) else None
                     if other is not None and other not in self.written:
                         raise ImportRefused(f"{name.removesuffix('_id')} {ref} already names "
                                             f"the {spec.name} {other} on this server",
                                             line=number)
+        self._no_loops()
+
+    def _no_loops(self) -> None:
+        """The links as they will be once written: the file's of the rows it writes, this
+        server's of the others (kept as they are, or not in the file), read chain by chain
+        as far as they go."""
+        for spec, name in {(spec, name) for spec, name, _, _, _ in self.links}:
+            lines = {pk: (ref, number) for s, n, pk, ref, number in self.links
+                     if (s, n) == (spec, name)}
+            links = {pk: ref for pk, (ref, _) in lines.items()}
+            ahead = set(links.values())
+            while ahead:
+                here = [pk for pk in ahead if pk not in links and pk not in self.written]
+                links.update(dict.fromkeys(here))
+                for start in range(0, len(here), CHUNK):
+                    links.update(spec.model._base_manager.filter(
+                        pk__in=here[start:start + CHUNK]).values_list("pk", name))
+                ahead = {links[pk] for pk in here} - set(links) - {None}
+            loop = loop_in(links)
+            if loop:
+                ref, number = lines[loop[0]]
+                raise ImportRefused(f"{name.removesuffix('_id')} {ref} would close a loop of "
+                                    f"{len(loop)} {spec.plural} with those on this server, "
+                                    "each superseded by the next: none of them would be in "
+                                    "force", line=number)
 
 
 def _held(model, ids, *, lock: bool = False) -> dict:

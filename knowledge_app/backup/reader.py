@@ -61,6 +61,7 @@ class Reader:
         self.repeats: dict[str, _Ids] = {}  # the ids of the other kinds (memories...)
         self.later: dict[uuid.UUID, tuple[int, str, str, str]] = {}  # (line, account, link)
         self.named: set[tuple] = set()  # ids named by a one-to-one forward link
+        self.chains: dict[tuple, dict] = {}  # (kind, link): {id: (id it names, line)}
         self.live_values: set[tuple] = set()  # (kind, account, unique values)
         self.kinds: list[str] = []
         self.api = {kind: api_fields(kind) for kind in KINDS}  # the API's limits, by kind
@@ -78,6 +79,7 @@ class Reader:
                 self._header(record, number)
             elif kind == "end":
                 self._links_to_later_lines()
+                self._no_loops()
                 self._listed_twice()
                 self._end(record, number)
                 ended = True
@@ -227,6 +229,7 @@ class Reader:
                     raise ImportRefused(f"{name} {ref} is named by another {kind} too",
                                         line=number)
                 self.named.add((kind, name, ref))
+                self.chains.setdefault((kind, name), {})[obj.id] = (ref, number)
         if kind in self.owners:
             if obj.id in self.owners[kind]:
                 raise ImportRefused(f"{kind} {obj.id} appears twice", line=number)
@@ -247,6 +250,17 @@ class Reader:
             if self.owners[target].get(ref) != account:
                 raise ImportRefused(f"{name} {ref} is not a {target} of account {account!r} "
                                     "in this file", line=number)
+
+    def _no_loops(self) -> None:
+        """A chain of forward links (decisions each superseded by the next) ends: one that
+        comes back to where it started would leave none of its decisions in force."""
+        for (kind, name), chain in self.chains.items():
+            loop = loop_in({pk: ref for pk, (ref, _) in chain.items()})
+            if loop:
+                ref, number = chain[loop[0]]
+                raise ImportRefused(f"{name.removesuffix('_id')} {ref} closes a loop of "
+                                    f"{len(loop)} {KINDS[kind].plural}, each superseded by "
+                                    "the next: none of them would be in force", line=number)
 
     def _check_unique(self, line: Line) -> None:
         spec, obj = KINDS[line.kind], line.obj
@@ -294,6 +308,23 @@ class _Ids:
         later = order[1:][ranked[1:] == ranked[:-1]]
         at = int(later.min())
         return uuid.UUID(bytes=bytes(self.ids[at * 16:at * 16 + 16])), self.numbers[at]
+
+
+def loop_in(links: dict) -> list | None:
+    """The first loop of ``links`` (each id mapped to the id it names, or None), as its ids
+    from the one met first in the order of ``links``; None when every chain ends. Each id is
+    named at most once (one-to-one links), so a chain entering a loop starts on it."""
+    ended: set = set()
+    for start in links:
+        path, on_path, pk = [], set(), start
+        while pk is not None and pk not in ended and pk not in on_path:
+            path.append(pk)
+            on_path.add(pk)
+            pk = links.get(pk)
+        if pk is not None and pk in on_path:
+            return path[path.index(pk):]
+        ended.update(path)
+    return None
 
 
 def describe(names: tuple[str, ...], values: tuple) -> str:

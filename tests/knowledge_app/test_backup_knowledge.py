@@ -395,8 +395,8 @@ def test_a_superseded_by_moved_between_decisions_far_apart_in_the_file_imports(
     newer = "2999-01-01T00:00:00.000000+00:00"
     first = next(i for i in items if i.get("id") == str(knowledge["first"].pk))
     first.update(superseded_by_id=None, status="active", updated_at=newer)
-    other = next(i for i in items if i["kind"] == "decision" and i["id"] not in (
-        str(knowledge["first"].pk), target) and i["superseded_by_id"] is None)
+    # Not the decision "second" is superseded by: superseding "second" it would close a loop.
+    other = next(i for i in items if i["kind"] == "decision" and i["title"] == "Drop tests")
     other.update(superseded_by_id=target, status="superseded", updated_at=newer)
     run_import(lines_of(items), dry_run=True)
     run_import(lines_of(items))
@@ -408,8 +408,8 @@ def test_a_superseded_by_already_named_on_this_server_is_refused_at_the_check(kn
     text = export(account="alice")
     items = records(text)
     target = str(knowledge["second"].pk)  # "first" is superseded by it here
-    other = next(i for i in items if i["kind"] == "decision" and i["id"] not in (
-        str(knowledge["first"].pk), target) and i["superseded_by_id"] is None)
+    # Not the decision "second" is superseded by: superseding "second" it would close a loop.
+    other = next(i for i in items if i["kind"] == "decision" and i["title"] == "Drop tests")
     other.update(superseded_by_id=target, status="superseded",
                  updated_at="2999-01-01T00:00:00.000000+00:00")
     first = next(i for i in items if i.get("id") == str(knowledge["first"].pk))
@@ -418,6 +418,61 @@ def test_a_superseded_by_already_named_on_this_server_is_refused_at_the_check(kn
     with pytest.raises(ImportRefused, match=f"line {number}: superseded_by {target} already "
                                             f"names the decision {knowledge['first'].pk}"):
         run_import(lines_of(items), dry_run=True)
+
+
+def _chain(items: list[dict], knowledge) -> list[dict]:
+    """The file's lines of the chain first -> second -> third (in force)."""
+    first = next(i for i in items if i.get("id") == str(knowledge["first"].pk))
+    second = next(i for i in items if i.get("id") == first["superseded_by_id"])
+    third = next(i for i in items if i.get("id") == second["superseded_by_id"])
+    return [first, second, third]
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_a_loop_of_supersedes_in_the_file_is_refused_naming_a_line_of_it(knowledge, size):
+    """Each decision named by one other, none by itself: all passed, and a restore held
+    decisions all superseded, each by the next, with no decision of the loop in force."""
+    items = records(export(account="alice"))
+    chain = _chain(items, knowledge)
+    last = chain[size - 1]
+    last.update(superseded_by_id=chain[0]["id"], status="superseded")
+    if size == 2:
+        chain[2].update(status="active", superseded_by_id=None)
+    number = items.index(chain[0]) + 1
+    for here in ("kept as they are", "none"):  # the file is refused, whatever this server has
+        if here == "none":
+            wipe()
+        for dry_run in (True, False):
+            with pytest.raises(ImportRefused) as refused:
+                run_import(lines_of(items), dry_run=dry_run)
+            assert refused.value.message == (
+                f"line {number}: superseded_by {chain[0]['superseded_by_id']} closes a loop "
+                f"of {size} decisions, each superseded by the next: none of them would be in "
+                "force")
+    assert not Decision.objects.exists() and not User.objects.exists()
+
+
+def test_a_file_whose_supersede_closes_a_loop_with_this_servers_is_refused(knowledge):
+    """The file's copy of a decision is written where it is newer, the others kept as this
+    server has them: a file in which "first" is superseded by "second", imported where
+    "second" is (since) superseded by "first", left both superseded, each by the other."""
+    items = records(export(account="alice"))
+    first, second, third = _chain(items, knowledge)
+    first["updated_at"] = "2999-01-01T00:00:00.000000+00:00"  # the file's copy is written
+    Decision.objects.filter(pk=first["id"]).update(superseded_by=None, status="active")
+    Decision.objects.filter(pk=second["id"]).update(superseded_by=first["id"])  # kept: as new
+    before = snapshot()
+    number = items.index(first) + 1
+    for dry_run in (True, False):
+        with pytest.raises(ImportRefused) as refused:
+            run_import(lines_of(items), dry_run=dry_run)
+        assert refused.value.message == (
+            f"line {number}: superseded_by {second['id']} would close a loop of 2 decisions "
+            "with those on this server, each superseded by the next: none of them would be "
+            "in force")
+    assert snapshot() == before
+    run_import(lines_of(items), overwrite=True)  # the file's chain whole: no loop
+    assert Decision.objects.get(pk=second["id"]).superseded_by_id == uuid.UUID(third["id"])
 
 
 # --- vectors ---------------------------------------------------------------------------------
