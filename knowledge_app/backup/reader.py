@@ -69,14 +69,20 @@ class Reader:
         self.provider = get_provider()
 
     def lines(self, file) -> Iterator[Line]:
-        number, ended = 0, False
+        """The file's lines, each checked. A blank line (spaces, or a line break left after
+        the end line by an editor) holds nothing and is passed over; lines keep their
+        numbers as an editor shows them."""
+        number, ended, started = 0, False, False
         for number, raw in enumerate(file, 1):
+            if raw.isspace():
+                continue
             record = self._parse(raw, number)
             kind = record.get("kind")
             if ended:
                 raise ImportRefused("nothing may follow the end line", line=number)
-            if number == 1:
+            if not started:
                 self._header(record, number)
+                started = True
             elif kind == "end":
                 self._links_to_later_lines()
                 self._no_loops()
@@ -90,7 +96,7 @@ class Reader:
             else:
                 raise ImportRefused(f"unknown kind {kind!r}", line=number)
         self.report.lines, self.report.counts = number, self.counts
-        if not number:
+        if not started:
             raise ImportRefused("the file is empty")
         if not ended:
             raise ImportRefused(

@@ -440,6 +440,25 @@ def test_a_file_cut_short_or_without_its_header_is_refused(data):
     assert not Memory.objects.exists() and not User.objects.exists()
 
 
+def test_blank_lines_and_crlf_line_ends_are_read_as_the_export_wrote_them(data):
+    """An export edited by hand (a blank line left between two, a line of spaces, Windows
+    line ends, a line break after the end line) refused the whole file as "not valid
+    JSON": a blank line holds nothing, and is passed over."""
+    before = snapshot()
+    lines = export().splitlines()
+    edited = "\r\n".join(["", *lines[:3], "", "  \t", *lines[3:], "", ""])
+    wipe()
+    checked = run_import(edited, dry_run=True)
+    report = run_import(edited)
+    assert snapshot() == before
+    assert checked.counts == report.counts and report.lines == len(lines) + 4
+    bad = edited.replace(lines[4], lines[4][:-5])  # lines keep their numbers in errors
+    with pytest.raises(ImportRefused, match="^line 8: not valid JSON"):
+        run_import(bad, dry_run=True)
+    with pytest.raises(ImportRefused, match="^the file is empty$"):
+        run_import("\n \r\n\n")
+
+
 def test_a_bad_account_line_is_refused_with_its_number(data):
     items = records(export())
     number = next(n for n, i in enumerate(items, 1) if i["kind"] == "account")
