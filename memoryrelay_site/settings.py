@@ -26,10 +26,14 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    """A whole number of at least ``minimum`` (unset or empty: ``default``); anything else
-    stops the server at start with an error that names the setting."""
-    return _env_number(name, default, minimum, int, "a whole number")
+def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number of at least ``minimum`` and at most ``maximum`` (unset or empty:
+    ``default``); anything else stops the server at start with an error that names the
+    setting."""
+    number = _env_number(name, default, minimum, int, "a whole number")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {number}")
+    return number
 
 
 def env_float(name: str, default: float, minimum: float = 0.0) -> float:
@@ -342,7 +346,10 @@ MEMORYRELAY_MAX_HEADER_FIELDS = env_int("MEMORYRELAY_MAX_HEADER_FIELDS", 100, mi
 MEMORYRELAY_WORKER_THREADS = env_int("MEMORYRELAY_WORKER_THREADS", 4, minimum=1)
 
 # --- Product settings.
-MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000, minimum=1)
+# Characters; at most what a summary given through the API may hold (SessionEndInput), so
+# the server never writes a summary its own API, and a restore of its backup, refuses.
+MEMORYRELAY_SUMMARY_BUDGET = env_int("MEMORYRELAY_SUMMARY_BUDGET", 1000, minimum=1,
+                                     maximum=50_000)
 # A session's summary reads at most this many of its newest live memories (bounded time
 # and memory whatever the session's size; see benchmarks/summarize_scale_bench.py).
 MEMORYRELAY_SUMMARY_MAX_MEMORIES = env_int("MEMORYRELAY_SUMMARY_MAX_MEMORIES", 10000, minimum=1)

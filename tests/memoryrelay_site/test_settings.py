@@ -179,6 +179,9 @@ def settings_in(env: dict, code: str = "import django; django.setup()"):
     ({"MEMORYRELAY_HEADER_TIMEOUT": "-1"}, "MEMORYRELAY_HEADER_TIMEOUT must be at least 0.1"),
     ({"MEMORYRELAY_EMBEDDINGS_TIMEOUT": "nan"}, "MEMORYRELAY_EMBEDDINGS_TIMEOUT must be a number"),
     ({"MEMORYRELAY_WORKER_THREADS": "abc"}, "MEMORYRELAY_WORKER_THREADS must be a whole number"),
+    # A summary past what the API takes was written, and its backup refused on restore.
+    ({"MEMORYRELAY_SUMMARY_BUDGET": "50001"},
+     "MEMORYRELAY_SUMMARY_BUDGET must be at most 50000, got 50001"),
     ({"MEMORYRELAY_EMBEDDINGS": "Local"}, "MEMORYRELAY_EMBEDDINGS must be one of local, openai"),
     ({"MEMORYRELAY_ENTITY_EXTRACTOR": "spaCy"}, "MEMORYRELAY_ENTITY_EXTRACTOR must be one of"),
     ({"MEMORYRELAY_TASK_BACKEND": "foo"}, "MEMORYRELAY_TASK_BACKEND must be one of database, rq"),
@@ -198,6 +201,14 @@ def test_a_bad_setting_stops_the_server_at_start_with_one_line_naming_it(env, sa
     done = settings_in(env)
     assert done.returncode != 0
     assert "ImproperlyConfigured: " + said in done.stderr.strip().splitlines()[-1]
+
+
+def test_the_longest_summary_budget_is_the_longest_summary_the_api_takes():
+    from sessions_app.serializers import SessionEndInput
+
+    done = settings_in({"MEMORYRELAY_SUMMARY_BUDGET": "50000"})
+    assert done.returncode == 0, done.stderr
+    assert SessionEndInput().fields["summary"].max_length == 50_000
 
 
 def test_the_install_key_file_unreadable_or_empty_is_said_at_start(tmp_path):
