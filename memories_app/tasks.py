@@ -124,10 +124,12 @@ def _failed(memory: Memory, exc: Exception) -> str:
 def memory_embed_retry(*, memory_ids) -> int:
     """Failed writes start over (the admin's retry): attempts reset, status ``pending``. A
     queue out of reach (Redis down) leaves them pending for the sweep to queue."""
-    ids = list(Memory.objects.live().filter(pk__in=list(memory_ids), status=WriteStatus.FAILED)
-               .values_list("pk", flat=True))
-    Memory.objects.filter(pk__in=ids, status=WriteStatus.FAILED).update(
-        status=WriteStatus.PENDING, status_attempts=0, status_changed_at=timezone.now())
+    failed = Memory.objects.live().filter(status=WriteStatus.FAILED)
+    # Each taken by a conditional update, so of two retries at once one queues it (both
+    # read it failed, and both queued it and counted it).
+    ids = [pk for pk in failed.filter(pk__in=list(memory_ids)).values_list("pk", flat=True)
+           if failed.filter(pk=pk).update(status=WriteStatus.PENDING, status_attempts=0,
+                                          status_changed_at=timezone.now())]
     for pk in ids:
         try:
             task_enqueue(memory_embed, str(pk))

@@ -153,6 +153,30 @@ def test_retrying_with_redis_down_leaves_the_writes_pending_for_the_sweep(
     assert any("the sweep queues it later" in r.getMessage() for r in caplog.records)
 
 
+def test_a_retry_counts_and_queues_only_the_writes_it_took(account, agent, monkeypatch):
+    """Another retry took the write between this one's reading and its update: both
+    counted it (a second "Queued again" in its history) and both queued it."""
+    from django.db import connection
+
+    from memories_app import tasks
+
+    failed = memory_create(account=account, agent_ref=agent.name, content="failed")
+    Memory.objects.filter(pk=failed.pk).update(status="failed")
+    queued = []
+    monkeypatch.setattr(tasks, "task_enqueue", lambda task, *args, **kw: queued.append(args))
+    taken = []
+
+    def the_other_retry_first(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("UPDATE") and not taken:
+            taken.append(None)  # once: this update passes through here too
+            taken[0] = Memory.objects.filter(pk=failed.pk).update(status="pending")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(the_other_retry_first):
+        assert tasks.memory_embed_retry(memory_ids=[failed.pk]) == 0
+    assert taken == [1] and queued == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_change_whose_history_cannot_be_written_is_undone(admin_client, account, agent,
                                                              monkeypatch):
