@@ -10,8 +10,8 @@ from memoryrelay_site.admin_tools import (
     FilterSafeAdmin,
     SoftDeleteAdmin,
     delete_action,
-    may_view,
     restore_action,
+    unless_may_view,
 )
 from memoryrelay_site.errors import ServiceError
 
@@ -38,9 +38,8 @@ class EntityLinkInline(admin.TabularInline):
             "memory__embedding")
 
     def get_fields(self, request, obj=None):
-        if may_view(request, EntityLink._meta.get_field("memory").related_model):
-            return self.fields
-        return ["memory_ref", *self.fields[2:]]  # no text for staff who may not view it
+        return unless_may_view(request, EntityLink._meta.get_field("memory").related_model,
+                               self.fields, {"memory": "memory_ref", "memory_content": None})
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)

@@ -9,6 +9,7 @@ from memoryrelay_site.admin_tools import (
     may_view,
     restore_action,
     service_action,
+    unless_may_view,
 )
 
 from . import services, tasks
@@ -79,22 +80,18 @@ class WebhookDeliveryAdmin(FilterSafeAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).defer("memory__embedding")
 
+    # The memory (its text) for staff who may view memories; others see its id.
     def get_list_display(self, request):
-        return self._memory_for(request, super().get_list_display(request))
+        return unless_may_view(request, Memory, super().get_list_display(request),
+                               {"memory": "memory_ref"})
 
     def get_fields(self, request, obj=None):
         names = [n for n in super().get_fields(request, obj) if n != "memory_ref"]
-        return self._memory_for(request, names)
+        return unless_may_view(request, Memory, names, {"memory": "memory_ref"})
 
     def get_readonly_fields(self, request, obj=None):
         shown = () if may_view(request, Memory) else ("memory_ref",)
         return [*super().get_readonly_fields(request, obj), *shown]
-
-    def _memory_for(self, request, names):
-        """The memory (its text) for staff who may view memories; others see its id."""
-        if may_view(request, Memory):
-            return names
-        return [("memory_ref" if n == "memory" else n) for n in names]
 
     @admin.display(description="memory")
     def memory_ref(self, delivery) -> str:

@@ -31,6 +31,17 @@ def may_view(request, model) -> bool:
                for a in ("view", "change"))
 
 
+def unless_may_view(request, model, names, instead: dict) -> list:
+    """The field names ``names`` of a page as they are for staff who may view ``model``'s
+    rows (:func:`may_view`); for others each named in ``instead`` (one showing those rows'
+    text) is its stand-in there (an id, a count), or left out where that is None."""
+    if may_view(request, model):
+        return list(names)
+    shown = [instead.get(name, name) for name in names]
+    return [name for i, name in enumerate(shown) if name is not None
+            and name not in shown[:i]]
+
+
 class DeletedFilter(admin.SimpleListFilter):
     title = "deleted"
     parameter_name = "deleted"

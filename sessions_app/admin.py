@@ -8,9 +8,9 @@ from memoryrelay_site.admin_tools import (
     FewValuesFilter,
     SoftDeleteAdmin,
     delete_action,
-    may_view,
     restore_action,
     service_action,
+    unless_may_view,
     write_changed,
 )
 from memoryrelay_site.db import locked_live
@@ -127,10 +127,8 @@ class SessionAdmin(SoftDeleteAdmin):
     def _memories_for(self, request, names):
         """The memories' text only for staff who may view memories; others see their
         count."""
-        memory = Session._meta.get_field("memories").related_model
-        if may_view(request, memory):
-            return names
-        return [("memory_count" if n == "memories" else n) for n in names]
+        return unless_may_view(request, Session._meta.get_field("memories").related_model,
+                               names, {"memories": "memory_count"})
 
     @admin.display(ordering="memory_count")
     def memory_count(self, obj) -> int:
